@@ -73,7 +73,9 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.check:
         return asyncio.run(_schema_check(settings))
     from registro.store.migrate import upgrade
+    from registro.telemetry.logs import configure_logging
 
+    configure_logging(settings.log_level)
     upgrade(settings.database)
     print("schema is current")
     return 0
