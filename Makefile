@@ -132,11 +132,11 @@ stack-down: ## remove the stack: containers, networks, volumes
 
 .PHONY: rollout-local
 rollout-local: $(E2E_VENV)/.installed ## replace the replicas one at a time with registro:$(TAG), each drained first
-	$(E2E_VENV)/bin/python -m tests.e2e.stackctl rollout $(TAG)
+	$(E2E_VENV)/bin/python deploy/docker/stackctl.py rollout $(TAG)
 
 .PHONY: canary-local
 canary-local: $(E2E_VENV)/.installed ## one replica of registro:$(TAG) at 10%, analysed, promoted or aborted (FAULT_ERROR_RATE=0.2 to inject)
-	$(E2E_VENV)/bin/python -m tests.e2e.stackctl canary $(TAG) --fault-error-rate $(or $(FAULT_ERROR_RATE),0)
+	$(E2E_VENV)/bin/python deploy/docker/stackctl.py canary $(TAG) --fault-error-rate $(or $(FAULT_ERROR_RATE),0)
 
 .PHONY: e2e
 e2e: $(E2E_VENV)/.installed docker ## start the stack and run the drills against it; always stops it
