@@ -1,0 +1,76 @@
+"""The drills run against the stack `make stack-up` started (make e2e does both, and stops it).
+
+A stack that is not up fails the drills: they are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+os.chdir(ROOT)
+sys.path.insert(0, str(ROOT / "deploy" / "docker"))
+
+import stackctl  # noqa: E402
+
+CA = str(ROOT / ".work" / "certs" / "ca.crt")
+SERVICES = ("etcd", "pg1", "pg2", "pgproxy", "app1", "app2", "app3", "haproxy", "prometheus")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stack() -> None:
+    states = {s: stackctl.container_state(s) for s in SERVICES}
+    unhealthy = {s: state for s, state in states.items() if state != "healthy"}
+    if unhealthy:
+        pytest.fail(f"the stack is not up and healthy (make stack-up): {unhealthy}")
+
+
+@pytest.fixture(scope="session")
+def ca() -> str:
+    return CA
+
+
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    """An admin key made with the service's own CLI inside a replica."""
+    cid = stackctl.container("app1")
+    assert cid, "app1 is not running"
+    out = subprocess.run(
+        ["docker", "exec", cid, "registro", "keys", "create", f"e2e-{uuid.uuid4().hex[:8]}",
+         "--scopes", "read,write,admin"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    return out.stdout.strip()
+
+
+def head_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def build_variant(label: str) -> tuple[str, str]:
+    """The service image of this checkout, labelled as another revision (tag, commit), for
+    drills that need a 'new release'. Only the revision label differs from the running one."""
+    commit = f"{head_commit()[:12]}-{label}"
+    tag = f"e2e-{label}"
+    subprocess.run(["make", "--no-print-directory", "image", f"TAG={tag}", f"GIT_COMMIT={commit}"],
+                   check=True, capture_output=True, timeout=900)
+    return tag, commit
+
+
+def replica_commit(service: str) -> str:
+    cid = stackctl.container(service)
+    assert cid, f"{service} is not running"
+    out = subprocess.run(
+        ["docker", "exec", cid, "python3", "-c",
+         "import json, urllib.request as u;"
+         "print(json.load(u.urlopen('http://127.0.0.1:8000/version', timeout=5))['commit'])"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )
+    return out.stdout.strip()
