@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 STACK = ["deploy/docker/stack.sh"]
+PROJECT = "registro"
 STATE_ENV = Path(".work/stack/stack.env")
 ANALYSIS_TEMPLATE = Path("deploy/k8s/base/analysis-template.yaml")
 PROMETHEUS = "http://127.0.0.1:9090"
@@ -77,7 +78,9 @@ def compose(*args: str, env: dict[str, str] | None = None, check: bool = True) -
 
 
 def container(service: str) -> str | None:
-    ids = compose("ps", "-q", service, check=False).split()
+    """The service's newest container (running or not), by compose's labels."""
+    ids = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}",
+                 "--filter", f"label=com.docker.compose.service={service}").split()
     return ids[0] if ids else None
 
 

@@ -1,0 +1,64 @@
+"""Replica crash: kill -9 one replica under load. HAProxy routes around it within 3 s, the
+failed requests are no more than those in flight at the kill, and the replica rejoins."""
+
+from __future__ import annotations
+
+import time
+
+import stackctl
+
+from tests.e2e import load as loadgen
+from tests.e2e.report import conclude
+
+VICTIM = "app2"
+ROUTED_AROUND_WITHIN = 3.0
+
+
+def test_replica_crash(ca: str, api_key: str) -> None:
+    cid = stackctl.container(VICTIM)
+    assert cid and stackctl.servers()[VICTIM].in_pool, f"{VICTIM} must be up before the drill"
+    with loadgen.Load(ca=ca, key=api_key, rate=60, concurrency=12, max_seconds=150) as load:
+        load.wait(8)
+        stackctl.docker("kill", "--signal", "KILL", cid)
+        killed_at = time.time()
+        in_flight = len(load.started_before(killed_at))
+        marked_down_after = stackctl.wait_for(
+            f"HAProxy marks {VICTIM} down", lambda: not stackctl.servers()[VICTIM].up, 30, 0.1)
+        load.wait(12)
+
+        stackctl.docker("start", cid)
+        restarted_at = time.time()
+        stackctl.wait_for(f"{VICTIM} healthy", lambda: stackctl.container_state(VICTIM) == "healthy", 120, 1)
+        rejoined_after = stackctl.wait_for(
+            f"{VICTIM} back in HAProxy's pool", lambda: stackctl.servers()[VICTIM].in_pool, 60, 0.2)
+        rejoined_after += time.time() - restarted_at - rejoined_after
+        served_before = int(stackctl.stat(VICTIM)["stot"])
+        load.wait(6)
+        served_after_rejoin = int(stackctl.stat(VICTIM)["stot"]) - served_before
+        results = load.stop()
+
+    failed = loadgen.failures(results)
+    late = [r for r in failed if r.start > killed_at + ROUTED_AROUND_WITHIN]
+    last_failure_after = max((r.end - killed_at for r in failed), default=0.0)
+    conclude(
+        "replica-crash", "Replica crash (kill -9 under load)",
+        f"`docker kill --signal KILL` on {VICTIM} while {load.concurrency} clients send "
+        f"{load.rate:.0f} requests/s (reads, writes, /version); then the container is started again.",
+        {
+            "load": loadgen.summary(results),
+            "requests in flight at the kill": in_flight,
+            "failed requests": len(failed),
+            "failures": sorted({f"{r.op}: {r.status or r.error}" for r in failed})[:5],
+            "HAProxy marked it down after (s)": round(marked_down_after, 2),
+            "last failed request ended after the kill (s)": round(last_failure_after, 2),
+            "failed requests started later than 3 s after the kill": len(late),
+            "rejoined the pool after restart (s)": round(rejoined_after, 1),
+            "requests it served in the 6 s after rejoining": served_after_rejoin,
+        },
+        {
+            "marked down within 3 s": marked_down_after <= ROUTED_AROUND_WITHIN,
+            "failures <= requests in flight at the kill": len(failed) <= in_flight,
+            "no failure among requests started after kill + 3 s": not late,
+            "rejoined and serves again": served_after_rejoin > 0,
+        },
+    )
