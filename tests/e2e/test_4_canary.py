@@ -1,0 +1,125 @@
+"""Canary: `make canary-local TAG=...` runs one replica of a new revision at ~10% of traffic and
+judges it with the AnalysisTemplate's own queries against Prometheus. A healthy canary is
+promoted; one injecting 20% errors is aborted automatically and traffic returns to stable."""
+
+from __future__ import annotations
+
+import time
+
+import stackctl
+
+from tests.e2e import load as loadgen
+from tests.e2e.conftest import build_variant, replica_commit
+from tests.e2e.report import conclude
+from tests.e2e.test_3_rolling_update import run_make
+
+DESCRIPTION = (
+    "One replica of the new revision joins HAProxy's pool with weight 10 beside 3 stable replicas "
+    "of weight 30, while {c} clients send {r:.0f} requests/s. stackctl reads "
+    "deploy/k8s/base/analysis-template.yaml, substitutes service-name=registro-canary and "
+    "measures each metric every `interval` against the local Prometheus, deciding with the "
+    "template's successCondition/failureCondition, count and failureLimit as Argo Rollouts does."
+)
+
+
+def window(events: list[dict], start: str, end: str) -> tuple[float, float]:
+    t0 = next(e["t"] for e in events if e["event"] == start)
+    t1 = next(e["t"] for e in events if e["event"] == end)
+    return t0, t1
+
+
+def during(results: list[loadgen.Result], t0: float, t1: float) -> list[loadgen.Result]:
+    return [r for r in results if t0 <= r.start <= t1]
+
+
+def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
+    stable_commit = replica_commit("app1")
+    tag, commit = build_variant("canary")
+    with loadgen.Load(ca=ca, key=api_key, rate=40, concurrency=8, max_seconds=600) as load:
+        load.wait(5)
+        code, events, took = run_make("canary-local", f"TAG={tag}", timeout=540)
+        done_at = time.time()
+        load.wait(5)
+        results = load.stop()
+
+    phase = next((e["phase"] for e in events if e["event"] == "analysis"), None)
+    measurements = next((e["measurements"] for e in events if e["event"] == "analysis"), {})
+    t0, t1 = window(events, "ready", "analysis") if phase else (0, 0)
+    canary_window = during(results, t0, t1)
+    versions = [r.commit for r in canary_window if r.op == "version" and r.ok]
+    share = versions.count(commit) / len(versions) if versions else 0.0
+    failed = loadgen.failures(results)
+    commits = {s: replica_commit(s) for s in stackctl.STABLE}
+    conclude(
+        "canary-healthy", "Canary of a healthy revision (make canary-local)",
+        DESCRIPTION.format(c=load.concurrency, r=load.rate) + " Here the canary is healthy.",
+        {
+            "load": loadgen.summary(results),
+            "analysis": phase,
+            "measurements": {k: " ".join(v) for k, v in measurements.items()},
+            "share of /version answers from the canary during analysis": f"{share:.1%} of {len(versions)}",
+            "failed requests during the canary": f"{len(loadgen.failures(canary_window))} of {len(canary_window)}",
+            "failed requests in the whole drill": len(failed),
+            "canary to promoted, total (s)": round(took, 1),
+            "stable revision before": stable_commit,
+        },
+        {
+            "make canary-local exit 0": code == 0,
+            "analysis Successful": phase == "Successful",
+            "canary promoted": any(e["event"] == "canary-promoted" for e in events),
+            "canary got between 4% and 20% of requests": 0.04 <= share <= 0.20,
+            "zero failed requests": not failed,
+            "every replica runs the canary's revision after promotion": set(commits.values()) == {commit},
+            "all /version answers after promotion are the new revision": {
+                r.commit for r in results if r.op == "version" and r.ok and r.start > done_at} == {commit},
+            "the canary replica is gone": stackctl.container(stackctl.CANARY_SERVICE) is None,
+        },
+    )
+
+
+def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
+    stable_commit = replica_commit("app1")
+    tag, commit = build_variant("faulty")
+    with loadgen.Load(ca=ca, key=api_key, rate=40, concurrency=8, max_seconds=600) as load:
+        load.wait(5)
+        code, events, took = run_make("canary-local", f"TAG={tag}", "FAULT_ERROR_RATE=0.2", timeout=540)
+        aborted_at = time.time()
+        load.wait(10)
+        results = load.stop()
+
+    phase = next((e["phase"] for e in events if e["event"] == "analysis"), None)
+    measurements = next((e["measurements"] for e in events if e["event"] == "analysis"), {})
+    t0, t1 = window(events, "canary-start", "canary-removed") if phase else (0, 0)
+    canary_window = during(results, t0, t1)
+    canary_failed = loadgen.failures(canary_window)
+    after = [r for r in results if r.start > aborted_at]
+    versions = [r.commit for r in canary_window if r.op == "version" and r.ok]
+    share = versions.count(commit) / len(versions) if versions else 0.0
+    conclude(
+        "canary-faulty", "Canary injecting 20% errors (make canary-local FAULT_ERROR_RATE=0.2)",
+        DESCRIPTION.format(c=load.concurrency, r=load.rate)
+        + " Here the canary answers 20% of /data requests with an injected 500.",
+        {
+            "load": loadgen.summary(results),
+            "analysis": phase,
+            "measurements": {k: " ".join(v) for k, v in measurements.items()},
+            "share of /version answers from the canary": f"{share:.1%} of {len(versions)}",
+            "failed requests while the canary ran": f"{len(canary_failed)} of {len(canary_window)} "
+                                                    f"({len(canary_failed) / max(len(canary_window), 1):.2%})",
+            "canary start to aborted (s)": round(took, 1),
+            "failed requests after the abort": f"{len(loadgen.failures(after))} of {len(after)}",
+        },
+        {
+            "make canary-local fails (aborted)": code != 0,
+            "analysis Failed": phase == "Failed",
+            "canary aborted and removed": any(e["event"] == "canary-aborted" for e in events)
+            and stackctl.container(stackctl.CANARY_SERVICE) is None,
+            "the injected faults reached clients (the drill can see them)": len(canary_failed) > 0,
+            "every failure is an injected fault": all(
+                r.status == 500 and "Injected fault" in (r.error or "") for r in canary_failed),
+            "zero failures after the abort": not loadgen.failures(after),
+            "traffic back on the stable revision": {
+                r.commit for r in after if r.op == "version" and r.ok} == {stable_commit},
+            "stable replicas untouched": {replica_commit(s) for s in stackctl.STABLE} == {stable_commit},
+        },
+    )
