@@ -1,0 +1,74 @@
+"""Isolation: the load balancer's container cannot reach the database (it is not on the data
+network); a replica, which is, can (the control that shows the probe itself works)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import stackctl
+
+from tests.e2e import load as loadgen
+from tests.e2e.report import conclude
+
+PROBE = "exec 3<>/dev/tcp/{host}/{port}"
+
+
+def address(service: str, network: str = "registro_data") -> str:
+    cid = stackctl.container(service)
+    assert cid
+    return stackctl.docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
+                           cid).strip()
+
+
+def reach(from_service: str, host: str, port: int) -> bool:
+    cid = stackctl.container(from_service)
+    assert cid
+    result = subprocess.run(["docker", "exec", cid, "timeout", "3", "bash", "-c",
+                             PROBE.format(host=host, port=port)],
+                            capture_output=True, timeout=30, check=False)
+    return result.returncode == 0
+
+
+def resolves(from_service: str, name: str) -> bool:
+    cid = stackctl.container(from_service)
+    assert cid
+    return subprocess.run(["docker", "exec", cid, "getent", "hosts", name],
+                          capture_output=True, timeout=30, check=False).returncode == 0
+
+
+def reach_from_replica(host: str, port: int) -> bool:
+    cid = stackctl.container("app1")
+    assert cid
+    code = ("import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])), 3); s.close()")
+    return subprocess.run(["docker", "exec", cid, "python3", "-c", code, host, str(port)],
+                          capture_output=True, timeout=30, check=False).returncode == 0
+
+
+def test_load_balancer_cannot_reach_the_database(ca: str, api_key: str) -> None:
+    targets = {f"{svc}:5432": address(svc) for svc in ("pg1", "pg2", "pgproxy")}
+    with loadgen.Load(ca=ca, key=api_key, rate=20, concurrency=4, max_seconds=120) as load:
+        from_lb = {name: reach("haproxy", ip, 5432) for name, ip in targets.items()}
+        names_from_lb = {svc: resolves("haproxy", svc) for svc in ("pg1", "pg2", "pgproxy", "etcd")}
+        from_replica = {name: reach_from_replica(ip, 5432) for name, ip in targets.items()}
+        lb_reaches_replica = reach("haproxy", "app1", 8000)
+        results = load.stop()
+    conclude(
+        "isolation", "Network isolation (the load balancer cannot reach the database)",
+        "From inside the HAProxy container, a TCP connection to port 5432 of each database "
+        "container's address and a DNS lookup of their names; the same connection from a service "
+        "replica is the control. Under light load.",
+        {
+            "load": loadgen.summary(results),
+            "from HAProxy, TCP connect succeeded": from_lb,
+            "from HAProxy, name resolved": names_from_lb,
+            "from a replica, TCP connect succeeded": from_replica,
+            "HAProxy reaches a replica (control)": lb_reaches_replica,
+        },
+        {
+            "HAProxy cannot connect to any database port": not any(from_lb.values()),
+            "HAProxy cannot resolve the database names": not any(names_from_lb.values()),
+            "a replica can connect to every one (the probe works)": all(from_replica.values()),
+            "HAProxy reaches the replicas (the probe works)": lb_reaches_replica,
+            "no failed request": not loadgen.failures(results),
+        },
+    )
