@@ -53,9 +53,11 @@ def test_smoke_over_tls(ca: str, api_key: str) -> None:
         checks["GET /data/{id} 200"] = api.get(f"/data/{rid}").json() == {"id": rid, "name": name}
         checks["GET /data/{id} unknown 404"] = (
             (r := api.get("/data/2147483000")).status_code == 404 and r.json() == {"message": "Data not found"})
+        second = api.post("/data", json={"name": name + "-2"}, headers=auth)
         page = api.get("/data", params={"limit": 1})
         checks["GET /data paginated with Link rel=next"] = (
-            page.status_code == 200 and len(page.json()) == 1 and 'rel="next"' in page.headers.get("link", ""))
+            second.status_code == 200 and page.status_code == 200 and len(page.json()) == 1
+            and 'rel="next"' in page.headers.get("link", ""))
         renamed = api.put(f"/data/{rid}", json={"name": name + "-b"}, headers=auth)
         checks["PUT 200"] = renamed.status_code == 200 and renamed.json()["name"] == name + "-b"
         checks["PUT unknown 404"] = api.put("/data/2147483000", json={"name": name + "-c"}, headers=auth).status_code == 404
