@@ -93,7 +93,8 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
                 token, key = new_key(args.name, scopes)
                 await store.add_key(key)
             except (ValueError, NameTaken) as exc:
-                print(f"registro: {exc or f'a key named {args.name!r} exists'}", file=sys.stderr)
+                reason = str(exc) or f"a key named {args.name!r} exists"
+                print(f"registro: {reason}", file=sys.stderr)
                 return 2
             print(token)
             print(f"(key {args.name!r}, scopes {','.join(sorted(scopes))}: "
