@@ -21,7 +21,7 @@ BAD_BODIES = [
     ("newline", b'{"name": "a\\nb"}', NOT_JSON, 422),
     ("lone surrogate", b'{"name": "\\ud800"}', NOT_JSON, 422),
     ("nul byte", b'{"name": "a\\u0000"}', NOT_JSON, 422),
-    ("invalid utf-8", b'{"name": "\xff\xfe"}', NOT_JSON, 400),
+    ("invalid utf-8", b'{"name": "\xff\xfe"}', NOT_JSON, 422),
     ("form encoded", b"name=a", {"content-type": "application/x-www-form-urlencoded"}, 415),
     ("text/plain", b'{"name": "a"}', {"content-type": "text/plain"}, 415),
     ("no content type", b'{"name": "a"}', {}, 415),

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import Request
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from registro.auth import ANONYMOUS, Principal
 from registro.store import Actor
 from registro.telemetry.requests import request_id
-
-BEARER = "bearerAuth"
-SECURITY_SCHEMES = {BEARER: {"type": "http", "scheme": "bearer", "description": "An API key"}}
-KEY_REQUIRED: dict[str, Any] = {"security": [{BEARER: []}]}
-KEY_OPTIONAL: dict[str, Any] = {"security": [{}, {BEARER: []}]}
-
 
 async def authorize(request: Request, scope: str) -> Principal:
     """The caller, if REGISTRO_AUTH asks for a key for this scope; 401/403 otherwise.

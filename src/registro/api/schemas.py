@@ -75,6 +75,23 @@ class AuditEntryOut(BaseModel):
     client: str | None
 
 
+class InvalidOut(BaseModel):
+    message: str
+    errors: list[dict[str, str]] = Field(description="Each problem: `loc` (where) and `msg`")
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    limit: int = Field(default=100, ge=1, le=1000, description="Records per page")
+    after: int = Field(default=0, ge=0, le=MAX_ID, description="Last id of the previous page")
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    limit: int = Field(default=100, ge=1, le=1000, description="Entries per page")
+    before: int | None = Field(default=None, ge=1, le=MAX_ID, description="Last id seen")
+
+
 class VersionOut(BaseModel):
     version: str
     commit: str
