@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------------------------------------
 # The service: run it, test it, measure it
@@ -32,6 +32,21 @@ run: venv ## run the service on 127.0.0.1:8000 with a local SQLite database
 .PHONY: test
 test: venv ## the service's tests: unit and integration (real PostgreSQL), with coverage
 	$(BIN)/pytest tests/unit tests/integration --cov=registro --cov-report=term:skip-covered
+
+.PHONY: lint
+lint: venv ## ruff (lint and format) and mypy --strict
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+.PHONY: fmt
+fmt: venv ## format and auto-fix what ruff can
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+.PHONY: bench
+bench: venv ## the service against the raw reference on PostgreSQL; writes docs/benchmarks.md
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 .PHONY: lock
 lock: venv ## re-pin the dependencies after editing pyproject.toml

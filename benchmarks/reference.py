@@ -71,7 +71,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if row is None:
             await _reply(send, 409, {"message": "Data already exists"})
         else:
-            await _reply(send, 200, {"message": "Data inserted successfully", "id": row[0],
-                                     "name": row[1]})
+            await _reply(
+                send, 200, {"message": "Data inserted successfully", "id": row[0], "name": row[1]}
+            )
     else:
         await _reply(send, 404, {"message": "Not found"})

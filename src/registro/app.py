@@ -72,8 +72,10 @@ def _routes(operations: Sequence[Operation]) -> list[Route]:
     by_path: dict[str, dict[str, Endpoint]] = {}
     for op in operations:
         by_path.setdefault(op.path, {})[op.method] = op.endpoint
-    return [Route(path, _dispatch(handlers), methods=list(handlers))
-            for path, handlers in by_path.items()]
+    return [
+        Route(path, _dispatch(handlers), methods=list(handlers))
+        for path, handlers in by_path.items()
+    ]
 
 
 def _openapi_endpoint(operations: Sequence[Operation]) -> Endpoint:
@@ -95,7 +97,7 @@ def create_app(
             Route("/openapi.json", _openapi_endpoint(OPERATIONS)),
             *docs.ROUTES,
         ],
-        exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=errors.HANDLERS,
         lifespan=_lifespan(settings, drain_on_sigterm),
     )
     api.state.settings = settings

@@ -14,9 +14,16 @@ import pytest
 from tests.support.service import running_service
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-    "--virtual-time-budget=15000", "--dump-dom",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--virtual-time-budget=15000",
+    "--dump-dom",
 ]
 
 
@@ -43,9 +50,15 @@ def test_docs_render_every_operation_in_a_browser(tmp_path: Path) -> None:
     chromium = _chromium()
     with running_service(f"sqlite:///{tmp_path}/docs.db", tmp_path / "service.log") as service:
         result = subprocess.run(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-             f"{service.url}/docs"],
-            capture_output=True, text=True, timeout=120,
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={tmp_path / 'profile'}",
+                f"{service.url}/docs",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     dom = result.stdout
     assert 'class="swagger-ui' in dom, result.stderr[-2000:]

@@ -37,8 +37,8 @@ async def _load(url: str, until: float, results: list[tuple[float, str]]) -> Non
                 results.append((started, type(exc).__name__))
 
 
-async def _first_unready(url: str, timeout: float) -> float | None:
-    deadline = time.monotonic() + timeout
+async def _first_unready(url: str, within: float) -> float | None:
+    deadline = time.monotonic() + within
     async with httpx.AsyncClient(timeout=2) as client:
         while time.monotonic() < deadline:
             if (await client.get(f"{url}/readyz")).status_code == 503:
@@ -51,26 +51,29 @@ async def test_sigterm_drains_then_stops_without_dropping_a_request(
     pg_url: str, tmp_path: Path
 ) -> None:
     env = {
-        "REGISTRO_ENV": "qa", "REGISTRO_AUTH": "off", "REGISTRO_WORKERS": "2",
+        "REGISTRO_ENV": "qa",
+        "REGISTRO_AUTH": "off",
+        "REGISTRO_WORKERS": "2",
         "REGISTRO_DRAIN_SECONDS": str(DRAIN_SECONDS),
         "REGISTRO_FAULT_LATENCY_MS": str(FAULT_LATENCY_MS),
     }
     with running_service(pg_url, tmp_path / "service.log", **env) as service:
-        httpx.post(f"{service.url}/data", json={"name": "probe"}, timeout=5)
+        async with httpx.AsyncClient() as client:
+            await client.post(f"{service.url}/data", json={"name": "probe"}, timeout=5)
         results: list[tuple[float, str]] = []
         start = time.monotonic()
         sigterm_at = start + 1.0
         # Like a load balancer: keep sending until the drain period is over, then stop.
         stop_sending = sigterm_at + DRAIN_SECONDS - 0.05
-        loaders = [asyncio.create_task(_load(service.url, stop_sending, results))
-                   for _ in range(8)]
+        loaders = [asyncio.create_task(_load(service.url, stop_sending, results)) for _ in range(8)]
         await asyncio.sleep(sigterm_at - time.monotonic())
         service.process.send_signal(signal.SIGTERM)
-        unready_at = await _first_unready(service.url, timeout=1.0)
+        unready_at = await _first_unready(service.url, within=1.0)
         await asyncio.gather(*loaders)
         exit_code = await asyncio.to_thread(service.process.wait, DRAIN_SECONDS + 30)
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{service.url}/livez", timeout=2)
+            async with httpx.AsyncClient() as client:
+                await client.get(f"{service.url}/livez", timeout=2)
 
     assert unready_at is not None and unready_at - sigterm_at < 0.5, "readyz not 503 at once"
     outcomes = [outcome for _, outcome in results]
@@ -84,8 +87,9 @@ async def test_sigterm_drains_then_stops_without_dropping_a_request(
 
 def test_livez_answers_without_the_database_and_readyz_does_not(tmp_path: Path) -> None:
     unreachable = "postgresql://nobody@127.0.0.1:9/nothing"
-    with running_service(unreachable, tmp_path / "service.log", wait_for="/livez",
-                         REGISTRO_ENV="qa") as service:
+    with running_service(
+        unreachable, tmp_path / "service.log", wait_for="/livez", REGISTRO_ENV="qa"
+    ) as service:
         readyz = httpx.get(f"{service.url}/readyz", timeout=5)
         assert readyz.status_code == 503
         assert readyz.json()["message"] == "database unreachable"
@@ -98,12 +102,17 @@ def test_qa_never_migrates_and_is_unready_until_migrated(
     postgres_server: str, tmp_path: Path
 ) -> None:
     url = new_postgres_database(postgres_server)  # empty: never migrated
-    with running_service(url, tmp_path / "service.log", wait_for="/livez",
-                         REGISTRO_ENV="qa") as service:
+    with running_service(
+        url, tmp_path / "service.log", wait_for="/livez", REGISTRO_ENV="qa"
+    ) as service:
         readyz = httpx.get(f"{service.url}/readyz", timeout=5)
         assert readyz.status_code == 503
         assert readyz.json()["message"] == "schema at None, expected 0001"
-        migrate = subprocess.run([REGISTRO, "migrate"], capture_output=True, text=True,
-                                 env={**os.environ, "DATABASE_URL": url, "REGISTRO_ENV": "qa"})
+        migrate = subprocess.run(
+            [REGISTRO, "migrate"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DATABASE_URL": url, "REGISTRO_ENV": "qa"},
+        )
         assert migrate.returncode == 0, migrate.stderr
         assert httpx.get(f"{service.url}/readyz", timeout=5).status_code == 200

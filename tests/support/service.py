@@ -55,8 +55,9 @@ def running_service(
         **env,
     }
     with log.open("wb") as out:
-        process = subprocess.Popen([REGISTRO, "serve"], env=environment, stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [REGISTRO, "serve"], env=environment, stdout=out, stderr=subprocess.STDOUT
+        )
     service = Service(f"http://127.0.0.1:{port}", process, log)
     try:
         wait_until(service.url + wait_for)

@@ -26,9 +26,18 @@ def test_keys_need_known_scopes() -> None:
         new_key("x", frozenset())
 
 
-@pytest.mark.parametrize("header", [
-    None, "", "Basic abc", "Bearer", "Bearer rg", "Bearer rg_only", "Bearer xx_id_secret",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Basic abc",
+        "Bearer",
+        "Bearer rg",
+        "Bearer rg_only",
+        "Bearer xx_id_secret",
+    ],
+)
 def test_headers_that_are_not_our_keys_parse_to_nothing(header: str | None) -> None:
     assert parse_bearer(header) is None
 

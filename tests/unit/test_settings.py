@@ -38,14 +38,17 @@ def test_explicit_auth_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().auth_mode == "all"
 
 
-@pytest.mark.parametrize(("variable", "value", "fragment"), [
-    ("REGISTRO_ENV", "staging", "REGISTRO_ENV='staging'"),
-    ("REGISTRO_WORKERS", "0", "REGISTRO_WORKERS='0'"),
-    ("REGISTRO_FAULT_ERROR_RATE", "1.5", "REGISTRO_FAULT_ERROR_RATE='1.5'"),
-    ("REGISTRO_LOG_LEVEL", "LOUD", "REGISTRO_LOG_LEVEL='LOUD'"),
-    ("REGISTRO_MAX_BODY_BYTES", "10", "REGISTRO_MAX_BODY_BYTES='10'"),
-    ("DATABASE_URL", "mysql://u:secret@h/db", "invalid DATABASE_URL: must start with"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("REGISTRO_ENV", "staging", "REGISTRO_ENV='staging'"),
+        ("REGISTRO_WORKERS", "0", "REGISTRO_WORKERS='0'"),
+        ("REGISTRO_FAULT_ERROR_RATE", "1.5", "REGISTRO_FAULT_ERROR_RATE='1.5'"),
+        ("REGISTRO_LOG_LEVEL", "LOUD", "REGISTRO_LOG_LEVEL='LOUD'"),
+        ("REGISTRO_MAX_BODY_BYTES", "10", "REGISTRO_MAX_BODY_BYTES='10'"),
+        ("DATABASE_URL", "mysql://u:secret@h/db", "invalid DATABASE_URL: must start with"),
+    ],
+)
 def test_bad_values_name_the_variable(
     variable: str, value: str, fragment: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -58,6 +61,13 @@ def test_bad_values_name_the_variable(
 
 
 def test_every_variable_is_listed_for_the_deployment_checks() -> None:
-    assert {"REGISTRO_ENV", "DATABASE_URL", "REGISTRO_AUTH", "REGISTRO_DRAIN_SECONDS",
-            "REGISTRO_FAULT_ERROR_RATE", "REGISTRO_FAULT_LATENCY_MS",
-            "OTEL_EXPORTER_OTLP_ENDPOINT", "PROMETHEUS_MULTIPROC_DIR"} <= ENVIRONMENT_VARIABLES
+    assert {
+        "REGISTRO_ENV",
+        "DATABASE_URL",
+        "REGISTRO_AUTH",
+        "REGISTRO_DRAIN_SECONDS",
+        "REGISTRO_FAULT_ERROR_RATE",
+        "REGISTRO_FAULT_LATENCY_MS",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "PROMETHEUS_MULTIPROC_DIR",
+    } <= ENVIRONMENT_VARIABLES

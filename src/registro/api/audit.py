@@ -23,9 +23,15 @@ async def audit_trail(request: Request) -> Response:
         headers = {"Link": f'</audit?before={entries[-1].id}&limit={page.limit}>; rel="next"'}
     body = [
         {
-            "id": e.id, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
-            "record_id": e.record_id, "before": e.before, "after": e.after,
-            "request_id": e.request_id, "client": e.client,
+            "id": e.id,
+            "at": e.at.isoformat(),
+            "actor": e.actor,
+            "action": e.action,
+            "record_id": e.record_id,
+            "before": e.before,
+            "after": e.after,
+            "request_id": e.request_id,
+            "client": e.client,
         }
         for e in entries
     ]
@@ -33,7 +39,16 @@ async def audit_trail(request: Request) -> Response:
 
 
 OPERATIONS = [
-    Operation("GET", "/audit", audit_trail, "The audit trail, newest first (admin key)", "audit",
-              list[AuditEntryOut], query=AuditQuery, errors=(401, 403, 422), auth="required",
-              paginated=True),
+    Operation(
+        "GET",
+        "/audit",
+        audit_trail,
+        "The audit trail, newest first (admin key)",
+        "audit",
+        list[AuditEntryOut],
+        query=AuditQuery,
+        errors=(401, 403, 422),
+        auth="required",
+        paginated=True,
+    ),
 ]

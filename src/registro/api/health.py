@@ -47,13 +47,39 @@ async def metrics_text(request: Request) -> Response:
 
 
 OPERATIONS = [
-    Operation("GET", "/livez", livez, "The process is alive (never touches the database)",
-              "operations", HealthOut, unavailable=False),
-    Operation("GET", "/readyz", readyz,
-              "Ready for traffic: database reachable, schema current, not draining",
-              "operations", HealthOut),
-    Operation("GET", "/version", version, "Which build this is", "operations", VersionOut,
-              unavailable=False),
-    Operation("GET", "/metrics", metrics_text, "Prometheus metrics of all worker processes",
-              "operations", None, unavailable=False),
+    Operation(
+        "GET",
+        "/livez",
+        livez,
+        "The process is alive (never touches the database)",
+        "operations",
+        HealthOut,
+        unavailable=False,
+    ),
+    Operation(
+        "GET",
+        "/readyz",
+        readyz,
+        "Ready for traffic: database reachable, schema current, not draining",
+        "operations",
+        HealthOut,
+    ),
+    Operation(
+        "GET",
+        "/version",
+        version,
+        "Which build this is",
+        "operations",
+        VersionOut,
+        unavailable=False,
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        metrics_text,
+        "Prometheus metrics of all worker processes",
+        "operations",
+        None,
+        unavailable=False,
+    ),
 ]

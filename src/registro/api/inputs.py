@@ -20,10 +20,12 @@ class InvalidInput(Exception):
 
 
 def _errors(where: str, exc: ValidationError) -> InvalidInput:
-    return InvalidInput([
-        {"loc": ".".join((where, *(str(part) for part in e["loc"]))), "msg": e["msg"]}
-        for e in exc.errors(include_url=False, include_input=False)
-    ])
+    return InvalidInput(
+        [
+            {"loc": ".".join((where, *(str(part) for part in e["loc"]))), "msg": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+    )
 
 
 def record_id(request: Request) -> int:

@@ -76,18 +76,22 @@ def _schema(annotation: Any) -> dict[str, Any]:
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS[name]}
-        for name in PATH_PARAMETERS if f"{{{name}}}" in op.path
+        for name in PATH_PARAMETERS
+        if f"{{{name}}}" in op.path
     ]
     if op.query is not None:
         schema = op.query.model_json_schema()
         for name, prop in schema["properties"].items():
             # An optional parameter is one that is absent, never one that is null.
-            prop = {**next((b for b in prop.pop("anyOf", []) if b != {"type": "null"}), {}),
-                    **prop}
+            prop = {**next((b for b in prop.pop("anyOf", []) if b != {"type": "null"}), {}), **prop}
             prop.pop("title", None)
             description = prop.pop("description", None)
-            parameter = {"name": name, "in": "query", "required": name in schema.get("required", ()),
-                         "schema": prop}
+            parameter = {
+                "name": name,
+                "in": "query",
+                "required": name in schema.get("required", ()),
+                "schema": prop,
+            }
             if description:
                 parameter["description"] = description
             parameters.append(parameter)
@@ -100,8 +104,12 @@ def _responses(op: Operation) -> dict[str, Any]:
     else:
         ok = {"content": {"application/json": {"schema": _schema(op.response)}}}
     if op.paginated:
-        ok["headers"] = {"Link": {"description": 'The next page: `<url>; rel="next"`',
-                                  "schema": {"type": "string"}}}
+        ok["headers"] = {
+            "Link": {
+                "description": 'The next page: `<url>; rel="next"`',
+                "schema": {"type": "string"},
+            }
+        }
     responses = {"200": {"description": op.response_description, **ok}}
     statuses = [*op.errors, *([503] if op.unavailable else [])]
     for status in statuses:
@@ -113,8 +121,9 @@ def _responses(op: Operation) -> dict[str, Any]:
     return responses
 
 
-def document(operations: Sequence[Operation], title: str, version: str,
-             description: str) -> dict[str, Any]:
+def document(
+    operations: Sequence[Operation], title: str, version: str, description: str
+) -> dict[str, Any]:
     _, definitions = models_json_schema(
         [(model, "validation") for model in _models(operations)], ref_template=REF
     )
@@ -144,7 +153,12 @@ def document(operations: Sequence[Operation], title: str, version: str,
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),
-            "securitySchemes": {BEARER: {"type": "http", "scheme": "bearer",
-                                         "description": "An API key (registro keys create)"}},
+            "securitySchemes": {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (registro keys create)",
+                }
+            },
         },
     }

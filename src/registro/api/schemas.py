@@ -25,8 +25,9 @@ NAME_PATTERN = (
 def _clean_name(value: str) -> str:
     if len(value) > NAME_MAX_LENGTH:
         raise ValueError(f"name must be at most {NAME_MAX_LENGTH} characters")
-    if any(c in _FORBIDDEN_CHARS or unicodedata.category(c) in _FORBIDDEN_CATEGORIES
-           for c in value):
+    if any(
+        c in _FORBIDDEN_CHARS or unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in value
+    ):
         raise ValueError("name must not contain control characters")
     value = value.strip()
     if not value:

@@ -47,8 +47,13 @@ class AccessLog:
     def write(self, fields: dict[str, object]) -> None:
         if not self.enabled:
             return
-        entry = {"time": _time(time.time()), "level": "INFO", "logger": "registro.access",
-                 "message": "request", **fields}
+        entry = {
+            "time": _time(time.time()),
+            "level": "INFO",
+            "logger": "registro.access",
+            "message": "request",
+            **fields,
+        }
         sys.stdout.buffer.write(orjson.dumps(entry) + b"\n")
         sys.stdout.flush()
 
@@ -67,4 +72,4 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
     # AccessLog writes the one line per request; uvicorn's own would be a second.
     logging.getLogger("uvicorn.access").disabled = True
-    access_log.enabled = logging.INFO >= root.getEffectiveLevel()
+    access_log.enabled = root.getEffectiveLevel() <= logging.INFO

@@ -63,7 +63,10 @@ def record_request(method: str, route: str, status: int, seconds: float) -> None
     series = _series.get(key)
     if series is None:
         label = method if method in METHODS else "OTHER"
-        series = REQUESTS.labels(label, route, str(status)), LATENCY.labels(label, route, str(status))
+        series = (
+            REQUESTS.labels(label, route, str(status)),
+            LATENCY.labels(label, route, str(status)),
+        )
         _series[key] = series
     series[0].inc()
     series[1].observe(seconds)

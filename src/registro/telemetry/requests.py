@@ -19,6 +19,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 # An incoming id is reused only if it is short and plain; anything else could forge log lines.
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
+
 def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     for name, value in headers:
         if name == REQUEST_ID_HEADER:
@@ -64,12 +65,14 @@ class RequestTelemetryMiddleware:
             method = scope["method"]
             metrics.record_request(method, template, status, seconds)
             client = scope.get("client")
-            access_log.write({
-                "method": method,
-                "path": scope["path"],
-                "route": template,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "request_id": rid.decode(),
-                "client": client[0] if client else None,
-            })
+            access_log.write(
+                {
+                    "method": method,
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "request_id": rid.decode(),
+                    "client": client[0] if client else None,
+                }
+            )
