@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from cfnlint.decode import decode
 
@@ -41,11 +42,15 @@ def stack_name(env: str, layer: str) -> str:
     return f"{environment(env)['App']}-{env}-{layer}"
 
 
-def template_parameters(layer: str) -> list[str]:
+def load_template(layer: str) -> dict[str, Any]:
     template, matches = decode(str(template_path(layer)))
     if template is None:
         raise SystemExit(f"{template_path(layer)}: {matches}")
-    return list(template.get("Parameters", {}))
+    return template
+
+
+def template_parameters(layer: str) -> list[str]:
+    return list(load_template(layer).get("Parameters", {}))
 
 
 def parameters(env: str, layer: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
