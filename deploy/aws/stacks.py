@@ -4,6 +4,7 @@
     python stacks.py stack-name ENV LAYER        e.g. registro-qa-network
     python stacks.py parameters ENV LAYER [NAME=VALUE ...]
                                                  CloudFormation --parameters JSON for that stack
+    python stacks.py guard-parameters ENV        the environment's values for cfn-guard (--input-params)
 
 An environment file holds every parameter of every stack once; a stack receives the ones its
 template declares, plus `<Layer>Stack` (the name of each stack it imports from).
@@ -75,6 +76,9 @@ def main(argv: list[str]) -> None:
             chosen = parameters(env, layer, overrides)
             pairs = [{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()]
             print(json.dumps(pairs, indent=2))
+        case ["guard-parameters", env]:
+            # Guard rules read them under EnvironmentParameters (e.g. the prod-only rules).
+            print(json.dumps({"EnvironmentParameters": dict(environment(env), Environment=env)}, indent=2))
         case _:
             raise SystemExit(__doc__)
 
