@@ -2,7 +2,7 @@
 # Deploy every stack of one environment, in the order of deploy/aws/stacks, through change sets.
 #   deploy.sh qa|prod            create, print and execute a change set per stack, waiting for each
 #   DRY_RUN=1 deploy.sh qa|prod  create and print the change sets only (they stay for review)
-# Needs awscli with credentials for the target account, and a python that can import cfn-lint
+# Needs awscli with credentials for the target account, and a python with PyYAML
 # (make deploy-aws provides both from .venvs/aws).
 set -euo pipefail
 env=${1:?usage: deploy.sh qa|prod}
@@ -28,14 +28,9 @@ load_balancer_full_name() {
   esac
 }
 
-for layer in $(stacks layers); do
-  stack=$(stacks stack-name "$env" "$layer")
-  overrides=()
-  if [ "$layer" = observability ]; then
-    overrides+=("LoadBalancerFullName=$(load_balancer_full_name)")
-  fi
-  stacks parameters "$env" "$layer" "${overrides[@]}" >"$params_dir/$layer.json"
-
+load_balancer=$(load_balancer_full_name)
+stacks plan "$env" "$params_dir" "LoadBalancerFullName=$load_balancer" >"$params_dir/plan"
+while read -r layer stack <&3; do
   status=$(aws cloudformation describe-stacks --stack-name "$stack" \
     --query 'Stacks[0].StackStatus' --output text 2>/dev/null || echo NONE)
   case $status in NONE | REVIEW_IN_PROGRESS) type=CREATE ;; *) type=UPDATE ;; esac
@@ -70,4 +65,4 @@ for layer in $(stacks layers); do
   aws cloudformation execute-change-set --stack-name "$stack" --change-set-name "$change_set"
   aws cloudformation wait "stack-$(tr '[:upper:]' '[:lower:]' <<<"$type")-complete" --stack-name "$stack"
   echo "   $(aws cloudformation describe-stacks --stack-name "$stack" --query 'Stacks[0].StackStatus' --output text)"
-done
+done 3<"$params_dir/plan"

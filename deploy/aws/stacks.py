@@ -5,6 +5,8 @@
     python stacks.py parameters ENV LAYER [NAME=VALUE ...]
                                                  CloudFormation --parameters JSON for that stack
     python stacks.py guard-parameters ENV        the environment's values for cfn-guard (--input-params)
+    python stacks.py plan ENV DIR [NAME=VALUE ...]
+                                                 writes DIR/<layer>.json, prints "<layer> <stack-name>" in order
 
 An environment file holds every parameter of every stack once; a stack receives the ones its
 template declares, plus `<Layer>Stack` (the name of each stack it imports from).
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cfnlint.decode import decode
+import yaml
 
 HERE = Path(__file__).resolve().parent
 ENVIRONMENTS = ("qa", "prod")
@@ -43,7 +45,17 @@ def stack_name(env: str, layer: str) -> str:
     return f"{environment(env)['App']}-{env}-{layer}"
 
 
+class _IgnoreTags(yaml.SafeLoader):
+    """Reads a template's plain structure; CloudFormation's short-form tags (!Ref, !Sub...) become None."""
+
+
+_IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
 def load_template(layer: str) -> dict[str, Any]:
+    """The template as CloudFormation sees it: short forms expanded, with line marks (cfn-lint's decoder)."""
+    from cfnlint.decode import decode  # slow to import; only the tests need it
+
     template, matches = decode(str(template_path(layer)))
     if template is None:
         raise SystemExit(f"{template_path(layer)}: {matches}")
@@ -51,7 +63,8 @@ def load_template(layer: str) -> dict[str, Any]:
 
 
 def template_parameters(layer: str) -> list[str]:
-    return list(load_template(layer).get("Parameters", {}))
+    template = yaml.load(template_path(layer).read_text(), Loader=_IgnoreTags)  # noqa: S506 (SafeLoader)
+    return list(template.get("Parameters", {}))
 
 
 def parameters(env: str, layer: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
@@ -76,6 +89,13 @@ def main(argv: list[str]) -> None:
             chosen = parameters(env, layer, overrides)
             pairs = [{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()]
             print(json.dumps(pairs, indent=2))
+        case ["plan", env, directory, *assignments]:
+            overrides = dict(a.split("=", 1) for a in assignments)
+            for layer in layers():
+                chosen = parameters(env, layer, overrides)
+                pairs = [{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()]
+                (Path(directory) / f"{layer}.json").write_text(json.dumps(pairs, indent=2))
+                print(layer, stack_name(env, layer))
         case ["guard-parameters", env]:
             # Guard rules read them under EnvironmentParameters (e.g. the prod-only rules).
             print(json.dumps({"EnvironmentParameters": dict(environment(env), Environment=env)}, indent=2))
