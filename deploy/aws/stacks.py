@@ -1,12 +1,12 @@
-"""The one reader of `stacks` and `environments/<env>.json`, used by deploy.sh, teardown.sh and the tests.
+"""The one reader of `stacks` and `environments/<env>.json`: deploy.sh, teardown.sh, the tests.
 
     python stacks.py layers                      layers in dependency order
     python stacks.py stack-name ENV LAYER        e.g. registro-qa-network
     python stacks.py parameters ENV LAYER [NAME=VALUE ...]
                                                  CloudFormation --parameters JSON for that stack
-    python stacks.py guard-parameters ENV        the environment's values for cfn-guard (--input-params)
+    python stacks.py guard-parameters ENV        the environment's values for cfn-guard
     python stacks.py plan ENV DIR [NAME=VALUE ...]
-                                                 writes DIR/<layer>.json, prints "<layer> <stack-name>" in order
+                                                 writes DIR/<layer>.json, prints "<layer> <stack>"
 
 An environment file holds every parameter of every stack once; a stack receives the ones its
 template declares, plus `<Layer>Stack` (the name of each stack it imports from).
@@ -46,14 +46,14 @@ def stack_name(env: str, layer: str) -> str:
 
 
 class _IgnoreTags(yaml.SafeLoader):
-    """Reads a template's plain structure; CloudFormation's short-form tags (!Ref, !Sub...) become None."""
+    """Reads a template's plain structure; short-form tags (!Ref, !Sub...) become None."""
 
 
 _IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def load_template(layer: str) -> dict[str, Any]:
-    """The template as CloudFormation sees it: short forms expanded, with line marks (cfn-lint's decoder)."""
+    """The template as CloudFormation sees it: short forms expanded, line marks kept (cfn-lint)."""
     from cfnlint.decode import decode  # slow to import; only the tests need it
 
     template, matches = decode(str(template_path(layer)))
@@ -98,7 +98,11 @@ def main(argv: list[str]) -> None:
                 print(layer, stack_name(env, layer))
         case ["guard-parameters", env]:
             # Guard rules read them under EnvironmentParameters (e.g. the prod-only rules).
-            print(json.dumps({"EnvironmentParameters": dict(environment(env), Environment=env)}, indent=2))
+            print(
+                json.dumps(
+                    {"EnvironmentParameters": dict(environment(env), Environment=env)}, indent=2
+                )
+            )
         case _:
             raise SystemExit(__doc__)
 

@@ -11,18 +11,43 @@ from pathlib import Path
 import pytest
 import stacks
 
-GUARD = Path(os.environ.get("CFN_GUARD", stacks.HERE / "node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/x86_64/cfn-guard"))
+GUARD = Path(
+    os.environ.get(
+        "CFN_GUARD",
+        stacks.HERE / "node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/x86_64/cfn-guard",
+    )
+)
 RULES = stacks.HERE / "guard"
 
 
-def guard(template: str, env: str, tmp_path: Path, **values: str) -> subprocess.CompletedProcess[str]:
+def guard(
+    template: str, env: str, tmp_path: Path, **values: str
+) -> subprocess.CompletedProcess[str]:
     assert GUARD.is_file(), f"cfn-guard not installed at {GUARD}: run make aws-tools"
     data, params = tmp_path / "template.yaml", tmp_path / "params.json"
     data.write_text(template)
-    params.write_text(json.dumps({"EnvironmentParameters": dict(stacks.environment(env), Environment=env, **values)}))
-    return subprocess.run([str(GUARD), "validate", "--rules", str(RULES), "--data", str(data),
-                           "--input-params", str(params), "--show-summary", "fail"],
-                          capture_output=True, text=True, check=False)
+    params.write_text(
+        json.dumps(
+            {"EnvironmentParameters": dict(stacks.environment(env), Environment=env, **values)}
+        )
+    )
+    return subprocess.run(
+        [
+            str(GUARD),
+            "validate",
+            "--rules",
+            str(RULES),
+            "--data",
+            str(data),
+            "--input-params",
+            str(params),
+            "--show-summary",
+            "fail",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def broken(layer: str, old: str, new: str) -> str:
@@ -32,20 +57,85 @@ def broken(layer: str, old: str, new: str) -> str:
 
 
 CASES = {
-    "single-AZ database": ("data", "MultiAZ: true", "MultiAZ: false", "database_highly_available_and_encrypted"),
-    "unencrypted database": ("data", "StorageEncrypted: true", "StorageEncrypted: false", "database_highly_available_and_encrypted"),
-    "public database": ("data", "PubliclyAccessible: false", "PubliclyAccessible: true", "database_highly_available_and_encrypted"),
+    "single-AZ database": (
+        "data",
+        "MultiAZ: true",
+        "MultiAZ: false",
+        "database_highly_available_and_encrypted",
+    ),
+    "unencrypted database": (
+        "data",
+        "StorageEncrypted: true",
+        "StorageEncrypted: false",
+        "database_highly_available_and_encrypted",
+    ),
+    "public database": (
+        "data",
+        "PubliclyAccessible: false",
+        "PubliclyAccessible: true",
+        "database_highly_available_and_encrypted",
+    ),
     "TLS not forced": ("data", "rds.force_ssl: '1'", "rds.force_ssl: '0'", "database_requires_tls"),
-    "database ingress from a range": ("data", "SourceSecurityGroupId:", "CidrIp: 0.0.0.0/0\n      SourceSecurityGroupId:", "standalone_ingress_only_from_security_groups"),
-    "trail without validation": ("security", "EnableLogFileValidation: true", "EnableLogFileValidation: false", "trail_settings"),
-    "single-region trail": ("security", "IsMultiRegionTrail: true", "IsMultiRegionTrail: false", "trail_settings"),
-    "bucket open to public ACLs": ("security", "BlockPublicAcls: true", "BlockPublicAcls: false", "buckets_private_encrypted_versioned"),
-    "bucket accepts plain HTTP": ("security", "aws:SecureTransport: 'false'", "aws:SecureTransport: 'true'", "buckets_tls_only"),
-    "public IPs in subnets": ("network", "MapPublicIpOnLaunch: false", "MapPublicIpOnLaunch: true", "subnets_assign_no_public_ips"),
-    "no private endpoint": ("cluster", "EndpointPrivateAccess: true", "EndpointPrivateAccess: false", "cluster_endpoint_private_and_secrets_encrypted"),
-    "IMDSv1 allowed": ("cluster", "HttpTokens: required", "HttpTokens: optional", "nodes_require_imdsv2"),
-    "mutable image tags": ("cluster", "ImageTagMutability: IMMUTABLE", "ImageTagMutability: MUTABLE", "images_immutable_and_scanned"),
-    "key without rotation": ("security", "EnableKeyRotation: true", "EnableKeyRotation: false", "keys_rotate"),
+    "database ingress from a range": (
+        "data",
+        "SourceSecurityGroupId:",
+        "CidrIp: 0.0.0.0/0\n      SourceSecurityGroupId:",
+        "standalone_ingress_only_from_security_groups",
+    ),
+    "trail without validation": (
+        "security",
+        "EnableLogFileValidation: true",
+        "EnableLogFileValidation: false",
+        "trail_settings",
+    ),
+    "single-region trail": (
+        "security",
+        "IsMultiRegionTrail: true",
+        "IsMultiRegionTrail: false",
+        "trail_settings",
+    ),
+    "bucket open to public ACLs": (
+        "security",
+        "BlockPublicAcls: true",
+        "BlockPublicAcls: false",
+        "buckets_private_encrypted_versioned",
+    ),
+    "bucket accepts plain HTTP": (
+        "security",
+        "aws:SecureTransport: 'false'",
+        "aws:SecureTransport: 'true'",
+        "buckets_tls_only",
+    ),
+    "public IPs in subnets": (
+        "network",
+        "MapPublicIpOnLaunch: false",
+        "MapPublicIpOnLaunch: true",
+        "subnets_assign_no_public_ips",
+    ),
+    "no private endpoint": (
+        "cluster",
+        "EndpointPrivateAccess: true",
+        "EndpointPrivateAccess: false",
+        "cluster_endpoint_private_and_secrets_encrypted",
+    ),
+    "IMDSv1 allowed": (
+        "cluster",
+        "HttpTokens: required",
+        "HttpTokens: optional",
+        "nodes_require_imdsv2",
+    ),
+    "mutable image tags": (
+        "cluster",
+        "ImageTagMutability: IMMUTABLE",
+        "ImageTagMutability: MUTABLE",
+        "images_immutable_and_scanned",
+    ),
+    "key without rotation": (
+        "security",
+        "EnableKeyRotation: true",
+        "EnableKeyRotation: false",
+        "keys_rotate",
+    ),
 }
 
 

@@ -62,17 +62,22 @@ NATIVE_TYPES = set(parsing.get_model_map())
 
 def _stand_in(resource_type: str) -> type[CloudFormationModel]:
     class StandIn(CloudFormationModel):
-        __module__ = "moto.standin"  # moto's model metaclass files models by their moto.<service> module
+        __module__ = (
+            "moto.standin"  # moto's model metaclass files models by their moto.<service> module
+        )
 
         def __init__(self, logical_id: str, properties: dict[str, Any], account: str, region: str):
             self.logical_id, self.properties = logical_id, properties
-            self.arn = f"arn:aws:standin:{region}:{account}:{resource_type.split('::')[1].lower()}/{logical_id}"
+            service = resource_type.split("::")[1].lower()
+            self.arn = f"arn:aws:standin:{region}:{account}:{service}/{logical_id}"
             self.security_group_id = None
             if resource_type == "AWS::EKS::Cluster":
-                # EKS creates a cluster security group in the cluster's VPC; the data stack opens to it.
+                # EKS creates a cluster security group in the cluster's VPC; data opens to it.
                 ec2 = ec2_backends[account][region]
                 subnet = ec2.get_subnet(properties["ResourcesVpcConfig"]["SubnetIds"][0])
-                group = ec2.create_security_group(f"eks-cluster-sg-{logical_id}", "stand-in", subnet.vpc_id)
+                group = ec2.create_security_group(
+                    f"eks-cluster-sg-{logical_id}", "stand-in", subnet.vpc_id
+                )
                 self.security_group_id = group.id
 
         @staticmethod
@@ -88,8 +93,15 @@ def _stand_in(resource_type: str) -> type[CloudFormationModel]:
             return True
 
         @classmethod
-        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
-            return cls(kwargs["LogicalId"], cloudformation_json.get("Properties", {}), account_id, region_name)
+        def create_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        ):  # type: ignore[no-untyped-def]
+            return cls(
+                kwargs["LogicalId"],
+                cloudformation_json.get("Properties", {}),
+                account_id,
+                region_name,
+            )
 
         @property
         def physical_resource_id(self) -> str:
@@ -99,7 +111,9 @@ def _stand_in(resource_type: str) -> type[CloudFormationModel]:
 
         def get_cfn_attribute(self, attribute_name: str) -> str:
             if attribute_name == "OpenIdConnectIssuerUrl":
-                return f"https://oidc.eks.{REGION}.amazonaws.com/id/STANDIN{self.logical_id.upper()}"
+                return (
+                    f"https://oidc.eks.{REGION}.amazonaws.com/id/STANDIN{self.logical_id.upper()}"
+                )
             if attribute_name == "ClusterSecurityGroupId" and self.security_group_id:
                 return self.security_group_id
             return self.arn
@@ -133,7 +147,9 @@ def moto_fixes() -> Iterator[None]:
     get_attribute = DBInstance.get_cfn_attribute
 
     def create_key_with_cfn_tags(self, *args, tags=None, **kwargs):  # type: ignore[no-untyped-def]
-        tags = [{"TagKey": t["Key"], "TagValue": t["Value"]} if "Key" in t else t for t in tags or []]
+        tags = [
+            {"TagKey": t["Key"], "TagValue": t["Value"]} if "Key" in t else t for t in tags or []
+        ]
         return create_key(self, *args, tags=tags, **kwargs)
 
     def create_db_with_all_properties(cls, name, template, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
@@ -141,12 +157,17 @@ def moto_fixes() -> Iterator[None]:
         group = properties.get("DBParameterGroupName")
         properties["DBParameterGroupName"] = getattr(group, "name", group)
         database = create_db(cls, name, template, account_id, region_name, **kwargs)
-        rds_backends[account_id][region_name].modify_db_instance(database.db_instance_identifier, {
-            "manage_master_user_password": properties.get("ManageMasterUserPassword"),
-            "master_user_secret_kms_key_id": properties.get("MasterUserSecret", {}).get("KmsKeyId"),
-            "deletion_protection": str(properties.get("DeletionProtection")).lower() == "true",
-            "vpc_security_group_ids": properties.get("VPCSecurityGroups"),
-        })
+        rds_backends[account_id][region_name].modify_db_instance(
+            database.db_instance_identifier,
+            {
+                "manage_master_user_password": properties.get("ManageMasterUserPassword"),
+                "master_user_secret_kms_key_id": properties.get("MasterUserSecret", {}).get(
+                    "KmsKeyId"
+                ),
+                "deletion_protection": str(properties.get("DeletionProtection")).lower() == "true",
+                "vpc_security_group_ids": properties.get("VPCSecurityGroups"),
+            },
+        )
         return database
 
     def get_attribute_with_secret(self, attribute_name):  # type: ignore[no-untyped-def]
@@ -156,9 +177,19 @@ def moto_fixes() -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(KmsBackend, "create_key", create_key_with_cfn_tags)
-        patch.setattr(DBInstance, "create_from_cloudformation_json", classmethod(create_db_with_all_properties))
-        patch.setattr(DBInstance, "has_cfn_attr", classmethod(lambda cls, attr: attr in {
-            "Endpoint.Address", "Endpoint.Port", "MasterUserSecret.SecretArn"}))
+        patch.setattr(
+            DBInstance,
+            "create_from_cloudformation_json",
+            classmethod(create_db_with_all_properties),
+        )
+        patch.setattr(
+            DBInstance,
+            "has_cfn_attr",
+            classmethod(
+                lambda cls, attr: attr
+                in {"Endpoint.Address", "Endpoint.Port", "MasterUserSecret.SecretArn"}
+            ),
+        )
         patch.setattr(DBInstance, "get_cfn_attribute", get_attribute_with_secret)
         yield
 
@@ -169,39 +200,61 @@ def deploy(env: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
     described, problems = {}, []
     for layer in stacks.layers():
         name = stacks.stack_name(env, layer)
-        # The template as CloudFormation parses it (moto's YAML reader splits !GetAtt a.b.c wrongly).
+        # The template as CloudFormation parses it (moto's YAML reader splits !GetAtt a.b.c).
         body = json.dumps(stacks.load_template(layer))
-        parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in stacks.parameters(env, layer).items()]
+        parameters = [
+            {"ParameterKey": k, "ParameterValue": v}
+            for k, v in stacks.parameters(env, layer).items()
+        ]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cloudformation.create_stack(StackName=name, TemplateBody=body, Parameters=parameters,
-                                        Capabilities=["CAPABILITY_NAMED_IAM"],
-                                        Tags=[{"Key": "app", "Value": "registro"}, {"Key": "environment", "Value": env}])
+            cloudformation.create_stack(
+                StackName=name,
+                TemplateBody=body,
+                Parameters=parameters,
+                Capabilities=["CAPABILITY_NAMED_IAM"],
+                Tags=[{"Key": "app", "Value": "registro"}, {"Key": "environment", "Value": env}],
+            )
         problems += [f"{layer}: {w.message}" for w in caught if "not supported" in str(w.message)]
         described[layer] = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
     return described, problems
 
 
 @pytest.fixture(scope="module", params=stacks.ENVIRONMENTS)
-def deployed(request: pytest.FixtureRequest, stand_ins: None, moto_fixes: None) -> Iterator[tuple[str, dict[str, Any]]]:
+def deployed(
+    request: pytest.FixtureRequest, stand_ins: None, moto_fixes: None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     with mock_aws():
         described, problems = deploy(request.param)
         assert problems == [], "moto cannot create these types; add a stand-in only with a reason"
         yield request.param, described
 
 
-def test_stand_ins_are_for_types_moto_cannot_create(layers: list[str], templates: dict[str, Any]) -> None:
+def test_stand_ins_are_for_types_moto_cannot_create(
+    layers: list[str], templates: dict[str, Any]
+) -> None:
     used = {r["Type"] for t in templates.values() for r in t["Resources"].values()}
     assert set(STAND_INS) & NATIVE_TYPES == set(), "moto creates these now: assert on them instead"
     assert set(STAND_INS) <= used, "stand-in for a type no template uses"
 
 
-def test_every_stack_completes_and_exports(deployed: tuple[str, dict[str, Any]], templates: dict[str, Any]) -> None:
+def test_every_stack_completes_and_exports(
+    deployed: tuple[str, dict[str, Any]], templates: dict[str, Any]
+) -> None:
     env, described = deployed
-    assert {layer: s["StackStatus"] for layer, s in described.items()} == dict.fromkeys(described, "CREATE_COMPLETE")
-    exported = {e["Name"] for e in boto3.client("cloudformation", region_name=REGION).list_exports()["Exports"]}
-    expected = {f"{stacks.stack_name(env, layer)}-{key}" for layer, t in templates.items()
-                for key, output in t.get("Outputs", {}).items() if "Export" in output}
+    assert {layer: s["StackStatus"] for layer, s in described.items()} == dict.fromkeys(
+        described, "CREATE_COMPLETE"
+    )
+    exported = {
+        e["Name"]
+        for e in boto3.client("cloudformation", region_name=REGION).list_exports()["Exports"]
+    }
+    expected = {
+        f"{stacks.stack_name(env, layer)}-{key}"
+        for layer, t in templates.items()
+        for key, output in t.get("Outputs", {}).items()
+        if "Export" in output
+    }
     assert expected <= exported
 
 
@@ -211,7 +264,9 @@ def client(service: str) -> Any:
 
 def exported(env: str, layer: str, name: str) -> str:
     exports = client("cloudformation").list_exports()["Exports"]
-    return next(e["Value"] for e in exports if e["Name"] == f"{stacks.stack_name(env, layer)}-{name}")
+    return next(
+        e["Value"] for e in exports if e["Name"] == f"{stacks.stack_name(env, layer)}-{name}"
+    )
 
 
 def test_network(deployed: tuple[str, dict[str, Any]]) -> None:
@@ -230,17 +285,26 @@ def test_network(deployed: tuple[str, dict[str, Any]]) -> None:
     assert len({s["AvailabilityZone"] for s in subnets if s["SubnetId"] in private}) == 3
     assert not any(s["MapPublicIpOnLaunch"] for s in subnets)
 
-    nats = ec2.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NatGateways"]
+    nats = ec2.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])[
+        "NatGateways"
+    ]
     assert len(nats) == int(values["NatGateways"])
     assert {n["SubnetId"] for n in nats} <= public
-    tables = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": sorted(private)}])
+    tables = ec2.describe_route_tables(
+        Filters=[{"Name": "association.subnet-id", "Values": sorted(private)}]
+    )
     for table in tables["RouteTables"]:
         default = [r for r in table["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
-        assert [r.get("NatGatewayId") for r in default] != [None] and default[0]["NatGatewayId"] in {
-            n["NatGatewayId"] for n in nats}
+        assert [r.get("NatGatewayId") for r in default] != [None] and default[0][
+            "NatGatewayId"
+        ] in {n["NatGatewayId"] for n in nats}
 
-    flow_logs = ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc_id]}])["FlowLogs"]
-    assert [(f["TrafficType"], f["LogDestinationType"]) for f in flow_logs] == [("ALL", "cloud-watch-logs")]
+    flow_logs = ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc_id]}])[
+        "FlowLogs"
+    ]
+    assert [(f["TrafficType"], f["LogDestinationType"]) for f in flow_logs] == [
+        ("ALL", "cloud-watch-logs")
+    ]
 
 
 def test_keys_rotate(deployed: tuple[str, dict[str, Any]]) -> None:
@@ -251,34 +315,56 @@ def test_keys_rotate(deployed: tuple[str, dict[str, Any]]) -> None:
         assert kms.get_key_rotation_status(KeyId=arn)["KeyRotationEnabled"] is True
 
 
-def test_trail_bucket_encrypted_with_the_telemetry_key(deployed: tuple[str, dict[str, Any]]) -> None:
+def test_trail_bucket_encrypted_with_the_telemetry_key(
+    deployed: tuple[str, dict[str, Any]],
+) -> None:
     env, _ = deployed
     s3 = client("s3")
     bucket = exported(env, "security", "TrailBucketName")
     rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert rule["ApplyServerSideEncryptionByDefault"] == {
-        "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": exported(env, "security", "TelemetryKeyArn")}
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": exported(env, "security", "TelemetryKeyArn"),
+    }
     assert {"Key": "environment", "Value": env} in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]
 
 
-def test_log_groups_have_retention(deployed: tuple[str, dict[str, Any]], templates: dict[str, Any]) -> None:
+def test_log_groups_have_retention(
+    deployed: tuple[str, dict[str, Any]], templates: dict[str, Any]
+) -> None:
     env, _ = deployed
     groups = client("logs").describe_log_groups()["logGroups"]
-    declared = sum(1 for t in templates.values() for r in t["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup")
+    declared = sum(
+        1
+        for t in templates.values()
+        for r in t["Resources"].values()
+        if r["Type"] == "AWS::Logs::LogGroup"
+    )
     assert len(groups) == declared
     retention = {g["logGroupName"]: g.get("retentionInDays") for g in groups}
     values = stacks.environment(env)
     assert retention[f"/registro/{env}/vpc-flow-logs"] == int(values["FlowLogRetentionDays"])
-    assert retention[f"/aws/eks/registro-{env}/cluster"] == int(values["ControlPlaneLogRetentionDays"])
-    assert retention[f"/aws/rds/instance/registro-{env}/postgresql"] == int(values["DbLogRetentionDays"])
+    assert retention[f"/aws/eks/registro-{env}/cluster"] == int(
+        values["ControlPlaneLogRetentionDays"]
+    )
+    assert retention[f"/aws/rds/instance/registro-{env}/postgresql"] == int(
+        values["DbLogRetentionDays"]
+    )
     assert None not in retention.values()
 
 
 def test_database(deployed: tuple[str, dict[str, Any]]) -> None:
     env, _ = deployed
     rds = client("rds")
-    db = rds.describe_db_instances(DBInstanceIdentifier=exported(env, "data", "DbInstanceId"))["DBInstances"][0]
-    assert (db["Engine"], db["MultiAZ"], db["StorageEncrypted"], db["PubliclyAccessible"]) == ("postgres", True, True, False)
+    db = rds.describe_db_instances(DBInstanceIdentifier=exported(env, "data", "DbInstanceId"))[
+        "DBInstances"
+    ][0]
+    assert (db["Engine"], db["MultiAZ"], db["StorageEncrypted"], db["PubliclyAccessible"]) == (
+        "postgres",
+        True,
+        True,
+        False,
+    )
     assert db["KmsKeyId"] == exported(env, "security", "DataKeyArn")
     assert db["DeletionProtection"] is (stacks.environment(env)["DbDeletionProtection"] == "true")
     assert db["BackupRetentionPeriod"] == int(stacks.environment(env)["DbBackupRetentionDays"])
@@ -292,39 +378,63 @@ def test_database(deployed: tuple[str, dict[str, Any]]) -> None:
 
     (security_group,) = db["VpcSecurityGroups"]
     ec2 = client("ec2")
-    sg = ec2.describe_security_groups(GroupIds=[security_group["VpcSecurityGroupId"]])["SecurityGroups"][0]
+    sg = ec2.describe_security_groups(GroupIds=[security_group["VpcSecurityGroupId"]])[
+        "SecurityGroups"
+    ][0]
     nodes = exported(env, "cluster", "ClusterSecurityGroupId")
-    assert [(p["IpProtocol"], p["FromPort"], p["ToPort"], [g["GroupId"] for g in p["UserIdGroupPairs"]], p["IpRanges"])
-            for p in sg["IpPermissions"]] == [("tcp", 5432, 5432, [nodes], [])]
+    assert [
+        (
+            p["IpProtocol"],
+            p["FromPort"],
+            p["ToPort"],
+            [g["GroupId"] for g in p["UserIdGroupPairs"]],
+            p["IpRanges"],
+        )
+        for p in sg["IpPermissions"]
+    ] == [("tcp", 5432, 5432, [nodes], [])]
 
 
 def test_roles_trust_only_their_subjects(deployed: tuple[str, dict[str, Any]]) -> None:
     env, _ = deployed
     iam, values = client("iam"), stacks.environment(env)
     subjects = {
-        "LoadBalancerControllerRoleArn": "system:serviceaccount:kube-system:aws-load-balancer-controller",
+        "LoadBalancerControllerRoleArn": (
+            "system:serviceaccount:kube-system:aws-load-balancer-controller"
+        ),
         "ExternalSecretsRoleArn": "system:serviceaccount:external-secrets:external-secrets",
-        "ServiceRoleArn": f"system:serviceaccount:{values['ServiceNamespace']}:{values['ServiceAccountName']}",
+        "ServiceRoleArn": (
+            f"system:serviceaccount:{values['ServiceNamespace']}:{values['ServiceAccountName']}"
+        ),
     }
     issuer = exported(env, "cluster", "OidcIssuer")
     for output, subject in subjects.items():
         role = iam.get_role(RoleName=exported(env, "edge", output).rsplit("/", 1)[1])["Role"]
         (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
-        assert statement["Condition"]["StringEquals"] == {f"{issuer}:aud": "sts.amazonaws.com", f"{issuer}:sub": subject}
-    service = iam.get_role(RoleName=exported(env, "edge", "ServiceRoleArn").rsplit("/", 1)[1])["Role"]
+        assert statement["Condition"]["StringEquals"] == {
+            f"{issuer}:aud": "sts.amazonaws.com",
+            f"{issuer}:sub": subject,
+        }
+    service = iam.get_role(RoleName=exported(env, "edge", "ServiceRoleArn").rsplit("/", 1)[1])[
+        "Role"
+    ]
     assert iam.list_role_policies(RoleName=service["RoleName"])["PolicyNames"] == []
     assert iam.list_attached_role_policies(RoleName=service["RoleName"])["AttachedPolicies"] == []
 
     deploy = iam.get_role(RoleName=exported(env, "ci", "DeployRoleArn").rsplit("/", 1)[1])["Role"]
     (statement,) = deploy["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == (
-        f"repo:{values['GitHubRepository']}:environment:{values['GitHubEnvironment']}")
+        f"repo:{values['GitHubRepository']}:environment:{values['GitHubEnvironment']}"
+    )
 
 
 def test_alarm_topic_encrypted(deployed: tuple[str, dict[str, Any]]) -> None:
     env, _ = deployed
-    attributes = client("sns").get_topic_attributes(TopicArn=exported(env, "observability", "AlarmTopicArn"))
-    assert attributes["Attributes"]["KmsMasterKeyId"] == exported(env, "security", "TelemetryKeyArn")
+    attributes = client("sns").get_topic_attributes(
+        TopicArn=exported(env, "observability", "AlarmTopicArn")
+    )
+    assert attributes["Attributes"]["KmsMasterKeyId"] == exported(
+        env, "security", "TelemetryKeyArn"
+    )
 
 
 def test_repository_tags_immutable(deployed: tuple[str, dict[str, Any]]) -> None:
