@@ -87,6 +87,11 @@ verify-aws: aws-tools ## lint, policy-check and smoke-deploy the CloudFormation 
 	@echo "== pytest: stack wiring, house rules, moto smoke deploy"
 	CFN_GUARD=$(CFN_GUARD) $(AWS_VENV)/bin/python -m pytest -q tests/infra/aws
 
+.PHONY: lock-aws
+lock-aws: ## re-pin the AWS verification tools after editing requirements/aws.in or checkov.in
+	uv pip compile requirements/aws.in --python-version 3.11 --generate-hashes -q -o requirements/aws.lock
+	uv pip compile requirements/checkov.in --python-version 3.11 --generate-hashes -q -o requirements/checkov.lock
+
 .PHONY: deploy-aws
 deploy-aws: $(AWS_VENV)/.installed ## deploy the stacks to ENV=qa|prod in order (DRY_RUN=1: change sets only)
 	@test -n "$(ENV)" || { echo "usage: make deploy-aws ENV=qa|prod [DRY_RUN=1]" >&2; exit 2; }

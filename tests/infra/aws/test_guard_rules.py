@@ -82,6 +82,18 @@ CASES = {
         "CidrIp: 0.0.0.0/0\n      SourceSecurityGroupId:",
         "standalone_ingress_only_from_security_groups",
     ),
+    "database accepts TLS 1.0": (
+        "data",
+        "ssl_min_protocol_version: TLSv1.2",
+        "ssl_min_protocol_version: TLSv1",
+        "database_tls_12_or_newer",
+    ),
+    "topic accepts plain HTTP": (
+        "observability",
+        "Bool: {aws:SecureTransport: 'false'}",
+        "Bool: {aws:SecureTransport: 'true'}",
+        "topics_refuse_plain_http",
+    ),
     "trail without validation": (
         "security",
         "EnableLogFileValidation: true",
