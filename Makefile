@@ -31,7 +31,7 @@ run: venv ## run the service on 127.0.0.1:8000 with a local SQLite database
 
 .PHONY: test
 test: venv ## the service's tests: unit and integration (real PostgreSQL), with coverage
-	$(BIN)/pytest tests/unit tests/integration
+	$(BIN)/pytest tests/unit tests/integration --cov=registro --cov-report=term:skip-covered
 
 .PHONY: lock
 lock: venv ## re-pin the dependencies after editing pyproject.toml
