@@ -84,7 +84,9 @@ verify-aws: aws-tools ## lint, policy-check and smoke-deploy the CloudFormation 
 	@echo "== checkov $$($(CHECKOV_VENV)/bin/checkov --version)"
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact \
 	  --framework cloudformation -d $(AWS_DIR)/templates
-	@echo "== pytest: stack wiring, house rules, moto smoke deploy"
+	@echo "== shellcheck $$(shellcheck --version | sed -n 's/^version: //p') (apt: shellcheck)"
+	shellcheck $(AWS_DIR)/*.sh
+	@echo "== pytest: stack wiring, house rules, guard rules, deploy scripts, moto smoke deploy"
 	CFN_GUARD=$(CFN_GUARD) $(AWS_VENV)/bin/python -m pytest -q tests/infra/aws
 
 .PHONY: lock-aws

@@ -9,7 +9,8 @@ env=${1:?usage: CONFIRM=<env> teardown.sh qa|prod}
 here=$(cd "$(dirname "$0")" && pwd)
 py=${PYTHON:-python3}
 for layer in $("$py" "$here/stacks.py" layers | tac); do
-  stack=$("$py" "$here/stacks.py" stack-name "$env" "$layer")  echo "== deleting $stack"
+  stack=$("$py" "$here/stacks.py" stack-name "$env" "$layer")
+  echo "== deleting $stack"
   aws cloudformation delete-stack --stack-name "$stack"
   aws cloudformation wait stack-delete-complete --stack-name "$stack"
 done

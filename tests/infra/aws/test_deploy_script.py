@@ -1,5 +1,6 @@
-"""deploy.sh drives awscli correctly: stacks in the order of deploy/aws/stacks, each through a
-change set with its own parameters, executed only when not a dry run.
+"""deploy.sh and teardown.sh drive awscli correctly: stacks in the order of deploy/aws/stacks,
+each through a change set with its own parameters, executed only when not a dry run; teardown
+deletes them in reverse order, only when confirmed.
 
 awscli is replaced by a recording fake on PATH (moto cannot serve this: its change sets lose the
 stack's exports). What this cannot see: the real service's answers and timings.
@@ -36,7 +37,7 @@ if command == "resourcegroupstaggingapi get-resources":
     print(os.environ.get("FAKE_ALB_ARNS", ""))
     sys.exit(0)
 if command in ("cloudformation create-change-set", "cloudformation wait",
-               "cloudformation describe-change-set",
+               "cloudformation delete-stack", "cloudformation describe-change-set",
                "cloudformation execute-change-set"):
     sys.exit(0)
 print("unexpected call: " + " ".join(args), file=sys.stderr)
@@ -44,21 +45,21 @@ sys.exit(1)
 """
 
 
-def run_deploy(
-    tmp_path: Path, env: str, **environment: str
+def run_script(
+    script: str, tmp_path: Path, env: str, **environment: str
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
-    bin_dir.mkdir()
+    bin_dir.mkdir(parents=True)
     fake = bin_dir / "aws"
     fake.write_text(FAKE_AWS.replace("PYTHON", sys.executable))
     fake.chmod(0o755)
     result = subprocess.run(
-        [str(stacks.HERE / "deploy.sh"), env],
+        [str(stacks.HERE / script), env],
         capture_output=True,
         text=True,
         check=False,
         env={
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in ("CONFIRM", "DRY_RUN")},
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "PYTHON": sys.executable,
             "FAKE_AWS_LOG": str(log),
@@ -79,7 +80,7 @@ def change_sets(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("env", stacks.ENVIRONMENTS)
 def test_first_deploy_creates_every_stack_in_order(env: str, tmp_path: Path) -> None:
-    result, calls = run_deploy(tmp_path, env)
+    result, calls = run_script("deploy.sh", tmp_path, env)
     assert result.returncode == 0, result.stderr
     created = change_sets(calls)
     assert [option(c, "--stack-name") for c in created] == [
@@ -104,7 +105,7 @@ def test_first_deploy_creates_every_stack_in_order(env: str, tmp_path: Path) -> 
 
 
 def test_dry_run_of_a_new_environment_stops_after_the_first_new_stack(tmp_path: Path) -> None:
-    result, calls = run_deploy(tmp_path, "qa", DRY_RUN="1")
+    result, calls = run_script("deploy.sh", tmp_path, "qa", DRY_RUN="1")
     assert result.returncode == 0, result.stderr
     assert [option(c, "--stack-name") for c in change_sets(calls)] == [
         stacks.stack_name("qa", stacks.layers()[0])
@@ -113,7 +114,7 @@ def test_dry_run_of_a_new_environment_stops_after_the_first_new_stack(tmp_path: 
 
 
 def test_dry_run_of_an_existing_environment_previews_every_stack(tmp_path: Path) -> None:
-    result, calls = run_deploy(tmp_path, "prod", DRY_RUN="1", FAKE_EXISTING="all")
+    result, calls = run_script("deploy.sh", tmp_path, "prod", DRY_RUN="1", FAKE_EXISTING="all")
     assert result.returncode == 0, result.stderr
     assert [option(c, "--change-set-type") for c in change_sets(calls)] == ["UPDATE"] * len(
         stacks.layers()
@@ -127,10 +128,19 @@ def test_the_albs_cloudwatch_name_reaches_the_alarms(tmp_path: Path) -> None:
         "arn:aws:elasticloadbalancing:us-east-1:123456789012:"
         "loadbalancer/app/k8s-registro-abc/0123456789abcdef"
     )
-    result, calls = run_deploy(tmp_path, "qa", FAKE_ALB_ARNS=arn)
+    result, calls = run_script("deploy.sh", tmp_path, "qa", FAKE_ALB_ARNS=arn)
     assert result.returncode == 0, result.stderr
     (observability,) = [
         c for c in change_sets(calls) if option(c, "--stack-name").endswith("-observability")
     ]
     values = {p["ParameterKey"]: p["ParameterValue"] for p in observability["parameters"]}
     assert values["LoadBalancerFullName"] == "app/k8s-registro-abc/0123456789abcdef"
+
+
+def test_teardown_deletes_in_reverse_order_once_confirmed(tmp_path: Path) -> None:
+    result, calls = run_script("teardown.sh", tmp_path / "unconfirmed", "qa")
+    assert result.returncode != 0 and calls == []
+    result, calls = run_script("teardown.sh", tmp_path, "qa", CONFIRM="qa")
+    assert result.returncode == 0, result.stderr
+    deleted = [option(c, "--stack-name") for c in calls if c["args"][1] == "delete-stack"]
+    assert deleted == [stacks.stack_name("qa", layer) for layer in reversed(stacks.layers())]
