@@ -48,7 +48,7 @@ CHECKOV_VENV := .venvs/checkov
 CFN_GUARD := $(AWS_DIR)/node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/x86_64/cfn-guard
 AWS_WORK := .work/aws
 AWS_LAYERS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py layers)
-AWS_ENVS := qa prod
+AWS_ENVS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py environments)
 
 $(AWS_VENV)/.installed: requirements/aws.lock
 	rm -rf $(AWS_VENV) && $(PYTHON) -m venv $(AWS_VENV)

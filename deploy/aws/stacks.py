@@ -1,6 +1,7 @@
 """The one reader of `stacks` and `environments/<env>.json`: deploy.sh, teardown.sh, the tests.
 
     python stacks.py layers                      layers in dependency order
+    python stacks.py environments                the environments (environments/*.json)
     python stacks.py stack-name ENV LAYER        e.g. registro-qa-network
     python stacks.py parameters ENV LAYER [NAME=VALUE ...]
                                                  CloudFormation --parameters JSON for that stack
@@ -22,7 +23,7 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
-ENVIRONMENTS = ("qa", "prod")
+ENVIRONMENTS = tuple(sorted(p.stem for p in (HERE / "environments").glob("*.json")))
 
 
 def layers() -> list[str]:
@@ -82,6 +83,8 @@ def main(argv: list[str]) -> None:
     match argv:
         case ["layers"]:
             print("\n".join(layers()))
+        case ["environments"]:
+            print("\n".join(ENVIRONMENTS))
         case ["stack-name", env, layer]:
             print(stack_name(env, layer))
         case ["parameters", env, layer, *assignments]:
