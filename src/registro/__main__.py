@@ -1,0 +1,3 @@
+from registro.cli import main
+
+raise SystemExit(main())

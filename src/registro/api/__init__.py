@@ -1,0 +1,1 @@
+"""The HTTP API: routes, their request/response shapes, and JSON error bodies."""

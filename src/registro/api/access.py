@@ -1,0 +1,40 @@
+"""Who is calling: the API key check each route asks for, and the actor recorded in the audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from starlette.exceptions import HTTPException
+
+from registro.auth import ANONYMOUS, Principal
+from registro.store import Actor
+from registro.telemetry.requests import request_id
+
+BEARER = "bearerAuth"
+SECURITY_SCHEMES = {BEARER: {"type": "http", "scheme": "bearer", "description": "An API key"}}
+KEY_REQUIRED: dict[str, Any] = {"security": [{BEARER: []}]}
+KEY_OPTIONAL: dict[str, Any] = {"security": [{}, {BEARER: []}]}
+
+
+async def authorize(request: Request, scope: str) -> Principal:
+    """The caller, if REGISTRO_AUTH asks for a key for this scope; 401/403 otherwise.
+
+    `admin` (the audit trail) always needs a key, whatever REGISTRO_AUTH says.
+    """
+    mode = request.app.state.settings.auth_mode
+    if scope != "admin" and (mode == "off" or (mode == "writes" and scope == "read")):
+        return ANONYMOUS
+    principal = await request.app.state.authenticator.principal(
+        request.headers.get("authorization")
+    )
+    if principal is None:
+        raise HTTPException(401, "Missing or invalid API key", {"WWW-Authenticate": "Bearer"})
+    if not principal.allows(scope):
+        raise HTTPException(403, f"The API key lacks the '{scope}' scope")
+    return principal
+
+
+def actor(request: Request, principal: Principal) -> Actor:
+    client = request.scope.get("client")
+    return Actor(principal.name, request_id(request.scope), client[0] if client else None)

@@ -1,0 +1,80 @@
+"""What a request body may be: at most REGISTRO_MAX_BODY_BYTES, and JSON.
+
+Checked before the application reads anything, so an oversize or foreign body costs nothing and
+changes nothing: 413 for size (declared or streamed), 415 for a content type that is not JSON.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _reject(send: Send, status: int, message: str) -> None:
+    body = orjson.dumps({"message": message})
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+def _is_json(content_type: bytes) -> bool:
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or media_type.endswith(b"+json")
+
+
+class RequestLimitsMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in METHODS_WITH_BODY:
+            await self.app(scope, receive, send)
+            return
+        content_type = b""
+        declared = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                declared = value
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _reject(send, 413, f"Request body larger than {self.max_body_bytes} bytes")
+            return
+        if content_type and not _is_json(content_type):
+            await _reject(send, 415, "Content-Type must be application/json")
+            return
+
+        received = 0
+        started = False
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive_limited, send_tracking)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _reject(send, 413, f"Request body larger than {self.max_body_bytes} bytes")

@@ -1,0 +1,119 @@
+"""Settings, read once from the environment (12-factor) and validated at start.
+
+Every variable the service reads is a field here; `ENVIRONMENT_VARIABLES` lists their names so
+that deployment manifests can be checked against it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["dev", "qa", "prod"]
+AuthMode = Literal["off", "writes", "all"]
+
+DEV_DATABASE_URL = "sqlite:///./registro.db"
+DEFAULT_PORT = 8000
+
+# Variables whose values must never be echoed back (they may carry credentials).
+SECRET_VARIABLES = frozenset({"DATABASE_URL"})
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message is one line meant for the operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REGISTRO_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    env: Environment = "dev"
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    auth: AuthMode | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    drain_seconds: float = Field(default=5.0, ge=0, le=300)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    forwarded_allow_ips: str = "127.0.0.1"
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    fault_error_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_latency_ms: int = Field(default=0, ge=0, le=60_000)
+    git_commit: str = "unknown"
+    build_time: str = "unknown"
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    otel_service_name: str = Field(
+        default="registro", validation_alias=AliasChoices("OTEL_SERVICE_NAME")
+    )
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None, validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR")
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise ValueError("must start with postgresql:// or sqlite:///")
+        return url
+
+    @model_validator(mode="after")
+    def _per_environment(self) -> Settings:
+        if self.env != "dev" and self.database_url is None:
+            raise ValueError(f"DATABASE_URL is required when REGISTRO_ENV={self.env}")
+        if self.env == "prod" and (self.fault_error_rate or self.fault_latency_ms):
+            raise ValueError("fault injection (REGISTRO_FAULT_*) is refused when REGISTRO_ENV=prod")
+        return self
+
+    @property
+    def database(self) -> str:
+        return self.database_url or DEV_DATABASE_URL
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        if self.auth is not None:
+            return self.auth
+        return "off" if self.env == "dev" else "writes"
+
+    @property
+    def migrate_on_start(self) -> bool:
+        return self.env == "dev"
+
+    @property
+    def faults_enabled(self) -> bool:
+        return bool(self.fault_error_rate or self.fault_latency_ms)
+
+
+def _variable_name(field: str) -> str:
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"REGISTRO_{field.upper()}"
+
+
+ENVIRONMENT_VARIABLES: frozenset[str] = frozenset(_variable_name(f) for f in Settings.model_fields)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, or raise SettingsError with one line naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        name = _variable_name(field) if field in Settings.model_fields else field
+        if name in ENVIRONMENT_VARIABLES:
+            if name in SECRET_VARIABLES:
+                raise SettingsError(f"invalid {name}: {message}") from None
+            raise SettingsError(f"invalid {name}={error.get('input')!r}: {message}") from None
+        raise SettingsError(message) from None

@@ -1,0 +1,28 @@
+"""The database: one interface (base.Store), a PostgreSQL and a SQLite implementation."""
+
+from registro.store.base import (
+    Actor,
+    ApiKey,
+    AuditEntry,
+    DatabaseUnavailable,
+    NameTaken,
+    Record,
+    Store,
+)
+from registro.store.urls import is_postgres, sqlite_path
+
+
+async def open_store(database_url: str, pool_size: int = 10) -> Store:
+    if is_postgres(database_url):
+        from registro.store.postgres import PostgresStore
+
+        return await PostgresStore.connect(database_url, pool_size)
+    from registro.store.sqlite import SqliteStore
+
+    return await SqliteStore.connect(sqlite_path(database_url))
+
+
+__all__ = [
+    "Actor", "ApiKey", "AuditEntry", "DatabaseUnavailable", "NameTaken", "Record", "Store",
+    "open_store",
+]

@@ -1,0 +1,35 @@
+"""Schema migrations with Alembic: upgrade to head, and tell whether a database is at head."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    # Stored raw: ConfigParser would read "%" in a password as interpolation.
+    config.set_main_option("database_url", database_url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(database_url: str) -> None:
+    """Bring the database to head. Blocking: call it outside the event loop."""
+    command.upgrade(alembic_config(database_url), "head")
+
+
+async def upgrade_async(database_url: str) -> None:
+    await asyncio.to_thread(upgrade, database_url)

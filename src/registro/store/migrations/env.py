@@ -1,0 +1,44 @@
+"""Alembic environment: runs migrations over the async drivers the service uses.
+
+On PostgreSQL a session advisory lock serialises concurrent `registro migrate` runs (several pods
+or containers starting at once); the second waits, then finds the schema at head.
+"""
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from registro.store.schema import metadata
+from registro.store.urls import sqlalchemy_url
+
+MIGRATION_LOCK_ID = 7_261_013  # any constant; shared by every registro migrate
+
+
+def run(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=metadata, compare_type=True)
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if postgres:
+            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+            connection.commit()
+
+
+async def main() -> None:
+    url = sqlalchemy_url(context.config.get_main_option("database_url") or "")
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+asyncio.run(main())

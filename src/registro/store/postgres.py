@@ -1,0 +1,165 @@
+"""PostgreSQL through asyncpg directly: each operation is one statement, one round trip.
+
+A write and its audit entry are one statement (data-modifying CTEs), so they commit together
+without an explicit transaction's extra round trips.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from registro.store.base import Actor, ApiKey, AuditEntry, DatabaseUnavailable, NameTaken, Record
+
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ReadOnlySQLTransactionError,  # a demoted primary during failover
+)
+
+GET = "SELECT id, name FROM records WHERE id = $1"
+PAGE = "SELECT id, name FROM records WHERE id > $1 ORDER BY id LIMIT $2"
+
+_AUDIT = """
+    INSERT INTO audit (at, actor, action, record_id, before, after, request_id, client)
+    SELECT now(), $2, '{action}', id, {before}, {after}, $3, $4 FROM changed
+"""
+CREATE = """
+    WITH changed AS (
+        INSERT INTO records (name, created_at, updated_at) VALUES ($1, now(), now())
+        ON CONFLICT (name) DO NOTHING RETURNING id, name
+    ), audited AS ({audit})
+    SELECT id, name FROM changed
+""".format(audit=_AUDIT.format(
+    action="create", before="NULL", after="jsonb_build_object('id', id, 'name', name)"
+))
+RENAME = """
+    WITH old AS (SELECT id, name FROM records WHERE id = $5 FOR UPDATE),
+    changed AS (
+        UPDATE records r SET name = $1, updated_at = now() FROM old WHERE r.id = old.id
+        RETURNING r.id, r.name, old.name AS old_name
+    ), audited AS ({audit})
+    SELECT id, name FROM changed
+""".format(audit=_AUDIT.format(
+    action="update",
+    before="jsonb_build_object('id', id, 'name', old_name)",
+    after="jsonb_build_object('id', id, 'name', name)",
+))
+DELETE = """
+    WITH changed AS (DELETE FROM records WHERE id = $1 RETURNING id, name),
+    audited AS ({audit})
+    SELECT id, name FROM changed
+""".format(audit=_AUDIT.format(
+    action="delete", before="jsonb_build_object('id', id, 'name', name)", after="NULL"
+))
+AUDIT_PAGE = """
+    SELECT id, at, actor, action, record_id, before, after, request_id, client FROM audit
+    WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2
+"""
+KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
+
+
+def _key(row: asyncpg.Record) -> ApiKey:
+    return ApiKey(
+        name=row["name"],
+        key_id=row["key_id"],
+        secret_hash=row["secret_hash"],
+        scopes=frozenset(row["scopes"].split(",")),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
+                                    schema="pg_catalog")
+
+
+class PostgresStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, pool_size: int) -> PostgresStore:
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=pool_size,
+                init=_init_connection,
+                server_settings={"application_name": "registro"},
+            )
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        return cls(pool)
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            return await self._pool.fetch(query, *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise NameTaken from exc
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+
+    async def _one(self, query: str, *args: Any) -> Record | None:
+        rows = await self._fetch(query, *args)
+        return Record(rows[0][0], rows[0][1]) if rows else None
+
+    async def get(self, record_id: int) -> Record | None:
+        return await self._one(GET, record_id)
+
+    async def page(self, after: int, limit: int) -> list[Record]:
+        return [Record(row[0], row[1]) for row in await self._fetch(PAGE, after, limit)]
+
+    async def create(self, name: str, actor: Actor) -> Record | None:
+        return await self._one(CREATE, name, actor.name, actor.request_id, actor.client)
+
+    async def rename(self, record_id: int, name: str, actor: Actor) -> Record | None:
+        return await self._one(RENAME, name, actor.name, actor.request_id, actor.client, record_id)
+
+    async def delete(self, record_id: int, actor: Actor) -> Record | None:
+        return await self._one(DELETE, record_id, actor.name, actor.request_id, actor.client)
+
+    async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]:
+        rows = await self._fetch(AUDIT_PAGE, before, limit)
+        return [AuditEntry(**dict(row)) for row in rows]
+
+    async def add_key(self, key: ApiKey) -> None:
+        await self._fetch(
+            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
+            key.name, key.key_id, key.secret_hash, ",".join(sorted(key.scopes)),
+            key.created_at, key.revoked_at,
+        )
+
+    async def keys(self) -> list[ApiKey]:
+        return [_key(r) for r in await self._fetch(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id")]
+
+    async def find_key(self, key_id: str) -> ApiKey | None:
+        rows = await self._fetch(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1", key_id)
+        return _key(rows[0]) if rows else None
+
+    async def revoke_key(self, name: str) -> bool:
+        rows = await self._fetch(
+            "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"
+            " RETURNING id",
+            name,
+        )
+        return bool(rows)
+
+    async def schema_revision(self) -> str | None:
+        try:
+            rows = await self._fetch("SELECT version_num FROM alembic_version")
+        except asyncpg.UndefinedTableError:
+            return None
+        return rows[0][0] if rows else None
+
+    def pool_usage(self) -> tuple[int, int]:
+        idle = self._pool.get_idle_size()
+        return self._pool.get_size() - idle, idle
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -1,0 +1,205 @@
+"""SQLite through aiosqlite, for development and tests.
+
+One connection serves the process (SQLite has a single writer anyway); writes run in an explicit
+`BEGIN IMMEDIATE` transaction so a change and its audit entry commit together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from registro.store.base import Actor, ApiKey, AuditEntry, NameTaken, Record
+
+KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _doc(record: Record | None) -> str | None:
+    return json.dumps({"id": record.id, "name": record.name}) if record else None
+
+
+def _key(row: sqlite3.Row) -> ApiKey:
+    created_at = _time(row["created_at"])
+    assert created_at is not None
+    return ApiKey(
+        name=row["name"],
+        key_id=row["key_id"],
+        secret_hash=row["secret_hash"],
+        scopes=frozenset(row["scopes"].split(",")),
+        created_at=created_at,
+        revoked_at=_time(row["revoked_at"]),
+    )
+
+
+class SqliteStore:
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+        self._lock = asyncio.Lock()
+        self._busy = 0
+
+    @classmethod
+    async def connect(cls, path: str) -> SqliteStore:
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA busy_timeout=5000")
+        return cls(connection)
+
+    async def _rows(self, query: str, *args: Any) -> list[sqlite3.Row]:
+        async with self._lock:
+            self._busy = 1
+            try:
+                cursor = await self._db.execute(query, args)
+                return list(await cursor.fetchall())
+            finally:
+                self._busy = 0
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            self._busy = 1
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            else:
+                await self._db.execute("COMMIT")
+            finally:
+                self._busy = 0
+
+    async def _one(self, db: aiosqlite.Connection, query: str, *args: Any) -> Record | None:
+        cursor = await db.execute(query, args)
+        row = await cursor.fetchone()
+        return Record(row[0], row[1]) if row else None
+
+    async def _audit(
+        self, db: aiosqlite.Connection, action: str, record_id: int,
+        before: Record | None, after: Record | None, actor: Actor,
+    ) -> None:
+        await db.execute(
+            "INSERT INTO audit (at, actor, action, record_id, before, after, request_id, client)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (_now(), actor.name, action, record_id, _doc(before), _doc(after),
+             actor.request_id, actor.client),
+        )
+
+    async def get(self, record_id: int) -> Record | None:
+        rows = await self._rows("SELECT id, name FROM records WHERE id = ?", record_id)
+        return Record(rows[0][0], rows[0][1]) if rows else None
+
+    async def page(self, after: int, limit: int) -> list[Record]:
+        rows = await self._rows(
+            "SELECT id, name FROM records WHERE id > ? ORDER BY id LIMIT ?", after, limit
+        )
+        return [Record(row[0], row[1]) for row in rows]
+
+    async def create(self, name: str, actor: Actor) -> Record | None:
+        async with self._transaction() as db:
+            now = _now()
+            record = await self._one(
+                db,
+                "INSERT INTO records (name, created_at, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING RETURNING id, name",
+                name, now, now,
+            )
+            if record:
+                await self._audit(db, "create", record.id, None, record, actor)
+            return record
+
+    async def rename(self, record_id: int, name: str, actor: Actor) -> Record | None:
+        async with self._transaction() as db:
+            old = await self._one(db, "SELECT id, name FROM records WHERE id = ?", record_id)
+            if old is None:
+                return None
+            try:
+                record = await self._one(
+                    db,
+                    "UPDATE records SET name = ?, updated_at = ? WHERE id = ? RETURNING id, name",
+                    name, _now(), record_id,
+                )
+            except sqlite3.IntegrityError as exc:
+                raise NameTaken from exc
+            await self._audit(db, "update", record_id, old, record, actor)
+            return record
+
+    async def delete(self, record_id: int, actor: Actor) -> Record | None:
+        async with self._transaction() as db:
+            record = await self._one(
+                db, "DELETE FROM records WHERE id = ? RETURNING id, name", record_id
+            )
+            if record:
+                await self._audit(db, "delete", record_id, record, None, actor)
+            return record
+
+    async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]:
+        rows = await self._rows(
+            "SELECT id, at, actor, action, record_id, before, after, request_id, client"
+            " FROM audit WHERE ? IS NULL OR id < ? ORDER BY id DESC LIMIT ?",
+            before, before, limit,
+        )
+        return [
+            AuditEntry(
+                id=row["id"], at=datetime.fromisoformat(row["at"]), actor=row["actor"],
+                action=row["action"], record_id=row["record_id"],
+                before=json.loads(row["before"]) if row["before"] else None,
+                after=json.loads(row["after"]) if row["after"] else None,
+                request_id=row["request_id"], client=row["client"],
+            )
+            for row in rows
+        ]
+
+    async def add_key(self, key: ApiKey) -> None:
+        try:
+            async with self._transaction() as db:
+                await db.execute(
+                    f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    (key.name, key.key_id, key.secret_hash, ",".join(sorted(key.scopes)),
+                     key.created_at.isoformat(), None),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise NameTaken from exc
+
+    async def keys(self) -> list[ApiKey]:
+        return [_key(r) for r in await self._rows(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id")]
+
+    async def find_key(self, key_id: str) -> ApiKey | None:
+        rows = await self._rows(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?", key_id)
+        return _key(rows[0]) if rows else None
+
+    async def revoke_key(self, name: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                (_now(), name),
+            )
+            return cursor.rowcount > 0
+
+    async def schema_revision(self) -> str | None:
+        try:
+            rows = await self._rows("SELECT version_num FROM alembic_version")
+        except sqlite3.OperationalError:
+            return None
+        return rows[0][0] if rows else None
+
+    def pool_usage(self) -> tuple[int, int]:
+        return self._busy, 1 - self._busy
+
+    async def close(self) -> None:
+        await self._db.close()

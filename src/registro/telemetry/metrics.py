@@ -1,0 +1,83 @@
+"""Prometheus metrics, aggregated over every worker process.
+
+With several workers each process writes its samples to files under PROMETHEUS_MULTIPROC_DIR and
+`/metrics` merges them, so any worker answers for all. That variable must be set before
+prometheus_client is imported (`registro serve` does it); without it, metrics are per process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+REQUESTS = Counter(
+    "registro_http_requests", "HTTP requests answered.", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "registro_http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "registro_http_requests_in_flight", "Requests being answered.", multiprocess_mode="livesum"
+)
+DB_POOL = Gauge(
+    "registro_db_pool_connections",
+    "Database connections by state.",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+BUILD_INFO = Gauge(
+    "registro_build_info",
+    "Always 1; the labels say which build is running.",
+    ["version", "commit"],
+    multiprocess_mode="max",
+)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def record_request(method: str, route: str, status: int, seconds: float) -> None:
+    key = (method, route, status)
+    series = _series.get(key)
+    if series is None:
+        label = method if method in METHODS else "OTHER"
+        series = REQUESTS.labels(label, route, str(status)), LATENCY.labels(label, route, str(status))
+        _series[key] = series
+    series[0].inc()
+    series[1].observe(seconds)
+
+
+def record_pool(in_use: int, idle: int) -> None:
+    DB_POOL.labels("in_use").set(in_use)
+    DB_POOL.labels("idle").set(idle)
+
+
+def exposition() -> bytes:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def forget_this_process() -> None:
+    """Drop this worker's live gauges once it stops (their files would otherwise linger)."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        multiprocess.mark_process_dead(os.getpid())
