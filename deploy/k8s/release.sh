@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# A release of registro to one environment, in the order that keeps it safe:
-#   outputs ENV            print the overlay's CloudFormation outputs as KEY=VALUE, read from the
-#                          stacks' exports named registro-ENV-<Key> (AwsRegion: the CLI's region)
+# Releases of registro to one environment (qa or prod), in the order that keeps them safe.
+#
+#   deploy ENV TAG      the whole release (make deploy-k8s): read the stacks' outputs, pin the
+#                       image pushed as TAG by its digest, render, apply, wait for the rollout
+#   rollback ENV        abort a canary in progress (traffic back to stable at once), or put a
+#                       completed release back on the previous revision (make rollback-k8s)
+#   outputs ENV         print the overlay's CloudFormation outputs as KEY=VALUE, read from the
+#                       stacks' exports named registro-ENV-<Key> (AwsRegion: the CLI's region)
 #   render ENV IMAGE OUTPUTS DIR
-#                          build the overlay with those outputs and the image pinned by digest
-#                          (IMAGE = repository@sha256:...) into DIR/manifests.yaml, touching
-#                          nothing in deploy/k8s
-#   apply DIR              apply DIR/manifests.yaml: everything but the workload, then the
-#                          migration Job (waited for), then the Rollout (waited for)
-# make deploy-k8s runs the three; make verify-k8s runs `render` with the committed placeholders.
+#                       build the overlay with those outputs and IMAGE (repository@sha256:...)
+#                       into DIR/manifests.yaml, touching nothing in deploy/k8s (make verify-k8s
+#                       runs this with the committed placeholder outputs)
+#   apply DIR           apply DIR/manifests.yaml: everything but the workload, then the migration
+#                       Job (waited for), then the Rollout (waited for)
+#
+# Needs kubectl (with its built-in kustomize), the AWS CLI and python3; nothing else.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+work=${RELEASE_WORK:-$here/../../.work/release}
 namespace=registro
+rollout=registro
 kubectl=${KUBECTL:-kubectl}
 
 die() { echo "release.sh: $*" >&2; exit 1; }
+k() { $kubectl -n "$namespace" "$@"; }
 
 outputs() {
   local env=$1 key value region
-  region=${AWS_REGION:-$(aws configure get region)}
+  region=${AWS_REGION:-$(aws configure get region || true)}
   [ -n "$region" ] || die "no AWS region (set AWS_REGION)"
-  # The keys are the ones the overlay's committed cloudformation-outputs.env names: one list.
+  # The keys are those the overlay's committed cloudformation-outputs.env names: one list.
   for key in $(grep -oE '^[A-Za-z0-9]+=' "$here/overlays/$env/cloudformation-outputs.env" | tr -d '='); do
     if [ "$key" = AwsRegion ]; then
       value=$region
@@ -33,10 +42,12 @@ outputs() {
   done
 }
 
+output() { grep -E "^$2=" "$1" | cut -d= -f2-; }
+
 render() {
   local env=$1 image=$2 outputs_file=$3 dir=$4
   [ -d "$here/overlays/$env" ] || die "no overlay '$env'"
-  [[ $image =~ ^[a-z0-9./_-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$ ]] \
+  [[ $image =~ ^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$ ]] \
     || die "image must be repository@sha256:<digest>, got '$image'"
   rm -rf "$dir" && mkdir -p "$dir"
   cp -r "$here" "$dir/k8s"
@@ -55,28 +66,87 @@ YAML
   echo "rendered $dir/manifests.yaml"
 }
 
+# Wait until the Rollout has taken in its latest spec and is Healthy; fail as soon as it is
+# Degraded (an aborted canary is Degraded). While it is Paused (an inconclusive analysis), a
+# person decides: see docs/delivery.md.
+wait_rollout() {
+  local deadline=$((SECONDS + ${ROLLOUT_TIMEOUT:-2400})) status phase generation observed
+  while :; do
+    status=$(k get rollout "$rollout" -o jsonpath='{.status.phase}|{.metadata.generation}|{.status.observedGeneration}|{.status.message}')
+    IFS='|' read -r phase generation observed _ <<<"$status"
+    echo "rollout: ${status//|/ }"
+    if [ "$generation" = "$observed" ]; then
+      case $phase in
+        Healthy) return 0 ;;
+        Degraded) die "rollout degraded: ${status##*|}" ;;
+      esac
+    fi
+    ((SECONDS < deadline)) || die "rollout not healthy after ${ROLLOUT_TIMEOUT:-2400} s"
+    sleep 15
+  done
+}
+
 apply() {
   local manifests=$1/manifests.yaml
   [ -f "$manifests" ] || die "nothing rendered at $manifests"
   # 1. Namespace, config, secrets, services, ingress, policies, autoscaling, analysis.
   $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component notin (migration,server)'
-  $kubectl -n "$namespace" wait externalsecret/registro-database --for=condition=Ready --timeout=120s
+  k wait externalsecret/registro-database --for=condition=Ready --timeout=120s
   # 2. The schema migration, once per release; a Job's pod template is immutable, so replace it.
-  $kubectl -n "$namespace" delete job registro-migrate --ignore-not-found --wait=true
+  k delete job registro-migrate --ignore-not-found --wait=true
   $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component=migration'
-  if ! $kubectl -n "$namespace" wait job/registro-migrate --for=condition=Complete --timeout=600s; then
-    $kubectl -n "$namespace" logs job/registro-migrate --tail=100 || true
-    die "migration failed: the release stops here, the running version is untouched"
+  if ! k wait job/registro-migrate --for=condition=Complete --timeout=600s; then
+    k logs job/registro-migrate --tail=100 || true
+    die "migration failed: the release stops here and the running version is untouched"
   fi
-  # 3. The workload: Argo Rollouts runs the canary; `status` returns when it is Healthy and fails
-  #    when the rollout is aborted or degraded.
+  # 3. The workload: Argo Rollouts runs the canary.
   $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component=server'
-  $kubectl argo rollouts status registro -n "$namespace" --timeout 30m
+  wait_rollout
+}
+
+connect() {
+  local outputs_file=$1
+  aws eks update-kubeconfig --region "$(output "$outputs_file" AwsRegion)" \
+    --name "$(output "$outputs_file" ClusterName)" >/dev/null
+}
+
+deploy() {
+  local env=$1 tag=$2 dir=$work/$1 repository digest
+  [[ $tag =~ ^[0-9a-f]{7,40}$ ]] || die "TAG must be a git commit, got '$tag'"
+  mkdir -p "$work"
+  outputs "$env" > "$work/$env.env"
+  repository=$(output "$work/$env.env" EcrRepositoryUri)
+  digest=$(aws ecr describe-images --region "$(output "$work/$env.env" AwsRegion)" \
+    --repository-name "${repository#*/}" --image-ids imageTag="$tag" \
+    --query 'imageDetails[0].imageDigest' --output text)
+  [[ $digest == sha256:* ]] || die "no image $repository:$tag in ECR"
+  render "$env" "$repository@$digest" "$work/$env.env" "$dir"
+  connect "$work/$env.env"
+  apply "$dir"
+}
+
+rollback() {
+  local env=$1 phase
+  mkdir -p "$work"
+  outputs "$env" > "$work/$env.env"
+  connect "$work/$env.env"
+  phase=$(k get rollout "$rollout" -o jsonpath='{.status.phase}')
+  if [ "$phase" != Healthy ]; then
+    # A canary in progress: all traffic back to the stable pods now, then make the stable
+    # revision the desired one again so that the Rollout is Healthy.
+    k patch rollout "$rollout" --type merge -p '{"status":{"abort":true}}'
+  fi
+  k get rollout,replicaset -l app.kubernetes.io/name=registro -o json \
+    | python3 "$here/tools/previous_template.py" > "$work/rollback-patch.json"
+  k patch rollout "$rollout" --type merge --patch-file "$work/rollback-patch.json"
+  wait_rollout
 }
 
 case "${1:-}" in
+  deploy) [ $# -eq 3 ] || die "usage: release.sh deploy ENV TAG"; deploy "$2" "$3" ;;
+  rollback) [ $# -eq 2 ] || die "usage: release.sh rollback ENV"; rollback "$2" ;;
   outputs) [ $# -eq 2 ] || die "usage: release.sh outputs ENV"; outputs "$2" ;;
   render) [ $# -eq 5 ] || die "usage: release.sh render ENV IMAGE OUTPUTS DIR"; render "$2" "$3" "$4" "$5" ;;
   apply) [ $# -eq 2 ] || die "usage: release.sh apply DIR"; apply "$2" ;;
-  *) die "usage: release.sh outputs|render|apply ..." ;;
+  *) die "usage: release.sh deploy|rollback|outputs|render|apply ..." ;;
 esac

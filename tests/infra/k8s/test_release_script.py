@@ -1,0 +1,140 @@
+"""deploy/k8s/release.sh and its helper, on what they can be run against here.
+
+A cluster and AWS cannot run here: `aws` is replaced by a stub that answers list-exports the way
+the real CLI does with --query/--output text (the stub cannot see IAM, regions or pagination).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from k8s_support import K8S, TEST_IMAGE
+
+RELEASE = K8S / "release.sh"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(RELEASE), *args], capture_output=True, text=True, env=env)
+
+
+def fake_aws(tmp_path: Path, exports: dict[str, str]) -> dict[str, str]:
+    """An `aws` on PATH that answers `cloudformation list-exports --query "...Name=='X'..."`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    table = tmp_path / "exports.json"
+    table.write_text(json.dumps(exports))
+    script = bin_dir / "aws"
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, re, sys\n"
+        f"exports = json.load(open({str(table)!r}))\n"
+        "query = sys.argv[sys.argv.index('--query') + 1]\n"
+        "name = re.search(r\"Name=='([^']+)'\", query).group(1)\n"
+        "print(exports.get(name, 'None'))\n"
+    )
+    script.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "AWS_REGION": "eu-central-1"}
+
+
+def committed_outputs(env: str) -> dict[str, str]:
+    lines = (K8S / "overlays" / env / "cloudformation-outputs.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_outputs_are_read_from_the_environments_exports(tmp_path: Path) -> None:
+    wanted = committed_outputs("prod")
+    exports = {f"registro-prod-{k}": f"value-of-{k}" for k in wanted if k != "AwsRegion"}
+    exports["registro-qa-CertificateArn"] = "the wrong environment"
+    result = run("outputs", "prod", env=fake_aws(tmp_path, exports))
+    assert result.returncode == 0, result.stderr
+    got = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    assert got == {k: ("eu-central-1" if k == "AwsRegion" else f"value-of-{k}") for k in wanted}
+
+
+def test_a_missing_export_stops_the_release(tmp_path: Path) -> None:
+    wanted = committed_outputs("qa")
+    exports = {f"registro-qa-{k}": "x" for k in wanted if k not in {"AwsRegion", "WebAclArn"}}
+    result = run("outputs", "qa", env=fake_aws(tmp_path, exports))
+    assert result.returncode != 0
+    assert "registro-qa-WebAclArn not found" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro",
+        "000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro:latest",
+        "000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro:abc1234",
+        "registro@sha256:" + "ab" * 32,
+    ],
+)
+def test_render_refuses_an_image_not_pinned_by_digest(tmp_path: Path, image: str) -> None:
+    outputs = K8S / "overlays" / "qa" / "cloudformation-outputs.env"
+    result = run("render", "qa", image, str(outputs), str(tmp_path / "out"))
+    assert result.returncode != 0
+    assert "must be repository@sha256" in result.stderr
+
+
+def test_render_leaves_the_source_tree_alone(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs.env"
+    outputs.write_text(
+        (K8S / "overlays" / "qa" / "cloudformation-outputs.env").read_text().replace("eu-west-1", "us-east-2")
+    )
+    before = subprocess.run(["git", "status", "--porcelain", str(K8S)], capture_output=True, text=True).stdout
+    result = run("render", "qa", TEST_IMAGE, str(outputs), str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    rendered = (tmp_path / "out" / "manifests.yaml").read_text()
+    assert "region: us-east-2" in rendered and "eu-west-1" not in rendered.replace(TEST_IMAGE, "")
+    after = subprocess.run(["git", "status", "--porcelain", str(K8S)], capture_output=True, text=True).stdout
+    assert before == after
+
+
+def replica_set(revision: int, image: str, owner: str = "rollout-uid") -> dict[str, object]:
+    return {
+        "kind": "ReplicaSet",
+        "metadata": {
+            "annotations": {"rollout.argoproj.io/revision": str(revision)},
+            "ownerReferences": [{"uid": owner}],
+        },
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app": "registro", "rollouts-pod-template-hash": f"h{revision}"}},
+                "spec": {"containers": [{"name": "registro", "image": image}]},
+            }
+        },
+    }
+
+
+def previous_template(items: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["python3", str(K8S / "tools" / "previous_template.py")],
+        input=json.dumps({"items": items}),
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_rollback_patch_goes_to_the_previous_revision() -> None:
+    rollout = {"kind": "Rollout", "metadata": {"uid": "rollout-uid", "annotations": {"rollout.argoproj.io/revision": "7"}}}
+    items = [
+        rollout,
+        replica_set(7, "img@sha256:new"),
+        replica_set(6, "img@sha256:previous"),
+        replica_set(5, "img@sha256:older"),
+        replica_set(9, "img@sha256:someone-else", owner="other"),
+    ]
+    result = previous_template(items)
+    assert result.returncode == 0, result.stderr
+    template = json.loads(result.stdout)["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == "img@sha256:previous"
+    assert template["metadata"]["labels"] == {"app": "registro"}
+
+
+def test_rollback_refuses_when_there_is_nothing_before() -> None:
+    rollout = {"kind": "Rollout", "metadata": {"uid": "rollout-uid", "annotations": {"rollout.argoproj.io/revision": "1"}}}
+    result = previous_template([rollout, replica_set(1, "img@sha256:only")])
+    assert result.returncode != 0
