@@ -3,10 +3,12 @@
 #
 #   deploy ENV TAG      the whole release (make deploy-k8s): read the stacks' outputs, pin the
 #                       image pushed as TAG by its digest, render, apply, wait for the rollout
-#   rollback ENV        abort a canary in progress (traffic back to stable at once), or put a
-#                       completed release back on the previous revision (make rollback-k8s)
+#   rollback ENV [TAG]  abort a canary in progress (traffic back to stable at once), or put a
+#                       completed release back on the previous revision (make rollback-k8s);
+#                       with TAG, only if the Rollout runs that release (the pipeline's rollback)
 #   outputs ENV         print the overlay's CloudFormation outputs as KEY=VALUE, read from the
 #                       stacks' exports named registro-ENV-<Key> (AwsRegion: the CLI's region)
+#   output ENV KEY      print one of them
 #   render ENV IMAGE OUTPUTS DIR
 #                       build the overlay with those outputs and IMAGE (repository@sha256:...)
 #                       into DIR/manifests.yaml, touching nothing in deploy/k8s (make verify-k8s
@@ -34,15 +36,21 @@ outputs() {
     if [ "$key" = AwsRegion ]; then
       value=$region
     else
-      value=$(aws cloudformation list-exports --region "$region" --output text \
-        --query "Exports[?Name=='registro-$env-$key'].Value | [0]")
+      value=$(AWS_REGION=$region export_value "$env" "$key")
     fi
-    [ -n "$value" ] && [ "$value" != None ] || die "export registro-$env-$key not found"
     echo "$key=$value"
   done
 }
 
 output() { grep -E "^$2=" "$1" | cut -d= -f2-; }
+
+export_value() {
+  local env=$1 key=$2 value
+  value=$(aws cloudformation list-exports --output text \
+    --query "Exports[?Name=='registro-$env-$key'].Value | [0]")
+  [ -n "$value" ] && [ "$value" != None ] || die "export registro-$env-$key not found"
+  echo "$value"
+}
 
 render() {
   local env=$1 image=$2 outputs_file=$3 dir=$4
@@ -110,26 +118,39 @@ connect() {
     --name "$(output "$outputs_file" ClusterName)" >/dev/null
 }
 
-deploy() {
-  local env=$1 tag=$2 dir=$work/$1 repository digest
+# The image pushed as TAG, by digest: what runs can never change under the same name.
+pinned_image() {
+  local outputs_file=$1 tag=$2 repository digest
   [[ $tag =~ ^[0-9a-f]{7,40}$ ]] || die "TAG must be a git commit, got '$tag'"
-  mkdir -p "$work"
-  outputs "$env" > "$work/$env.env"
-  repository=$(output "$work/$env.env" EcrRepositoryUri)
-  digest=$(aws ecr describe-images --region "$(output "$work/$env.env" AwsRegion)" \
+  repository=$(output "$outputs_file" EcrRepositoryUri)
+  digest=$(aws ecr describe-images --region "$(output "$outputs_file" AwsRegion)" \
     --repository-name "${repository#*/}" --image-ids imageTag="$tag" \
     --query 'imageDetails[0].imageDigest' --output text)
   [[ $digest == sha256:* ]] || die "no image $repository:$tag in ECR"
-  render "$env" "$repository@$digest" "$work/$env.env" "$dir"
+  echo "$repository@$digest"
+}
+
+deploy() {
+  local env=$1 tag=$2 dir=$work/$1
+  mkdir -p "$work"
+  outputs "$env" > "$work/$env.env"
+  render "$env" "$(pinned_image "$work/$env.env" "$tag")" "$work/$env.env" "$dir"
   connect "$work/$env.env"
   apply "$dir"
 }
 
 rollback() {
-  local env=$1 phase
+  local env=$1 tag=${2:-} phase running
   mkdir -p "$work"
   outputs "$env" > "$work/$env.env"
   connect "$work/$env.env"
+  if [ -n "$tag" ]; then
+    running=$(k get rollout "$rollout" -o jsonpath='{.spec.template.spec.containers[0].image}')
+    if [ "$running" != "$(pinned_image "$work/$env.env" "$tag")" ]; then
+      echo "release $tag never reached the Rollout (it runs $running): nothing to roll back"
+      return 0
+    fi
+  fi
   phase=$(k get rollout "$rollout" -o jsonpath='{.status.phase}')
   if [ "$phase" != Healthy ]; then
     # A canary in progress: all traffic back to the stable pods now, then make the stable
@@ -144,9 +165,10 @@ rollback() {
 
 case "${1:-}" in
   deploy) [ $# -eq 3 ] || die "usage: release.sh deploy ENV TAG"; deploy "$2" "$3" ;;
-  rollback) [ $# -eq 2 ] || die "usage: release.sh rollback ENV"; rollback "$2" ;;
+  rollback) [ $# -ge 2 ] && [ $# -le 3 ] || die "usage: release.sh rollback ENV [TAG]"; rollback "$2" "${3:-}" ;;
   outputs) [ $# -eq 2 ] || die "usage: release.sh outputs ENV"; outputs "$2" ;;
+  output) [ $# -eq 3 ] || die "usage: release.sh output ENV KEY"; export_value "$2" "$3" ;;
   render) [ $# -eq 5 ] || die "usage: release.sh render ENV IMAGE OUTPUTS DIR"; render "$2" "$3" "$4" "$5" ;;
   apply) [ $# -eq 2 ] || die "usage: release.sh apply DIR"; apply "$2" ;;
-  *) die "usage: release.sh deploy|rollback|outputs|render|apply ..." ;;
+  *) die "usage: release.sh deploy|rollback|outputs|output|render|apply ..." ;;
 esac

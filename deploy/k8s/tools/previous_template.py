@@ -21,7 +21,10 @@ def main() -> int:
         rs
         for rs in items
         if rs["kind"] == "ReplicaSet"
-        and any(o.get("uid") == rollout["metadata"]["uid"] for o in rs["metadata"].get("ownerReferences", []))
+        and any(
+            o.get("uid") == rollout["metadata"]["uid"]
+            for o in rs["metadata"].get("ownerReferences", [])
+        )
         and int(rs["metadata"]["annotations"].get(REVISION, "0")) < current
     ]
     if not owned:
@@ -31,7 +34,10 @@ def main() -> int:
     template = previous["spec"]["template"]
     template["metadata"].get("labels", {}).pop(HASH, None)
     image = template["spec"]["containers"][0]["image"]
-    print(f"rolling back to revision {previous['metadata']['annotations'][REVISION]}: {image}", file=sys.stderr)
+    print(
+        f"rolling back to revision {previous['metadata']['annotations'][REVISION]}: {image}",
+        file=sys.stderr,
+    )
     json.dump({"spec": {"template": template}}, sys.stdout)
     return 0
 

@@ -1,4 +1,4 @@
-"""Print each Rollout of a rendered manifest as a Deployment with the same selector and pod template.
+"""Print each Rollout of a rendered manifest as a Deployment with its selector and pod template.
 
 Checkov and kubernetes-validate know Deployments but not Argo Rollouts' CRD, so they skip a
 Rollout's pod template; fed this copy, they check it as strictly as any Deployment's.

@@ -17,7 +17,9 @@ from k8s_support import OVERLAYS, REPO, Manifests, render_release, require
 
 
 @pytest.fixture(scope="session", params=OVERLAYS)
-def manifests(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Manifests:
+def manifests(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Manifests:
     path = render_release(request.param, tmp_path_factory.mktemp(f"release-{request.param}"))
     return Manifests(request.param, [d for d in yaml.safe_load_all(path.read_text()) if d])
 
@@ -38,7 +40,9 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def service_bin() -> Path:
     bin_dir = Path(os.environ.get("REGISTRO_VENV", REPO / ".venv")) / "bin"
-    require((bin_dir / "registro").exists(), f"the service is not installed in {bin_dir} (make venv)")
+    require(
+        (bin_dir / "registro").exists(), f"the service is not installed in {bin_dir} (make venv)"
+    )
     return bin_dir
 
 

@@ -40,7 +40,9 @@ class Manifests:
 
     def one(self, kind: str, name: str | None = None) -> dict[str, Any]:
         found = [d for d in self.all(kind) if name is None or d["metadata"]["name"] == name]
-        assert len(found) == 1, f"{self.overlay}: expected one {kind} {name or ''}, got {len(found)}"
+        assert len(found) == 1, (
+            f"{self.overlay}: expected one {kind} {name or ''}, got {len(found)}"
+        )
         return found[0]
 
     def pod_templates(self) -> dict[str, dict[str, Any]]:
@@ -52,7 +54,9 @@ class Manifests:
         }
 
     def server_container(self) -> dict[str, Any]:
-        containers: list[dict[str, Any]] = self.one("Rollout")["spec"]["template"]["spec"]["containers"]
+        containers: list[dict[str, Any]] = self.one("Rollout")["spec"]["template"]["spec"][
+            "containers"
+        ]
         assert len(containers) == 1
         return containers[0]
 
@@ -77,5 +81,3 @@ def render_release(overlay: str, out: Path) -> Path:
         text=True,
     )
     return out / "manifests.yaml"
-
-

@@ -17,7 +17,9 @@ import pytest
 import yaml
 from k8s_support import REPO, Manifests, require
 
-SCHEMAS = Path(os.environ.get("ARGO_ROLLOUTS_SCHEMAS", REPO.parent / "shared" / "schemas" / "argo-rollouts"))
+SCHEMAS = Path(
+    REPO / os.environ.get("ARGO_ROLLOUTS_SCHEMAS", "../shared/schemas/argo-rollouts")
+)
 CRDS = {"Rollout": "rollout-crd.yaml", "AnalysisTemplate": "analysis-template-crd.yaml"}
 
 
@@ -51,7 +53,9 @@ def validators() -> dict[str, jsonschema.protocols.Validator]:
 
 
 def errors(validator: jsonschema.protocols.Validator, doc: dict[str, Any]) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)
+    ]
 
 
 @pytest.mark.parametrize("kind", sorted(CRDS))

@@ -73,7 +73,11 @@ def test_canary_routing_is_wired_end_to_end(manifests: Manifests) -> None:
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": alb["rootService"], "port": {"name": "use-annotation"}}
     # Prometheus scrapes exactly the two services the analysis compares.
-    scraped = {n for n, s in services.items() if s["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true"}
+    scraped = {
+        n
+        for n, s in services.items()
+        if s["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true"
+    }
     assert scraped == {canary["stableService"], canary["canaryService"]}
 
 
@@ -111,21 +115,37 @@ def test_autoscaling_and_disruption_budget_cover_the_rollout(manifests: Manifest
     assert pdb["spec"]["selector"] == rollout["spec"]["selector"]
     assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
     zones = [
-        t for t in rollout["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        t
+        for t in rollout["spec"]["template"]["spec"]["topologySpreadConstraints"]
         if t["topologyKey"] == "topology.kubernetes.io/zone"
     ]
-    assert zones and zones[0]["labelSelector"]["matchLabels"] == rollout["spec"]["selector"]["matchLabels"]
+    assert (
+        zones
+        and zones[0]["labelSelector"]["matchLabels"] == rollout["spec"]["selector"]["matchLabels"]
+    )
 
 
 def test_ingress_is_https_only_behind_waf(manifests: Manifests) -> None:
     a = manifests.one("Ingress")["metadata"]["annotations"]
     assert a["alb.ingress.kubernetes.io/ssl-redirect"] == "443"
-    assert re.fullmatch(r"ELBSecurityPolicy-TLS13-1-2-.*|ELBSecurityPolicy-TLS-1-2-.*", a["alb.ingress.kubernetes.io/ssl-policy"])
-    assert re.fullmatch(r"arn:aws:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}", a["alb.ingress.kubernetes.io/certificate-arn"])
-    assert re.fullmatch(r"arn:aws:wafv2:[a-z0-9-]+:\d{12}:regional/webacl/.+", a["alb.ingress.kubernetes.io/wafv2-acl-arn"])
+    assert re.fullmatch(
+        r"ELBSecurityPolicy-TLS13-1-2-.*|ELBSecurityPolicy-TLS-1-2-.*",
+        a["alb.ingress.kubernetes.io/ssl-policy"],
+    )
+    assert re.fullmatch(
+        r"arn:aws:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}",
+        a["alb.ingress.kubernetes.io/certificate-arn"],
+    )
+    assert re.fullmatch(
+        r"arn:aws:wafv2:[a-z0-9-]+:\d{12}:regional/webacl/.+",
+        a["alb.ingress.kubernetes.io/wafv2-acl-arn"],
+    )
     assert a["alb.ingress.kubernetes.io/target-type"] == "ip"
     container = manifests.one("Rollout")["spec"]["template"]["spec"]["containers"][0]
-    assert a["alb.ingress.kubernetes.io/healthcheck-path"] == container["readinessProbe"]["httpGet"]["path"]
+    assert (
+        a["alb.ingress.kubernetes.io/healthcheck-path"]
+        == container["readinessProbe"]["httpGet"]["path"]
+    )
 
 
 def field(doc: Any, path: str) -> Any:
@@ -139,16 +159,22 @@ def field(doc: Any, path: str) -> Any:
 def test_every_cloudformation_output_lands_where_it_belongs(manifests: Manifests) -> None:
     outputs = dict(
         line.split("=", 1)
-        for line in (K8S / "overlays" / manifests.overlay / "cloudformation-outputs.env").read_text().splitlines()
+        for line in (K8S / "overlays" / manifests.overlay / "cloudformation-outputs.env")
+        .read_text()
+        .splitlines()
         if line and not line.startswith("#")
     )
-    component = yaml.safe_load((K8S / "components" / "cloudformation-outputs" / "kustomization.yaml").read_text())
+    component = yaml.safe_load(
+        (K8S / "components" / "cloudformation-outputs" / "kustomization.yaml").read_text()
+    )
     used = set()
     for replacement in component["replacements"]:
         key = replacement["source"]["fieldPath"].removeprefix("data.")
         expected = outputs[key]
         if "options" in replacement["source"]:
-            expected = expected.split(replacement["source"]["options"]["delimiter"])[replacement["source"]["options"]["index"]]
+            expected = expected.split(replacement["source"]["options"]["delimiter"])[
+                replacement["source"]["options"]["index"]
+            ]
         for target in replacement["targets"]:
             doc = manifests.one(target["select"]["kind"], target["select"]["name"])
             for path in target["fieldPaths"]:
@@ -164,7 +190,9 @@ def test_database_url_comes_from_external_secrets(manifests: Manifests) -> None:
     external = manifests.one("ExternalSecret", "registro-database")
     store = manifests.one("SecretStore", external["spec"]["secretStoreRef"]["name"])
     assert store["spec"]["provider"]["aws"]["service"] == "SecretsManager"
-    assert store["spec"]["provider"]["aws"]["auth"]["jwt"]["serviceAccountRef"]["name"] == "registro"
+    assert (
+        store["spec"]["provider"]["aws"]["auth"]["jwt"]["serviceAccountRef"]["name"] == "registro"
+    )
     template = external["spec"]["target"]["template"]["data"]
     assert template["DATABASE_URL"].startswith("postgresql://")
     for where, pod in manifests.pod_templates().items():

@@ -82,14 +82,20 @@ def test_render_refuses_an_image_not_pinned_by_digest(tmp_path: Path, image: str
 def test_render_leaves_the_source_tree_alone(tmp_path: Path) -> None:
     outputs = tmp_path / "outputs.env"
     outputs.write_text(
-        (K8S / "overlays" / "qa" / "cloudformation-outputs.env").read_text().replace("eu-west-1", "us-east-2")
+        (K8S / "overlays" / "qa" / "cloudformation-outputs.env")
+        .read_text()
+        .replace("eu-west-1", "us-east-2")
     )
-    before = subprocess.run(["git", "status", "--porcelain", str(K8S)], capture_output=True, text=True).stdout
+    before = subprocess.run(
+        ["git", "status", "--porcelain", str(K8S)], capture_output=True, text=True
+    ).stdout
     result = run("render", "qa", TEST_IMAGE, str(outputs), str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     rendered = (tmp_path / "out" / "manifests.yaml").read_text()
     assert "region: us-east-2" in rendered and "eu-west-1" not in rendered.replace(TEST_IMAGE, "")
-    after = subprocess.run(["git", "status", "--porcelain", str(K8S)], capture_output=True, text=True).stdout
+    after = subprocess.run(
+        ["git", "status", "--porcelain", str(K8S)], capture_output=True, text=True
+    ).stdout
     assert before == after
 
 
@@ -102,7 +108,9 @@ def replica_set(revision: int, image: str, owner: str = "rollout-uid") -> dict[s
         },
         "spec": {
             "template": {
-                "metadata": {"labels": {"app": "registro", "rollouts-pod-template-hash": f"h{revision}"}},
+                "metadata": {
+                    "labels": {"app": "registro", "rollouts-pod-template-hash": f"h{revision}"}
+                },
                 "spec": {"containers": [{"name": "registro", "image": image}]},
             }
         },
@@ -119,7 +127,10 @@ def previous_template(items: list[dict[str, object]]) -> subprocess.CompletedPro
 
 
 def test_rollback_patch_goes_to_the_previous_revision() -> None:
-    rollout = {"kind": "Rollout", "metadata": {"uid": "rollout-uid", "annotations": {"rollout.argoproj.io/revision": "7"}}}
+    rollout = {
+        "kind": "Rollout",
+        "metadata": {"uid": "rollout-uid", "annotations": {"rollout.argoproj.io/revision": "7"}},
+    }
     items = [
         rollout,
         replica_set(7, "img@sha256:new"),
@@ -135,6 +146,9 @@ def test_rollback_patch_goes_to_the_previous_revision() -> None:
 
 
 def test_rollback_refuses_when_there_is_nothing_before() -> None:
-    rollout = {"kind": "Rollout", "metadata": {"uid": "rollout-uid", "annotations": {"rollout.argoproj.io/revision": "1"}}}
+    rollout = {
+        "kind": "Rollout",
+        "metadata": {"uid": "rollout-uid", "annotations": {"rollout.argoproj.io/revision": "1"}},
+    }
     result = previous_template([rollout, replica_set(1, "img@sha256:only")])
     assert result.returncode != 0

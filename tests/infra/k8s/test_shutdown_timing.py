@@ -27,7 +27,9 @@ DEREGISTRATION_PROPAGATION_SECONDS = 10
 def timings(m: Manifests) -> dict[str, int]:
     pod = m.one("Rollout")["spec"]["template"]["spec"]
     container = m.server_container()
-    attributes = m.one("Ingress")["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-group-attributes"]
+    attributes = m.one("Ingress")["metadata"]["annotations"][
+        "alb.ingress.kubernetes.io/target-group-attributes"
+    ]
     delay = re.search(r"deregistration_delay\.timeout_seconds=(\d+)", attributes)
     assert delay, attributes
     return {
@@ -52,4 +54,3 @@ def test_alb_keeps_connections_until_the_pod_is_done(manifests: Manifests) -> No
     assert t["pre_stop"] + t["drain"] + IN_FLIGHT_BUDGET_SECONDS <= t["deregistration"], t
     # ...and lets them go before the kubelet would kill the pod anyway.
     assert t["deregistration"] <= t["grace"], t
-
