@@ -96,5 +96,7 @@ def create_app(
     if settings.otel_exporter_otlp_endpoint:
         from registro.telemetry.tracing import traced
 
-        app, api.state.tracer_provider = traced(app, settings.otel_service_name)
+        app, api.state.tracer_provider = traced(
+            app, settings.otel_exporter_otlp_endpoint, settings.otel_service_name
+        )
     return app

@@ -73,7 +73,9 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.check:
         return asyncio.run(_schema_check(settings))
     from registro.store.migrate import upgrade
+    from registro.telemetry.logs import configure_logging
 
+    configure_logging(settings.log_level)
     upgrade(settings.database)
     print("schema is current")
     return 0
@@ -91,7 +93,8 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
                 token, key = new_key(args.name, scopes)
                 await store.add_key(key)
             except (ValueError, NameTaken) as exc:
-                print(f"registro: {exc or f'a key named {args.name!r} exists'}", file=sys.stderr)
+                reason = str(exc) or f"a key named {args.name!r} exists"
+                print(f"registro: {reason}", file=sys.stderr)
                 return 2
             print(token)
             print(f"(key {args.name!r}, scopes {','.join(sorted(scopes))}: "

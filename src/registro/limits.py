@@ -12,10 +12,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 async def _reject(send: Send, status: int, message: str) -> None:
     body = orjson.dumps({"message": message})
     await send({
@@ -48,33 +44,33 @@ class RequestLimitsMiddleware:
                 content_type = value
             elif name == b"content-length":
                 declared = value
+        too_large = f"Request body larger than {self.max_body_bytes} bytes"
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _reject(send, 413, f"Request body larger than {self.max_body_bytes} bytes")
+            await _reject(send, 413, too_large)
             return
-        if content_type and not _is_json(content_type):
+        has_body = declared not in (b"", b"0")
+        if (content_type or has_body) and not _is_json(content_type):
             await _reject(send, 415, "Content-Type must be application/json")
             return
 
+        # A body streamed without Content-Length is counted as it arrives. Past the limit the
+        # client gets 413 at once and the application sees a disconnect, whose reply is dropped.
         received = 0
-        started = False
+        rejected = False
 
         async def receive_limited() -> Message:
-            nonlocal received
+            nonlocal received, rejected
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge
+                if received > self.max_body_bytes and not rejected:
+                    rejected = True
+                    await _reject(send, 413, too_large)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def send_tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def send_unless_rejected(message: Message) -> None:
+            if not rejected:
+                await send(message)
 
-        try:
-            await self.app(scope, receive_limited, send_tracking)
-        except BodyTooLarge:
-            if started:
-                raise
-            await _reject(send, 413, f"Request body larger than {self.max_body_bytes} bytes")
+        await self.app(scope, receive_limited, send_unless_rejected)

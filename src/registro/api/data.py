@@ -28,7 +28,7 @@ def _store(request: Request) -> Store:
 
 
 @router.post(
-    "/data", response_model=Created, responses=responses.errors(401, 403, 409, 413, 415, 422),
+    "/data", response_model=Created, responses=responses.errors(400, 401, 403, 409, 413, 415, 422),
     openapi_extra=KEY_REQUIRED, summary="Add a record",
 )
 async def create(body: NameIn, request: Request) -> Response:
@@ -74,7 +74,7 @@ async def get_record(id: RecordId, request: Request) -> Response:
 
 @router.put(
     "/data/{id}", response_model=RecordOut,
-    responses=responses.errors(401, 403, 404, 409, 413, 415, 422),
+    responses=responses.errors(400, 401, 403, 404, 409, 413, 415, 422),
     openapi_extra=KEY_REQUIRED, summary="Rename a record",
 )
 async def rename(id: RecordId, body: NameIn, request: Request) -> Response:

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from registro.api.schemas import Message
 
 DESCRIPTIONS = {
+    400: "The body could not be read as UTF-8 JSON",
     401: "Missing or invalid API key",
     403: "The API key lacks the scope",
     404: "No such record",

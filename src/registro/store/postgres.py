@@ -88,7 +88,7 @@ class PostgresStore:
         try:
             pool = await asyncpg.create_pool(
                 url,
-                min_size=1,
+                min_size=0,  # start (and answer /livez) even while the database is down
                 max_size=pool_size,
                 init=_init_connection,
                 server_settings={"application_name": "registro"},

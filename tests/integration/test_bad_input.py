@@ -1,0 +1,87 @@
+"""Bad input gets a JSON 4xx with a message, and changes nothing in the database."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+NOT_JSON = {"content-type": "application/json"}
+
+BAD_BODIES = [
+    ("malformed json", b'{"name": ', NOT_JSON, 422),
+    ("not an object", b'["alpha"]', NOT_JSON, 422),
+    ("number for name", b'{"name": 42}', NOT_JSON, 422),
+    ("null name", b'{"name": null}', NOT_JSON, 422),
+    ("missing name", b"{}", NOT_JSON, 422),
+    ("extra field", b'{"name": "a", "admin": true}', NOT_JSON, 422),
+    ("blank name", b'{"name": "   "}', NOT_JSON, 422),
+    ("empty name", b'{"name": ""}', NOT_JSON, 422),
+    ("101 characters", b'{"name": "' + b"x" * 101 + b'"}', NOT_JSON, 422),
+    ("control character", b'{"name": "a\\u0007b"}', NOT_JSON, 422),
+    ("newline", b'{"name": "a\\nb"}', NOT_JSON, 422),
+    ("lone surrogate", b'{"name": "\\ud800"}', NOT_JSON, 422),
+    ("nul byte", b'{"name": "a\\u0000"}', NOT_JSON, 422),
+    ("invalid utf-8", b'{"name": "\xff\xfe"}', NOT_JSON, 400),
+    ("form encoded", b"name=a", {"content-type": "application/x-www-form-urlencoded"}, 415),
+    ("text/plain", b'{"name": "a"}', {"content-type": "text/plain"}, 415),
+    ("no content type", b'{"name": "a"}', {}, 415),
+    ("empty body", b"", NOT_JSON, 422),
+    ("oversize body", b'{"name": "' + b"x" * 70_000 + b'"}', NOT_JSON, 413),
+]
+
+
+async def _count(client: httpx.AsyncClient) -> int:
+    return len((await client.get("/data?limit=1000")).json())
+
+
+@pytest.mark.parametrize(("case", "body", "headers", "status"), BAD_BODIES,
+                         ids=[c[0] for c in BAD_BODIES])
+async def test_bad_bodies_are_rejected_without_a_change(
+    client: httpx.AsyncClient, case: str, body: bytes, headers: dict[str, str], status: int
+) -> None:
+    existing = (await client.post("/data", json={"name": "keep"})).json()["id"]
+    for method, url in (("POST", "/data"), ("PUT", f"/data/{existing}")):
+        response = await client.request(method, url, content=body, headers=headers)
+        assert response.status_code == status, (method, response.text)
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["message"]
+    assert (await client.get(f"/data/{existing}")).json()["name"] == "keep"
+    assert await _count(client) == 1
+
+
+async def test_a_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
+    async def chunks():  # no Content-Length: the limit is counted as the body arrives
+        for _ in range(10):
+            yield b"x" * 10_000
+
+    response = await client.post("/data", content=chunks(), headers=NOT_JSON)
+    assert response.status_code == 413
+    assert await _count(client) == 0
+
+
+@pytest.mark.parametrize("record_id", ["0", "-1", "abc", "1.5", "9223372036854775808",
+                                       "99999999999999999999999999", "%00", "1e3"])
+async def test_odd_ids_are_422(client: httpx.AsyncClient, record_id: str) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        kwargs = {"json": {"name": "x"}} if method == "PUT" else {}
+        response = await client.request(method, f"/data/{record_id}", **kwargs)
+        assert response.status_code == 422, (method, record_id)
+        assert "message" in response.json()
+    assert await _count(client) == 0
+
+
+async def test_largest_id_is_a_clean_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/data/9223372036854775807")
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(("method", "url", "status"), [
+    ("PATCH", "/data/1", 405), ("DELETE", "/data", 405), ("POST", "/data/1", 405),
+    ("PUT", "/audit", 405), ("DELETE", "/audit", 405), ("GET", "/nope", 404),
+])
+async def test_wrong_methods_and_paths_are_json(
+    client: httpx.AsyncClient, method: str, url: str, status: int
+) -> None:
+    response = await client.request(method, url, content=b"{}", headers=NOT_JSON)
+    assert response.status_code == status
+    assert response.json()["message"]

@@ -1,0 +1,64 @@
+"""Migrations: the schema is defined once, migrations match it, and concurrent runs are safe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from registro.store.schema import metadata
+from registro.store.urls import sqlalchemy_url
+from tests.conftest import new_postgres_database
+
+REGISTRO = str(Path(sys.executable).with_name("registro"))
+
+
+def _registro(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url, "REGISTRO_ENV": "qa"}
+    return subprocess.run([REGISTRO, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+async def test_migrations_produce_exactly_the_declared_schema(database_url: str) -> None:
+    engine = create_async_engine(sqlalchemy_url(database_url))
+    try:
+        async with engine.connect() as connection:
+            differences = await connection.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"compare_type": True}), metadata
+                )
+            )
+    finally:
+        await engine.dispose()
+    assert differences == []
+
+
+@pytest.mark.postgres
+def test_check_fails_before_and_passes_after_migrate(postgres_server: str) -> None:
+    url = new_postgres_database(postgres_server)
+    before = _registro(url, "migrate", "--check")
+    assert before.returncode == 1
+    assert "run `registro migrate`" in before.stdout
+    assert _registro(url, "migrate").returncode == 0
+    after = _registro(url, "migrate", "--check")
+    assert after.returncode == 0, after.stdout + after.stderr
+
+
+@pytest.mark.postgres
+def test_concurrent_migrations_are_serialised_by_the_advisory_lock(postgres_server: str) -> None:
+    url = new_postgres_database(postgres_server)
+    env = {**os.environ, "DATABASE_URL": url, "REGISTRO_ENV": "qa"}
+    runs = [
+        subprocess.Popen([REGISTRO, "migrate"], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for _ in range(4)
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0, 0], outputs
+    assert sum("Running upgrade" in output for output in outputs) == 1, outputs
+    assert _registro(url, "migrate", "--check").returncode == 0
