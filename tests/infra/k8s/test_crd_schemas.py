@@ -17,9 +17,7 @@ import pytest
 import yaml
 from k8s_support import REPO, Manifests, require
 
-SCHEMAS = Path(
-    REPO / os.environ.get("ARGO_ROLLOUTS_SCHEMAS", "../shared/schemas/argo-rollouts")
-)
+SCHEMAS = Path(REPO / os.environ.get("ARGO_ROLLOUTS_SCHEMAS", "../shared/schemas/argo-rollouts"))
 CRDS = {"Rollout": "rollout-crd.yaml", "AnalysisTemplate": "analysis-template-crd.yaml"}
 
 
