@@ -95,9 +95,9 @@ def test_production_canary_is_judged_at_each_weight(manifests: Manifests) -> Non
         assert [t["templateName"] for t in analysis["templates"]] == [template]
         assert analysis["args"] == [{"name": "service-name", "value": "registro-canary"}]
     if manifests.overlay == "prod":
-        # every weight is followed by an analysis before the next one
-        kinds = ["w" if "setWeight" in s else "a" for s in steps]
-        assert kinds == ["w", "a"] * len(weights), kinds
+        # every weight gets a minute of traffic, then an analysis, before the next weight
+        kinds = [next(iter(s)) for s in steps]
+        assert kinds == ["setWeight", "pause", "analysis"] * len(weights), kinds
         assert weights[0] <= 10
 
 
