@@ -60,7 +60,7 @@ K8S_OVERLAYS := $(notdir $(wildcard deploy/k8s/overlays/*))
 K8S_VERSION := 1.32
 # A well-formed digest for offline renders: nothing is pulled, the pinning is what is checked.
 K8S_CHECK_IMAGE := 000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro@sha256:$(shell printf 'ab%.0s' $$(seq 32))
-RELEASE := deploy/k8s/release.sh
+K8S_RELEASE := deploy/k8s/release.sh
 # Argo Rollouts' CRDs (for validating the Rollout and AnalysisTemplate): beside the clone here,
 # fetched at a pinned commit and checked by hash where there is internet (GitHub Actions).
 export ARGO_ROLLOUTS_SCHEMAS ?= ../shared/schemas/argo-rollouts
@@ -87,7 +87,7 @@ verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed ## render e
 	@for env in $(K8S_OVERLAYS); do \
 		echo "== $$env: render (the overlay, then a release pinned by digest)"; \
 		kubectl kustomize deploy/k8s/overlays/$$env > /dev/null; \
-		$(RELEASE) render $$env $(K8S_CHECK_IMAGE) deploy/k8s/overlays/$$env/cloudformation-outputs.env $(K8S_WORK)/$$env; \
+		$(K8S_RELEASE) render $$env $(K8S_CHECK_IMAGE) deploy/k8s/overlays/$$env/cloudformation-outputs.env $(K8S_WORK)/$$env; \
 		$(K8S_BIN)/python deploy/k8s/tools/rollout_as_deployment.py $(K8S_WORK)/$$env/manifests.yaml > $(K8S_WORK)/$$env/rollout-pods.yaml; \
 		echo "== $$env: kubernetes-validate $(K8S_VERSION) --strict (custom resources: see tests/infra/k8s/test_crd_schemas.py)"; \
 		$(K8S_BIN)/kubernetes-validate -k $(K8S_VERSION) --strict --quiet --no-warn $(K8S_WORK)/$$env/manifests.yaml $(K8S_WORK)/$$env/rollout-pods.yaml; \
@@ -127,7 +127,7 @@ sbom: $(K8S_BIN)/.installed ## CycloneDX SBOM of the service's Python runtime (w
 .PHONY: publish-image
 publish-image: ## push registro:$(TAG) to the ECR repository of ENV (pipelines; needs AWS credentials)
 	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "publish-image: set ENV=qa|prod TAG=<git commit>" >&2; exit 1; }
-	repository=$$($(RELEASE) output $(ENV) EcrRepositoryUri); \
+	repository=$$($(K8S_RELEASE) output $(ENV) EcrRepositoryUri); \
 	aws ecr get-login-password | $(DOCKER) login --username AWS --password-stdin "$${repository%%/*}"; \
 	$(DOCKER) tag registro:$(TAG) "$$repository:$(TAG)"; \
 	$(DOCKER) push "$$repository:$(TAG)"
@@ -135,12 +135,12 @@ publish-image: ## push registro:$(TAG) to the ECR repository of ENV (pipelines; 
 .PHONY: deploy-k8s
 deploy-k8s: ## release TAG to ENV=qa|prod: migration Job, then the canary Rollout, waited for (needs AWS credentials)
 	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "deploy-k8s: set ENV=qa|prod TAG=<git commit>" >&2; exit 1; }
-	$(RELEASE) deploy $(ENV) $(TAG)
+	$(K8S_RELEASE) deploy $(ENV) $(TAG)
 
 .PHONY: rollback-k8s
-rollback-k8s: ## ENV=qa|prod: abort a canary, or go back to the previous revision (TAG=...: only if TAG is what runs)
+rollback-k8s: ## ENV=qa|prod: abort a canary, or go back to the previous revision (FAILED_TAG=...: only if that release runs)
 	@test -n "$(ENV)" || { echo "rollback-k8s: set ENV=qa|prod" >&2; exit 1; }
-	$(RELEASE) rollback $(ENV) $(TAG)
+	$(K8S_RELEASE) rollback $(ENV) $(FAILED_TAG)
 
 .PHONY: smoke
 smoke: $(K8S_BIN)/.installed ## smoke-test a deployed URL (SMOKE_API_KEY: also write; EXPECT_COMMIT: check /version)
