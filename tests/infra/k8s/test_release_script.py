@@ -1,18 +1,21 @@
 """deploy/k8s/release.sh and its helper, on what they can be run against here.
 
-A cluster and AWS cannot run here: `aws` is replaced by a stub that answers list-exports the way
-the real CLI does with --query/--output text (the stub cannot see IAM, regions or pagination).
+A cluster and AWS cannot run here, so `aws` and `kubectl` are stubs: `aws` answers list-exports as
+the real CLI does with --query/--output text; `kubectl` records its calls and plays a migration
+that succeeds or fails and a Rollout that ends Healthy or Degraded. They check the order and the
+stops of a release, nothing about IAM, the API server or the controllers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from k8s_support import K8S, TEST_IMAGE
+from k8s_support import K8S, TEST_IMAGE, Manifests
 
 RELEASE = K8S / "release.sh"
 
@@ -152,3 +155,82 @@ def test_rollback_refuses_when_there_is_nothing_before() -> None:
     }
     result = previous_template([rollout, replica_set(1, "img@sha256:only")])
     assert result.returncode != 0
+
+
+def selects(selector: str, labels: dict[str, str]) -> bool:
+    """kubectl's label selectors, for the two forms release.sh uses: `k=v` and `k notin (a,b)`."""
+    notin = re.fullmatch(r"([\w./-]+) notin \(([^)]*)\)", selector)
+    if notin:
+        return labels.get(notin.group(1)) not in notin.group(2).split(",")
+    key, value = selector.split("=")
+    return labels.get(key) == value
+
+
+def test_apply_phases_cover_every_object_once(manifests: Manifests) -> None:
+    """Config first, then only the Job, then only the Rollout: each object in exactly one phase."""
+    phases = re.findall(r"--selector '([^']+)'", RELEASE.read_text())
+    assert len(phases) == 3, phases
+    for doc in manifests.docs:
+        labels = doc["metadata"].get("labels", {})
+        chosen = [p for p in phases if selects(p, labels)]
+        assert len(chosen) == 1, (doc["kind"], doc["metadata"]["name"], chosen)
+        expected = {"Job": phases[1], "Rollout": phases[2]}.get(doc["kind"], phases[0])
+        assert chosen == [expected], (doc["kind"], doc["metadata"]["name"])
+
+
+def fake_kubectl(tmp_path: Path, migration_ok: bool, phase: str) -> dict[str, str]:
+    """A `kubectl` that records its calls and answers like a cluster where the migration Job
+    succeeds or fails and the Rollout ends in `phase` (it cannot see anything real)."""
+    calls = tmp_path / "calls"
+    script = tmp_path / "kubectl"
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$*" in\n'
+        f"  *'wait job/registro-migrate'*) exit {0 if migration_ok else 1} ;;\n"
+        f"  *'get rollout registro'*) echo '{phase}|4|4|message' ;;\n"
+        "esac\n"
+    )
+    script.chmod(0o755)
+    return {**os.environ, "KUBECTL": str(script)}
+
+
+def applied(tmp_path: Path) -> list[str]:
+    calls = (tmp_path / "calls").read_text().splitlines()
+    return [c.split("--selector ")[1] for c in calls if c.startswith("apply")]
+
+
+@pytest.fixture
+def rendered(tmp_path: Path) -> Path:
+    outputs = K8S / "overlays" / "prod" / "cloudformation-outputs.env"
+    result = run("render", "prod", TEST_IMAGE, str(outputs), str(tmp_path / "release"))
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "release"
+
+
+def test_apply_runs_config_then_migration_then_rollout(tmp_path: Path, rendered: Path) -> None:
+    result = run(
+        "apply", str(rendered), env=fake_kubectl(tmp_path, migration_ok=True, phase="Healthy")
+    )
+    assert result.returncode == 0, result.stderr
+    phases = re.findall(r"--selector '([^']+)'", RELEASE.read_text())
+    assert applied(tmp_path) == phases
+    calls = (tmp_path / "calls").read_text()
+    assert calls.index("delete job registro-migrate") < calls.index("component=migration")
+
+
+def test_a_failed_migration_never_touches_the_rollout(tmp_path: Path, rendered: Path) -> None:
+    result = run(
+        "apply", str(rendered), env=fake_kubectl(tmp_path, migration_ok=False, phase="Healthy")
+    )
+    assert result.returncode != 0
+    assert "migration failed" in result.stderr
+    assert not any("component=server" in a for a in applied(tmp_path))
+
+
+def test_an_aborted_canary_fails_the_release(tmp_path: Path, rendered: Path) -> None:
+    result = run(
+        "apply", str(rendered), env=fake_kubectl(tmp_path, migration_ok=True, phase="Degraded")
+    )
+    assert result.returncode != 0
+    assert "rollout degraded" in result.stderr
