@@ -124,10 +124,20 @@ sbom: $(K8S_BIN)/.installed ## CycloneDX SBOM of the service's Python runtime (w
 		--output-format JSON -o .work/sbom/registro-python.cdx.json requirements/runtime.lock
 	$(K8S_BIN)/python -c 'import json,sys; d=json.load(open(sys.argv[1])); n=len(d["components"]); assert n > 0; print(sys.argv[1], n, "components")' .work/sbom/registro-python.cdx.json
 
+.PHONY: image-save
+image-save: ## save registro:$(TAG) to .work/image/registro.tar (the pipeline builds once, every environment gets these bytes)
+	mkdir -p .work/image
+	$(DOCKER) save -o .work/image/registro.tar registro:$(TAG)
+
+.PHONY: image-load
+image-load: ## load .work/image/registro.tar into Docker
+	$(DOCKER) load -i .work/image/registro.tar
+
 .PHONY: publish-image
-publish-image: ## push registro:$(TAG) to the ECR repository of ENV (pipelines; needs AWS credentials)
+publish-image: ## push registro:$(TAG) to the ECR repository of ENV=qa|prod (pipelines; needs AWS credentials)
 	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "publish-image: set ENV=qa|prod TAG=<git commit>" >&2; exit 1; }
-	repository=$$($(K8S_RELEASE) output $(ENV) EcrRepositoryUri); \
+	repository=$$($(K8S_RELEASE) output $(ENV) RepositoryUri); \
+	test -n "$$repository"; \
 	aws ecr get-login-password | $(DOCKER) login --username AWS --password-stdin "$${repository%%/*}"; \
 	$(DOCKER) tag registro:$(TAG) "$$repository:$(TAG)"; \
 	$(DOCKER) push "$$repository:$(TAG)"

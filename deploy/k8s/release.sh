@@ -7,7 +7,8 @@
 #                       completed release back on the previous revision (make rollback-k8s);
 #                       with TAG, only if the Rollout runs that release (the pipeline's rollback)
 #   outputs ENV         print the overlay's CloudFormation outputs as KEY=VALUE, read from the
-#                       stacks' exports named registro-ENV-<Key> (AwsRegion: the CLI's region)
+#                       outputs of the stacks registro-ENV-<layer>, for the layers deploy/aws/stacks
+#                       lists (AwsRegion: the CLI's region)
 #   output ENV KEY      print one of them
 #   render ENV IMAGE OUTPUTS DIR
 #                       build the overlay with those outputs and IMAGE (repository@sha256:...)
@@ -27,30 +28,33 @@ kubectl=${KUBECTL:-kubectl}
 die() { echo "release.sh: $*" >&2; exit 1; }
 k() { $kubectl -n "$namespace" "$@"; }
 
+# Every output of every stack of the environment, as KEY<tab>VALUE lines.
+stack_outputs() {
+  local env=$1 layer
+  for layer in ${STACK_LAYERS:-$(grep -vE '^\s*(#|$)' "$here/../aws/stacks")}; do
+    aws cloudformation describe-stacks --stack-name "registro-$env-$layer" --output text \
+      --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]'
+  done
+}
+
 outputs() {
-  local env=$1 key value region
+  local env=$1 all key value region
   region=${AWS_REGION:-$(aws configure get region || true)}
   [ -n "$region" ] || die "no AWS region (set AWS_REGION)"
+  all=$(AWS_REGION=$region stack_outputs "$env")
   # The keys are those the overlay's committed cloudformation-outputs.env names: one list.
   for key in $(grep -oE '^[A-Za-z0-9]+=' "$here/overlays/$env/cloudformation-outputs.env" | tr -d '='); do
     if [ "$key" = AwsRegion ]; then
       value=$region
     else
-      value=$(AWS_REGION=$region export_value "$env" "$key")
+      value=$(awk -F '\t' -v k="$key" '$1 == k { print $2; exit }' <<<"$all")
     fi
+    [ -n "$value" ] || die "no stack of registro-$env outputs $key"
     echo "$key=$value"
   done
 }
 
 output() { grep -E "^$2=" "$1" | cut -d= -f2-; }
-
-export_value() {
-  local env=$1 key=$2 value
-  value=$(aws cloudformation list-exports --output text \
-    --query "Exports[?Name=='registro-$env-$key'].Value | [0]")
-  [ -n "$value" ] && [ "$value" != None ] || die "export registro-$env-$key not found"
-  echo "$value"
-}
 
 render() {
   local env=$1 image=$2 outputs_file=$3 dir=$4
@@ -122,7 +126,7 @@ connect() {
 pinned_image() {
   local outputs_file=$1 tag=$2 repository digest
   [[ $tag =~ ^[0-9a-f]{7,40}$ ]] || die "TAG must be a git commit, got '$tag'"
-  repository=$(output "$outputs_file" EcrRepositoryUri)
+  repository=$(output "$outputs_file" RepositoryUri)
   digest=$(aws ecr describe-images --region "$(output "$outputs_file" AwsRegion)" \
     --repository-name "${repository#*/}" --image-ids imageTag="$tag" \
     --query 'imageDetails[0].imageDigest' --output text)
@@ -167,7 +171,7 @@ case "${1:-}" in
   deploy) [ $# -eq 3 ] || die "usage: release.sh deploy ENV TAG"; deploy "$2" "$3" ;;
   rollback) [ $# -ge 2 ] && [ $# -le 3 ] || die "usage: release.sh rollback ENV [TAG]"; rollback "$2" "${3:-}" ;;
   outputs) [ $# -eq 2 ] || die "usage: release.sh outputs ENV"; outputs "$2" ;;
-  output) [ $# -eq 3 ] || die "usage: release.sh output ENV KEY"; export_value "$2" "$3" ;;
+  output) [ $# -eq 3 ] || die "usage: release.sh output ENV KEY"; outputs "$2" | grep -E "^$3=" | cut -d= -f2- ;;
   render) [ $# -eq 5 ] || die "usage: release.sh render ENV IMAGE OUTPUTS DIR"; render "$2" "$3" "$4" "$5" ;;
   apply) [ $# -eq 2 ] || die "usage: release.sh apply DIR"; apply "$2" ;;
   *) die "usage: release.sh deploy|rollback|outputs|output|render|apply ..." ;;

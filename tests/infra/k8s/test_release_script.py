@@ -24,23 +24,34 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     return subprocess.run([str(RELEASE), *args], capture_output=True, text=True, env=env)
 
 
-def fake_aws(tmp_path: Path, exports: dict[str, str]) -> dict[str, str]:
-    """An `aws` on PATH that answers `cloudformation list-exports --query "...Name=='X'..."`."""
+LAYERS = "network cluster data edge"
+
+
+def fake_aws(tmp_path: Path, stacks: dict[str, dict[str, str]]) -> dict[str, str]:
+    """An `aws` on PATH that answers `cloudformation describe-stacks --stack-name S` with S's
+    outputs as the real CLI prints them with --query ...[OutputKey,OutputValue] --output text."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    table = tmp_path / "exports.json"
-    table.write_text(json.dumps(exports))
+    table = tmp_path / "stacks.json"
+    table.write_text(json.dumps(stacks))
     script = bin_dir / "aws"
     script.write_text(
         "#!/usr/bin/env python3\n"
-        "import json, re, sys\n"
-        f"exports = json.load(open({str(table)!r}))\n"
-        "query = sys.argv[sys.argv.index('--query') + 1]\n"
-        "name = re.search(r\"Name=='([^']+)'\", query).group(1)\n"
-        "print(exports.get(name, 'None'))\n"
+        "import json, sys\n"
+        f"stacks = json.load(open({str(table)!r}))\n"
+        "name = sys.argv[sys.argv.index('--stack-name') + 1]\n"
+        "if name not in stacks:\n"
+        "    sys.exit(f'An error occurred: Stack with id {name} does not exist')\n"
+        "for key, value in stacks[name].items():\n"
+        "    print(f'{key}\\t{value}')\n"
     )
     script.chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "AWS_REGION": "eu-central-1"}
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "AWS_REGION": "eu-central-1",
+        "STACK_LAYERS": LAYERS,
+    }
 
 
 def committed_outputs(env: str) -> dict[str, str]:
@@ -48,22 +59,43 @@ def committed_outputs(env: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
-def test_outputs_are_read_from_the_environments_exports(tmp_path: Path) -> None:
-    wanted = committed_outputs("prod")
-    exports = {f"registro-prod-{k}": f"value-of-{k}" for k in wanted if k != "AwsRegion"}
-    exports["registro-qa-CertificateArn"] = "the wrong environment"
-    result = run("outputs", "prod", env=fake_aws(tmp_path, exports))
+def spread(env: str, keys: list[str]) -> dict[str, dict[str, str]]:
+    """The keys' outputs spread over the environment's stacks, with some outputs nobody reads."""
+    layers = LAYERS.split()
+    stacks: dict[str, dict[str, str]] = {
+        f"registro-{env}-{layer}": {"Unrelated": "x"} for layer in layers
+    }
+    for i, key in enumerate(keys):
+        stacks[f"registro-{env}-{layers[i % len(layers)]}"][key] = f"value-of-{key}"
+    return stacks
+
+
+def test_outputs_are_read_from_the_environments_stacks(tmp_path: Path) -> None:
+    wanted = [k for k in committed_outputs("prod") if k != "AwsRegion"]
+    stacks = spread("prod", wanted)
+    stacks["registro-qa-edge"] = {"CertificateArn": "the wrong environment"}
+    result = run("outputs", "prod", env=fake_aws(tmp_path, stacks))
     assert result.returncode == 0, result.stderr
     got = dict(line.split("=", 1) for line in result.stdout.splitlines())
-    assert got == {k: ("eu-central-1" if k == "AwsRegion" else f"value-of-{k}") for k in wanted}
+    assert got == {**{k: f"value-of-{k}" for k in wanted}, "AwsRegion": "eu-central-1"}
+    (tmp_path / "again").mkdir()
+    one = run("output", "prod", "RepositoryUri", env=fake_aws(tmp_path / "again", stacks))
+    assert one.stdout.strip() == "value-of-RepositoryUri"
 
 
-def test_a_missing_export_stops_the_release(tmp_path: Path) -> None:
-    wanted = committed_outputs("qa")
-    exports = {f"registro-qa-{k}": "x" for k in wanted if k not in {"AwsRegion", "WebAclArn"}}
-    result = run("outputs", "qa", env=fake_aws(tmp_path, exports))
+def test_a_missing_output_stops_the_release(tmp_path: Path) -> None:
+    wanted = [k for k in committed_outputs("qa") if k not in {"AwsRegion", "WebAclArn"}]
+    result = run("outputs", "qa", env=fake_aws(tmp_path, spread("qa", wanted)))
     assert result.returncode != 0
-    assert "registro-qa-WebAclArn not found" in result.stderr
+    assert "no stack of registro-qa outputs WebAclArn" in result.stderr
+
+
+def test_a_missing_stack_stops_the_release(tmp_path: Path) -> None:
+    stacks = spread("qa", list(committed_outputs("qa")))
+    del stacks["registro-qa-data"]
+    result = run("outputs", "qa", env=fake_aws(tmp_path, stacks))
+    assert result.returncode != 0
+    assert "registro-qa-data does not exist" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -90,8 +90,15 @@ def test_deploy_goes_qa_then_approved_production_with_rollback() -> None:
     assert any("smoke" in r for r in runs["qa"])
     assert any("deploy-k8s ENV=prod" in r for r in runs["production"])
     assert any("rollback-k8s ENV=prod" in r for r in runs["rollback-production"])
-    for job in ("build", "qa", "production", "rollback-production"):
+    assert "id-token" not in jobs["build"]["permissions"], "the build needs no AWS access"
+    for job in ("qa", "production", "rollback-production"):
         assert jobs[job]["permissions"]["id-token"] == "write", job
+        assert jobs[job]["environment"]["name"] in {"qa", "production"}, job
+    # one build; each environment publishes those bytes, then deploys them
+    for job, env in (("qa", "qa"), ("production", "prod")):
+        order = [r.split()[1] for r in runs[job] if r]
+        assert order[:3] == ["image-load", "publish-image", "deploy-k8s"], order
+        assert any(f"publish-image ENV={env} " in r for r in runs[job]), runs[job]
 
 
 def test_ci_runs_on_pull_requests_and_main() -> None:
