@@ -147,6 +147,11 @@ deploy-k8s: ## release TAG to ENV=qa|prod: migration Job, then the canary Rollou
 	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "deploy-k8s: set ENV=qa|prod TAG=<git commit>" >&2; exit 1; }
 	$(K8S_RELEASE) deploy $(ENV) $(TAG)
 
+.PHONY: bootstrap-k8s
+bootstrap-k8s: ## once per cluster, as its administrator: the namespace (Pod Security "restricted", ALB readiness gates)
+	@test -n "$(ENV)" || { echo "bootstrap-k8s: set ENV=qa|prod" >&2; exit 1; }
+	$(K8S_RELEASE) bootstrap $(ENV)
+
 .PHONY: rollback-k8s
 rollback-k8s: ## ENV=qa|prod: abort a canary, or go back to the previous revision (FAILED_TAG=...: only if that release runs)
 	@test -n "$(ENV)" || { echo "rollback-k8s: set ENV=qa|prod" >&2; exit 1; }

@@ -3,6 +3,8 @@
 #
 #   deploy ENV TAG      the whole release (make deploy-k8s): read the stacks' outputs, pin the
 #                       image pushed as TAG by its digest, render, apply, wait for the rollout
+#   bootstrap ENV       once per cluster, as a cluster administrator: the namespace (cluster-scoped,
+#                       with its Pod Security and readiness-gate labels), which releases never touch
 #   rollback ENV [TAG]  abort a canary in progress (traffic back to stable at once), or put a
 #                       completed release back on the previous revision (make rollback-k8s);
 #                       with TAG, only if the Rollout runs that release (the pipeline's rollback)
@@ -101,8 +103,9 @@ wait_rollout() {
 apply() {
   local manifests=$1/manifests.yaml
   [ -f "$manifests" ] || die "nothing rendered at $manifests"
-  # 1. Namespace, config, secrets, services, ingress, policies, autoscaling, analysis.
-  $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component notin (migration,server)'
+  # 1. Config, secrets, services, ingress, policies, autoscaling, analysis (not the namespace:
+  #    that is bootstrap's).
+  $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component notin (namespace,migration,server)'
   k wait externalsecret/registro-database --for=condition=Ready --timeout=120s
   # 2. The schema migration, once per release; a Job's pod template is immutable, so replace it.
   k delete job registro-migrate --ignore-not-found --wait=true
@@ -143,6 +146,16 @@ deploy() {
   apply "$dir"
 }
 
+bootstrap() {
+  local env=$1 dir=$work/$1-bootstrap
+  mkdir -p "$work"
+  outputs "$env" > "$work/$env.env"
+  # The image does not matter to the namespace; any well-formed digest renders.
+  render "$env" "$(output "$work/$env.env" RepositoryUri)@sha256:$(printf '0%.0s' {1..64})" "$work/$env.env" "$dir"
+  connect "$work/$env.env"
+  $kubectl apply -f "$dir/manifests.yaml" --selector 'app.kubernetes.io/component=namespace'
+}
+
 rollback() {
   local env=$1 tag=${2:-} phase running
   mkdir -p "$work"
@@ -169,10 +182,11 @@ rollback() {
 
 case "${1:-}" in
   deploy) [ $# -eq 3 ] || die "usage: release.sh deploy ENV TAG"; deploy "$2" "$3" ;;
+  bootstrap) [ $# -eq 2 ] || die "usage: release.sh bootstrap ENV"; bootstrap "$2" ;;
   rollback) [ $# -ge 2 ] && [ $# -le 3 ] || die "usage: release.sh rollback ENV [TAG]"; rollback "$2" "${3:-}" ;;
   outputs) [ $# -eq 2 ] || die "usage: release.sh outputs ENV"; outputs "$2" ;;
   output) [ $# -eq 3 ] || die "usage: release.sh output ENV KEY"; outputs "$2" | grep -E "^$3=" | cut -d= -f2- ;;
   render) [ $# -eq 5 ] || die "usage: release.sh render ENV IMAGE OUTPUTS DIR"; render "$2" "$3" "$4" "$5" ;;
   apply) [ $# -eq 2 ] || die "usage: release.sh apply DIR"; apply "$2" ;;
-  *) die "usage: release.sh deploy|rollback|outputs|output|render|apply ..." ;;
+  *) die "usage: release.sh deploy|bootstrap|rollback|outputs|output|render|apply ..." ;;
 esac
