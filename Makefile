@@ -95,7 +95,8 @@ verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed ## render e
 		BC_SKIP_MAPPING=TRUE $(CHECKOV_K8S_BIN)/checkov --skip-download --framework kubernetes --quiet --compact \
 			-f $(K8S_WORK)/$$env/manifests.yaml -f $(K8S_WORK)/$$env/rollout-pods.yaml; \
 	done
-	@echo "== yamllint"
+	@echo "== shellcheck, yamllint"
+	$(K8S_BIN)/shellcheck deploy/k8s/release.sh
 	$(K8S_BIN)/yamllint --strict -c deploy/k8s/yamllint.yaml deploy/k8s .github/workflows .pre-commit-config.yaml
 	@echo "== tests/infra/k8s (CRD schemas, manifests against the running service, release script)"
 	$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
