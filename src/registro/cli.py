@@ -93,16 +93,22 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
                 token, key = new_key(args.name, scopes)
                 await store.add_key(key)
             except (ValueError, NameTaken) as exc:
-                print(f"registro: {exc or f'a key named {args.name!r} exists'}", file=sys.stderr)
+                reason = str(exc) or f"a key named {args.name!r} exists"
+                print(f"registro: {reason}", file=sys.stderr)
                 return 2
             print(token)
-            print(f"(key {args.name!r}, scopes {','.join(sorted(scopes))}: "
-                  "store it now, it is not shown again)", file=sys.stderr)
+            print(
+                f"(key {args.name!r}, scopes {','.join(sorted(scopes))}: "
+                "store it now, it is not shown again)",
+                file=sys.stderr,
+            )
         elif args.keys_command == "list":
             for key in await store.keys():
                 state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
-                print(f"{key.name}\t{','.join(sorted(key.scopes))}\t"
-                      f"created {key.created_at:%Y-%m-%d}\t{state}")
+                print(
+                    f"{key.name}\t{','.join(sorted(key.scopes))}\t"
+                    f"created {key.created_at:%Y-%m-%d}\t{state}"
+                )
         elif not await store.revoke_key(args.name):
             print(f"registro: no active key named {args.name!r}", file=sys.stderr)
             return 1

@@ -30,11 +30,13 @@ class FaultInjectionMiddleware:
             await asyncio.sleep(self.latency)
         if random.random() < self.error_rate:
             body = orjson.dumps({"message": "Injected fault"})
-            await send({
-                "type": "http.response.start",
-                "status": 500,
-                "headers": [(b"content-type", b"application/json")],
-            })
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)

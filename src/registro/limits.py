@@ -14,12 +14,16 @@ METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 async def _reject(send: Send, status: int, message: str) -> None:
     body = orjson.dumps({"message": message})
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -118,16 +118,20 @@ async def test_list_defaults_to_100_and_a_full_last_page_has_no_next_link(
 
 
 async def test_list_rejects_bad_paging_parameters(client: httpx.AsyncClient) -> None:
-    for query in ("limit=0", "limit=1001", "limit=x", "after=-1", "after=1e3",
-                  "after=99999999999999999999"):
+    for query in (
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "after=-1",
+        "after=1e3",
+        "after=99999999999999999999",
+    ):
         response = await client.get(f"/data?{query}")
         assert response.status_code == 422, query
         assert "message" in response.json()
 
 
-async def test_auth_writes_mode_protects_writes_only(
-    make_client: ClientFactory, make_key
-) -> None:
+async def test_auth_writes_mode_protects_writes_only(make_client: ClientFactory, make_key) -> None:
     writer = await make_key("ci-writer", "write")
     reader = await make_key("dashboard", "read")
     client = await make_client(auth="writes")
@@ -143,7 +147,9 @@ async def test_auth_writes_mode_protects_writes_only(
     forbidden = await client.post("/data", json={"name": "x"}, headers=_bearer(reader))
     assert forbidden.status_code == 403
 
-    assert (await client.post("/data", json={"name": "x"}, headers=_bearer(writer))).status_code == 200
+    assert (
+        await client.post("/data", json={"name": "x"}, headers=_bearer(writer))
+    ).status_code == 200
     assert (await client.get("/data")).status_code == 200
     assert (await client.get("/data")).json() == [{"id": 1, "name": "x"}]
 
@@ -153,20 +159,27 @@ async def test_auth_all_mode_protects_reads_too(make_client: ClientFactory, make
     client = await make_client(auth="all")
     assert (await client.get("/data")).status_code == 401
     assert (await client.get("/data", headers=_bearer(reader))).status_code == 200
-    assert (await client.post("/data", json={"name": "x"}, headers=_bearer(reader))).status_code == 403
+    assert (
+        await client.post("/data", json={"name": "x"}, headers=_bearer(reader))
+    ).status_code == 403
 
 
-async def test_a_revoked_key_stops_working(make_client: ClientFactory, make_key,
-                                           database_url: str) -> None:
+async def test_a_revoked_key_stops_working(
+    make_client: ClientFactory, make_key, database_url: str
+) -> None:
     from registro.store import open_store
 
     writer = await make_key("temp", "write")
     client = await make_client(auth="writes", auth_cache_seconds=0)
-    assert (await client.post("/data", json={"name": "a"}, headers=_bearer(writer))).status_code == 200
+    assert (
+        await client.post("/data", json={"name": "a"}, headers=_bearer(writer))
+    ).status_code == 200
     store = await open_store(database_url, 1)
     assert await store.revoke_key("temp")
     await store.close()
-    assert (await client.post("/data", json={"name": "b"}, headers=_bearer(writer))).status_code == 401
+    assert (
+        await client.post("/data", json={"name": "b"}, headers=_bearer(writer))
+    ).status_code == 401
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -54,8 +54,13 @@ def test_concurrent_migrations_are_serialised_by_the_advisory_lock(postgres_serv
     url = new_postgres_database(postgres_server)
     env = {**os.environ, "DATABASE_URL": url, "REGISTRO_ENV": "qa"}
     runs = [
-        subprocess.Popen([REGISTRO, "migrate"], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [REGISTRO, "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for _ in range(4)
     ]
     outputs = [run.communicate(timeout=120)[0] for run in runs]

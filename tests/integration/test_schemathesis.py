@@ -35,21 +35,35 @@ async def _admin_key(database_url: str) -> str:
 def test_every_operation_honours_its_schema(database_url: str, tmp_path: Path) -> None:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         token = pool.submit(asyncio.run, _admin_key(database_url)).result()
-    with running_service(database_url, tmp_path / "service.log", REGISTRO_AUTH="writes",
-                         REGISTRO_LOG_LEVEL="WARNING") as service:
+    with running_service(
+        database_url, tmp_path / "service.log", REGISTRO_AUTH="writes", REGISTRO_LOG_LEVEL="WARNING"
+    ) as service:
         result = subprocess.run(
             [
-                SCHEMATHESIS, "run", f"{service.url}/openapi.json",
-                "--checks", "all",
-                "--header", f"Authorization: Bearer {token}",
-                "--max-examples", str(EXAMPLES_PER_OPERATION),
-                "--seed", "20261128",
-                "--generation-database", "none",
-                "--workers", "1",  # with threads, CPython 3.11 ast.parse fails inside hypothesis
+                SCHEMATHESIS,
+                "run",
+                f"{service.url}/openapi.json",
+                "--checks",
+                "all",
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--max-examples",
+                str(EXAMPLES_PER_OPERATION),
+                "--seed",
+                "20261128",
+                "--generation-database",
+                "none",
+                "--workers",
+                "1",  # with threads, CPython 3.11 ast.parse fails inside hypothesis
                 "--no-color",
             ],
-            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
         )
         server_log = service.output()
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:] + server_log[-3000:]
+    assert result.returncode == 0, (
+        result.stdout[-8000:] + result.stderr[-2000:] + server_log[-3000:]
+    )
     assert "No issues found" in result.stdout or " passed" in result.stdout, result.stdout

@@ -50,21 +50,47 @@ def running_postgres(durable: bool = False, max_connections: int = 200) -> Itera
         shutil.chown(workdir, "postgres", "postgres")
     port = free_port()
     options = [
-        f"-p {port}", "-c listen_addresses=127.0.0.1", f"-k {workdir}",
+        f"-p {port}",
+        "-c listen_addresses=127.0.0.1",
+        f"-k {workdir}",
         f"-c max_connections={max_connections}",
     ]
     if not durable:
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
     try:
         subprocess.run(
-            _as_server_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", USER,
-                             "--auth=trust", "-E", "UTF8", "--no-sync"]),
-            check=True, capture_output=True,
+            _as_server_user(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    USER,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         subprocess.run(
-            _as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",
-                             str(workdir / "server.log"), "-o", " ".join(options), "-w", "start"]),
-            check=True, capture_output=True,
+            _as_server_user(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(workdir / "server.log"),
+                    "-o",
+                    " ".join(options),
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         yield f"postgresql://{USER}@127.0.0.1:{port}/postgres"
     finally:

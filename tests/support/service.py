@@ -29,33 +29,38 @@ class Service:
         return self.log.read_text(errors="replace")
 
 
-def wait_until_ready(url: str, timeout: float = 20.0) -> None:
+def wait_until(url: str, timeout: float = 20.0) -> None:
+    """Wait for `url` to answer 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
+    raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
 
 
 @contextlib.contextmanager
-def running_service(database_url: str, log: Path, **env: str) -> Iterator[Service]:
+def running_service(
+    database_url: str, log: Path, wait_for: str = "/readyz", **env: str
+) -> Iterator[Service]:
+    """Start `registro serve`; yield once `wait_for` answers 200; SIGTERM it after."""
     port = free_port()
+    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     environment = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": database_url,
         "REGISTRO_PORT": str(port),
         "REGISTRO_HOST": "127.0.0.1",
         **env,
     }
-    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with log.open("wb") as out:
-        process = subprocess.Popen([REGISTRO, "serve"], env=environment, stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [REGISTRO, "serve"], env=environment, stdout=out, stderr=subprocess.STDOUT
+        )
     service = Service(f"http://127.0.0.1:{port}", process, log)
     try:
-        wait_until_ready(service.url)
+        wait_until(service.url + wait_for)
         yield service
     except TimeoutError:
         raise RuntimeError(f"service did not start:\n{service.output()}") from None

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import Request
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
-from registro.auth import ANONYMOUS, Principal
+from registro.auth import ANONYMOUS, Authenticator, Principal
 from registro.store import Actor
 from registro.telemetry.requests import request_id
-
-BEARER = "bearerAuth"
-SECURITY_SCHEMES = {BEARER: {"type": "http", "scheme": "bearer", "description": "An API key"}}
-KEY_REQUIRED: dict[str, Any] = {"security": [{BEARER: []}]}
-KEY_OPTIONAL: dict[str, Any] = {"security": [{}, {BEARER: []}]}
 
 
 async def authorize(request: Request, scope: str) -> Principal:
@@ -25,9 +18,8 @@ async def authorize(request: Request, scope: str) -> Principal:
     mode = request.app.state.settings.auth_mode
     if scope != "admin" and (mode == "off" or (mode == "writes" and scope == "read")):
         return ANONYMOUS
-    principal = await request.app.state.authenticator.principal(
-        request.headers.get("authorization")
-    )
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.principal(request.headers.get("authorization"))
     if principal is None:
         raise HTTPException(401, "Missing or invalid API key", {"WWW-Authenticate": "Bearer"})
     if not principal.allows(scope):

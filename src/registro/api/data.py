@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Query, Request
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
-from registro.api import responses
-from registro.api.access import KEY_OPTIONAL, KEY_REQUIRED, actor, authorize
-from registro.api.schemas import MAX_ID, Created, Message, NameIn, RecordOut
+from registro.api import inputs, responses
+from registro.api.access import actor, authorize
+from registro.api.openapi import Operation
+from registro.api.schemas import Created, Message, NameIn, PageQuery, RecordOut
 from registro.store import NameTaken, Store
 
-router = APIRouter(tags=["data"])
-
-RecordId = Annotated[int, Path(ge=1, le=MAX_ID, description="The record's id")]
 NOT_FOUND = "Data not found"
 TAKEN = "Data already exists"
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
 
 
 def _store(request: Request) -> Store:
@@ -27,13 +21,10 @@ def _store(request: Request) -> Store:
     return store
 
 
-@router.post(
-    "/data", response_model=Created, responses=responses.errors(400, 401, 403, 409, 413, 415, 422),
-    openapi_extra=KEY_REQUIRED, summary="Add a record",
-)
-async def create(body: NameIn, request: Request) -> Response:
+async def create_record(request: Request) -> Response:
     principal = await authorize(request, "write")
-    record = await _store(request).create(body.name, actor(request, principal))
+    name = (await inputs.body(request, NameIn)).name
+    record = await _store(request).create(name, actor(request, principal))
     if record is None:
         raise HTTPException(409, TAKEN)
     return responses.json(
@@ -41,46 +32,31 @@ async def create(body: NameIn, request: Request) -> Response:
     )
 
 
-@router.get(
-    "/data", response_model=list[RecordOut], responses=responses.errors(401, 403, 422),
-    openapi_extra=KEY_OPTIONAL, summary="List records by id, a page at a time",
-    response_description='A page of records; `Link: <...>; rel="next"` when there are more.',
-)
-async def list_records(
-    request: Request,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
-    after: Annotated[int, Query(ge=0, le=MAX_ID, description="Last id of the previous page")] = 0,
-) -> Response:
+async def list_records(request: Request) -> Response:
     await authorize(request, "read")
-    rows = await _store(request).page(after, limit + 1)
-    page = rows[:limit]
+    page = inputs.query(request, PageQuery)
+    rows = await _store(request).page(page.after, page.limit + 1)
+    records = rows[: page.limit]
     headers = None
-    if len(rows) > limit:
-        headers = {"Link": f'</data?after={page[-1].id}&limit={limit}>; rel="next"'}
-    return responses.json([{"id": r.id, "name": r.name} for r in page], headers=headers)
+    if len(rows) > page.limit:
+        headers = {"Link": f'</data?after={records[-1].id}&limit={page.limit}>; rel="next"'}
+    return responses.json([{"id": r.id, "name": r.name} for r in records], headers=headers)
 
 
-@router.get(
-    "/data/{id}", response_model=RecordOut, responses=responses.errors(401, 403, 404, 422),
-    openapi_extra=KEY_OPTIONAL, summary="Get a record",
-)
-async def get_record(id: RecordId, request: Request) -> Response:
+async def get_record(request: Request) -> Response:
     await authorize(request, "read")
-    record = await _store(request).get(id)
+    record = await _store(request).get(inputs.record_id(request))
     if record is None:
         raise HTTPException(404, NOT_FOUND)
     return responses.json({"id": record.id, "name": record.name})
 
 
-@router.put(
-    "/data/{id}", response_model=RecordOut,
-    responses=responses.errors(400, 401, 403, 404, 409, 413, 415, 422),
-    openapi_extra=KEY_REQUIRED, summary="Rename a record",
-)
-async def rename(id: RecordId, body: NameIn, request: Request) -> Response:
+async def rename_record(request: Request) -> Response:
     principal = await authorize(request, "write")
+    record_id = inputs.record_id(request)
+    name = (await inputs.body(request, NameIn)).name
     try:
-        record = await _store(request).rename(id, body.name, actor(request, principal))
+        record = await _store(request).rename(record_id, name, actor(request, principal))
     except NameTaken:
         raise HTTPException(409, TAKEN) from None
     if record is None:
@@ -88,13 +64,69 @@ async def rename(id: RecordId, body: NameIn, request: Request) -> Response:
     return responses.json({"id": record.id, "name": record.name})
 
 
-@router.delete(
-    "/data/{id}", response_model=Message, responses=responses.errors(401, 403, 404, 422),
-    openapi_extra=KEY_REQUIRED, summary="Delete a record",
-)
-async def delete(id: RecordId, request: Request) -> Response:
+async def delete_record(request: Request) -> Response:
     principal = await authorize(request, "write")
-    record = await _store(request).delete(id, actor(request, principal))
+    record = await _store(request).delete(inputs.record_id(request), actor(request, principal))
     if record is None:
         raise HTTPException(404, NOT_FOUND)
     return responses.json({"message": "Data deleted successfully"})
+
+
+WRITE_ERRORS = (401, 403, 409, 413, 415, 422)
+
+OPERATIONS = [
+    Operation(
+        "POST",
+        "/data",
+        create_record,
+        "Add a record",
+        "data",
+        Created,
+        body=NameIn,
+        errors=WRITE_ERRORS,
+        auth="required",
+    ),
+    Operation(
+        "GET",
+        "/data",
+        list_records,
+        "List records by id, a page at a time",
+        "data",
+        list[RecordOut],
+        query=PageQuery,
+        errors=(401, 403, 422),
+        auth="optional",
+        paginated=True,
+    ),
+    Operation(
+        "GET",
+        "/data/{id}",
+        get_record,
+        "Get a record",
+        "data",
+        RecordOut,
+        errors=(401, 403, 404, 422),
+        auth="optional",
+    ),
+    Operation(
+        "PUT",
+        "/data/{id}",
+        rename_record,
+        "Rename a record",
+        "data",
+        RecordOut,
+        body=NameIn,
+        errors=(404, *WRITE_ERRORS),
+        auth="required",
+    ),
+    Operation(
+        "DELETE",
+        "/data/{id}",
+        delete_record,
+        "Delete a record",
+        "data",
+        Message,
+        errors=(401, 403, 404, 422),
+        auth="required",
+    ),
+]

@@ -4,46 +4,27 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
 
 from registro.api import responses
+from registro.api.inputs import InvalidInput
 from registro.store import DatabaseUnavailable
 
 logger = logging.getLogger("registro.errors")
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
-def _allowed_methods(request: Request) -> str:
-    """Every method of every route at this path (the router names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
-
-
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    headers = dict(exc.headers or {})
-    if exc.status_code == 405:
-        headers["Allow"] = _allowed_methods(request)
-    return responses.json({"message": exc.detail}, exc.status_code, headers)
+    return responses.json({"message": exc.detail}, exc.status_code, exc.headers)
 
 
-async def invalid_request(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    details = [{"loc": _location(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-    first = details[0] if details else {"loc": "request", "msg": "invalid"}
+async def invalid_input(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidInput)
+    first = exc.errors[0]
     message = f"Invalid request: {first['loc']}: {first['msg']}"
-    return responses.json({"message": message, "errors": details}, 422)
+    return responses.json({"message": message, "errors": exc.errors}, 422)
 
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:
@@ -56,8 +37,9 @@ async def unexpected(request: Request, exc: Exception) -> Response:
     return responses.json({"message": "Internal server error"}, 500)
 
 
-def install(app: FastAPI) -> None:
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, invalid_request)
-    app.add_exception_handler(DatabaseUnavailable, database_unavailable)
-    app.add_exception_handler(Exception, unexpected)
+HANDLERS = {
+    HTTPException: http_error,
+    InvalidInput: invalid_input,
+    DatabaseUnavailable: database_unavailable,
+    Exception: unexpected,
+}

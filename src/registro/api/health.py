@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from registro import __version__
 from registro.api import responses
+from registro.api.openapi import Operation
 from registro.api.schemas import HealthOut, VersionOut
 from registro.telemetry import metrics
-
-router = APIRouter(tags=["operations"])
 
 READY_CHECK_TIMEOUT = 2.0
 
 
-@router.get("/livez", response_model=HealthOut, summary="The process is alive (no database)")
-async def livez() -> Response:
+async def livez(request: Request) -> Response:
     return responses.json({"message": "alive"})
 
 
-@router.get(
-    "/readyz", response_model=HealthOut, summary="Ready for traffic",
-    responses={503: {"model": HealthOut, "description": "Draining, database down or schema behind"}},
-)
 async def readyz(request: Request) -> Response:
     state = request.app.state
     if state.lifecycle.draining:
@@ -41,7 +35,6 @@ async def readyz(request: Request) -> Response:
     return responses.json({"message": "ready"})
 
 
-@router.get("/version", response_model=VersionOut, summary="Which build this is")
 async def version(request: Request) -> Response:
     settings = request.app.state.settings
     return responses.json(
@@ -49,10 +42,44 @@ async def version(request: Request) -> Response:
     )
 
 
-@router.get(
-    "/metrics", summary="Prometheus metrics, all worker processes",
-    response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-)
-async def metrics_endpoint() -> Response:
+async def metrics_text(request: Request) -> Response:
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/livez",
+        livez,
+        "The process is alive (never touches the database)",
+        "operations",
+        HealthOut,
+        unavailable=False,
+    ),
+    Operation(
+        "GET",
+        "/readyz",
+        readyz,
+        "Ready for traffic: database reachable, schema current, not draining",
+        "operations",
+        HealthOut,
+    ),
+    Operation(
+        "GET",
+        "/version",
+        version,
+        "Which build this is",
+        "operations",
+        VersionOut,
+        unavailable=False,
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        metrics_text,
+        "Prometheus metrics of all worker processes",
+        "operations",
+        None,
+        unavailable=False,
+    ),
+]

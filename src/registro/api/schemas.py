@@ -25,8 +25,9 @@ NAME_PATTERN = (
 def _clean_name(value: str) -> str:
     if len(value) > NAME_MAX_LENGTH:
         raise ValueError(f"name must be at most {NAME_MAX_LENGTH} characters")
-    if any(c in _FORBIDDEN_CHARS or unicodedata.category(c) in _FORBIDDEN_CATEGORIES
-           for c in value):
+    if any(
+        c in _FORBIDDEN_CHARS or unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in value
+    ):
         raise ValueError("name must not contain control characters")
     value = value.strip()
     if not value:
@@ -73,6 +74,23 @@ class AuditEntryOut(BaseModel):
     after: dict[str, Any] | None
     request_id: str | None
     client: str | None
+
+
+class InvalidOut(BaseModel):
+    message: str
+    errors: list[dict[str, str]] = Field(description="Each problem: `loc` (where) and `msg`")
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    limit: int = Field(default=100, ge=1, le=1000, description="Records per page")
+    after: int = Field(default=0, ge=0, le=MAX_ID, description="Last id of the previous page")
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    limit: int = Field(default=100, ge=1, le=1000, description="Entries per page")
+    before: int | None = Field(default=None, ge=1, le=MAX_ID, description="Last id seen")
 
 
 class VersionOut(BaseModel):

@@ -23,6 +23,12 @@ async def open_store(database_url: str, pool_size: int = 10) -> Store:
 
 
 __all__ = [
-    "Actor", "ApiKey", "AuditEntry", "DatabaseUnavailable", "NameTaken", "Record", "Store",
+    "Actor",
+    "ApiKey",
+    "AuditEntry",
+    "DatabaseUnavailable",
+    "NameTaken",
+    "Record",
+    "Store",
     "open_store",
 ]

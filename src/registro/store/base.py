@@ -60,19 +60,24 @@ class Store(Protocol):
     async def page(self, after: int, limit: int) -> list[Record]: ...
     async def create(self, name: str, actor: Actor) -> Record | None:
         """The new record, or None when the name is taken."""
+
     async def rename(self, record_id: int, name: str, actor: Actor) -> Record | None:
         """The renamed record, None when absent; raises NameTaken."""
+
     async def delete(self, record_id: int, actor: Actor) -> Record | None: ...
     async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]: ...
 
     async def add_key(self, key: ApiKey) -> None:
         """Raises NameTaken when a key of that name exists."""
+
     async def keys(self) -> list[ApiKey]: ...
     async def find_key(self, key_id: str) -> ApiKey | None: ...
     async def revoke_key(self, name: str) -> bool: ...
 
     async def schema_revision(self) -> str | None:
         """The migration the database is at; None when it was never migrated."""
+
     def pool_usage(self) -> tuple[int, int]:
         """(connections in use, idle connections)."""
+
     async def close(self) -> None: ...

@@ -34,9 +34,11 @@ CREATE = """
         ON CONFLICT (name) DO NOTHING RETURNING id, name
     ), audited AS ({audit})
     SELECT id, name FROM changed
-""".format(audit=_AUDIT.format(
-    action="create", before="NULL", after="jsonb_build_object('id', id, 'name', name)"
-))
+""".format(
+    audit=_AUDIT.format(
+        action="create", before="NULL", after="jsonb_build_object('id', id, 'name', name)"
+    )
+)
 RENAME = """
     WITH old AS (SELECT id, name FROM records WHERE id = $5 FOR UPDATE),
     changed AS (
@@ -44,18 +46,22 @@ RENAME = """
         RETURNING r.id, r.name, old.name AS old_name
     ), audited AS ({audit})
     SELECT id, name FROM changed
-""".format(audit=_AUDIT.format(
-    action="update",
-    before="jsonb_build_object('id', id, 'name', old_name)",
-    after="jsonb_build_object('id', id, 'name', name)",
-))
+""".format(
+    audit=_AUDIT.format(
+        action="update",
+        before="jsonb_build_object('id', id, 'name', old_name)",
+        after="jsonb_build_object('id', id, 'name', name)",
+    )
+)
 DELETE = """
     WITH changed AS (DELETE FROM records WHERE id = $1 RETURNING id, name),
     audited AS ({audit})
     SELECT id, name FROM changed
-""".format(audit=_AUDIT.format(
-    action="delete", before="jsonb_build_object('id', id, 'name', name)", after="NULL"
-))
+""".format(
+    audit=_AUDIT.format(
+        action="delete", before="jsonb_build_object('id', id, 'name', name)", after="NULL"
+    )
+)
 AUDIT_PAGE = """
     SELECT id, at, actor, action, record_id, before, after, request_id, client FROM audit
     WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2
@@ -75,8 +81,9 @@ def _key(row: asyncpg.Record) -> ApiKey:
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
-    await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
-                                    schema="pg_catalog")
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
 
 
 class PostgresStore:
@@ -88,7 +95,7 @@ class PostgresStore:
         try:
             pool = await asyncpg.create_pool(
                 url,
-                min_size=1,
+                min_size=0,  # start (and answer /livez) even while the database is down
                 max_size=pool_size,
                 init=_init_connection,
                 server_settings={"application_name": "registro"},
@@ -99,7 +106,8 @@ class PostgresStore:
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         try:
-            return await self._pool.fetch(query, *args)
+            rows: list[asyncpg.Record] = await self._pool.fetch(query, *args)
+            return rows
         except asyncpg.UniqueViolationError as exc:
             raise NameTaken from exc
         except CONNECTION_ERRORS as exc:
@@ -131,12 +139,18 @@ class PostgresStore:
     async def add_key(self, key: ApiKey) -> None:
         await self._fetch(
             f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
-            key.name, key.key_id, key.secret_hash, ",".join(sorted(key.scopes)),
-            key.created_at, key.revoked_at,
+            key.name,
+            key.key_id,
+            key.secret_hash,
+            ",".join(sorted(key.scopes)),
+            key.created_at,
+            key.revoked_at,
         )
 
     async def keys(self) -> list[ApiKey]:
-        return [_key(r) for r in await self._fetch(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id")]
+        return [
+            _key(r) for r in await self._fetch(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id")
+        ]
 
     async def find_key(self, key_id: str) -> ApiKey | None:
         rows = await self._fetch(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1", key_id)

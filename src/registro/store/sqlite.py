@@ -90,14 +90,27 @@ class SqliteStore:
         return Record(row[0], row[1]) if row else None
 
     async def _audit(
-        self, db: aiosqlite.Connection, action: str, record_id: int,
-        before: Record | None, after: Record | None, actor: Actor,
+        self,
+        db: aiosqlite.Connection,
+        action: str,
+        record_id: int,
+        before: Record | None,
+        after: Record | None,
+        actor: Actor,
     ) -> None:
         await db.execute(
             "INSERT INTO audit (at, actor, action, record_id, before, after, request_id, client)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (_now(), actor.name, action, record_id, _doc(before), _doc(after),
-             actor.request_id, actor.client),
+            (
+                _now(),
+                actor.name,
+                action,
+                record_id,
+                _doc(before),
+                _doc(after),
+                actor.request_id,
+                actor.client,
+            ),
         )
 
     async def get(self, record_id: int) -> Record | None:
@@ -117,7 +130,9 @@ class SqliteStore:
                 db,
                 "INSERT INTO records (name, created_at, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO NOTHING RETURNING id, name",
-                name, now, now,
+                name,
+                now,
+                now,
             )
             if record:
                 await self._audit(db, "create", record.id, None, record, actor)
@@ -132,7 +147,9 @@ class SqliteStore:
                 record = await self._one(
                     db,
                     "UPDATE records SET name = ?, updated_at = ? WHERE id = ? RETURNING id, name",
-                    name, _now(), record_id,
+                    name,
+                    _now(),
+                    record_id,
                 )
             except sqlite3.IntegrityError as exc:
                 raise NameTaken from exc
@@ -152,15 +169,21 @@ class SqliteStore:
         rows = await self._rows(
             "SELECT id, at, actor, action, record_id, before, after, request_id, client"
             " FROM audit WHERE ? IS NULL OR id < ? ORDER BY id DESC LIMIT ?",
-            before, before, limit,
+            before,
+            before,
+            limit,
         )
         return [
             AuditEntry(
-                id=row["id"], at=datetime.fromisoformat(row["at"]), actor=row["actor"],
-                action=row["action"], record_id=row["record_id"],
+                id=row["id"],
+                at=datetime.fromisoformat(row["at"]),
+                actor=row["actor"],
+                action=row["action"],
+                record_id=row["record_id"],
                 before=json.loads(row["before"]) if row["before"] else None,
                 after=json.loads(row["after"]) if row["after"] else None,
-                request_id=row["request_id"], client=row["client"],
+                request_id=row["request_id"],
+                client=row["client"],
             )
             for row in rows
         ]
@@ -170,14 +193,22 @@ class SqliteStore:
             async with self._transaction() as db:
                 await db.execute(
                     f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (key.name, key.key_id, key.secret_hash, ",".join(sorted(key.scopes)),
-                     key.created_at.isoformat(), None),
+                    (
+                        key.name,
+                        key.key_id,
+                        key.secret_hash,
+                        ",".join(sorted(key.scopes)),
+                        key.created_at.isoformat(),
+                        None,
+                    ),
                 )
         except sqlite3.IntegrityError as exc:
             raise NameTaken from exc
 
     async def keys(self) -> list[ApiKey]:
-        return [_key(r) for r in await self._rows(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id")]
+        return [
+            _key(r) for r in await self._rows(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id")
+        ]
 
     async def find_key(self, key_id: str) -> ApiKey | None:
         rows = await self._rows(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?", key_id)

@@ -33,7 +33,9 @@ LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 IN_FLIGHT = Gauge(
-    "registro_http_requests_in_flight", "Requests being answered.", multiprocess_mode="livesum"
+    "registro_http_requests_in_flight",
+    "Requests being answered (sampled every second).",
+    multiprocess_mode="livesum",
 )
 DB_POOL = Gauge(
     "registro_db_pool_connections",
@@ -50,6 +52,9 @@ BUILD_INFO = Gauge(
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+# Counted in plain memory on the request path; published to IN_FLIGHT by sample().
+in_flight = 0
+
 _series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
 
@@ -58,15 +63,20 @@ def record_request(method: str, route: str, status: int, seconds: float) -> None
     series = _series.get(key)
     if series is None:
         label = method if method in METHODS else "OTHER"
-        series = REQUESTS.labels(label, route, str(status)), LATENCY.labels(label, route, str(status))
+        series = (
+            REQUESTS.labels(label, route, str(status)),
+            LATENCY.labels(label, route, str(status)),
+        )
         _series[key] = series
     series[0].inc()
     series[1].observe(seconds)
 
 
-def record_pool(in_use: int, idle: int) -> None:
-    DB_POOL.labels("in_use").set(in_use)
-    DB_POOL.labels("idle").set(idle)
+def sample(pool_in_use: int, pool_idle: int) -> None:
+    """Publish the gauges that change on every request, once per tick rather than per request."""
+    IN_FLIGHT.set(in_flight)
+    DB_POOL.labels("in_use").set(pool_in_use)
+    DB_POOL.labels("idle").set(pool_idle)
 
 
 def exposition() -> bytes:

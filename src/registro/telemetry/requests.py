@@ -5,21 +5,19 @@ Kept as a single layer because it sits on every request (see docs/benchmarks.md)
 
 from __future__ import annotations
 
-import logging
+import os
 import re
-import uuid
 from time import perf_counter
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registro.telemetry import metrics
+from registro.telemetry.logs import access_log
 
 REQUEST_ID_HEADER = b"x-request-id"
 # An incoming id is reused only if it is short and plain; anything else could forge log lines.
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
-
-access_log = logging.getLogger("registro.access")
 
 
 def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -43,7 +41,7 @@ class RequestTelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         started = perf_counter()
-        rid = _incoming_request_id(scope["headers"]) or uuid.uuid4().hex.encode()
+        rid = _incoming_request_id(scope["headers"]) or os.urandom(16).hex().encode()
         scope.setdefault("state", {})["request_id"] = rid.decode()
         status = 500
 
@@ -56,28 +54,25 @@ class RequestTelemetryMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        metrics.IN_FLIGHT.inc()
+        metrics.in_flight += 1
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            metrics.IN_FLIGHT.dec()
+            metrics.in_flight -= 1
             seconds = perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
             metrics.record_request(method, template, status, seconds)
             client = scope.get("client")
-            access_log.info(
-                "request",
-                extra={
-                    "fields": {
-                        "method": method,
-                        "path": scope["path"],
-                        "route": template,
-                        "status": status,
-                        "duration_ms": round(seconds * 1000, 3),
-                        "request_id": rid.decode(),
-                        "client": client[0] if client else None,
-                    }
-                },
+            access_log.write(
+                {
+                    "method": method,
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "request_id": rid.decode(),
+                    "client": client[0] if client else None,
+                }
             )

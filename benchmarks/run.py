@@ -1,0 +1,456 @@
+"""`make bench`: the service against the raw reference, side by side, on a real PostgreSQL.
+
+Everything runs on this machine: one PostgreSQL (fsync on), the service (2 workers, every
+middleware on, REGISTRO_AUTH=writes, JSON logs to a file) and the reference (2 workers, same
+server), with wrk and hey as load generators on 127.0.0.1. Each comparison alternates service and
+reference in the same run, ROUNDS times, so both see the same machine. The figures in
+docs/benchmarks.md are written by this script and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.postgres import free_port, running_postgres  # noqa: E402
+
+from registro.auth import new_key  # noqa: E402
+from registro.store import open_store  # noqa: E402
+from registro.store.migrate import upgrade  # noqa: E402
+
+BIN = Path(sys.executable).parent
+WORKERS = 2
+CONNECTIONS = 32
+SMALL, LARGE = 1_000, 1_000_000
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    goal: float
+    at_most: bool  # the measured value must be <= goal (else >=)
+    unit: str
+
+
+TARGETS = {
+    "get_ratio": Target("GET /data/{id} throughput vs reference", 0.60, False, "x"),
+    "post_ratio": Target("POST /data throughput vs raw insert", 0.40, False, "x"),
+    "page_growth": Target(
+        "page of 100 at 1,000,000 rows vs 1,000 rows (mean latency)", 1.20, True, "x"
+    ),
+    "p99_half_peak_ms": Target("p99 latency at half the peak rate", 20.0, True, " ms"),
+    "rss_mb": Target("resident memory per worker (max)", 120.0, True, " MB"),
+}
+
+
+@dataclass
+class Load:
+    rps: float
+    mean_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, script: str, args: list[str], seconds: int) -> Load:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{CONNECTIONS}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(ROOT / "benchmarks" / script),
+            url,
+            "--",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    latency = re.search(r"Latency\s+([\d.]+)(us|ms|s)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    total = re.search(r"(\d+) requests in", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not (latency and p99 and total and rps):
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    return Load(
+        float(rps.group(1)), _ms(*latency.groups()), _ms(*p99.groups()), int(total.group(1)), errors
+    )
+
+
+def hey_p99(url: str, rate: float, seconds: int) -> tuple[float, float, int]:
+    """(p99 ms, achieved rate, non-200 responses) at a fixed offered rate."""
+    clients = 8
+    out = subprocess.run(
+        ["hey", "-z", f"{seconds}s", "-c", str(clients), "-q", f"{rate / clients:.1f}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    p99 = re.search(r"99%+ in ([\d.]+) secs", out)
+    achieved = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    ok = re.search(r"\[200\]\s+(\d+) responses", out)
+    other = sum(
+        int(n) for code, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out) if code != "200"
+    )
+    if not (p99 and achieved and ok):
+        raise RuntimeError(f"unexpected hey output:\n{out}")
+    return float(p99.group(1)) * 1000, float(achieved.group(1)), other
+
+
+@contextlib.contextmanager
+def process(command: list[str], env: dict[str, str], log: Path, url: str) -> Iterator[int]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{command} did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def worker_rss_mb(parent: int) -> list[float]:
+    """Resident memory of each worker process (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        if b"spawn_main" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            continue
+        status = Path(f"/proc/{pid}/status").read_text()
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        if match:
+            sizes.append(int(match.group(1)) / 1024)
+    return sizes
+
+
+async def prepare(server: str) -> dict[str, str]:
+    admin = await asyncpg.connect(server)
+    urls = {}
+    for name, rows in (("bench_small", SMALL), ("bench_large", LARGE)):
+        await admin.execute(f"CREATE DATABASE {name}")
+        url = server.rsplit("/", 1)[0] + "/" + name
+        await asyncio.to_thread(upgrade, url)
+        db = await asyncpg.connect(url)
+        await db.execute(
+            "INSERT INTO records (name, created_at, updated_at)"
+            " SELECT 'record-' || i, now(), now() FROM generate_series(1, $1) AS i",
+            rows,
+        )
+        await db.execute("VACUUM ANALYZE records")
+        await db.close()
+        urls[name] = url
+    await admin.close()
+    token, key = new_key("bench", frozenset({"write"}))
+    store = await open_store(urls["bench_small"], 1)
+    await store.add_key(key)
+    await store.close()
+    urls["token"] = token
+    return urls
+
+
+def machine() -> dict[str, str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    postgres = subprocess.run(
+        [
+            str(Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")) / "postgres"),
+            "--version",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "cpu": f"{os.cpu_count()} x {cpu}",
+        "memory": f"{memory_kb / 1024 / 1024:.0f} GiB",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "postgres": postgres,
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        or "unknown",
+    }
+
+
+def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "seconds": seconds,
+        "rounds": rounds,
+        "machine": machine(),
+        "date": datetime.date.today().isoformat(),
+    }
+    with running_postgres(durable=True) as server:
+        urls = asyncio.run(prepare(server))
+        service_port, reference_port = free_port(), free_port()
+        service_env = {
+            "REGISTRO_ENV": "qa",
+            "REGISTRO_AUTH": "writes",
+            "REGISTRO_WORKERS": str(WORKERS),
+            "REGISTRO_PORT": str(service_port),
+            "DATABASE_URL": urls["bench_small"],
+        }
+        reference_env = {"DATABASE_URL": urls["bench_small"], "PYTHONPATH": str(ROOT)}
+        service = f"http://127.0.0.1:{service_port}"
+        reference = f"http://127.0.0.1:{reference_port}"
+        with (
+            process(
+                [str(BIN / "registro"), "serve"],
+                service_env,
+                workdir / "service.log",
+                f"{service}/readyz",
+            ) as service_pid,
+            process(
+                [
+                    str(BIN / "uvicorn"),
+                    "benchmarks.reference:app",
+                    "--port",
+                    str(reference_port),
+                    "--workers",
+                    str(WORKERS),
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                reference_env,
+                workdir / "reference.log",
+                f"{reference}/data/1",
+            ),
+        ):
+            for label in ("get", "post"):
+                pairs = []
+                for i in range(rounds):
+                    if label == "get":
+                        ours = wrk(service, "get.lua", [str(SMALL)], seconds)
+                        theirs = wrk(reference, "get.lua", [str(SMALL)], seconds)
+                    else:
+                        ours = wrk(service, "post.lua", [f"service{i}", urls["token"]], seconds)
+                        theirs = wrk(reference, "post.lua", [f"reference{i}"], seconds)
+                    pairs.append({"service": ours.__dict__, "reference": theirs.__dict__})
+                results[label] = pairs
+
+            peak = max(p["service"]["rps"] for p in results["get"])  # type: ignore[index]
+            p99, achieved, failed = hey_p99(f"{service}/data/1", peak / 2, seconds)
+            results["half_peak"] = {
+                "offered": peak / 2,
+                "achieved": achieved,
+                "p99_ms": p99,
+                "non_200": failed,
+            }
+            results["rss_mb"] = worker_rss_mb(service_pid)
+
+        page = {}
+        for name, rows in (("bench_small", SMALL), ("bench_large", LARGE)):
+            port = free_port()
+            env = {**service_env, "REGISTRO_PORT": str(port), "DATABASE_URL": urls[name]}
+            url = f"http://127.0.0.1:{port}"
+            with process(
+                [str(BIN / "registro"), "serve"], env, workdir / f"page-{name}.log", f"{url}/readyz"
+            ):
+                page[str(rows)] = wrk(url, "page.lua", [str(rows)], seconds).__dict__
+        results["page"] = page
+    return results
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def measured(results: dict[str, Any]) -> dict[str, float]:
+    get, post, page = results["get"], results["post"], results["page"]
+    return {
+        "get_ratio": _mean([p["service"]["rps"] for p in get])
+        / _mean([p["reference"]["rps"] for p in get]),
+        "post_ratio": _mean([p["service"]["rps"] for p in post])
+        / _mean([p["reference"]["rps"] for p in post]),
+        "page_growth": page[str(LARGE)]["mean_ms"] / page[str(SMALL)]["mean_ms"],
+        "p99_half_peak_ms": results["half_peak"]["p99_ms"],
+        "rss_mb": max(results["rss_mb"]),
+    }
+
+
+def met(name: str, value: float) -> bool:
+    target = TARGETS[name]
+    return value <= target.goal if target.at_most else value >= target.goal
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def report(results: dict[str, Any], command: str) -> str:
+    m = results["machine"]
+    values = measured(results)
+    targets = _table(
+        ["target", "measured", "goal", ""],
+        [
+            [
+                t.label,
+                f"{values[name]:.{3 if t.unit == 'x' else 1}f}{t.unit}",
+                f"{'<=' if t.at_most else '>='} {t.goal}{t.unit}",
+                "met" if met(name, values[name]) else "**MISSED**",
+            ]
+            for name, t in TARGETS.items()
+        ],
+    )
+    side_by_side = _table(
+        [
+            "measurement",
+            "service req/s",
+            "reference req/s",
+            "ratio",
+            "p99 ms (svc / ref)",
+            "errors (svc / ref)",
+        ],
+        [
+            [
+                f"{label.upper()} round {i}",
+                f"{p['service']['rps']:.0f}",
+                f"{p['reference']['rps']:.0f}",
+                f"{p['service']['rps'] / p['reference']['rps']:.2f}",
+                f"{p['service']['p99_ms']:.1f} / {p['reference']['p99_ms']:.1f}",
+                f"{p['service']['errors']} / {p['reference']['errors']}",
+            ]
+            for label in ("get", "post")
+            for i, p in enumerate(results[label], 1)
+        ],
+    )
+    pages = _table(
+        ["rows in table", "req/s", "mean ms", "p99 ms", "errors"],
+        [
+            [
+                f"{rows:,}",
+                f"{page['rps']:.0f}",
+                f"{page['mean_ms']:.2f}",
+                f"{page['p99_ms']:.1f}",
+                str(page["errors"]),
+            ]
+            for rows, page in (
+                (SMALL, results["page"][str(SMALL)]),
+                (LARGE, results["page"][str(LARGE)]),
+            )
+        ],
+    )
+    half = results["half_peak"]
+    rss = ", ".join(f"{x:.0f} MB" for x in results["rss_mb"])
+    return f"""# Benchmarks
+
+Produced by `{command}` ({results["seconds"]} s per measurement, {results["rounds"]} rounds,
+service and reference alternating) on {results["date"]}, commit `{m["commit"]}`.
+Every figure on this page was measured and written by `benchmarks/run.py`; rerun it to
+replace the page.
+
+Machine: {m["cpu"]}, {m["memory"]}, {m["os"]}, Python {m["python"]},
+{m["postgres"]} with fsync on. The load generators (wrk, hey), PostgreSQL and both servers
+share these cores, so absolute numbers belong to this machine; the ratios are the point.
+
+The service runs with {WORKERS} workers, `REGISTRO_AUTH=writes` (POSTs carry an API key), a JSON
+access log line per request, Prometheus metrics over all workers, request ids, body limits, and
+the audit row written in the same statement as each insert. The reference
+(`benchmarks/reference.py`) is raw ASGI + asyncpg on the same server with the same worker
+count, running the same query (for POST, a plain insert without audit).
+
+## Targets
+
+{targets}
+
+## Side by side ({CONNECTIONS} connections, wrk)
+
+{side_by_side}
+
+## A page costs the same at any table size
+
+{pages}
+
+## Latency at half the peak rate (hey, 8 clients, fixed rate)
+
+Offered {half["offered"]:.0f} req/s (half the best GET rate above), achieved
+{half["achieved"]:.0f} req/s: p99 {half["p99_ms"]:.1f} ms, {half["non_200"]} non-200 responses.
+
+Resident memory of each worker after the load: {rss}.
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    workdir = ROOT / ".work" / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = run(args.seconds, args.rounds, workdir)
+    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    command = "make bench" + (
+        f" BENCH_ARGS='--seconds {args.seconds} --rounds {args.rounds}'"
+        if (args.seconds, args.rounds) != (10, 2)
+        else ""
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report(results, command))
+    print(args.output.read_text())
+    missed = [name for name, value in measured(results).items() if not met(name, value)]
+    if missed:
+        print(f"targets missed: {', '.join(missed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

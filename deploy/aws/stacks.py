@@ -1,0 +1,114 @@
+"""The one reader of `stacks` and `environments/<env>.json`: deploy.sh, teardown.sh, the tests.
+
+    python stacks.py layers                      layers in dependency order
+    python stacks.py environments                the environments (environments/*.json)
+    python stacks.py stack-name ENV LAYER        e.g. registro-qa-network
+    python stacks.py parameters ENV LAYER [NAME=VALUE ...]
+                                                 CloudFormation --parameters JSON for that stack
+    python stacks.py guard-parameters ENV        the environment's values for cfn-guard
+    python stacks.py plan ENV DIR [NAME=VALUE ...]
+                                                 writes DIR/<layer>.json, prints "<layer> <stack>"
+
+An environment file holds every parameter of every stack once; a stack receives the ones its
+template declares, plus `<Layer>Stack` (the name of each stack it imports from).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ENVIRONMENTS = tuple(sorted(p.stem for p in (HERE / "environments").glob("*.json")))
+
+
+def layers() -> list[str]:
+    lines = (HERE / "stacks").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def template_path(layer: str) -> Path:
+    return HERE / "templates" / f"{layer}.yaml"
+
+
+def environment(env: str) -> dict[str, str]:
+    if env not in ENVIRONMENTS:
+        raise SystemExit(f"unknown environment {env!r}; expected one of {', '.join(ENVIRONMENTS)}")
+    values: dict[str, str] = json.loads((HERE / "environments" / f"{env}.json").read_text())
+    return values
+
+
+def stack_name(env: str, layer: str) -> str:
+    return f"{environment(env)['App']}-{env}-{layer}"
+
+
+class _IgnoreTags(yaml.SafeLoader):
+    """Reads a template's plain structure; short-form tags (!Ref, !Sub...) become None."""
+
+
+_IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def load_template(layer: str) -> dict[str, Any]:
+    """The template as CloudFormation sees it: short forms expanded, line marks kept (cfn-lint)."""
+    from cfnlint.decode import decode  # slow to import; only the tests need it
+
+    template, matches = decode(str(template_path(layer)))
+    if template is None:
+        raise SystemExit(f"{template_path(layer)}: {matches}")
+    return template
+
+
+def template_parameters(layer: str) -> list[str]:
+    template = yaml.load(template_path(layer).read_text(), Loader=_IgnoreTags)  # noqa: S506 (SafeLoader)
+    return list(template.get("Parameters", {}))
+
+
+def parameters(env: str, layer: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    values = dict(environment(env), Environment=env) | (overrides or {})
+    values |= {f"{other.capitalize()}Stack": stack_name(env, other) for other in layers()}
+    declared = template_parameters(layer)
+    missing = [name for name in declared if name not in values]
+    if missing:
+        # Defaults are not used for environment choices: every value is stated in environments/.
+        raise SystemExit(f"{layer}: environments/{env}.json lacks {', '.join(missing)}")
+    return {name: str(values[name]) for name in declared}
+
+
+def main(argv: list[str]) -> None:
+    match argv:
+        case ["layers"]:
+            print("\n".join(layers()))
+        case ["environments"]:
+            print("\n".join(ENVIRONMENTS))
+        case ["stack-name", env, layer]:
+            print(stack_name(env, layer))
+        case ["parameters", env, layer, *assignments]:
+            overrides = dict(a.split("=", 1) for a in assignments)
+            chosen = parameters(env, layer, overrides)
+            pairs = [{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()]
+            print(json.dumps(pairs, indent=2))
+        case ["plan", env, directory, *assignments]:
+            overrides = dict(a.split("=", 1) for a in assignments)
+            for layer in layers():
+                chosen = parameters(env, layer, overrides)
+                pairs = [{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()]
+                (Path(directory) / f"{layer}.json").write_text(json.dumps(pairs, indent=2))
+                print(layer, stack_name(env, layer))
+        case ["guard-parameters", env]:
+            # Guard rules read them under EnvironmentParameters (e.g. the prod-only rules).
+            print(
+                json.dumps(
+                    {"EnvironmentParameters": dict(environment(env), Environment=env)}, indent=2
+                )
+            )
+        case _:
+            raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

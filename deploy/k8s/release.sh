@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Releases of registro to one environment (qa or prod), in the order that keeps them safe.
+#
+#   deploy ENV TAG      the whole release (make deploy-k8s): read the stacks' outputs, pin the
+#                       image pushed as TAG by its digest, render, apply, wait for the rollout
+#   bootstrap ENV       once per cluster, as a cluster administrator: the namespace (cluster-scoped,
+#                       with its Pod Security and readiness-gate labels), which releases never touch
+#   rollback ENV [TAG]  abort a canary in progress (traffic back to stable at once), or put a
+#                       completed release back on the previous revision (make rollback-k8s);
+#                       with TAG, only if the Rollout runs that release (the pipeline's rollback)
+#   outputs ENV         print the overlay's CloudFormation outputs as KEY=VALUE, read from the
+#                       outputs of the stacks registro-ENV-<layer>, for the layers deploy/aws/stacks
+#                       lists (AwsRegion: the CLI's region)
+#   output ENV KEY      print one of them
+#   render ENV IMAGE OUTPUTS DIR
+#                       build the overlay with those outputs and IMAGE (repository@sha256:...)
+#                       into DIR/manifests.yaml, touching nothing in deploy/k8s (make verify-k8s
+#                       runs this with the committed placeholder outputs)
+#   apply DIR           apply DIR/manifests.yaml: everything but the workload, then the migration
+#                       Job (waited for), then the Rollout (waited for)
+#
+# Needs kubectl (with its built-in kustomize), the AWS CLI and python3; nothing else.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+work=${RELEASE_WORK:-$here/../../.work/release}
+namespace=registro
+rollout=registro
+kubectl=${KUBECTL:-kubectl}
+
+die() { echo "release.sh: $*" >&2; exit 1; }
+k() { $kubectl -n "$namespace" "$@"; }
+
+# Every output of every stack of the environment, as KEY<tab>VALUE lines.
+stack_outputs() {
+  local env=$1 layer
+  for layer in ${STACK_LAYERS:-$(grep -vE '^\s*(#|$)' "$here/../aws/stacks")}; do
+    aws cloudformation describe-stacks --stack-name "registro-$env-$layer" --output text \
+      --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]'
+  done
+}
+
+outputs() {
+  local env=$1 all key value region
+  region=${AWS_REGION:-$(aws configure get region || true)}
+  [ -n "$region" ] || die "no AWS region (set AWS_REGION)"
+  all=$(AWS_REGION=$region stack_outputs "$env")
+  # The keys are those the overlay's committed cloudformation-outputs.env names: one list.
+  for key in $(grep -oE '^[A-Za-z0-9]+=' "$here/overlays/$env/cloudformation-outputs.env" | tr -d '='); do
+    if [ "$key" = AwsRegion ]; then
+      value=$region
+    else
+      value=$(awk -F '\t' -v k="$key" '$1 == k { print $2; exit }' <<<"$all")
+    fi
+    [ -n "$value" ] || die "no stack of registro-$env outputs $key"
+    echo "$key=$value"
+  done
+}
+
+output() { grep -E "^$2=" "$1" | cut -d= -f2-; }
+
+render() {
+  local env=$1 image=$2 outputs_file=$3 dir=$4
+  [ -d "$here/overlays/$env" ] || die "no overlay '$env'"
+  [[ $image =~ ^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$ ]] \
+    || die "image must be repository@sha256:<digest>, got '$image'"
+  rm -rf "$dir" && mkdir -p "$dir"
+  cp -r "$here" "$dir/k8s"
+  cp "$outputs_file" "$dir/k8s/overlays/$env/cloudformation-outputs.env"
+  cat > "$dir/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - k8s/overlays/$env
+images:
+  - name: registro
+    newName: ${image%@*}
+    digest: ${image#*@}
+YAML
+  $kubectl kustomize "$dir" > "$dir/manifests.yaml"
+  echo "rendered $dir/manifests.yaml"
+}
+
+# Wait until the Rollout has taken in its latest spec and is Healthy; fail as soon as it is
+# Degraded (an aborted canary is Degraded). While it is Paused (an inconclusive analysis), a
+# person decides: see docs/delivery.md.
+wait_rollout() {
+  local deadline=$((SECONDS + ${ROLLOUT_TIMEOUT:-2400})) status phase generation observed
+  while :; do
+    status=$(k get rollout "$rollout" -o jsonpath='{.status.phase}|{.metadata.generation}|{.status.observedGeneration}|{.status.message}')
+    IFS='|' read -r phase generation observed _ <<<"$status"
+    echo "rollout: ${status//|/ }"
+    if [ "$generation" = "$observed" ]; then
+      case $phase in
+        Healthy) return 0 ;;
+        Degraded) die "rollout degraded: ${status##*|}" ;;
+      esac
+    fi
+    ((SECONDS < deadline)) || die "rollout not healthy after ${ROLLOUT_TIMEOUT:-2400} s"
+    sleep 15
+  done
+}
+
+apply() {
+  local manifests=$1/manifests.yaml
+  [ -f "$manifests" ] || die "nothing rendered at $manifests"
+  # 1. Config, secrets, services, ingress, policies, autoscaling, analysis (not the namespace:
+  #    that is bootstrap's).
+  $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component notin (namespace,migration,server)'
+  k wait externalsecret/registro-database --for=condition=Ready --timeout=120s
+  # 2. The schema migration, once per release; a Job's pod template is immutable, so replace it.
+  k delete job registro-migrate --ignore-not-found --wait=true
+  $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component=migration'
+  if ! k wait job/registro-migrate --for=condition=Complete --timeout=600s; then
+    k logs job/registro-migrate --tail=100 || true
+    die "migration failed: the release stops here and the running version is untouched"
+  fi
+  # 3. The workload: Argo Rollouts runs the canary.
+  $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component=server'
+  wait_rollout
+}
+
+connect() {
+  local outputs_file=$1
+  aws eks update-kubeconfig --region "$(output "$outputs_file" AwsRegion)" \
+    --name "$(output "$outputs_file" ClusterName)" >/dev/null
+}
+
+# The image pushed as TAG, by digest: what runs can never change under the same name.
+pinned_image() {
+  local outputs_file=$1 tag=$2 repository digest
+  [[ $tag =~ ^[0-9a-f]{7,40}$ ]] || die "TAG must be a git commit, got '$tag'"
+  repository=$(output "$outputs_file" RepositoryUri)
+  digest=$(aws ecr describe-images --region "$(output "$outputs_file" AwsRegion)" \
+    --repository-name "${repository#*/}" --image-ids imageTag="$tag" \
+    --query 'imageDetails[0].imageDigest' --output text)
+  [[ $digest == sha256:* ]] || die "no image $repository:$tag in ECR"
+  echo "$repository@$digest"
+}
+
+deploy() {
+  local env=$1 tag=$2 dir=$work/$1
+  mkdir -p "$work"
+  outputs "$env" > "$work/$env.env"
+  render "$env" "$(pinned_image "$work/$env.env" "$tag")" "$work/$env.env" "$dir"
+  connect "$work/$env.env"
+  apply "$dir"
+}
+
+bootstrap() {
+  local env=$1 dir=$work/$1-bootstrap
+  mkdir -p "$work"
+  outputs "$env" > "$work/$env.env"
+  # The image does not matter to the namespace; any well-formed digest renders.
+  render "$env" "$(output "$work/$env.env" RepositoryUri)@sha256:$(printf '0%.0s' {1..64})" "$work/$env.env" "$dir"
+  connect "$work/$env.env"
+  $kubectl apply -f "$dir/manifests.yaml" --selector 'app.kubernetes.io/component=namespace'
+}
+
+rollback() {
+  local env=$1 tag=${2:-} phase running
+  mkdir -p "$work"
+  outputs "$env" > "$work/$env.env"
+  connect "$work/$env.env"
+  if [ -n "$tag" ]; then
+    running=$(k get rollout "$rollout" -o jsonpath='{.spec.template.spec.containers[0].image}')
+    if [ "$running" != "$(pinned_image "$work/$env.env" "$tag")" ]; then
+      echo "release $tag never reached the Rollout (it runs $running): nothing to roll back"
+      return 0
+    fi
+  fi
+  phase=$(k get rollout "$rollout" -o jsonpath='{.status.phase}')
+  if [ "$phase" != Healthy ]; then
+    # A canary in progress: all traffic back to the stable pods now, then make the stable
+    # revision the desired one again so that the Rollout is Healthy.
+    k patch rollout "$rollout" --type merge -p '{"status":{"abort":true}}'
+  fi
+  k get rollout,replicaset -l app.kubernetes.io/name=registro -o json \
+    | python3 "$here/tools/previous_template.py" > "$work/rollback-patch.json"
+  k patch rollout "$rollout" --type merge --patch-file "$work/rollback-patch.json"
+  wait_rollout
+}
+
+case "${1:-}" in
+  deploy) [ $# -eq 3 ] || die "usage: release.sh deploy ENV TAG"; deploy "$2" "$3" ;;
+  bootstrap) [ $# -eq 2 ] || die "usage: release.sh bootstrap ENV"; bootstrap "$2" ;;
+  rollback) [ $# -ge 2 ] && [ $# -le 3 ] || die "usage: release.sh rollback ENV [TAG]"; rollback "$2" "${3:-}" ;;
+  outputs) [ $# -eq 2 ] || die "usage: release.sh outputs ENV"; outputs "$2" ;;
+  output) [ $# -eq 3 ] || die "usage: release.sh output ENV KEY"; outputs "$2" | grep -E "^$3=" | cut -d= -f2- ;;
+  render) [ $# -eq 5 ] || die "usage: release.sh render ENV IMAGE OUTPUTS DIR"; render "$2" "$3" "$4" "$5" ;;
+  apply) [ $# -eq 2 ] || die "usage: release.sh apply DIR"; apply "$2" ;;
+  *) die "usage: release.sh deploy|bootstrap|rollback|outputs|output|render|apply ..." ;;
+esac

@@ -1,0 +1,240 @@
+"""The rendered manifests keep the promises of the delivery design (issue 5, docs/delivery.md)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from k8s_support import K8S, TEST_IMAGE, Manifests
+
+RESTRICTED = "restricted"
+
+
+def test_namespace_is_restricted_and_gets_readiness_gates(manifests: Manifests) -> None:
+    labels = manifests.one("Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == RESTRICTED
+    assert labels["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
+    namespaced = [d for d in manifests.docs if d["kind"] != "Namespace"]
+    assert {d["metadata"].get("namespace") for d in namespaced} == {
+        manifests.one("Namespace")["metadata"]["name"]
+    }
+
+
+def test_every_pod_is_locked_down(manifests: Manifests) -> None:
+    templates = manifests.pod_templates()
+    assert set(templates) == {"Rollout/registro", "Job/registro-migrate"}
+    for where, template in templates.items():
+        pod = template["spec"]
+        assert pod["automountServiceAccountToken"] is False, where
+        assert pod["securityContext"]["runAsNonRoot"] is True, where
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", where
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+            assert c["resources"]["requests"] and c["resources"]["limits"], where
+            # The pipeline pins the image by digest; nothing ships as `latest` or untagged.
+            assert c["image"] == TEST_IMAGE, where
+
+
+def test_unrendered_overlays_leave_the_image_to_the_pipeline(manifests: Manifests) -> None:
+    for path in (K8S / "base").glob("*.yaml"):
+        for line in path.read_text().splitlines():
+            match = re.match(r"\s*image:\s*(\S+)", line)
+            if match:
+                assert match.group(1) == "registro", f"{path.name}: {line.strip()}"
+
+
+def test_probes_use_the_named_service_port(manifests: Manifests) -> None:
+    container = manifests.one("Rollout")["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] in ports, probe
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    env = manifests.container_environment()
+    assert ports["http"] == int(env["REGISTRO_PORT"])
+
+
+def test_canary_routing_is_wired_end_to_end(manifests: Manifests) -> None:
+    rollout = manifests.one("Rollout")
+    canary = rollout["spec"]["strategy"]["canary"]
+    alb = canary["trafficRouting"]["alb"]
+    services = {s["metadata"]["name"]: s for s in manifests.all("Service")}
+    pod_labels = rollout["spec"]["template"]["metadata"]["labels"]
+    for name in (canary["stableService"], canary["canaryService"], alb["rootService"]):
+        service = services[name]
+        assert service["spec"]["selector"].items() <= pod_labels.items(), name
+        assert [p["port"] for p in service["spec"]["ports"]] == [alb["servicePort"]], name
+        assert service["spec"]["ports"][0]["targetPort"] == "http", name
+    ingress = manifests.one("Ingress", alb["ingress"])
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": alb["rootService"], "port": {"name": "use-annotation"}}
+    # Prometheus scrapes exactly the two services the analysis compares.
+    scraped = {
+        n
+        for n, s in services.items()
+        if s["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true"
+    }
+    assert scraped == {canary["stableService"], canary["canaryService"]}
+
+
+def analysis_steps(manifests: Manifests) -> list[dict[str, Any]]:
+    steps = manifests.one("Rollout")["spec"]["strategy"]["canary"]["steps"]
+    return [s["analysis"] for s in steps if "analysis" in s]
+
+
+def test_production_canary_is_judged_at_each_weight(manifests: Manifests) -> None:
+    steps = manifests.one("Rollout")["spec"]["strategy"]["canary"]["steps"]
+    weights = [s["setWeight"] for s in steps if "setWeight" in s]
+    assert weights == sorted(weights) and weights[-1] < 100
+    template = manifests.one("AnalysisTemplate")["metadata"]["name"]
+    for analysis in analysis_steps(manifests):
+        assert [t["templateName"] for t in analysis["templates"]] == [template]
+        assert analysis["args"] == [{"name": "service-name", "value": "registro-canary"}]
+    if manifests.overlay == "prod":
+        # every weight gets a minute of traffic, then an analysis, before the next weight
+        kinds = [next(iter(s)) for s in steps]
+        assert kinds == ["setWeight", "pause", "analysis"] * len(weights), kinds
+        assert weights[0] <= 10
+
+
+def test_autoscaling_and_disruption_budget_cover_the_rollout(manifests: Manifests) -> None:
+    rollout = manifests.one("Rollout")
+    assert "replicas" not in rollout["spec"], "the HPA owns the replica count"
+    hpa = manifests.one("HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": rollout["apiVersion"],
+        "kind": "Rollout",
+        "name": rollout["metadata"]["name"],
+    }
+    assert hpa["spec"]["minReplicas"] >= 3
+    pdb = manifests.one("PodDisruptionBudget")
+    assert pdb["spec"]["selector"] == rollout["spec"]["selector"]
+    assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
+    zones = [
+        t
+        for t in rollout["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        if t["topologyKey"] == "topology.kubernetes.io/zone"
+    ]
+    assert (
+        zones
+        and zones[0]["labelSelector"]["matchLabels"] == rollout["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_ingress_is_https_only_behind_waf(manifests: Manifests) -> None:
+    a = manifests.one("Ingress")["metadata"]["annotations"]
+    assert a["alb.ingress.kubernetes.io/ssl-redirect"] == "443"
+    assert re.fullmatch(
+        r"ELBSecurityPolicy-TLS13-1-2-.*|ELBSecurityPolicy-TLS-1-2-.*",
+        a["alb.ingress.kubernetes.io/ssl-policy"],
+    )
+    assert re.fullmatch(
+        r"arn:aws:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}",
+        a["alb.ingress.kubernetes.io/certificate-arn"],
+    )
+    assert re.fullmatch(
+        r"arn:aws:wafv2:[a-z0-9-]+:\d{12}:regional/webacl/.+",
+        a["alb.ingress.kubernetes.io/wafv2-acl-arn"],
+    )
+    assert a["alb.ingress.kubernetes.io/target-type"] == "ip"
+    container = manifests.one("Rollout")["spec"]["template"]["spec"]["containers"][0]
+    assert (
+        a["alb.ingress.kubernetes.io/healthcheck-path"]
+        == container["readinessProbe"]["httpGet"]["path"]
+    )
+
+
+def field(doc: Any, path: str) -> Any:
+    """Follow a kustomize fieldPath (a.b.[key.with.dots].0.c) through a document."""
+    for part in re.findall(r"\[([^\]]+)\]|([^.\[\]]+)", path):
+        key = part[0] or part[1]
+        doc = doc[int(key)] if isinstance(doc, list) else doc[key]
+    return doc
+
+
+def test_every_cloudformation_output_lands_where_it_belongs(manifests: Manifests) -> None:
+    outputs = dict(
+        line.split("=", 1)
+        for line in (K8S / "overlays" / manifests.overlay / "cloudformation-outputs.env")
+        .read_text()
+        .splitlines()
+        if line and not line.startswith("#")
+    )
+    component = yaml.safe_load(
+        (K8S / "components" / "cloudformation-outputs" / "kustomization.yaml").read_text()
+    )
+    used = set()
+    for replacement in component["replacements"]:
+        key = replacement["source"]["fieldPath"].removeprefix("data.")
+        expected = outputs[key]
+        if "options" in replacement["source"]:
+            expected = expected.split(replacement["source"]["options"]["delimiter"])[
+                replacement["source"]["options"]["index"]
+            ]
+        for target in replacement["targets"]:
+            doc = manifests.one(target["select"]["kind"], target["select"]["name"])
+            for path in target["fieldPaths"]:
+                value = field(doc, path)
+                if "options" in target:  # the output replaces one piece of the field
+                    value = value.split(target["options"]["delimiter"])[target["options"]["index"]]
+                assert value == expected, (key, path)
+        used.add(key)
+    # every output is used: in a manifest, or by release.sh itself
+    assert set(outputs) - used == {"RepositoryUri", "ClusterName"}
+    sa = manifests.one("ServiceAccount", "registro")["metadata"]["annotations"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/.+", sa["eks.amazonaws.com/role-arn"])
+
+
+def test_database_url_comes_from_external_secrets(manifests: Manifests) -> None:
+    external = manifests.one("ExternalSecret", "registro-database")
+    store = manifests.one("SecretStore", external["spec"]["secretStoreRef"]["name"])
+    assert store["spec"]["provider"]["aws"]["service"] == "SecretsManager"
+    # the controller's own IRSA role reads the secret (deploy/aws edge stack: ExternalSecretsRole)
+    assert "auth" not in store["spec"]["provider"]["aws"]
+    url = external["spec"]["target"]["template"]["data"]["DATABASE_URL"]
+    # What External Secrets renders from the RDS secret's two keys (a password with an "@").
+    rendered = re.sub(r'\{\{ "([^"]*)" \}\}', r"\1", url)
+    rendered = rendered.replace("{{ .username | urlquery }}", "registro")
+    rendered = rendered.replace("{{ .password | urlquery }}", "p%40ss")
+    assert re.fullmatch(r"postgresql://registro:p%40ss@[a-z0-9.-]+:\d+/\w+", rendered), rendered
+    for where, pod in manifests.pod_templates().items():
+        refs = [
+            e["valueFrom"]["secretKeyRef"]
+            for c in pod["spec"]["containers"]
+            for e in c.get("env", [])
+            if "valueFrom" in e
+        ]
+        assert refs == [{"name": external["spec"]["target"]["name"], "key": "DATABASE_URL"}], where
+    assert not manifests.all("Secret"), "no Secret is ever rendered from git"
+
+
+def test_network_policy_allows_only_what_is_needed(manifests: Manifests) -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in manifests.all("NetworkPolicy")}
+    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    ingress = policies["registro-ingress"]
+    rollout = manifests.one("Rollout")
+    assert ingress["podSelector"] == rollout["spec"]["selector"]
+    assert [r["ports"] for r in ingress["ingress"]] == [[{"protocol": "TCP", "port": "http"}]]
+    egress = policies["registro-egress"]
+    job_labels = manifests.one("Job")["spec"]["template"]["metadata"]["labels"]
+    for labels in (rollout["spec"]["template"]["metadata"]["labels"], job_labels):
+        assert egress["podSelector"]["matchLabels"].items() <= labels.items()
+    ports = sorted((p["protocol"], p["port"]) for rule in egress["egress"] for p in rule["ports"])
+    assert ports == [("TCP", 53), ("TCP", 4318), ("TCP", 5432), ("UDP", 53)]
+    for rule in egress["egress"]:
+        for peer in rule["to"]:
+            assert peer.get("ipBlock", {}).get("cidr") != "0.0.0.0/0"
+
+
+def test_migration_job_runs_the_same_image_and_config(manifests: Manifests) -> None:
+    job = manifests.one("Job", "registro-migrate")["spec"]["template"]["spec"]["containers"][0]
+    server = manifests.one("Rollout")["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"] == ["registro", "migrate"]
+    assert server["command"] == ["registro", "serve"]
+    assert job["image"] == server["image"]
+    assert job["envFrom"] == server["envFrom"]
+    assert job["env"] == server["env"]

@@ -1,0 +1,178 @@
+"""The manifests and the real service agree: paths, port, environment, metrics.
+
+The service runs from the project's own virtualenv (make venv) with each overlay's environment;
+nothing about it is assumed from documents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import promql_parser
+from conftest import Service
+from k8s_support import Manifests
+
+
+def test_probe_paths_answer_on_the_service(manifests: Manifests, service: Service) -> None:
+    container = manifests.server_container()
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        path = container[probe]["httpGet"]["path"]
+        assert httpx.get(service.url + path, timeout=5).status_code == 200, probe
+
+
+def test_probe_and_health_check_paths_are_in_the_api(
+    manifests: Manifests, service: Service
+) -> None:
+    paths = set(httpx.get(f"{service.url}/openapi.json", timeout=5).json()["paths"])
+    container = manifests.server_container()
+    used = {
+        container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")
+    }
+    used.add(
+        manifests.one("Ingress")["metadata"]["annotations"][
+            "alb.ingress.kubernetes.io/healthcheck-path"
+        ]
+    )
+    assert used <= paths, used - paths
+
+
+def test_the_service_listens_on_the_container_port(manifests: Manifests) -> None:
+    """REGISTRO_PORT in the manifests is the container port (the fixture overrides it locally)."""
+    ports = {p["name"]: p["containerPort"] for p in manifests.server_container()["ports"]}
+    assert int(manifests.container_environment()["REGISTRO_PORT"]) == ports["http"]
+    # the pod's address, not a bind to every interface of a shared host
+    assert manifests.container_environment()["REGISTRO_HOST"] == "0.0.0.0"  # noqa: S104
+
+
+def service_variables(python: Path) -> set[str]:
+    out = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import json, registro.settings as s;"
+            " print(json.dumps(sorted(s.ENVIRONMENT_VARIABLES)))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return set(json.loads(out.stdout))
+
+
+def test_every_variable_set_is_one_the_service_reads(
+    manifests: Manifests, service: Service
+) -> None:
+    known = service_variables(service.python)
+    assert "DATABASE_URL" in known
+    for where, template in manifests.pod_templates().items():
+        for c in template["spec"]["containers"]:
+            names = {e["name"] for e in c.get("env", [])}
+            for source in c.get("envFrom", []):
+                names |= set(manifests.one("ConfigMap", source["configMapRef"]["name"])["data"])
+            assert names <= known, (where, names - known)
+
+
+def selectors(node: Any) -> list[Any]:
+    """Every vector selector in a parsed PromQL expression."""
+    if isinstance(node, promql_parser.VectorSelector):
+        return [node]
+    found = []
+    for attr in ("expr", "lhs", "rhs", "vector_selector", "param"):
+        child = getattr(node, attr, None)
+        if child is not None and not isinstance(child, (str, int, float)):
+            found += selectors(child)
+    for arg in getattr(node, "args", None) or []:
+        found += selectors(arg)
+    return found
+
+
+def analysis_queries(manifests: Manifests) -> dict[str, str]:
+    metrics = manifests.one("AnalysisTemplate")["spec"]["metrics"]
+    return {
+        m["name"]: m["provider"]["prometheus"]["query"].replace(
+            "{{args.service-name}}", "registro-canary"
+        )
+        for m in metrics
+    }
+
+
+def exported_samples(service: Service) -> set[str]:
+    # Traffic first, so that the per-request counter and histogram have samples.
+    for _ in range(3):
+        httpx.get(f"{service.url}/data", timeout=5)
+    text = httpx.get(f"{service.url}/metrics", timeout=5).text
+    return {m.group(1) for m in re.finditer(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", text, re.M)}
+
+
+def test_analysis_queries_parse_and_read_what_the_service_exports(
+    manifests: Manifests, service: Service
+) -> None:
+    queries = analysis_queries(manifests)
+    assert set(queries) == {"success-rate", "latency-p99"}
+    samples = exported_samples(service)
+    for name, query in queries.items():
+        found = selectors(promql_parser.parse(query))
+        assert found, name
+        for selector in found:
+            assert selector.name in samples, (name, selector.name)
+            labels = {m.name: m.value for m in selector.matchers.matchers}
+            assert labels.get("service") == "registro-canary", (name, labels)
+
+
+def test_selector_walk_finds_every_metric() -> None:
+    """The PromQL walk above really descends into functions, aggregations and binary operators."""
+    expr = promql_parser.parse(
+        "sum(rate(a_total[1m])) / histogram_quantile(0.9, sum by (le) (rate(b_bucket[5m])))"
+    )
+    assert sorted(s.name for s in selectors(expr)) == ["a_total", "b_bucket"]
+
+
+def smoke(service: Service, **env: str) -> subprocess.CompletedProcess[str]:
+    script = Path(__file__).resolve().parents[3] / "deploy" / "k8s" / "tools" / "smoke.py"
+    return subprocess.run(
+        [sys.executable, str(script), service.url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def test_smoke_test_passes_on_the_service_read_only(service: Service) -> None:
+    result = smoke(service)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "writes without a key are refused" in result.stdout
+
+
+def test_smoke_test_round_trips_a_record_with_a_key(service: Service, service_bin: Path) -> None:
+    created = subprocess.run(
+        [
+            str(service_bin / "registro"),
+            "keys",
+            "create",
+            f"smoke-{uuid.uuid4().hex[:8]}",
+            "--scopes",
+            "read,write",
+        ],
+        env={"PATH": os.environ["PATH"], **service.env},
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.splitlines()[0]
+    result = smoke(service, SMOKE_API_KEY=token)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "removes it" in result.stdout
+
+
+def test_smoke_test_fails_on_a_wrong_commit(service: Service) -> None:
+    result = smoke(service, EXPECT_COMMIT="0" * 40)
+    assert result.returncode != 0
+    assert "FAILED the deployed commit" in result.stderr

@@ -1,0 +1,143 @@
+"""Request ids, one JSON log line per request, metrics over all workers, OTLP traces."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tests.conftest import bearer
+from tests.support.postgres import free_port
+from tests.support.service import running_service
+
+
+async def test_request_id_is_honoured_or_generated(client: httpx.AsyncClient) -> None:
+    given = await client.get("/livez", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    generated = await client.get("/livez")
+    assert len(generated.headers["x-request-id"]) == 32
+    forged = await client.get("/livez", headers={"X-Request-ID": 'x" injected\\n'})
+    assert forged.headers["x-request-id"] != 'x" injected\\n'
+
+
+async def test_each_request_logs_one_json_line_without_secrets(
+    make_client, make_key, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from registro.telemetry.logs import configure_logging
+
+    writer = await make_key("importer", "write")
+    client = await make_client(auth="writes")
+    configure_logging("INFO")
+    try:
+        capsys.readouterr()
+        await client.post(
+            "/data", json={"name": "a"}, headers={**bearer(writer), "X-Request-ID": "log-test"}
+        )
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    finally:
+        logging.getLogger().handlers.clear()
+    access = [line for line in lines if line["logger"] == "registro.access"]
+    assert len(access) == 1
+    entry = access[0]
+    assert entry["method"] == "POST" and entry["route"] == "/data" and entry["status"] == 200
+    assert entry["request_id"] == "log-test" and entry["duration_ms"] > 0
+    secret = writer.split("_", 2)[2]
+    assert all(secret not in json.dumps(line) for line in lines)
+
+
+@pytest.mark.postgres
+def test_metrics_count_every_worker_whichever_answers(
+    postgres_server: str, postgres_template: str, tmp_path: Path
+) -> None:
+    from tests.conftest import new_postgres_database
+
+    url = new_postgres_database(postgres_server, postgres_template)
+    metrics_dir = tmp_path / "metrics"
+    with running_service(
+        url,
+        tmp_path / "service.log",
+        REGISTRO_WORKERS="2",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    ) as service:
+        for _ in range(200):  # a new connection each time, so both workers take some
+            assert httpx.get(f"{service.url}/data/1").status_code == 404
+        writers = {p.name.split("_")[-1] for p in metrics_dir.glob("counter_*.db")}
+        assert len(writers) == 2, "the requests did not reach both workers"
+        for _ in range(10):
+            text = httpx.get(f"{service.url}/metrics").text
+            line = next(
+                line
+                for line in text.splitlines()
+                if line.startswith("registro_http_requests_total{")
+                and 'route="/data/{id}"' in line
+                and 'status="404"' in line
+            )
+            assert float(line.rsplit(" ", 1)[1]) == 200.0
+        assert 'registro_build_info{commit="unknown",version="0.1.0"} 1.0' in text
+        assert "registro_http_request_duration_seconds_bucket" in text
+        assert "registro_http_requests_in_flight" in text
+        assert 'registro_db_pool_connections{state="idle"}' in text
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Collector.received.append(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def otlp_collector() -> Iterator[tuple[str, list[bytes]]]:
+    _Collector.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _Collector.received
+    finally:
+        server.shutdown()
+
+
+def test_traces_are_exported_over_otlp_when_configured(
+    otlp_collector: tuple[str, list[bytes]], tmp_path: Path
+) -> None:
+    endpoint, received = otlp_collector
+    url = f"sqlite:///{tmp_path}/registro.db"
+    with running_service(
+        url,
+        tmp_path / "service.log",
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_SERVICE_NAME="registro-test",
+        OTEL_BSP_SCHEDULE_DELAY="100",
+    ) as s:
+        httpx.post(f"{s.url}/data", json={"name": "traced"})
+        httpx.get(f"{s.url}/data/1")
+    # The service flushes its spans when it stops.
+    spans, services = [], set()
+    for body in received:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            for attribute in resource_spans.resource.attributes:
+                if attribute.key == "service.name":
+                    services.add(attribute.value.string_value)
+            for scope_spans in resource_spans.scope_spans:
+                spans += [span.name for span in scope_spans.spans]
+    assert services == {"registro-test"}
+    assert "POST /data" in spans
+    assert "GET /data/{id}" in spans, " | ".join(spans)

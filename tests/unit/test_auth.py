@@ -1,0 +1,70 @@
+"""API keys: format, hashing, and what the authenticator accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from registro.auth import ANONYMOUS, Authenticator, Principal, hash_secret, new_key, parse_bearer
+from registro.store import open_store
+from registro.store.migrate import upgrade_async
+
+
+def test_a_new_key_stores_only_a_hash_of_its_secret() -> None:
+    token, row = new_key("ci", frozenset({"write"}))
+    prefix, key_id, secret = token.split("_", 2)
+    assert prefix == "rg" and key_id == row.key_id
+    assert row.secret_hash == hash_secret(secret) and secret not in repr(row)
+    assert len(secret) >= 40  # 32 random bytes, base64
+
+
+def test_keys_need_known_scopes() -> None:
+    with pytest.raises(ValueError, match="scopes"):
+        new_key("x", frozenset({"root"}))
+    with pytest.raises(ValueError, match="scopes"):
+        new_key("x", frozenset())
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Basic abc",
+        "Bearer",
+        "Bearer rg",
+        "Bearer rg_only",
+        "Bearer xx_id_secret",
+    ],
+)
+def test_headers_that_are_not_our_keys_parse_to_nothing(header: str | None) -> None:
+    assert parse_bearer(header) is None
+
+
+def test_admin_implies_every_scope_and_anonymous_is_allowed_all() -> None:
+    assert Principal("a", frozenset({"admin"})).allows("write")
+    assert not Principal("r", frozenset({"read"})).allows("write")
+    assert ANONYMOUS.allows("write")
+
+
+async def test_authenticator_checks_secret_revocation_and_caches(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/keys.db"
+    await upgrade_async(url)
+    store = await open_store(url)
+    try:
+        token, row = new_key("ci", frozenset({"write"}))
+        await store.add_key(row)
+        fresh = Authenticator(store, cache_seconds=0)
+        cached = Authenticator(store, cache_seconds=60)
+
+        principal = await fresh.principal(f"Bearer {token}")
+        assert principal == Principal("ci", frozenset({"write"}))
+        assert await cached.principal(f"Bearer {token}") == principal
+        assert await fresh.principal(f"Bearer {token[:-1]}x") is None
+
+        await store.revoke_key("ci")
+        assert await fresh.principal(f"Bearer {token}") is None
+        assert await cached.principal(f"Bearer {token}") == principal  # until the cache expires
+    finally:
+        await store.close()

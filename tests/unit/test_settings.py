@@ -1,0 +1,73 @@
+"""Settings: per-environment defaults and validation (the CLI tests cover the error line)."""
+
+from __future__ import annotations
+
+import pytest
+
+from registro.settings import ENVIRONMENT_VARIABLES, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENVIRONMENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_dev_defaults_to_local_sqlite_with_auth_off_and_migrations_on_start() -> None:
+    settings = load_settings()
+    assert settings.env == "dev"
+    assert settings.database == "sqlite:///./registro.db"
+    assert settings.auth_mode == "off"
+    assert settings.migrate_on_start
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+
+
+@pytest.mark.parametrize("env", ["qa", "prod"])
+def test_qa_and_prod_protect_writes_and_never_migrate(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGISTRO_ENV", env)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db:5432/registro")
+    settings = load_settings()
+    assert settings.auth_mode == "writes"
+    assert not settings.migrate_on_start
+
+
+def test_explicit_auth_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGISTRO_AUTH", "all")
+    assert load_settings().auth_mode == "all"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("REGISTRO_ENV", "staging", "REGISTRO_ENV='staging'"),
+        ("REGISTRO_WORKERS", "0", "REGISTRO_WORKERS='0'"),
+        ("REGISTRO_FAULT_ERROR_RATE", "1.5", "REGISTRO_FAULT_ERROR_RATE='1.5'"),
+        ("REGISTRO_LOG_LEVEL", "LOUD", "REGISTRO_LOG_LEVEL='LOUD'"),
+        ("REGISTRO_MAX_BODY_BYTES", "10", "REGISTRO_MAX_BODY_BYTES='10'"),
+        ("DATABASE_URL", "mysql://u:secret@h/db", "invalid DATABASE_URL: must start with"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    variable: str, value: str, fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert fragment in str(error.value)
+    assert "\n" not in str(error.value)
+    assert "secret" not in str(error.value)
+
+
+def test_every_variable_is_listed_for_the_deployment_checks() -> None:
+    assert {
+        "REGISTRO_ENV",
+        "DATABASE_URL",
+        "REGISTRO_AUTH",
+        "REGISTRO_DRAIN_SECONDS",
+        "REGISTRO_FAULT_ERROR_RATE",
+        "REGISTRO_FAULT_LATENCY_MS",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "PROMETHEUS_MULTIPROC_DIR",
+    } <= ENVIRONMENT_VARIABLES
