@@ -6,10 +6,13 @@
 Run from the repository root (the Makefile's rollout-local / canary-local do). Progress goes to
 stderr; each step is also one JSON line on stdout so that the drills can check what happened.
 
-The canary is judged by the AnalysisTemplate Kubernetes uses (deploy/k8s/base/
-analysis-template.yaml): its queries, with {{args.service-name}} substituted, are evaluated against
-the local Prometheus, and their success/failure conditions decide promotion or abort, with Argo
+The canary follows the first step of the Kubernetes Rollout (deploy/k8s/base/rollout.yaml):
+its setWeight (HAProxy weights), its pause, then its analysis: the AnalysisTemplate Kubernetes uses
+(deploy/k8s/base/analysis-template.yaml), whose queries, with the step's args substituted, are
+evaluated against the local Prometheus; their success/failure conditions decide, with Argo
 Rollouts' counting rules (count, failureLimit, inconclusiveLimit, consecutiveErrorLimit).
+Locally there is one step: a successful analysis promotes (rolling update of the stable
+replicas), anything else aborts. (Argo pauses on Inconclusive for a person; here that aborts.)
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ STACK = ["deploy/docker/stack.sh"]
 PROJECT = "registro"
 STATE_ENV = Path(".work/stack/stack.env")
 ANALYSIS_TEMPLATE = Path("deploy/k8s/base/analysis-template.yaml")
+ROLLOUT = Path("deploy/k8s/base/rollout.yaml")
 PROMETHEUS = "http://127.0.0.1:9090"
 BACKEND = "registro"
 STABLE = ("app1", "app2", "app3")
 CANARY_SERVICE, CANARY_SERVER = "app-canary", "canary"
-CANARY_LABEL = "registro-canary"
+STABLE_WEIGHT = 30  # haproxy.cfg: each stable replica's weight
 
 # HAProxy `show servers state`: operational state 2 is UP; admin state bits 0x01/0x20 are
 # maintenance, 0x08 drain.
@@ -388,10 +392,10 @@ SUPPORTED_METRIC_KEYS = {"name", "interval", "count", "failureLimit", "inconclus
                          "consecutiveErrorLimit", "successCondition", "failureCondition", "provider"}
 
 
-def load_analysis(path: Path, args: dict[str, str]) -> list[Metric]:
+def load_analysis(path: Path, name: str, args: dict[str, str]) -> list[Metric]:
     template = yaml.safe_load(path.read_text())
-    if template.get("kind") != "AnalysisTemplate":
-        raise ExprError(f"{path}: not an AnalysisTemplate")
+    if template.get("kind") != "AnalysisTemplate" or template["metadata"]["name"] != name:
+        raise ExprError(f"{path}: not the AnalysisTemplate {name}")
     declared = {a["name"]: a.get("value") for a in template["spec"].get("args", [])}
     values = {**{k: v for k, v in declared.items() if v is not None}, **args}
     missing = [name for name in declared if name not in values]
@@ -487,19 +491,58 @@ def run_analysis(metrics: list[Metric]) -> str:
         time.sleep(0.5)
 
 
+@dataclass
+class CanaryStep:
+    weight: int  # percent of traffic
+    pause: float  # seconds before the analysis
+    template: str
+    args: dict[str, str]
+
+
+def first_canary_step(path: Path = ROLLOUT) -> CanaryStep:
+    """The Rollout's steps up to its first analysis: setWeight, pause(s), analysis."""
+    rollout = yaml.safe_load(path.read_text())
+    weight, pause = None, 0.0
+    for step in rollout["spec"]["strategy"]["canary"]["steps"]:
+        (kind, value), = step.items()
+        if kind == "setWeight":
+            weight = int(value)
+        elif kind == "pause":
+            if "duration" not in value:
+                raise ExprError(f"{path}: an indefinite pause before the first analysis")
+            pause += parse_duration(value["duration"])
+        elif kind == "analysis":
+            if weight is None or len(value["templates"]) != 1:
+                raise ExprError(f"{path}: expected setWeight, then one analysis template")
+            args = {a["name"]: a["value"] for a in value.get("args", [])}
+            return CanaryStep(weight, pause, value["templates"][0]["templateName"], args)
+        else:
+            raise ExprError(f"{path}: unsupported step {kind!r}")
+    raise ExprError(f"{path}: no analysis step")
+
+
 def canary(tag: str, fault_error_rate: float) -> int:
     require_image(tag)
     stable = deployed_tag()
-    metrics = load_analysis(ANALYSIS_TEMPLATE, {"service-name": CANARY_LABEL})
+    step = first_canary_step()
+    metrics = load_analysis(ANALYSIS_TEMPLATE, step.template, step.args)
     env = {"CANARY_TAG": tag, "CANARY_FAULT_ERROR_RATE": str(fault_error_rate)}
     log(f"canary: registro:{tag} beside stable registro:{stable}, fault error rate {fault_error_rate}")
     event("canary-start", tag=tag, stable=stable, fault_error_rate=fault_error_rate)
-    start_and_enable(CANARY_SERVICE, CANARY_SERVER, env)
-    weights = {name: s.weight for name, s in servers().items() if s.in_pool}
-    share = weights.get(CANARY_SERVER, 0) / sum(weights.values())
-    event("canary-weight", share=round(share, 3))
-    log(f"canary: receiving {share:.0%} of requests; analysing {[m.name for m in metrics]}")
     try:
+        # setWeight: the canary's share of the 3 stable replicas' weight.
+        weight = round(len(STABLE) * STABLE_WEIGHT * step.weight / (100 - step.weight))
+        start_and_enable(CANARY_SERVICE, CANARY_SERVER, env)
+        out = haproxy(f"set weight {BACKEND}/{CANARY_SERVER} {weight}").strip()
+        if out:
+            raise RuntimeError(f"set weight: {out}")
+        weights = {name: s.weight for name, s in servers().items() if s.in_pool}
+        share = weights.get(CANARY_SERVER, 0) / sum(weights.values())
+        event("canary-weight", share=round(share, 3))
+        log(f"canary: receiving {share:.0%} of requests (setWeight {step.weight}); "
+            f"pause {step.pause:.0f} s, then analysis {[m.name for m in metrics]}")
+        time.sleep(step.pause)
+        event("analysis-start")
         phase = run_analysis(metrics)
     except BaseException:
         _remove_canary(env, abort=True)

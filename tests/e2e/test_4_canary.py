@@ -14,11 +14,13 @@ from tests.e2e.report import conclude
 from tests.e2e.test_3_rolling_update import run_make
 
 DESCRIPTION = (
-    "One replica of the new revision joins HAProxy's pool with weight 10 beside 3 stable replicas "
-    "of weight 30, while {c} clients send {r:.0f} requests/s. stackctl reads "
-    "deploy/k8s/base/analysis-template.yaml, substitutes service-name=registro-canary and "
-    "measures each metric every `interval` against the local Prometheus, deciding with the "
-    "template's successCondition/failureCondition, count and failureLimit as Argo Rollouts does."
+    "`make canary-local` follows the first step of the Kubernetes Rollout (deploy/k8s/base/"
+    "rollout.yaml): one replica of the new revision joins HAProxy's pool with the step's setWeight "
+    "(as an HAProxy weight beside the 3 stable replicas), waits the step's pause, then runs the "
+    "step's analysis: it reads deploy/k8s/base/analysis-template.yaml, substitutes the step's args "
+    "(service-name=registro-canary) and measures each metric every `interval` against the local "
+    "Prometheus, deciding with the template's conditions, count, failureLimit and "
+    "inconclusiveLimit as Argo Rollouts does. Load: {c} clients, {r:.0f} requests/s."
 )
 
 
@@ -44,7 +46,7 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
 
     phase = next((e["phase"] for e in events if e["event"] == "analysis"), None)
     measurements = next((e["measurements"] for e in events if e["event"] == "analysis"), {})
-    t0, t1 = window(events, "ready", "analysis") if phase else (0, 0)
+    t0, t1 = window(events, "canary-weight", "analysis") if phase else (0, 0)
     canary_window = during(results, t0, t1)
     versions = [r.commit for r in canary_window if r.op == "version" and r.ok]
     share = versions.count(commit) / len(versions) if versions else 0.0
