@@ -324,5 +324,4 @@ canary-local: $(E2E_VENV)/.installed ## one replica of registro:$(TAG) at 10%, a
 
 .PHONY: e2e
 e2e: $(E2E_VENV)/.installed docker ## start the stack and run the drills against it; always stops it
-	rc=0; $(MAKE) stack-up && $(E2E_VENV)/bin/pytest -c tests/e2e/pytest.ini --rootdir . tests/e2e || rc=$$?; \
-	$(MAKE) stack-down || true; exit $$rc
+	E2E_VENV=$(E2E_VENV) deploy/docker/e2e.sh $(E2E_ARGS)

@@ -69,12 +69,16 @@ def wait_for(what: str, predicate: Any, timeout: float, interval: float = 0.2) -
 
 # --- the stack: compose, containers, HAProxy's runtime API -----------------------------------
 
+
 def compose(*args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
     import os
 
     result = subprocess.run(
-        [*STACK, "compose", *args], env={**os.environ, **(env or {})},
-        capture_output=True, text=True, check=False,
+        [*STACK, "compose", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if check and result.returncode != 0:
         raise RuntimeError(f"docker-compose {' '.join(args)} failed:\n{result.stderr[-2000:]}")
@@ -83,14 +87,21 @@ def compose(*args: str, env: dict[str, str] | None = None, check: bool = True) -
 
 def container(service: str) -> str | None:
     """The service's newest container (running or not), by compose's labels."""
-    ids = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}",
-                 "--filter", f"label=com.docker.compose.service={service}").split()
+    ids = docker(
+        "ps",
+        "-aq",
+        "--filter",
+        f"label=com.docker.compose.project={PROJECT}",
+        "--filter",
+        f"label=com.docker.compose.service={service}",
+    ).split()
     return ids[0] if ids else None
 
 
 def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, check=False,
-                            timeout=timeout)
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=False, timeout=timeout
+    )
     if check and result.returncode != 0:
         raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
@@ -100,8 +111,17 @@ def container_state(service: str) -> str:
     cid = container(service)
     if cid is None:
         return "missing"
-    return docker("inspect", "-f", "{{if .State.Running}}{{if .State.Health}}{{.State.Health.Status}}"
-                  "{{else}}running{{end}}{{else}}exited{{end}}", cid, check=False).strip() or "missing"
+    return (
+        docker(
+            "inspect",
+            "-f",
+            "{{if .State.Running}}{{if .State.Health}}{{.State.Health.Status}}"
+            "{{else}}running{{end}}{{else}}exited{{end}}",
+            cid,
+            check=False,
+        ).strip()
+        or "missing"
+    )
 
 
 def haproxy(command: str) -> str:
@@ -110,7 +130,11 @@ def haproxy(command: str) -> str:
         raise RuntimeError("the haproxy container is not running")
     result = subprocess.run(
         ["docker", "exec", "-i", cid, "socat", "stdio", "unix-connect:/tmp/haproxy-admin.sock"],
-        input=command + "\n", capture_output=True, text=True, check=True, timeout=10,
+        input=command + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
     )
     return result.stdout
 
@@ -177,12 +201,17 @@ def record_deployed_tag(tag: str) -> None:
 
 
 def require_image(tag: str) -> None:
-    if subprocess.run(["docker", "image", "inspect", f"registro:{tag}"],
-                      capture_output=True, check=False).returncode != 0:
+    if (
+        subprocess.run(
+            ["docker", "image", "inspect", f"registro:{tag}"], capture_output=True, check=False
+        ).returncode
+        != 0
+    ):
         raise SystemExit(f"stackctl: no image registro:{tag} (make image TAG={tag})")
 
 
 # --- replacing one replica --------------------------------------------------------------------
+
 
 def drain_and_stop(service: str, server: str) -> None:
     """Take a replica out the way Kubernetes does, with the load balancer told first:
@@ -201,7 +230,9 @@ def drain_and_stop(service: str, server: str) -> None:
     saw_503 = _wait_quiet(lambda: stat(server)["check_code"] == "503", 15)
     event("readyz-503", server=server, seen=saw_503)
     wait_for(f"{service}: exit after SIGTERM", lambda: not _running(cid), 60)
-    event("stopped", server=server, exit_code=int(docker("inspect", "-f", "{{.State.ExitCode}}", cid)))
+    event(
+        "stopped", server=server, exit_code=int(docker("inspect", "-f", "{{.State.ExitCode}}", cid))
+    )
 
 
 def _running(cid: str) -> bool:
@@ -231,7 +262,9 @@ def rollout(tag: str) -> None:
     for service in STABLE:
         others = [s for s in STABLE if s != service]
         if not all(servers()[s].in_pool for s in others):
-            raise SystemExit(f"rollout: refusing to take {service} out while {others} are not all up")
+            raise SystemExit(
+                f"rollout: refusing to take {service} out while {others} are not all up"
+            )
         log(f"rollout: {service}: drain, stop, replace")
         drain_and_stop(service, service)
         start_and_enable(service, service, {"REGISTRO_TAG": tag})
@@ -242,14 +275,23 @@ def rollout(tag: str) -> None:
 
 # --- the canary analysis: Argo Rollouts' AnalysisTemplate, evaluated locally ------------------
 
+
 class ExprError(ValueError):
     """The condition uses something this evaluator does not implement: fail, never guess."""
 
 
-_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)|([A-Za-z_]\w*)|(\|\||&&|==|!=|<=|>=|[<>()\[\]]))")
+_TOKEN = re.compile(
+    r"\s*(?:(\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)|([A-Za-z_]\w*)|(\|\||&&|==|!=|<=|>=|[<>()\[\]]))"
+)
 _FUNCTIONS = {"len": len, "isNaN": lambda x: isinstance(x, float) and math.isnan(x)}
-_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+_COMPARE = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
 
 
 def _tokens(text: str) -> list[str]:
@@ -311,13 +353,13 @@ def parse_condition(text: str) -> Any:
 
     def primary() -> Any:
         token = take()
-        if token == "(":
+        if token == "(":  # noqa: S105 (an expression token, not a password)
             node = disjunction()
             take(")")
             return node
         if re.fullmatch(r"\d.*", token):
             return ("num", float(token))
-        if token == "result":
+        if token == "result":  # noqa: S105
             return ("result",)
         if token in _FUNCTIONS and peek() == "(":
             take("(")
@@ -388,8 +430,17 @@ class Metric:
         return "Running"
 
 
-SUPPORTED_METRIC_KEYS = {"name", "interval", "count", "failureLimit", "inconclusiveLimit",
-                         "consecutiveErrorLimit", "successCondition", "failureCondition", "provider"}
+SUPPORTED_METRIC_KEYS = {
+    "name",
+    "interval",
+    "count",
+    "failureLimit",
+    "inconclusiveLimit",
+    "consecutiveErrorLimit",
+    "successCondition",
+    "failureCondition",
+    "provider",
+}
 
 
 def load_analysis(path: Path, name: str, args: dict[str, str]) -> list[Metric]:
@@ -416,17 +467,23 @@ def load_analysis(path: Path, name: str, args: dict[str, str]) -> list[Metric]:
         provider = spec["provider"]
         if set(provider) != {"prometheus"}:
             raise ExprError(f"metric {spec['name']}: only the prometheus provider is supported")
-        metrics.append(Metric(
-            name=spec["name"],
-            query=substitute(provider["prometheus"]["query"]),
-            success=parse_condition(spec["successCondition"]) if "successCondition" in spec else None,
-            failure=parse_condition(spec["failureCondition"]) if "failureCondition" in spec else None,
-            interval=parse_duration(spec.get("interval", "0s")),
-            count=int(spec.get("count", 1)),
-            failure_limit=int(spec.get("failureLimit", 0)),
-            inconclusive_limit=int(spec.get("inconclusiveLimit", 0)),
-            consecutive_error_limit=int(spec.get("consecutiveErrorLimit", 4)),
-        ))
+        metrics.append(
+            Metric(
+                name=spec["name"],
+                query=substitute(provider["prometheus"]["query"]),
+                success=parse_condition(spec["successCondition"])
+                if "successCondition" in spec
+                else None,
+                failure=parse_condition(spec["failureCondition"])
+                if "failureCondition" in spec
+                else None,
+                interval=parse_duration(spec.get("interval", "0s")),
+                count=int(spec.get("count", 1)),
+                failure_limit=int(spec.get("failureLimit", 0)),
+                inconclusive_limit=int(spec.get("inconclusiveLimit", 0)),
+                consecutive_error_limit=int(spec.get("consecutiveErrorLimit", 4)),
+            )
+        )
     return metrics
 
 
@@ -474,7 +531,9 @@ def run_analysis(metrics: list[Metric]) -> str:
     """Measure each metric every interval until every one is done; the first metric that fails
     (or errors, or is inconclusive) ends the analysis with that phase."""
     due = {m.name: time.monotonic() for m in metrics}
-    deadline = time.monotonic() + max(m.interval * (m.count + m.failure_limit + 2) for m in metrics) + 60
+    deadline = (
+        time.monotonic() + max(m.interval * (m.count + m.failure_limit + 2) for m in metrics) + 60
+    )
     while True:
         for metric in metrics:
             if metric.phase == "Running" and time.monotonic() >= due[metric.name]:
@@ -504,7 +563,7 @@ def first_canary_step(path: Path = ROLLOUT) -> CanaryStep:
     rollout = yaml.safe_load(path.read_text())
     weight, pause = None, 0.0
     for step in rollout["spec"]["strategy"]["canary"]["steps"]:
-        (kind, value), = step.items()
+        ((kind, value),) = step.items()
         if kind == "setWeight":
             weight = int(value)
         elif kind == "pause":
@@ -527,7 +586,10 @@ def canary(tag: str, fault_error_rate: float) -> int:
     step = first_canary_step()
     metrics = load_analysis(ANALYSIS_TEMPLATE, step.template, step.args)
     env = {"CANARY_TAG": tag, "CANARY_FAULT_ERROR_RATE": str(fault_error_rate)}
-    log(f"canary: registro:{tag} beside stable registro:{stable}, fault error rate {fault_error_rate}")
+    log(
+        f"canary: registro:{tag} beside stable registro:{stable}, "
+        f"fault error rate {fault_error_rate}"
+    )
     event("canary-start", tag=tag, stable=stable, fault_error_rate=fault_error_rate)
     try:
         # setWeight: the canary's share of the 3 stable replicas' weight.
@@ -539,8 +601,10 @@ def canary(tag: str, fault_error_rate: float) -> int:
         weights = {name: s.weight for name, s in servers().items() if s.in_pool}
         share = weights.get(CANARY_SERVER, 0) / sum(weights.values())
         event("canary-weight", share=round(share, 3))
-        log(f"canary: receiving {share:.0%} of requests (setWeight {step.weight}); "
-            f"pause {step.pause:.0f} s, then analysis {[m.name for m in metrics]}")
+        log(
+            f"canary: receiving {share:.0%} of requests (setWeight {step.weight}); "
+            f"pause {step.pause:.0f} s, then analysis {[m.name for m in metrics]}"
+        )
         time.sleep(step.pause)
         event("analysis-start")
         phase = run_analysis(metrics)

@@ -42,16 +42,29 @@ def api_key() -> str:
     cid = stackctl.container("app1")
     assert cid, "app1 is not running"
     out = subprocess.run(
-        ["docker", "exec", cid, "registro", "keys", "create", f"e2e-{uuid.uuid4().hex[:8]}",
-         "--scopes", "read,write,admin"],
-        capture_output=True, text=True, check=True, timeout=60,
+        [
+            "docker",
+            "exec",
+            cid,
+            "registro",
+            "keys",
+            "create",
+            f"e2e-{uuid.uuid4().hex[:8]}",
+            "--scopes",
+            "read,write,admin",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     return out.stdout.strip()
 
 
 def head_commit() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def build_variant(label: str) -> tuple[str, str]:
@@ -59,8 +72,12 @@ def build_variant(label: str) -> tuple[str, str]:
     drills that need a 'new release'. Only the revision label differs from the running one."""
     commit = f"{head_commit()[:12]}-{label}"
     tag = f"e2e-{label}"
-    subprocess.run(["make", "--no-print-directory", "image", f"TAG={tag}", f"GIT_COMMIT={commit}"],
-                   check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        ["make", "--no-print-directory", "image", f"TAG={tag}", f"GIT_COMMIT={commit}"],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     return tag, commit
 
 
@@ -68,9 +85,18 @@ def replica_commit(service: str) -> str:
     cid = stackctl.container(service)
     assert cid, f"{service} is not running"
     out = subprocess.run(
-        ["docker", "exec", cid, "python3", "-c",
-         "import json, urllib.request as u;"
-         "print(json.load(u.urlopen('http://127.0.0.1:8000/version', timeout=5))['commit'])"],
-        capture_output=True, text=True, check=True, timeout=30,
+        [
+            "docker",
+            "exec",
+            cid,
+            "python3",
+            "-c",
+            "import json, urllib.request as u;"
+            "print(json.load(u.urlopen('http://127.0.0.1:8000/version', timeout=5))['commit'])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     )
     return out.stdout.strip()

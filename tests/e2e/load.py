@@ -39,9 +39,18 @@ class Result:
 
 
 class Load:
-    def __init__(self, *, ca: str, key: str, ops: Sequence[str] = ("read", "write", "version"),
-                 rate: float = 40, concurrency: int = 8, max_seconds: float = 180,
-                 max_requests: int = 20_000, timeout: float = 10) -> None:
+    def __init__(
+        self,
+        *,
+        ca: str,
+        key: str,
+        ops: Sequence[str] = ("read", "write", "version"),
+        rate: float = 40,
+        concurrency: int = 8,
+        max_seconds: float = 180,
+        max_requests: int = 20_000,
+        timeout: float = 10,
+    ) -> None:
         self.ca, self.key, self.ops = ca, key, tuple(ops)
         self.rate, self.concurrency = rate, concurrency
         self.max_seconds, self.max_requests, self.timeout = max_seconds, max_requests, timeout
@@ -75,10 +84,16 @@ class Load:
 
     async def _run(self) -> None:
         limits = httpx.Limits(max_connections=self.concurrency)
-        async with httpx.AsyncClient(base_url=BASE_URL, verify=ssl.create_default_context(cafile=self.ca), timeout=self.timeout,
-                                     limits=limits) as client:
+        async with httpx.AsyncClient(
+            base_url=BASE_URL,
+            verify=ssl.create_default_context(cafile=self.ca),
+            timeout=self.timeout,
+            limits=limits,
+        ) as client:
             deadline = time.monotonic() + self.max_seconds
-            await asyncio.gather(*(self._worker(client, w, deadline) for w in range(self.concurrency)))
+            await asyncio.gather(
+                *(self._worker(client, w, deadline) for w in range(self.concurrency))
+            )
 
     async def _worker(self, client: httpx.AsyncClient, worker: int, deadline: float) -> None:
         period = self.concurrency / self.rate
@@ -100,8 +115,9 @@ class Load:
         try:
             if op == "write":
                 name = f"{self._prefix}-{number}"
-                response = await client.post("/data", json={"name": name},
-                                             headers={"Authorization": f"Bearer {self.key}"})
+                response = await client.post(
+                    "/data", json={"name": name}, headers={"Authorization": f"Bearer {self.key}"}
+                )
             elif op == "read":
                 response = await client.get("/data", params={"limit": 10})
             elif op == "version":
@@ -116,7 +132,9 @@ class Load:
             elif response.status_code != 200:
                 result.error = response.text[:200]
         except httpx.HTTPError as exc:
-            result = Result(op, start, time.time(), None, f"{type(exc).__name__}: {exc}"[:200], name)
+            result = Result(
+                op, start, time.time(), None, f"{type(exc).__name__}: {exc}"[:200], name
+            )
         finally:
             self.in_flight.pop(number, None)
         self.results.append(result)

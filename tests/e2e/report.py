@@ -15,15 +15,24 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "resilience.json"
 PAGE = ROOT / "docs" / "resilience.md"
 
-ORDER = ["smoke", "replica-crash", "rolling-update", "canary-healthy", "canary-faulty",
-         "database-failover", "isolation"]
+ORDER = [
+    "smoke",
+    "replica-crash",
+    "rolling-update",
+    "canary-healthy",
+    "canary-faulty",
+    "database-failover",
+    "isolation",
+]
 
 
-def record(drill: str, title: str, description: str, measurements: dict[str, object],
-           passed: bool) -> None:
+def record(
+    drill: str, title: str, description: str, measurements: dict[str, object], passed: bool
+) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     results[drill] = {
         "title": title,
         "description": description,
@@ -74,12 +83,24 @@ def _fmt(value: object) -> str:
     return str(value).replace("|", "\\|")
 
 
-def conclude(drill: str, title: str, description: str, measurements: dict[str, object],
-             checks: dict[str, bool]) -> None:
+def conclude(
+    drill: str,
+    title: str,
+    description: str,
+    measurements: dict[str, object],
+    checks: dict[str, bool],
+) -> None:
     """Record the drill's measurements and which checks held, then fail on any that did not."""
     failed = [name for name, held in checks.items() if not held]
-    record(drill, title, description,
-           {**measurements, "checks": f"{len(checks) - len(failed)}/{len(checks)} held"
-            + (f"; failed: {', '.join(failed)}" if failed else "")},
-           passed=not failed)
+    record(
+        drill,
+        title,
+        description,
+        {
+            **measurements,
+            "checks": f"{len(checks) - len(failed)}/{len(checks)} held"
+            + (f"; failed: {', '.join(failed)}" if failed else ""),
+        },
+        passed=not failed,
+    )
     assert not failed, f"{drill}: checks failed: {failed}\nmeasurements: {measurements}"

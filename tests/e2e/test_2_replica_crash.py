@@ -23,14 +23,18 @@ def test_replica_crash(ca: str, api_key: str) -> None:
         killed_at = time.time()
         in_flight = len(load.started_before(killed_at))
         marked_down_after = stackctl.wait_for(
-            f"HAProxy marks {VICTIM} down", lambda: not stackctl.servers()[VICTIM].up, 30, 0.1)
+            f"HAProxy marks {VICTIM} down", lambda: not stackctl.servers()[VICTIM].up, 30, 0.1
+        )
         load.wait(12)
 
         stackctl.docker("start", cid)
         restarted_at = time.time()
-        stackctl.wait_for(f"{VICTIM} healthy", lambda: stackctl.container_state(VICTIM) == "healthy", 120, 1)
+        stackctl.wait_for(
+            f"{VICTIM} healthy", lambda: stackctl.container_state(VICTIM) == "healthy", 120, 1
+        )
         rejoined_after = stackctl.wait_for(
-            f"{VICTIM} back in HAProxy's pool", lambda: stackctl.servers()[VICTIM].in_pool, 60, 0.2)
+            f"{VICTIM} back in HAProxy's pool", lambda: stackctl.servers()[VICTIM].in_pool, 60, 0.2
+        )
         rejoined_after += time.time() - restarted_at - rejoined_after
         served_before = int(stackctl.stat(VICTIM)["stot"])
         load.wait(6)
@@ -41,9 +45,11 @@ def test_replica_crash(ca: str, api_key: str) -> None:
     late = [r for r in failed if r.start > killed_at + ROUTED_AROUND_WITHIN]
     last_failure_after = max((r.end - killed_at for r in failed), default=0.0)
     conclude(
-        "replica-crash", "Replica crash (kill -9 under load)",
+        "replica-crash",
+        "Replica crash (kill -9 under load)",
         f"`docker kill --signal KILL` on {VICTIM} while {load.concurrency} clients send "
-        f"{load.rate:.0f} requests/s (reads, writes, /version); then the container is started again.",
+        f"{load.rate:.0f} requests/s (reads, writes, /version); then the container is started "
+        "again.",
         {
             "load": loadgen.summary(results),
             "requests in flight at the kill": in_flight,

@@ -39,8 +39,13 @@ class PoolWatch(threading.Thread):
 
 def run_make(*args: str, timeout: float) -> tuple[int, list[dict], float]:
     start = time.monotonic()
-    proc = subprocess.run(["make", "--no-print-directory", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     print(proc.stdout[-4000:], proc.stderr[-4000:])  # shown by pytest when the drill fails
     return proc.returncode, events, time.monotonic() - start
@@ -62,19 +67,31 @@ def test_rolling_update(ca: str, api_key: str) -> None:
     failed = loadgen.failures(results)
     commits = {s: replica_commit(s) for s in stackctl.STABLE}
     after = {r.commit for r in results if r.op == "version" and r.ok and r.start > done_at}
-    order = [(e["event"], e.get("server")) for e in events
-             if e["event"] in ("drain", "drained", "sigterm", "readyz-503", "stopped", "ready")]
-    expected = [(step, s) for s in stackctl.STABLE
-                for step in ("drain", "drained", "sigterm", "readyz-503", "stopped", "ready")]
+    order = [
+        (e["event"], e.get("server"))
+        for e in events
+        if e["event"] in ("drain", "drained", "sigterm", "readyz-503", "stopped", "ready")
+    ]
+    expected = [
+        (step, s)
+        for s in stackctl.STABLE
+        for step in ("drain", "drained", "sigterm", "readyz-503", "stopped", "ready")
+    ]
     per_replica = {
-        s: round(next(e["t"] for e in events if e["event"] == "ready" and e["server"] == s)
-                 - next(e["t"] for e in events if e["event"] == "drain" and e["server"] == s), 1)
-        for s in stackctl.STABLE if (("ready", s) in order and ("drain", s) in order)
+        s: round(
+            next(e["t"] for e in events if e["event"] == "ready" and e["server"] == s)
+            - next(e["t"] for e in events if e["event"] == "drain" and e["server"] == s),
+            1,
+        )
+        for s in stackctl.STABLE
+        if (("ready", s) in order and ("drain", s) in order)
     }
     conclude(
-        "rolling-update", "Rolling update (make rollout-local)",
+        "rolling-update",
+        "Rolling update (make rollout-local)",
         "The replicas are replaced one at a time by an image of a new revision while "
-        f"{load.concurrency} clients send {load.rate:.0f} requests/s: each is put in drain in HAProxy "
+        f"{load.concurrency} clients send {load.rate:.0f} requests/s: each is put in drain in "
+        "HAProxy "
         "(no new requests), its open requests finish, it gets SIGTERM (its /readyz turns 503, "
         "which HAProxy's check sees), it exits, and its replacement joins once healthy.",
         {
@@ -90,9 +107,12 @@ def test_rolling_update(ca: str, api_key: str) -> None:
         {
             "make rollout-local exit 0": code == 0,
             "zero failed requests": not failed,
-            "drain, drained, SIGTERM, readyz 503, stopped, ready, one replica after another": order == expected,
+            "drain, drained, SIGTERM, readyz 503, stopped, ready, one replica after another": order
+            == expected,
             "readyz 503 seen for every replica": all(
-                e["seen"] for e in events if e["event"] == "readyz-503") and len(per_replica) == 3,
+                e["seen"] for e in events if e["event"] == "readyz-503"
+            )
+            and len(per_replica) == 3,
             "never fewer than 2 replicas in the pool": watch.fewest >= 2 and watch.samples > 20,
             "every replica reports the new revision": set(commits.values()) == {commit},
             "all /version answers after the rollout are the new revision": after == {commit},

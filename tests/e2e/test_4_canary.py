@@ -53,14 +53,19 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
     failed = loadgen.failures(results)
     commits = {s: replica_commit(s) for s in stackctl.STABLE}
     conclude(
-        "canary-healthy", "Canary of a healthy revision (make canary-local)",
+        "canary-healthy",
+        "Canary of a healthy revision (make canary-local)",
         DESCRIPTION.format(c=load.concurrency, r=load.rate) + " Here the canary is healthy.",
         {
             "load": loadgen.summary(results),
             "analysis": phase,
             "measurements": {k: " ".join(v) for k, v in measurements.items()},
-            "share of /version answers from the canary during analysis": f"{share:.1%} of {len(versions)}",
-            "failed requests during the canary": f"{len(loadgen.failures(canary_window))} of {len(canary_window)}",
+            "share of /version answers from the canary during analysis": (
+                f"{share:.1%} of {len(versions)}"
+            ),
+            "failed requests during the canary": (
+                f"{len(loadgen.failures(canary_window))} of {len(canary_window)}"
+            ),
             "failed requests in the whole drill": len(failed),
             "canary to promoted, total (s)": round(took, 1),
             "stable revision before": stable_commit,
@@ -71,9 +76,12 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
             "canary promoted": any(e["event"] == "canary-promoted" for e in events),
             "canary got between 4% and 20% of requests": 0.04 <= share <= 0.20,
             "zero failed requests": not failed,
-            "every replica runs the canary's revision after promotion": set(commits.values()) == {commit},
+            "every replica runs the canary's revision after promotion": set(commits.values())
+            == {commit},
             "all /version answers after promotion are the new revision": {
-                r.commit for r in results if r.op == "version" and r.ok and r.start > done_at} == {commit},
+                r.commit for r in results if r.op == "version" and r.ok and r.start > done_at
+            }
+            == {commit},
             "the canary replica is gone": stackctl.container(stackctl.CANARY_SERVICE) is None,
         },
     )
@@ -84,7 +92,9 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
     tag, commit = build_variant("faulty")
     with loadgen.Load(ca=ca, key=api_key, rate=40, concurrency=8, max_seconds=600) as load:
         load.wait(5)
-        code, events, took = run_make("canary-local", f"TAG={tag}", "FAULT_ERROR_RATE=0.2", timeout=540)
+        code, events, took = run_make(
+            "canary-local", f"TAG={tag}", "FAULT_ERROR_RATE=0.2", timeout=540
+        )
         aborted_at = time.time()
         load.wait(10)
         results = load.stop()
@@ -98,7 +108,8 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
     versions = [r.commit for r in canary_window if r.op == "version" and r.ok]
     share = versions.count(commit) / len(versions) if versions else 0.0
     conclude(
-        "canary-faulty", "Canary injecting 20% errors (make canary-local FAULT_ERROR_RATE=0.2)",
+        "canary-faulty",
+        "Canary injecting 20% errors (make canary-local FAULT_ERROR_RATE=0.2)",
         DESCRIPTION.format(c=load.concurrency, r=load.rate)
         + " Here the canary answers 20% of /data requests with an injected 500.",
         {
@@ -107,7 +118,7 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
             "measurements": {k: " ".join(v) for k, v in measurements.items()},
             "share of /version answers from the canary": f"{share:.1%} of {len(versions)}",
             "failed requests while the canary ran": f"{len(canary_failed)} of {len(canary_window)} "
-                                                    f"({len(canary_failed) / max(len(canary_window), 1):.2%})",
+            f"({len(canary_failed) / max(len(canary_window), 1):.2%})",
             "canary start to aborted (s)": round(took, 1),
             "failed requests after the abort": f"{len(loadgen.failures(after))} of {len(after)}",
         },
@@ -118,10 +129,14 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
             and stackctl.container(stackctl.CANARY_SERVICE) is None,
             "the injected faults reached clients (the drill can see them)": len(canary_failed) > 0,
             "every failure is an injected fault": all(
-                r.status == 500 and "Injected fault" in (r.error or "") for r in canary_failed),
+                r.status == 500 and "Injected fault" in (r.error or "") for r in canary_failed
+            ),
             "zero failures after the abort": not loadgen.failures(after),
             "traffic back on the stable revision": {
-                r.commit for r in after if r.op == "version" and r.ok} == {stable_commit},
-            "stable replicas untouched": {replica_commit(s) for s in stackctl.STABLE} == {stable_commit},
+                r.commit for r in after if r.op == "version" and r.ok
+            }
+            == {stable_commit},
+            "stable replicas untouched": {replica_commit(s) for s in stackctl.STABLE}
+            == {stable_commit},
         },
     )

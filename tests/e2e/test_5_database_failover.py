@@ -26,8 +26,22 @@ def cluster() -> dict[str, dict]:
         if cid is None:
             continue
         out = subprocess.run(
-            ["docker", "exec", cid, "patronictl", "-c", "/etc/patroni/patroni.yml", "list", "-f", "json"],
-            capture_output=True, text=True, timeout=30, check=False)
+            [
+                "docker",
+                "exec",
+                cid,
+                "patronictl",
+                "-c",
+                "/etc/patroni/patroni.yml",
+                "list",
+                "-f",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         if out.returncode == 0:
             return {m["Member"]: m for m in json.loads(out.stdout)}
     return {}
@@ -61,14 +75,19 @@ def test_database_failover(ca: str, api_key: str) -> None:
     cid = stackctl.container(leader)
     assert cid
 
-    with loadgen.Load(ca=ca, key=api_key, ops=("write",), rate=30, concurrency=6,
-                      max_seconds=120, timeout=10) as load:
+    with loadgen.Load(
+        ca=ca, key=api_key, ops=("write",), rate=30, concurrency=6, max_seconds=120, timeout=10
+    ) as load:
         load.wait(8)
         stackctl.docker("kill", "--signal", "KILL", cid)
         killed_at = time.time()
         in_flight = len(load.started_before(killed_at))
         promoted_after = stackctl.wait_for(
-            f"{standby} promoted", lambda: cluster().get(standby, {}).get("Role") == "Leader", 60, 0.5)
+            f"{standby} promoted",
+            lambda: cluster().get(standby, {}).get("Role") == "Leader",
+            60,
+            0.5,
+        )
         load.wait(max(0.0, killed_at + RECOVERY_WITHIN + 10 - time.time()))
         results = load.stop()
 
@@ -77,7 +96,10 @@ def test_database_failover(ca: str, api_key: str) -> None:
     try:
         rejoined_after = stackctl.wait_for(
             f"{leader} rejoins as standby",
-            lambda: role(leader) in ("Sync Standby/running", "Sync Standby/streaming"), 180, 2)
+            lambda: role(leader) in ("Sync Standby/running", "Sync Standby/streaming"),
+            180,
+            2,
+        )
         rejoined_after += time.time() - restarted_at - rejoined_after
     except TimeoutError:
         rejoined_after = None
@@ -86,7 +108,9 @@ def test_database_failover(ca: str, api_key: str) -> None:
     acknowledged = [r for r in writes if r.ok]
     failed = loadgen.failures(writes)
     last_failure = max((r.end - killed_at for r in failed), default=0.0)
-    first_success_after = min((r.end - killed_at for r in acknowledged if r.start > killed_at), default=None)
+    first_success_after = min(
+        (r.end - killed_at for r in acknowledged if r.start > killed_at), default=None
+    )
     late_failures = [r for r in failed if r.start > killed_at + RECOVERY_WITHIN]
     stored = stored_records(ca, api_key, load._prefix)
     stored_names = [name for _, name in stored]
@@ -96,7 +120,8 @@ def test_database_failover(ca: str, api_key: str) -> None:
     failed_but_stored = sum(1 for r in failed if r.name in set(stored_names))
     after = cluster()
     conclude(
-        "database-failover", "Database failover (kill -9 the Patroni primary)",
+        "database-failover",
+        "Database failover (kill -9 the Patroni primary)",
         f"{load.concurrency} clients write new records at {load.rate:.0f}/s through HAProxy; the "
         "container of the Patroni leader is killed with SIGKILL; every response is recorded; "
         "afterwards every record is read back through the service, and the old primary's "
@@ -104,20 +129,24 @@ def test_database_failover(ca: str, api_key: str) -> None:
         {
             "writes": loadgen.summary(writes),
             "killed primary": leader,
-            "synchronous standby before the kill": f"{standby} ({before.get(standby, {}).get('Role')})",
+            "synchronous standby before the kill": (
+                f"{standby} ({before.get(standby, {}).get('Role')})"
+            ),
             "requests in flight at the kill": in_flight,
             "standby promoted after (s)": round(promoted_after, 1),
             "failed writes": len(failed),
             "failures": sorted({f"{r.status or r.error}"[:80] for r in failed})[:4],
             "last failed write ended after the kill (s)": round(last_failure, 1),
             "first acknowledged write after the kill at (s)": (
-                round(first_success_after, 2) if first_success_after is not None else None),
+                round(first_success_after, 2) if first_success_after is not None else None
+            ),
             "acknowledged writes": len(acknowledged),
             "acknowledged writes missing afterwards": len(lost),
             "records stored more than once": duplicated,
             "failed writes that were nevertheless stored": failed_but_stored,
             "old primary rejoined as sync standby after (s)": (
-                round(rejoined_after, 1) if rejoined_after is not None else "not within 180 s"),
+                round(rejoined_after, 1) if rejoined_after is not None else "not within 180 s"
+            ),
             "cluster after": {m: f"{v['Role']}/{v['State']}" for m, v in after.items()},
         },
         {

@@ -16,32 +16,52 @@ PROBE = "exec 3<>/dev/tcp/{host}/{port}"
 def address(service: str, network: str = "registro_data") -> str:
     cid = stackctl.container(service)
     assert cid
-    return stackctl.docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
-                           cid).strip()
+    return stackctl.docker(
+        "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}', cid
+    ).strip()
 
 
 def reach(from_service: str, host: str, port: int) -> bool:
     cid = stackctl.container(from_service)
     assert cid
-    result = subprocess.run(["docker", "exec", cid, "timeout", "3", "bash", "-c",
-                             PROBE.format(host=host, port=port)],
-                            capture_output=True, timeout=30, check=False)
+    result = subprocess.run(
+        ["docker", "exec", cid, "timeout", "3", "bash", "-c", PROBE.format(host=host, port=port)],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     return result.returncode == 0
 
 
 def resolves(from_service: str, name: str) -> bool:
     cid = stackctl.container(from_service)
     assert cid
-    return subprocess.run(["docker", "exec", cid, "getent", "hosts", name],
-                          capture_output=True, timeout=30, check=False).returncode == 0
+    return (
+        subprocess.run(
+            ["docker", "exec", cid, "getent", "hosts", name],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        ).returncode
+        == 0
+    )
 
 
 def reach_from_replica(host: str, port: int) -> bool:
     cid = stackctl.container("app1")
     assert cid
-    code = ("import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])), 3); s.close()")
-    return subprocess.run(["docker", "exec", cid, "python3", "-c", code, host, str(port)],
-                          capture_output=True, timeout=30, check=False).returncode == 0
+    code = (
+        "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()"
+    )
+    return (
+        subprocess.run(
+            ["docker", "exec", cid, "python3", "-c", code, host, str(port)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        ).returncode
+        == 0
+    )
 
 
 def test_load_balancer_cannot_reach_the_database(ca: str, api_key: str) -> None:
@@ -53,7 +73,8 @@ def test_load_balancer_cannot_reach_the_database(ca: str, api_key: str) -> None:
         lb_reaches_replica = reach("haproxy", "app1", 8000)
         results = load.stop()
     conclude(
-        "isolation", "Network isolation (the load balancer cannot reach the database)",
+        "isolation",
+        "Network isolation (the load balancer cannot reach the database)",
         "From inside the HAProxy container, a TCP connection to port 5432 of each database "
         "container's address and a DNS lookup of their names; the same connection from a service "
         "replica is the control. Under light load.",
