@@ -32,7 +32,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.postgres import free_port, running_postgres  # noqa: E402
+from tests.support.postgres import PG_BIN, free_port, running_postgres  # noqa: E402
 
 from registro.auth import new_key  # noqa: E402
 from registro.store import open_store  # noqa: E402
@@ -204,10 +204,7 @@ def machine() -> dict[str, str]:
     )
     memory_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     postgres = subprocess.run(
-        [
-            str(Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")) / "postgres"),
-            "--version",
-        ],
+        [str(PG_BIN / "postgres"), "--version"],
         capture_output=True,
         text=True,
     ).stdout.strip()

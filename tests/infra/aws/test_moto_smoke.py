@@ -186,8 +186,9 @@ def moto_fixes() -> Iterator[None]:
             DBInstance,
             "has_cfn_attr",
             classmethod(
-                lambda cls, attr: attr
-                in {"Endpoint.Address", "Endpoint.Port", "MasterUserSecret.SecretArn"}
+                lambda cls, attr: (
+                    attr in {"Endpoint.Address", "Endpoint.Port", "MasterUserSecret.SecretArn"}
+                )
             ),
         )
         patch.setattr(DBInstance, "get_cfn_attribute", get_attribute_with_secret)
