@@ -41,6 +41,7 @@ from registro.store.migrate import upgrade  # noqa: E402
 BIN = Path(sys.executable).parent
 WORKERS = 2
 CONNECTIONS = 32
+HEY_CLIENTS = 32  # many clients at a low rate each: close to an open-loop load
 SMALL, LARGE = 1_000, 1_000_000
 
 
@@ -114,9 +115,17 @@ def wrk(url: str, script: str, args: list[str], seconds: int) -> Load:
 
 def hey_p99(url: str, rate: float, seconds: int) -> tuple[float, float, int]:
     """(p99 ms, achieved rate, non-200 responses) at a fixed offered rate."""
-    clients = 8
     out = subprocess.run(
-        ["hey", "-z", f"{seconds}s", "-c", str(clients), "-q", f"{rate / clients:.1f}", url],
+        [
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            str(HEY_CLIENTS),
+            "-q",
+            f"{rate / HEY_CLIENTS:.1f}",
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -415,7 +424,7 @@ count, running the same query (for POST, a plain insert without audit).
 
 {pages}
 
-## Latency at half the peak rate (hey, 8 clients, fixed rate)
+## Latency at half the peak rate (hey, {HEY_CLIENTS} clients, fixed total rate)
 
 Offered {half["offered"]:.0f} req/s (half the best GET rate above), achieved
 {half["achieved"]:.0f} req/s: p99 {half["p99_ms"]:.1f} ms, {half["non_200"]} non-200 responses.
