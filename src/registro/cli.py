@@ -7,11 +7,13 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from registro import __version__
 from registro.settings import Settings, SettingsError, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="registro", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"registro {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP service")
