@@ -32,7 +32,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.postgres import free_port, running_postgres  # noqa: E402
+from tests.support.postgres import PG_BIN, free_port, running_postgres  # noqa: E402
 
 from registro.auth import new_key  # noqa: E402
 from registro.store import open_store  # noqa: E402
@@ -41,6 +41,7 @@ from registro.store.migrate import upgrade  # noqa: E402
 BIN = Path(sys.executable).parent
 WORKERS = 2
 CONNECTIONS = 32
+HEY_CLIENTS = 32  # many clients at a low rate each: close to an open-loop load
 SMALL, LARGE = 1_000, 1_000_000
 
 
@@ -114,9 +115,17 @@ def wrk(url: str, script: str, args: list[str], seconds: int) -> Load:
 
 def hey_p99(url: str, rate: float, seconds: int) -> tuple[float, float, int]:
     """(p99 ms, achieved rate, non-200 responses) at a fixed offered rate."""
-    clients = 8
     out = subprocess.run(
-        ["hey", "-z", f"{seconds}s", "-c", str(clients), "-q", f"{rate / clients:.1f}", url],
+        [
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            str(HEY_CLIENTS),
+            "-q",
+            f"{rate / HEY_CLIENTS:.1f}",
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -204,10 +213,7 @@ def machine() -> dict[str, str]:
     )
     memory_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     postgres = subprocess.run(
-        [
-            str(Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")) / "postgres"),
-            "--version",
-        ],
+        [str(PG_BIN / "postgres"), "--version"],
         capture_output=True,
         text=True,
     ).stdout.strip()
@@ -418,7 +424,7 @@ count, running the same query (for POST, a plain insert without audit).
 
 {pages}
 
-## Latency at half the peak rate (hey, 8 clients, fixed rate)
+## Latency at half the peak rate (hey, {HEY_CLIENTS} clients, fixed total rate)
 
 Offered {half["offered"]:.0f} req/s (half the best GET rate above), achieved
 {half["achieved"]:.0f} req/s: p99 {half["p99_ms"]:.1f} ms, {half["non_200"]} non-200 responses.

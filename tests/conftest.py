@@ -46,7 +46,7 @@ def _database(server_url: str, name: str) -> str:
     return server_url.rsplit("/", 1)[0] + "/" + name
 
 
-def _in_thread(function: Callable[..., T], *args: object) -> T:
+def in_thread(function: Callable[..., T], *args: object) -> T:
     """Run blocking set-up (which may start its own event loop) away from the test loop."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(function, *args).result()
@@ -63,15 +63,15 @@ async def _create_database(server_url: str, name: str, template: str | None) -> 
 
 def new_postgres_database(server_url: str, template: str | None = None) -> str:
     name = f"test_{next(_database_numbers)}"
-    _in_thread(asyncio.run, _create_database(server_url, name, template))
+    in_thread(asyncio.run, _create_database(server_url, name, template))
     return _database(server_url, name)
 
 
 @pytest.fixture(scope="session")
 def postgres_template(postgres_server: str) -> str:
     """A migrated database that each test copies (CREATE DATABASE ... TEMPLATE is fast)."""
-    _in_thread(asyncio.run, _create_database(postgres_server, "registro_template", None))
-    _in_thread(upgrade, _database(postgres_server, "registro_template"))
+    in_thread(asyncio.run, _create_database(postgres_server, "registro_template", None))
+    in_thread(upgrade, _database(postgres_server, "registro_template"))
     return "registro_template"
 
 
@@ -80,7 +80,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, migrated database: once on SQLite, once on PostgreSQL."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/registro.db"
-        _in_thread(upgrade, url)
+        in_thread(upgrade, url)
         return url
     server = request.getfixturevalue("postgres_server")
     template = request.getfixturevalue("postgres_template")
@@ -110,18 +110,23 @@ async def client(make_client: ClientFactory) -> httpx.AsyncClient:
     return await make_client()
 
 
+async def add_key(database_url: str, name: str, *scopes: str) -> str:
+    """Create an API key in a database; return the bearer token."""
+    token, key = new_key(name, frozenset(scopes))
+    store = await open_store(database_url, 1)
+    try:
+        await store.add_key(key)
+    finally:
+        await store.close()
+    return token
+
+
 @pytest.fixture
 def make_key(database_url: str) -> Callable[..., Awaitable[str]]:
     """Create an API key in the test database; return the bearer token."""
 
     async def factory(name: str, *scopes: str) -> str:
-        token, key = new_key(name, frozenset(scopes))
-        store = await open_store(database_url, 1)
-        try:
-            await store.add_key(key)
-        finally:
-            await store.close()
-        return token
+        return await add_key(database_url, name, *scopes)
 
     return factory
 

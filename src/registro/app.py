@@ -41,7 +41,9 @@ async def _sample_gauges(app: Starlette) -> None:
 def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.store = await open_store(settings.database, settings.db_pool_size)
+        app.state.store = await open_store(
+            settings.database, settings.db_pool_size, settings.database_password_file
+        )
         app.state.authenticator = Authenticator(app.state.store, settings.auth_cache_seconds)
         if drain_on_sigterm:
             app.state.lifecycle.drain_on_sigterm(settings.drain_seconds)

@@ -7,11 +7,13 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from registro import __version__
 from registro.settings import Settings, SettingsError, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="registro", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"registro {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP service")
@@ -47,7 +49,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = load_settings(**overrides)
     configure_logging(settings.log_level)
     if settings.migrate_on_start:
-        upgrade(settings.database)
+        upgrade(settings.database, settings.database_password_file)
     serve(settings)
     return 0
 
@@ -56,7 +58,7 @@ async def _schema_check(settings: Settings) -> int:
     from registro.store import open_store
     from registro.store.migrate import head_revision
 
-    store = await open_store(settings.database, 1)
+    store = await open_store(settings.database, 1, settings.database_password_file)
     try:
         current = await store.schema_revision()
     finally:
@@ -76,7 +78,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from registro.telemetry.logs import configure_logging
 
     configure_logging(settings.log_level)
-    upgrade(settings.database)
+    upgrade(settings.database, settings.database_password_file)
     print("schema is current")
     return 0
 
@@ -85,7 +87,7 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
     from registro.auth import new_key
     from registro.store import NameTaken, open_store
 
-    store = await open_store(settings.database, 1)
+    store = await open_store(settings.database, 1, settings.database_password_file)
     try:
         if args.keys_command == "create":
             scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())

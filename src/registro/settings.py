@@ -33,6 +33,8 @@ class Settings(BaseSettings):
 
     env: Environment = "dev"
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    # Read at every new connection, so a rotated password is picked up without a restart.
+    database_password_file: Path | None = None
     auth: AuthMode | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
@@ -63,6 +65,13 @@ class Settings(BaseSettings):
         if url is not None and not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
             raise ValueError("must start with postgresql:// or sqlite:///")
         return url
+
+    @field_validator("database_password_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError("must name a readable file")
+        return path
 
     @model_validator(mode="after")
     def _per_environment(self) -> Settings:

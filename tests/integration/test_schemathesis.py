@@ -9,32 +9,19 @@ REGISTRO_AUTH=writes and an admin key, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import subprocess
 import sys
 from pathlib import Path
 
-from registro.auth import new_key
-from registro.store import open_store
+from tests.conftest import add_key, in_thread
 from tests.support.service import running_service
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 EXAMPLES_PER_OPERATION = 40
 
 
-async def _admin_key(database_url: str) -> str:
-    token, key = new_key("schemathesis", frozenset({"admin"}))
-    store = await open_store(database_url, 1)
-    try:
-        await store.add_key(key)
-    finally:
-        await store.close()
-    return token
-
-
 def test_every_operation_honours_its_schema(database_url: str, tmp_path: Path) -> None:
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        token = pool.submit(asyncio.run, _admin_key(database_url)).result()
+    token = in_thread(asyncio.run, add_key(database_url, "schemathesis", "admin"))
     with running_service(
         database_url, tmp_path / "service.log", REGISTRO_AUTH="writes", REGISTRO_LOG_LEVEL="WARNING"
     ) as service:

@@ -27,7 +27,7 @@ async def test_request_id_is_honoured_or_generated(client: httpx.AsyncClient) ->
     assert forged.headers["x-request-id"] != 'x" injected\\n'
 
 
-async def test_each_request_logs_one_json_line_without_secrets(
+async def test_each_request_and_each_change_log_one_json_line_without_secrets(
     make_client, make_key, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import logging
@@ -50,6 +50,10 @@ async def test_each_request_logs_one_json_line_without_secrets(
     entry = access[0]
     assert entry["method"] == "POST" and entry["route"] == "/data" and entry["status"] == 200
     assert entry["request_id"] == "log-test" and entry["duration_ms"] > 0
+    audit = [line for line in lines if line["logger"] == "registro.audit"]
+    assert len(audit) == 1
+    assert audit[0]["action"] == "create" and audit[0]["actor"] == "importer"
+    assert audit[0]["request_id"] == "log-test" and audit[0]["name"] == "a"
     secret = writer.split("_", 2)[2]
     assert all(secret not in json.dumps(line) for line in lines)
 

@@ -1,7 +1,7 @@
 """A real, throw-away PostgreSQL server on 127.0.0.1, for integration tests and benchmarks.
 
-Uses the server binaries of the machine (Debian's postgresql-15). initdb refuses to run as root,
-so as root the cluster is created and run as the `postgres` user.
+Uses the machine's server binaries (Debian's or Ubuntu's postgresql package, or PG_BIN).
+initdb refuses to run as root, so as root the cluster is created and run as `postgres`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,19 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _server_binaries() -> Path:
+    """PG_BIN, else the newest Debian/Ubuntu postgresql-NN package's binaries."""
+    if "PG_BIN" in os.environ:
+        return Path(os.environ["PG_BIN"])
+    installed = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    return installed[-1].parent if installed else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _server_binaries()
 USER = "registro"
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from registro.auth import ANONYMOUS, Authenticator, Principal
-from registro.store import Actor
+from registro.store import Actor, Record
 from registro.telemetry.requests import request_id
 
 
@@ -30,3 +32,23 @@ async def authorize(request: Request, scope: str) -> Principal:
 def actor(request: Request, principal: Principal) -> Actor:
     client = request.scope.get("client")
     return Actor(principal.name, request_id(request.scope), client[0] if client else None)
+
+
+audit_log = logging.getLogger("registro.audit")
+
+
+def log_change(action: str, who: Actor, record: Record) -> None:
+    """The log line that goes with each audit row (the row itself is written by the store)."""
+    audit_log.info(
+        "audit",
+        extra={
+            "fields": {
+                "action": action,
+                "actor": who.name,
+                "record_id": record.id,
+                "name": record.name,
+                "request_id": who.request_id,
+                "client": who.client,
+            }
+        },
+    )

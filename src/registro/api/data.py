@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registro.api import inputs, responses
-from registro.api.access import actor, authorize
+from registro.api.access import actor, authorize, log_change
 from registro.api.openapi import Operation
 from registro.api.schemas import Created, Message, NameIn, PageQuery, RecordOut
 from registro.store import NameTaken, Store
@@ -24,9 +24,11 @@ def _store(request: Request) -> Store:
 async def create_record(request: Request) -> Response:
     principal = await authorize(request, "write")
     name = (await inputs.body(request, NameIn)).name
-    record = await _store(request).create(name, actor(request, principal))
+    who = actor(request, principal)
+    record = await _store(request).create(name, who)
     if record is None:
         raise HTTPException(409, TAKEN)
+    log_change("create", who, record)
     return responses.json(
         {"message": "Data inserted successfully", "id": record.id, "name": record.name}
     )
@@ -55,20 +57,24 @@ async def rename_record(request: Request) -> Response:
     principal = await authorize(request, "write")
     record_id = inputs.record_id(request)
     name = (await inputs.body(request, NameIn)).name
+    who = actor(request, principal)
     try:
-        record = await _store(request).rename(record_id, name, actor(request, principal))
+        record = await _store(request).rename(record_id, name, who)
     except NameTaken:
         raise HTTPException(409, TAKEN) from None
     if record is None:
         raise HTTPException(404, NOT_FOUND)
+    log_change("update", who, record)
     return responses.json({"id": record.id, "name": record.name})
 
 
 async def delete_record(request: Request) -> Response:
     principal = await authorize(request, "write")
-    record = await _store(request).delete(inputs.record_id(request), actor(request, principal))
+    who = actor(request, principal)
+    record = await _store(request).delete(inputs.record_id(request), who)
     if record is None:
         raise HTTPException(404, NOT_FOUND)
+    log_change("delete", who, record)
     return responses.json({"message": "Data deleted successfully"})
 
 

@@ -1,5 +1,7 @@
 """The database: one interface (base.Store), a PostgreSQL and a SQLite implementation."""
 
+from pathlib import Path
+
 from registro.store.base import (
     Actor,
     ApiKey,
@@ -9,14 +11,16 @@ from registro.store.base import (
     Record,
     Store,
 )
-from registro.store.urls import is_postgres, sqlite_path
+from registro.store.urls import is_postgres, password_reader, sqlite_path
 
 
-async def open_store(database_url: str, pool_size: int = 10) -> Store:
+async def open_store(
+    database_url: str, pool_size: int = 10, password_file: Path | None = None
+) -> Store:
     if is_postgres(database_url):
         from registro.store.postgres import PostgresStore
 
-        return await PostgresStore.connect(database_url, pool_size)
+        return await PostgresStore.connect(database_url, pool_size, password_reader(password_file))
     from registro.store.sqlite import SqliteStore
 
     return await SqliteStore.connect(sqlite_path(database_url))

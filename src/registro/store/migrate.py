@@ -12,8 +12,9 @@ from alembic.script import ScriptDirectory
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, password_file: Path | None = None) -> Config:
     config = Config()
+    config.attributes["password_file"] = password_file
     config.set_main_option("script_location", str(MIGRATIONS))
     # Stored raw: ConfigParser would read "%" in a password as interpolation.
     config.set_main_option("database_url", database_url.replace("%", "%%"))
@@ -26,10 +27,10 @@ def head_revision() -> str:
     return head
 
 
-def upgrade(database_url: str) -> None:
+def upgrade(database_url: str, password_file: Path | None = None) -> None:
     """Bring the database to head. Blocking: call it outside the event loop."""
-    command.upgrade(alembic_config(database_url), "head")
+    command.upgrade(alembic_config(database_url, password_file), "head")
 
 
-async def upgrade_async(database_url: str) -> None:
-    await asyncio.to_thread(upgrade, database_url)
+async def upgrade_async(database_url: str, password_file: Path | None = None) -> None:
+    await asyncio.to_thread(upgrade, database_url, password_file)

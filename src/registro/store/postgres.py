@@ -7,17 +7,21 @@ without an explicit transaction's extra round trips.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
 from registro.store.base import Actor, ApiKey, AuditEntry, DatabaseUnavailable, NameTaken, Record
 
+# Failures of the database rather than of the request: answered 503, never 500.
 CONNECTION_ERRORS = (
     OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
+    asyncpg.PostgresConnectionError,  # class 08: connection exceptions
+    asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.OperatorInterventionError,  # class 57: shutdown, terminated, cannot connect now
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.InvalidAuthorizationSpecificationError,  # class 28: credentials refused
     asyncpg.ReadOnlySQLTransactionError,  # a demoted primary during failover
 )
 
@@ -91,10 +95,13 @@ class PostgresStore:
         self._pool = pool
 
     @classmethod
-    async def connect(cls, url: str, pool_size: int) -> PostgresStore:
+    async def connect(
+        cls, url: str, pool_size: int, password: Callable[[], str] | None = None
+    ) -> PostgresStore:
         try:
             pool = await asyncpg.create_pool(
                 url,
+                password=password,
                 min_size=0,  # start (and answer /livez) even while the database is down
                 max_size=pool_size,
                 init=_init_connection,

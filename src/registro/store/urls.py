@@ -1,5 +1,8 @@
 """DATABASE_URL in its standard forms, mapped to the drivers registro uses."""
 
+from collections.abc import Callable
+from pathlib import Path
+
 
 def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
@@ -14,3 +17,10 @@ def sqlalchemy_url(url: str) -> str:
     if is_postgres(url):
         return "postgresql+asyncpg://" + url.split("://", 1)[1]
     return "sqlite+aiosqlite:///" + sqlite_path(url)
+
+
+def password_reader(path: Path | None) -> Callable[[], str] | None:
+    """A password read from `path` each time it is called (each new connection), or None."""
+    if path is None:
+        return None
+    return lambda: path.read_text().strip()

@@ -33,6 +33,7 @@ from moto import mock_aws
 from moto.cloudformation import parsing
 from moto.core.common_models import CloudFormationModel
 from moto.ec2.models import ec2_backends
+from moto.ec2.models.subnets import Subnet
 from moto.kms.models import KmsBackend
 from moto.rds.models import DBInstance, rds_backends
 
@@ -134,13 +135,14 @@ def stand_ins() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def moto_fixes() -> Iterator[None]:
-    """Two gaps in moto 5.2's CloudFormation models, bridged to moto's own service APIs.
+    """Three gaps in moto 5.2's CloudFormation models, bridged to moto's own service APIs.
 
     KMS: the model hands CloudFormation's {Key, Value} tags to an API expecting {TagKey, TagValue}.
     RDS: the model drops ManageMasterUserPassword, MasterUserSecret, DeletionProtection and
     VPCSecurityGroups, and has no MasterUserSecret.SecretArn attribute; they are passed to moto's
     RDS API after creation, which then creates the secret in its Secrets Manager. A Ref to a
     parameter group yields moto's object, not its name; the name is passed instead.
+    EC2: a subnet has no CidrBlock attribute in moto (CloudFormation has one); its range is given.
     """
     create_key = KmsBackend.create_key
     create_db = DBInstance.create_from_cloudformation_json.__func__
@@ -186,11 +188,14 @@ def moto_fixes() -> Iterator[None]:
             DBInstance,
             "has_cfn_attr",
             classmethod(
-                lambda cls, attr: attr
-                in {"Endpoint.Address", "Endpoint.Port", "MasterUserSecret.SecretArn"}
+                lambda cls, attr: (
+                    attr in {"Endpoint.Address", "Endpoint.Port", "MasterUserSecret.SecretArn"}
+                )
             ),
         )
         patch.setattr(DBInstance, "get_cfn_attribute", get_attribute_with_secret)
+        patch.setattr(Subnet, "has_cfn_attr", classmethod(lambda cls, attr: attr == "CidrBlock"))
+        patch.setattr(Subnet, "get_cfn_attribute", lambda self, attr: self.cidr_block)
         yield
 
 
@@ -270,7 +275,7 @@ def exported(env: str, layer: str, name: str) -> str:
 
 
 def test_network(deployed: tuple[str, dict[str, Any]]) -> None:
-    env, _ = deployed
+    env, described = deployed
     values = stacks.environment(env)
     ec2 = client("ec2")
     vpc_id = exported(env, "network", "VpcId")
@@ -284,6 +289,11 @@ def test_network(deployed: tuple[str, dict[str, Any]]) -> None:
     assert {s["SubnetId"] for s in subnets} == private | public and len(private) == len(public) == 3
     assert len({s["AvailabilityZone"] for s in subnets if s["SubnetId"] in private}) == 3
     assert not any(s["MapPublicIpOnLaunch"] for s in subnets)
+    # The subnets' ranges, as the Kubernetes NetworkPolicies read them from the stack's outputs.
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described["network"]["Outputs"]}
+    cidrs = {s["SubnetId"]: s["CidrBlock"] for s in subnets}
+    assert set(outputs["PrivateSubnetCidrs"].split(",")) == {cidrs[i] for i in private}
+    assert set(outputs["PublicSubnetCidrs"].split(",")) == {cidrs[i] for i in public}
 
     nats = ec2.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])[
         "NatGateways"

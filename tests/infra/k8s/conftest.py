@@ -52,17 +52,20 @@ def service(
 ) -> Iterator[Service]:
     """The real service, started with the overlay's own environment.
 
-    Only what points into the cluster is replaced: the database (a temporary SQLite file), the
-    bind address and port (127.0.0.1, a free port), the metrics directory, the trace collector.
+    Only what points into the cluster is replaced: the database (a temporary SQLite file) and
+    its password file, the bind address and port (127.0.0.1, a free port), the metrics
+    directory, the trace collector.
     """
     tmp = tmp_path_factory.mktemp(f"service-{manifests.overlay}")
     (tmp / "metrics").mkdir()
+    (tmp / "password").write_text("unused by SQLite\n")
     env = manifests.container_environment()
     env.update(
         DATABASE_URL=f"sqlite:///{tmp / 'registro.db'}",
         REGISTRO_HOST="127.0.0.1",
         REGISTRO_PORT=str(free_port()),
         PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
+        REGISTRO_DATABASE_PASSWORD_FILE=str(tmp / "password"),
     )
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT")
     process_env = {"PATH": os.environ["PATH"], "HOME": str(tmp), **env}

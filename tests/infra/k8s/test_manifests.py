@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -189,18 +190,19 @@ def test_every_cloudformation_output_lands_where_it_belongs(manifests: Manifests
     assert re.fullmatch(r"arn:aws:iam::\d{12}:role/.+", sa["eks.amazonaws.com/role-arn"])
 
 
-def test_database_url_comes_from_external_secrets(manifests: Manifests) -> None:
+def test_database_url_and_password_file_come_from_external_secrets(manifests: Manifests) -> None:
     external = manifests.one("ExternalSecret", "registro-database")
     store = manifests.one("SecretStore", external["spec"]["secretStoreRef"]["name"])
     assert store["spec"]["provider"]["aws"]["service"] == "SecretsManager"
     # the controller's own IRSA role reads the secret (deploy/aws edge stack: ExternalSecretsRole)
     assert "auth" not in store["spec"]["provider"]["aws"]
-    url = external["spec"]["target"]["template"]["data"]["DATABASE_URL"]
-    # What External Secrets renders from the RDS secret's two keys (a password with an "@").
-    rendered = re.sub(r'\{\{ "([^"]*)" \}\}', r"\1", url)
+    data = external["spec"]["target"]["template"]["data"]
+    # What External Secrets renders from the RDS secret's username: no password in the URL.
+    rendered = re.sub(r'\{\{ "([^"]*)" \}\}', r"\1", data["DATABASE_URL"])
     rendered = rendered.replace("{{ .username | urlquery }}", "registro")
-    rendered = rendered.replace("{{ .password | urlquery }}", "p%40ss")
-    assert re.fullmatch(r"postgresql://registro:p%40ss@[a-z0-9.-]+:\d+/\w+", rendered), rendered
+    assert re.fullmatch(r"postgresql://registro@[a-z0-9.-]+:\d+/\w+", rendered), rendered
+    assert data["password"] == "{{ .password }}"  # noqa: S105 (a template, not a secret)
+    password_file = Path(manifests.container_environment()["REGISTRO_DATABASE_PASSWORD_FILE"])
     for where, pod in manifests.pod_templates().items():
         refs = [
             e["valueFrom"]["secretKeyRef"]
@@ -209,6 +211,17 @@ def test_database_url_comes_from_external_secrets(manifests: Manifests) -> None:
             if "valueFrom" in e
         ]
         assert refs == [{"name": external["spec"]["target"]["name"], "key": "DATABASE_URL"}], where
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        mounts = [
+            m
+            for c in pod["spec"]["containers"]
+            for m in c.get("volumeMounts", [])
+            if m["mountPath"] == str(password_file.parent)
+        ]
+        assert len(mounts) == 1 and mounts[0]["readOnly"], where
+        secret = volumes[mounts[0]["name"]]["secret"]
+        assert secret["secretName"] == external["spec"]["target"]["name"], where
+        assert secret["items"] == [{"key": "password", "path": password_file.name}], where
     assert not manifests.all("Secret"), "no Secret is ever rendered from git"
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import httpx
 import promql_parser
-from conftest import Service
 from k8s_support import Manifests
+
+from conftest import Service
 
 
 def test_probe_paths_answer_on_the_service(manifests: Manifests, service: Service) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from registro.store.schema import metadata
-from registro.store.urls import sqlalchemy_url
+from registro.store.urls import is_postgres, password_reader, sqlalchemy_url
 
 MIGRATION_LOCK_ID = 7_261_013  # any constant; shared by every registro migrate
 
@@ -32,8 +32,10 @@ def run(connection: Connection) -> None:
 
 
 async def main() -> None:
-    url = sqlalchemy_url(context.config.get_main_option("database_url") or "")
-    engine = create_async_engine(url)
+    url = context.config.get_main_option("database_url") or ""
+    password = password_reader(context.config.attributes.get("password_file"))
+    arguments = {"password": password} if password and is_postgres(url) else {}
+    engine = create_async_engine(sqlalchemy_url(url), connect_args=arguments)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run)
