@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import new_postgres_database
-from tests.support.service import running_service
+from tests.support.service import REGISTRO, running_service
 
 pytestmark = pytest.mark.postgres
 
@@ -86,11 +88,6 @@ def test_a_rotated_password_is_picked_up_by_new_connections(
 
 
 def test_a_missing_password_file_stops_the_process_with_one_line(tmp_path: Path) -> None:
-    import os
-    import subprocess
-
-    from tests.support.service import REGISTRO
-
     env = {**os.environ, "REGISTRO_DATABASE_PASSWORD_FILE": str(tmp_path / "absent")}
     result = subprocess.run(
         [REGISTRO, "serve"], env=env, capture_output=True, text=True, timeout=30

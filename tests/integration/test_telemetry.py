@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.conftest import bearer
+from registro.telemetry.logs import configure_logging
+from tests.conftest import bearer, new_postgres_database
 from tests.support.postgres import free_port
 from tests.support.service import running_service
 
@@ -30,10 +32,6 @@ async def test_request_id_is_honoured_or_generated(client: httpx.AsyncClient) ->
 async def test_each_request_and_each_change_log_one_json_line_without_secrets(
     make_client, make_key, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import logging
-
-    from registro.telemetry.logs import configure_logging
-
     writer = await make_key("importer", "write")
     client = await make_client(auth="writes")
     configure_logging("INFO")
@@ -62,8 +60,6 @@ async def test_each_request_and_each_change_log_one_json_line_without_secrets(
 def test_metrics_count_every_worker_whichever_answers(
     postgres_server: str, postgres_template: str, tmp_path: Path
 ) -> None:
-    from tests.conftest import new_postgres_database
-
     url = new_postgres_database(postgres_server, postgres_template)
     metrics_dir = tmp_path / "metrics"
     with running_service(

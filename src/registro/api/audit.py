@@ -17,10 +17,7 @@ async def audit_trail(request: Request) -> Response:
     page = inputs.query(request, AuditQuery)
     store: Store = request.app.state.store
     rows = await store.audit_page(page.before, page.limit + 1)
-    entries = rows[: page.limit]
-    headers = None
-    if len(rows) > page.limit:
-        headers = {"Link": f'</audit?before={entries[-1].id}&limit={page.limit}>; rel="next"'}
+    entries, headers = responses.page(rows, page.limit, "/audit?before={last}&limit={limit}")
     body = [
         {
             "id": e.id,

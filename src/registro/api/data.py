@@ -38,10 +38,7 @@ async def list_records(request: Request) -> Response:
     await authorize(request, "read")
     page = inputs.query(request, PageQuery)
     rows = await _store(request).page(page.after, page.limit + 1)
-    records = rows[: page.limit]
-    headers = None
-    if len(rows) > page.limit:
-        headers = {"Link": f'</data?after={records[-1].id}&limit={page.limit}>; rel="next"'}
+    records, headers = responses.page(rows, page.limit, "/data?after={last}&limit={limit}")
     return responses.json([{"id": r.id, "name": r.name} for r in records], headers=headers)
 
 

@@ -59,10 +59,10 @@ _series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
 
 def record_request(method: str, route: str, status: int, seconds: float) -> None:
-    key = (method, route, status)
+    label = method if method in METHODS else "OTHER"  # bounds the cache as well as the labels
+    key = (label, route, status)
     series = _series.get(key)
     if series is None:
-        label = method if method in METHODS else "OTHER"
         series = (
             REQUESTS.labels(label, route, str(status)),
             LATENCY.labels(label, route, str(status)),
