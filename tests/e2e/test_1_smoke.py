@@ -6,16 +6,29 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 
 import httpx
+import yaml
 
 from tests.e2e import load as loadgen
 from tests.e2e.report import conclude
 
 BASE = loadgen.BASE_URL
+PROMETHEUS_CONFIG = Path("deploy/docker/prometheus/prometheus.yml")
+# Every replica, both HAProxies, the exporter and both Patroni members must be scraped.
+EXPECTED_TARGETS = {"registro": 3, "haproxy": 2, "postgres": 1, "patroni": 2}
+# A target just started may miss a scrape; one still down after this many is a defect.
+SCRAPE_INTERVALS_ALLOWED = 6
+
+
+def scrape_deadline_s() -> float:
+    interval = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"]
+    return SCRAPE_INTERVALS_ALLOWED * float(interval.removesuffix("s"))
 
 
 def tls_handshake(ca: str, version: ssl.TLSVersion) -> str:
@@ -132,8 +145,8 @@ def test_smoke_over_tls(ca: str, api_key: str) -> None:
         checks["TLS 1.2 accepted"] = handshakes["TLSv1_2"] == "TLSv1.2"
         checks["TLS 1.3 accepted"] = handshakes["TLSv1_3"] == "TLSv1.3"
 
-        targets = prometheus_targets()
-        for job, expected in (("registro", 3), ("haproxy", 2), ("postgres", 1), ("patroni", 2)):
+        targets, waited = scraped_targets(EXPECTED_TARGETS, scrape_deadline_s())
+        for job, expected in EXPECTED_TARGETS.items():
             up = [t for t in targets if t["labels"]["job"] == job and t["health"] == "up"]
             checks[f"Prometheus scrapes {expected} {job} target(s), all up"] = len(up) == expected
         stable = [t for t in targets if t["labels"]["job"] == "registro"]
@@ -155,6 +168,12 @@ def test_smoke_over_tls(ca: str, api_key: str) -> None:
             "contract checks": sum(1 for k in checks if not k.startswith(("TLS", "Prometheus"))),
             "handshakes": handshakes,
             "background load": load_summary,
+            "seconds until every target was scraped up": waited,
+            "targets not up": {
+                t["scrapeUrl"]: t.get("lastError") or t["health"]
+                for t in targets
+                if t["labels"]["job"] in EXPECTED_TARGETS and t["health"] != "up"
+            },
         },
         checks,
     )
@@ -167,7 +186,22 @@ def prometheus_targets() -> list[dict]:
         return json.load(r)["data"]["activeTargets"]
 
 
-def prometheus_query(query: str) -> list[dict]:
-    url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.load(r)["data"]["result"]
+def scraped_targets(expected: dict[str, int], deadline_s: float) -> tuple[list[dict], float]:
+    """Poll until each job has its expected number of targets up, or the deadline passes.
+
+    A target's health is that of its last scrape, and Prometheus may have last scraped a
+    replica a moment before it was ready: one failed scrape at start-up is not a defect, a
+    target still down after several scrape intervals is. Returns the last targets seen and
+    the seconds waited.
+    """
+    start = time.monotonic()
+    while True:
+        targets = prometheus_targets()
+        waited = round(time.monotonic() - start, 1)
+        all_up = all(
+            sum(1 for t in targets if t["labels"]["job"] == job and t["health"] == "up") == count
+            for job, count in expected.items()
+        )
+        if all_up or waited >= deadline_s:
+            return targets, waited
+        time.sleep(1)
