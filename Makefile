@@ -6,6 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# What ruff keeps clean: the service, its tests and benchmarks, and the deploy tools.
+PYTHON_SOURCES := src tests benchmarks deploy
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help
@@ -35,14 +37,14 @@ test: venv ## the service's tests: unit and integration (real PostgreSQL), with 
 
 .PHONY: lint
 lint: venv ## ruff (lint and format) and mypy --strict
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check $(PYTHON_SOURCES)
+	$(BIN)/ruff format --check $(PYTHON_SOURCES)
 	$(BIN)/mypy
 
 .PHONY: fmt
 fmt: venv ## format and auto-fix what ruff can
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format $(PYTHON_SOURCES)
+	$(BIN)/ruff check --fix $(PYTHON_SOURCES)
 
 .PHONY: bench
 bench: venv ## the service against the raw reference on PostgreSQL; writes docs/benchmarks.md

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -71,8 +72,6 @@ def wait_for(what: str, predicate: Any, timeout: float, interval: float = 0.2) -
 
 
 def compose(*args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
-    import os
-
     result = subprocess.run(
         [*STACK, "compose", *args],
         env={**os.environ, **(env or {})},
