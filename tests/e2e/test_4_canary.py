@@ -34,6 +34,16 @@ def during(results: list[loadgen.Result], t0: float, t1: float) -> list[loadgen.
     return [r for r in results if t0 <= r.start <= t1]
 
 
+def measured(events: list[dict]) -> dict[str, str]:
+    """Each analysis metric's measurements in order, with the value Prometheus returned."""
+    out: dict[str, list[str]] = {}
+    for e in events:
+        if e["event"] == "measurement":
+            value = ", ".join(f"{float(v):.4g}" for v in e.get("result", [])) or e.get("error", "")
+            out.setdefault(e["metric"], []).append(f"{e['phase']}: {value or 'no data'}")
+    return {metric: "; ".join(values) for metric, values in out.items()}
+
+
 def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
     stable_commit = replica_commit("app1")
     tag, commit = build_variant("canary")
@@ -45,7 +55,6 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
         results = load.stop()
 
     phase = next((e["phase"] for e in events if e["event"] == "analysis"), None)
-    measurements = next((e["measurements"] for e in events if e["event"] == "analysis"), {})
     t0, t1 = window(events, "canary-weight", "analysis") if phase else (0, 0)
     canary_window = during(results, t0, t1)
     versions = [r.commit for r in canary_window if r.op == "version" and r.ok]
@@ -59,7 +68,7 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
         {
             "load": loadgen.summary(results),
             "analysis": phase,
-            "measurements": {k: " ".join(v) for k, v in measurements.items()},
+            "measurements (phase: value)": measured(events),
             "share of /version answers from the canary during analysis": (
                 f"{share:.1%} of {len(versions)}"
             ),
@@ -100,7 +109,6 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
         results = load.stop()
 
     phase = next((e["phase"] for e in events if e["event"] == "analysis"), None)
-    measurements = next((e["measurements"] for e in events if e["event"] == "analysis"), {})
     t0, t1 = window(events, "canary-start", "canary-removed") if phase else (0, 0)
     canary_window = during(results, t0, t1)
     canary_failed = loadgen.failures(canary_window)
@@ -115,7 +123,7 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
         {
             "load": loadgen.summary(results),
             "analysis": phase,
-            "measurements": {k: " ".join(v) for k, v in measurements.items()},
+            "measurements (phase: value)": measured(events),
             "share of /version answers from the canary": f"{share:.1%} of {len(versions)}",
             "failed requests while the canary ran": f"{len(canary_failed)} of {len(canary_window)} "
             f"({len(canary_failed) / max(len(canary_window), 1):.2%})",
