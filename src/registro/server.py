@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
+import signal
 import tempfile
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -25,32 +27,47 @@ def worker_app() -> ASGIApp:
     return create_app(settings, drain_on_sigterm=True)
 
 
-def _fresh_metrics_dir(settings: Settings) -> None:
-    """Workers share metrics through files; start from an empty directory each time."""
-    directory = settings.prometheus_multiproc_dir
-    if directory is None:
-        directory = Path(tempfile.mkdtemp(prefix="registro-metrics-"))
-    else:
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+def clear_metrics_dir(directory: Path) -> None:
+    """Workers share metrics through `*.db` files; a previous run's files would be counted again.
+
+    Only those files go: the directory is the operator's and may hold anything else.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def serve(settings: Settings) -> None:
-    _fresh_metrics_dir(settings)
-    uvicorn.run(
-        "registro.server:worker_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    # Once shut down, uvicorn re-raises the SIGTERM that stopped it under the handler found at
+    # start; by default that kills the process before the temporary directory is removed.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    configured = settings.prometheus_multiproc_dir
+    with contextlib.ExitStack() as cleanup:
+        if configured is None:
+            directory = Path(
+                cleanup.enter_context(tempfile.TemporaryDirectory(prefix="registro-metrics-"))
+            )
+        else:
+            directory = configured
+            clear_metrics_dir(directory)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        uvicorn.run(
+            "registro.server:worker_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )

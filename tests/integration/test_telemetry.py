@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,9 @@ async def test_request_id_is_honoured_or_generated(client: httpx.AsyncClient) ->
     generated = await client.get("/livez")
     assert len(generated.headers["x-request-id"]) == 32
     forged = await client.get("/livez", headers={"X-Request-ID": 'x" injected\\n'})
-    assert forged.headers["x-request-id"] != 'x" injected\\n'
+    replaced = forged.headers["x-request-id"]
+    assert len(replaced) == 32 and int(replaced, 16) >= 0
+    assert replaced != generated.headers["x-request-id"]
 
 
 async def test_each_request_and_each_change_log_one_json_line_without_secrets(
@@ -86,6 +89,33 @@ def test_metrics_count_every_worker_whichever_answers(
         assert "registro_http_request_duration_seconds_bucket" in text
         assert "registro_http_requests_in_flight" in text
         assert 'registro_db_pool_connections{state="idle"}' in text
+
+
+def test_a_previous_runs_metric_files_are_cleared_and_nothing_else(tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_99999.db").write_bytes(b"a previous run's counts")
+    (metrics_dir / "operator-notes.txt").write_text("not ours")
+    with running_service(
+        f"sqlite:///{tmp_path}/metrics.db",
+        tmp_path / "service.log",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    ) as service:
+        assert httpx.get(f"{service.url}/metrics").status_code == 200
+        assert not (metrics_dir / "counter_99999.db").exists()
+        assert (metrics_dir / "operator-notes.txt").read_text() == "not ours"
+
+
+def test_the_temporary_metrics_directory_is_removed_at_exit(tmp_path: Path) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    with running_service(
+        f"sqlite:///{tmp_path}/metrics.db", tmp_path / "service.log", TMPDIR=str(temporary)
+    ) as service:
+        assert httpx.get(f"{service.url}/data/1").status_code == 404
+        assert [p.name[:17] for p in temporary.iterdir()] == ["registro-metrics-"]
+    assert service.process.wait(20) == 128 + signal.SIGTERM  # stopped by SIGTERM, cleanly
+    assert list(temporary.iterdir()) == []
 
 
 class _Collector(http.server.BaseHTTPRequestHandler):
