@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, bearer
 
 
 async def test_create_returns_the_seed_message_and_the_record(client: httpx.AsyncClient) -> None:
@@ -141,14 +141,14 @@ async def test_auth_writes_mode_protects_writes_only(make_client: ClientFactory,
     assert anonymous.headers["www-authenticate"] == "Bearer"
     assert anonymous.json()["message"] == "Missing or invalid API key"
 
-    bad = await client.post("/data", json={"name": "x"}, headers=_bearer("rg_nope_nope"))
+    bad = await client.post("/data", json={"name": "x"}, headers=bearer("rg_nope_nope"))
     assert bad.status_code == 401
 
-    forbidden = await client.post("/data", json={"name": "x"}, headers=_bearer(reader))
+    forbidden = await client.post("/data", json={"name": "x"}, headers=bearer(reader))
     assert forbidden.status_code == 403
 
     assert (
-        await client.post("/data", json={"name": "x"}, headers=_bearer(writer))
+        await client.post("/data", json={"name": "x"}, headers=bearer(writer))
     ).status_code == 200
     assert (await client.get("/data")).status_code == 200
     assert (await client.get("/data")).json() == [{"id": 1, "name": "x"}]
@@ -158,9 +158,9 @@ async def test_auth_all_mode_protects_reads_too(make_client: ClientFactory, make
     reader = await make_key("dashboard", "read")
     client = await make_client(auth="all")
     assert (await client.get("/data")).status_code == 401
-    assert (await client.get("/data", headers=_bearer(reader))).status_code == 200
+    assert (await client.get("/data", headers=bearer(reader))).status_code == 200
     assert (
-        await client.post("/data", json={"name": "x"}, headers=_bearer(reader))
+        await client.post("/data", json={"name": "x"}, headers=bearer(reader))
     ).status_code == 403
 
 
@@ -172,15 +172,11 @@ async def test_a_revoked_key_stops_working(
     writer = await make_key("temp", "write")
     client = await make_client(auth="writes", auth_cache_seconds=0)
     assert (
-        await client.post("/data", json={"name": "a"}, headers=_bearer(writer))
+        await client.post("/data", json={"name": "a"}, headers=bearer(writer))
     ).status_code == 200
     store = await open_store(database_url, 1)
     assert await store.revoke_key("temp")
     await store.close()
     assert (
-        await client.post("/data", json={"name": "b"}, headers=_bearer(writer))
+        await client.post("/data", json={"name": "b"}, headers=bearer(writer))
     ).status_code == 401
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}

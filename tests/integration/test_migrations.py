@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,8 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from registro.store.schema import metadata
 from registro.store.urls import sqlalchemy_url
 from tests.conftest import new_postgres_database
-
-REGISTRO = str(Path(sys.executable).with_name("registro"))
+from tests.support.service import REGISTRO
 
 
 def _registro(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

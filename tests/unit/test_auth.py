@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from registro.auth import ANONYMOUS, Authenticator, Principal, hash_secret, new_key, parse_bearer
 from registro.store import open_store
-from registro.store.migrate import upgrade_async
+from registro.store.migrate import upgrade
 
 
 def test_a_new_key_stores_only_a_hash_of_its_secret() -> None:
@@ -50,7 +51,7 @@ def test_admin_implies_every_scope_and_anonymous_is_allowed_all() -> None:
 
 async def test_authenticator_checks_secret_revocation_and_caches(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/keys.db"
-    await upgrade_async(url)
+    await asyncio.to_thread(upgrade, url)
     store = await open_store(url)
     try:
         token, row = new_key("ci", frozenset({"write"}))

@@ -45,7 +45,6 @@ class Operation:
     query: type[BaseModel] | None = None
     errors: Sequence[int] = ()
     auth: Literal["required", "optional", "none"] = "none"
-    response_description: str = "OK"
     paginated: bool = False
     unavailable: bool = True  # may answer 503 when the database is down
 
@@ -110,7 +109,7 @@ def _responses(op: Operation) -> dict[str, Any]:
                 "schema": {"type": "string"},
             }
         }
-    responses = {"200": {"description": op.response_description, **ok}}
+    responses = {"200": {"description": "OK", **ok}}
     statuses = [*op.errors, *([503] if op.unavailable else [])]
     for status in statuses:
         model = InvalidOut if status == 422 else Message

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -30,7 +29,3 @@ def head_revision() -> str:
 def upgrade(database_url: str, password_file: Path | None = None) -> None:
     """Bring the database to head. Blocking: call it outside the event loop."""
     command.upgrade(alembic_config(database_url, password_file), "head")
-
-
-async def upgrade_async(database_url: str, password_file: Path | None = None) -> None:
-    await asyncio.to_thread(upgrade, database_url, password_file)
