@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from registro import __version__
 from registro.settings import Settings, SettingsError, load_settings
+from registro.store.base import DatabaseUnavailable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="bring the database schema to the latest")
     migrate.add_argument(
-        "--check", action="store_true", help="only check; exit 1 when the schema is behind"
+        "--check",
+        action="store_true",
+        help="only check; exit 1 when the schema is behind, 3 when the database is unavailable",
     )
 
     keys = commands.add_parser("keys", help="manage API keys")
@@ -133,3 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"registro: {exc}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as exc:
+        print(f"registro: database unavailable: {exc}", file=sys.stderr)
+        return 3

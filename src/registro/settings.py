@@ -6,11 +6,14 @@ that deployment manifests can be checked against it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from registro.store.urls import valid_postgres_hosts
 
 Environment = Literal["dev", "qa", "prod"]
 AuthMode = Literal["off", "writes", "all"]
@@ -64,12 +67,14 @@ class Settings(BaseSettings):
     def _known_scheme(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
             raise ValueError("must start with postgresql:// or sqlite:///")
+        if url is not None and not valid_postgres_hosts(url):
+            raise ValueError("each host must be `host` or `host:port` with a numeric port")
         return url
 
     @field_validator("database_password_file")
     @classmethod
     def _readable(cls, path: Path | None) -> Path | None:
-        if path is not None and not path.is_file():
+        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
             raise ValueError("must name a readable file")
         return path
 

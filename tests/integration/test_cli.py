@@ -82,6 +82,18 @@ def test_a_database_password_is_never_echoed() -> None:
     assert "hunter2" not in result.stderr + result.stdout
 
 
+def test_an_unreachable_database_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    refused = "postgresql://app:hunter2@127.0.0.1:1/registro"  # nothing listens on port 1
+    missing_directory = f"sqlite:///{tmp_path}/no/such/dir/registro.db"
+    for url in (refused, missing_directory):
+        for command in (["migrate"], ["migrate", "--check"], ["keys", "list"]):
+            result = _run(*command, DATABASE_URL=url)
+            assert result.returncode == 3, (command, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("registro: database unavailable: ")
+            assert "hunter2" not in result.stderr
+
+
 def test_dev_migrates_a_new_database_on_start(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/fresh.db"
     with running_service(url, tmp_path / "service.log") as service:

@@ -47,6 +47,7 @@ def test_explicit_auth_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
         ("REGISTRO_LOG_LEVEL", "LOUD", "REGISTRO_LOG_LEVEL='LOUD'"),
         ("REGISTRO_MAX_BODY_BYTES", "10", "REGISTRO_MAX_BODY_BYTES='10'"),
         ("DATABASE_URL", "mysql://u:secret@h/db", "invalid DATABASE_URL: must start with"),
+        ("DATABASE_URL", "postgresql://u:secret@db:notaport/x", "invalid DATABASE_URL: each host"),
     ],
 )
 def test_bad_values_name_the_variable(

@@ -8,6 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from registro.store.sqlite import require_directory
+from registro.store.urls import is_postgres, sqlite_path
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -28,4 +31,6 @@ def head_revision() -> str:
 
 def upgrade(database_url: str, password_file: Path | None = None) -> None:
     """Bring the database to head. Blocking: call it outside the event loop."""
+    if not is_postgres(database_url):
+        require_directory(sqlite_path(database_url))
     command.upgrade(alembic_config(database_url, password_file), "head")

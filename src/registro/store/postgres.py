@@ -22,6 +22,7 @@ CONNECTION_ERRORS = (
     asyncpg.OperatorInterventionError,  # class 57: shutdown, terminated, cannot connect now
     asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.InvalidAuthorizationSpecificationError,  # class 28: credentials refused
+    asyncpg.InvalidCatalogNameError,  # 3D000: no such database
     asyncpg.ReadOnlySQLTransactionError,  # a demoted primary during failover
 )
 

@@ -12,11 +12,12 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from registro.store.base import Actor, ApiKey, AuditEntry, NameTaken, Record
+from registro.store.base import Actor, ApiKey, AuditEntry, DatabaseUnavailable, NameTaken, Record
 
 KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
 
@@ -46,6 +47,13 @@ def _key(row: sqlite3.Row) -> ApiKey:
     )
 
 
+def require_directory(path: str) -> None:
+    """Refuse a database file whose directory is missing before aiosqlite tries: its failed
+    connect leaves a thread that races the event loop's end and prints a traceback."""
+    if not Path(path).parent.is_dir():
+        raise DatabaseUnavailable(f"no directory for the SQLite database {path}")
+
+
 class SqliteStore:
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection
@@ -54,7 +62,11 @@ class SqliteStore:
 
     @classmethod
     async def connect(cls, path: str) -> SqliteStore:
-        connection = await aiosqlite.connect(path, isolation_level=None)
+        require_directory(path)
+        try:
+            connection = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise DatabaseUnavailable(f"{exc}: {path}") from exc
         connection.row_factory = sqlite3.Row
         await connection.execute("PRAGMA journal_mode=WAL")
         await connection.execute("PRAGMA busy_timeout=5000")

@@ -9,8 +9,10 @@ import asyncio
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from registro.store.base import DatabaseUnavailable
 from registro.store.schema import metadata
 from registro.store.urls import is_postgres, password_reader, sqlalchemy_url
 
@@ -37,8 +39,14 @@ async def main() -> None:
     arguments = {"password": password} if password and is_postgres(url) else {}
     engine = create_async_engine(sqlalchemy_url(url), connect_args=arguments)
     try:
-        async with engine.connect() as connection:
+        try:
+            connection = await engine.connect()
+        except (OSError, DBAPIError) as exc:  # only connecting: migration errors stay themselves
+            raise DatabaseUnavailable(str(getattr(exc, "orig", None) or exc)) from exc
+        try:
             await connection.run_sync(run)
+        finally:
+            await connection.close()
     finally:
         await engine.dispose()
 
