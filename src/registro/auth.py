@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -63,10 +64,15 @@ def parse_bearer(header: str | None) -> tuple[str, str] | None:
 
 
 class Authenticator:
+    """Verifies bearer keys; remembers verified ones (never failures, which any client can
+    invent by the million) in a bounded least-recently-used cache."""
+
+    MAX_CACHED = 10_000
+
     def __init__(self, store: Store, cache_seconds: float) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     async def principal(self, header: str | None) -> Principal | None:
         """The key's holder, or None for a missing, malformed, unknown or revoked key."""
@@ -79,12 +85,19 @@ class Authenticator:
         now = time.monotonic()
         cached = self._cache.get(cache_key)
         if cached and cached[0] > now:
+            self._cache.move_to_end(cache_key)
             return cached[1]
         key = await self._store.find_key(key_id)
-        principal = None
-        if key and key.revoked_at is None and hmac.compare_digest(digest, key.secret_hash):
-            principal = Principal(key.name, key.scopes)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
+        if (
+            not key
+            or key.revoked_at is not None
+            or not hmac.compare_digest(digest, key.secret_hash)
+        ):
+            self._cache.pop(cache_key, None)
+            return None
+        principal = Principal(key.name, key.scopes)
         self._cache[cache_key] = (now + self._cache_seconds, principal)
+        self._cache.move_to_end(cache_key)
+        if len(self._cache) > self.MAX_CACHED:
+            self._cache.popitem(last=False)
         return principal

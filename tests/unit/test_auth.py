@@ -69,3 +69,55 @@ async def test_authenticator_checks_secret_revocation_and_caches(tmp_path: Path)
         assert await cached.principal(f"Bearer {token}") == principal  # until the cache expires
     finally:
         await store.close()
+
+
+async def test_cache_keeps_verified_keys_through_a_flood_of_bad_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Authenticator, "MAX_CACHED", 2)
+    url = f"sqlite:///{tmp_path}/keys.db"
+    await asyncio.to_thread(upgrade, url)
+    store = await open_store(url)
+    try:
+        tokens = {}
+        for name in ("a", "b", "c"):
+            tokens[name], row = new_key(name, frozenset({"read"}))
+            await store.add_key(row)
+        cache = Authenticator(store, cache_seconds=60)
+        for name in ("a", "b"):
+            assert await cache.principal(f"Bearer {tokens[name]}") is not None
+        for _ in range(50):
+            bogus, _ = new_key("bogus", frozenset({"read"}))
+            assert await cache.principal(f"Bearer {bogus}") is None
+        for name in ("a", "b", "c"):
+            await store.revoke_key(name)
+        # Still cached, so still answered without the store: the bogus keys evicted nothing.
+        assert await cache.principal(f"Bearer {tokens['a']}") == Principal("a", frozenset({"read"}))
+        assert await cache.principal(f"Bearer {tokens['b']}") == Principal("b", frozenset({"read"}))
+        assert await cache.principal(f"Bearer {tokens['c']}") is None  # revoked, not cached
+    finally:
+        await store.close()
+
+
+async def test_cache_evicts_the_least_recently_used_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Authenticator, "MAX_CACHED", 2)
+    url = f"sqlite:///{tmp_path}/keys.db"
+    await asyncio.to_thread(upgrade, url)
+    store = await open_store(url)
+    try:
+        tokens = {}
+        for name in ("a", "b", "c"):
+            tokens[name], row = new_key(name, frozenset({"read"}))
+            await store.add_key(row)
+        cache = Authenticator(store, cache_seconds=60)
+        for name in ("a", "b", "a", "c"):  # "b" is now the least recently used, and evicted
+            assert await cache.principal(f"Bearer {tokens[name]}") is not None
+        for name in ("a", "b", "c"):
+            await store.revoke_key(name)
+        assert await cache.principal(f"Bearer {tokens['a']}") is not None
+        assert await cache.principal(f"Bearer {tokens['c']}") is not None
+        assert await cache.principal(f"Bearer {tokens['b']}") is None
+    finally:
+        await store.close()
