@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from registro.api.schemas import NAME_PATTERN, NameIn
+from registro.store.schema import NAME_MAX_LENGTH
 
 
 @pytest.mark.parametrize(
@@ -19,6 +20,7 @@ from registro.api.schemas import NAME_PATTERN, NameIn
         ("ünïcödé ✓", "ünïcödé ✓"),
         ("a b", "a b"),
         ("日本", "日本"),
+        ("emoji \U0001f600", "emoji \U0001f600"),
     ],
 )
 def test_valid_names_are_trimmed(raw: str, stored: str) -> None:
@@ -43,6 +45,9 @@ def test_valid_names_are_trimmed(raw: str, stored: str) -> None:
 def test_invalid_names_are_refused(raw: str) -> None:
     with pytest.raises(ValidationError):
         NameIn(name=raw)
+    # The schema states the length apart from the pattern, and cannot state lone surrogates.
+    if len(raw) <= NAME_MAX_LENGTH and raw != "\ud800":
+        assert not re.fullmatch(NAME_PATTERN, raw), "the documented pattern must refuse it too"
 
 
 @pytest.mark.parametrize("raw", [42, None, ["a"], {"a": 1}, True])
