@@ -42,7 +42,6 @@ PROMETHEUS = "http://127.0.0.1:9090"
 BACKEND = "registro"
 STABLE = ("app1", "app2", "app3")
 CANARY_SERVICE, CANARY_SERVER = "app-canary", "canary"
-STABLE_WEIGHT = 30  # haproxy.cfg: each stable replica's weight
 
 # HAProxy `show servers state`: operational state 2 is UP; admin state bits 0x01/0x20 are
 # maintenance, 0x08 drain.
@@ -591,8 +590,10 @@ def canary(tag: str, fault_error_rate: float) -> int:
     )
     event("canary-start", tag=tag, stable=stable, fault_error_rate=fault_error_rate)
     try:
-        # setWeight: the canary's share of the 3 stable replicas' weight.
-        weight = round(len(STABLE) * STABLE_WEIGHT * step.weight / (100 - step.weight))
+        # setWeight: the canary's share beside the stable replicas, as HAProxy weighs them.
+        pool = servers()
+        stable_weight = sum(pool[s].weight for s in STABLE)
+        weight = round(stable_weight * step.weight / (100 - step.weight))
         start_and_enable(CANARY_SERVICE, CANARY_SERVER, env)
         out = haproxy(f"set weight {BACKEND}/{CANARY_SERVER} {weight}").strip()
         if out:

@@ -17,32 +17,48 @@ from typing import Any
 
 import httpx
 import promql_parser
-from k8s_support import Manifests
+import yaml
+from k8s_support import REPO, Manifests
 
 from conftest import Service
 
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+ALERT_RULES = REPO / "deploy" / "docker" / "prometheus" / "alerts.yml"
 
-def test_probe_paths_answer_on_the_service(manifests: Manifests, service: Service) -> None:
+
+def platform_paths(manifests: Manifests) -> set[str]:
+    """What the platform calls on every pod: the kubelet's probes, the ALB's health check and
+    Prometheus's scrape."""
     container = manifests.server_container()
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        path = container[probe]["httpGet"]["path"]
-        assert httpx.get(service.url + path, timeout=5).status_code == 200, probe
-
-
-def test_probe_and_health_check_paths_are_in_the_api(
-    manifests: Manifests, service: Service
-) -> None:
-    paths = set(httpx.get(f"{service.url}/openapi.json", timeout=5).json()["paths"])
-    container = manifests.server_container()
-    used = {
-        container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")
-    }
-    used.add(
+    paths = {container[p]["httpGet"]["path"] for p in PROBES}
+    paths.add(
         manifests.one("Ingress")["metadata"]["annotations"][
             "alb.ingress.kubernetes.io/healthcheck-path"
         ]
     )
-    assert used <= paths, used - paths
+    for service in manifests.all("Service"):
+        annotations = service["metadata"].get("annotations", {})
+        if "prometheus.io/path" in annotations:
+            paths.add(annotations["prometheus.io/path"])
+    return paths
+
+
+def api_paths(service: Service) -> set[str]:
+    return set(httpx.get(f"{service.url}/openapi.json", timeout=5).json()["paths"])
+
+
+def test_probe_paths_answer_on_the_service(manifests: Manifests, service: Service) -> None:
+    container = manifests.server_container()
+    for probe in PROBES:
+        path = container[probe]["httpGet"]["path"]
+        assert httpx.get(service.url + path, timeout=5).status_code == 200, probe
+
+
+def test_probe_health_check_and_scrape_paths_are_in_the_api(
+    manifests: Manifests, service: Service
+) -> None:
+    used = platform_paths(manifests)
+    assert used <= api_paths(service), used - api_paths(service)
 
 
 def test_the_service_listens_on_the_container_port(manifests: Manifests) -> None:
@@ -96,12 +112,16 @@ def selectors(node: Any) -> list[Any]:
 
 
 def analysis_queries(manifests: Manifests) -> dict[str, str]:
-    metrics = manifests.one("AnalysisTemplate")["spec"]["metrics"]
+    """Each metric's query with the template's args substituted, service-name as for the canary."""
+    spec = manifests.one("AnalysisTemplate")["spec"]
+    args = {a["name"]: a.get("value") for a in spec["args"]} | {"service-name": "registro-canary"}
     return {
-        m["name"]: m["provider"]["prometheus"]["query"].replace(
-            "{{args.service-name}}", "registro-canary"
+        m["name"]: re.sub(
+            r"\{\{args\.([\w-]+)\}\}",
+            lambda arg: args[arg.group(1)],
+            m["provider"]["prometheus"]["query"],
         )
-        for m in metrics
+        for m in spec["metrics"]
     }
 
 
@@ -126,6 +146,54 @@ def test_analysis_queries_parse_and_read_what_the_service_exports(
             assert selector.name in samples, (name, selector.name)
             labels = {m.name: m.value for m in selector.matchers.matchers}
             assert labels.get("service") == "registro-canary", (name, labels)
+
+
+def request_alert_expressions() -> dict[str, str]:
+    """The local stack's alert rules on the service's request metrics."""
+    groups = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+    return {
+        rule["alert"]: rule["expr"]
+        for group in groups
+        for rule in group["rules"]
+        if "registro_http_request" in rule["expr"]
+    }
+
+
+def keeps(matcher: Any, value: str) -> bool:
+    """Whether a label matcher selects this label value (PromQL regexes are anchored)."""
+    if matcher.op == promql_parser.MatchOp.Equal:
+        return value == matcher.value
+    if matcher.op == promql_parser.MatchOp.NotEqual:
+        return value != matcher.value
+    matched = re.fullmatch(matcher.value, value) is not None
+    return matched if matcher.op == promql_parser.MatchOp.Re else not matched
+
+
+def test_analysis_and_alerts_judge_client_requests_only(
+    manifests: Manifests, service: Service
+) -> None:
+    """The routes the platform calls, always answered fast and well, would hide a failing canary:
+    the analysis queries and the alert rules leave them out, and keep every API route and
+    `unmatched` (requests that fail before routing: injected faults among them)."""
+    platform = platform_paths(manifests)
+    clients = (api_paths(service) - platform) | {"unmatched"}
+    alerts = request_alert_expressions()
+    assert set(alerts) == {"RegistroHighErrorRate", "RegistroHighLatencyP99"}
+    for name, query in {**analysis_queries(manifests), **alerts}.items():
+        for selector in selectors(promql_parser.parse(query)):
+            route = [m for m in selector.matchers.matchers if m.name == "route"]
+            kept = {r for r in platform | clients if all(keeps(m, r) for m in route)}
+            assert kept == clients, (name, sorted(kept ^ clients))
+
+
+def test_keeps_follows_promql_matching() -> None:
+    (matcher,) = promql_parser.parse('a{route!~"/livez|/readyz"}').matchers.matchers
+    assert [keeps(matcher, r) for r in ("/livez", "/readyz", "/livez/x", "/data")] == [
+        False,
+        False,
+        True,
+        True,
+    ]
 
 
 def test_selector_walk_finds_every_metric() -> None:
