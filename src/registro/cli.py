@@ -137,5 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"registro: {exc}", file=sys.stderr)
         return 2
     except DatabaseUnavailable as exc:
-        print(f"registro: database unavailable: {exc}", file=sys.stderr)
+        reason = " ".join(str(exc).split())  # the driver's hints come on lines of their own
+        print(f"registro: database unavailable: {reason}", file=sys.stderr)
         return 3

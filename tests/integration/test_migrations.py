@@ -47,6 +47,17 @@ def test_check_fails_before_and_passes_after_migrate(postgres_server: str) -> No
 
 
 @pytest.mark.postgres
+def test_migrate_reads_connection_parameters_as_the_service_does(postgres_server: str) -> None:
+    """libpq query parameters (RDS URLs carry sslmode) mean the same to migrate and to serve."""
+    url = new_postgres_database(postgres_server) + "?sslmode=prefer&application_name=migrate"
+    migrated = _registro(url, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    refused = _registro(url.replace("sslmode=prefer", "sslmode=require"), "migrate")
+    assert refused.returncode == 3  # the test server has no TLS: asyncpg honoured sslmode
+    assert "rejected SSL upgrade" in refused.stderr
+
+
+@pytest.mark.postgres
 def test_concurrent_migrations_are_serialised_by_the_advisory_lock(postgres_server: str) -> None:
     url = new_postgres_database(postgres_server)
     env = {**os.environ, "DATABASE_URL": url, "REGISTRO_ENV": "qa"}

@@ -5,14 +5,17 @@ or containers starting at once); the second waits, then finds the schema at head
 """
 
 import asyncio
+from collections.abc import Callable
 
+import asyncpg
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from registro.store.base import DatabaseUnavailable
+from registro.store.postgres import CONNECTION_ERRORS
 from registro.store.schema import metadata
 from registro.store.urls import is_postgres, password_reader, sqlalchemy_url
 
@@ -33,15 +36,25 @@ def run(connection: Connection) -> None:
             connection.commit()
 
 
+def engine_for(url: str, password: Callable[[], str] | None) -> AsyncEngine:
+    """On PostgreSQL, asyncpg reads the URL itself, as for the service's own connections: query
+    parameters such as sslmode or target_session_attrs mean the same to both."""
+    if not is_postgres(url):
+        return create_async_engine(sqlalchemy_url(url))
+
+    async def connect() -> asyncpg.Connection:
+        return await asyncpg.connect(url, password=password)
+
+    return create_async_engine("postgresql+asyncpg://", async_creator=connect)
+
+
 async def main() -> None:
     url = context.config.get_main_option("database_url") or ""
-    password = password_reader(context.config.attributes.get("password_file"))
-    arguments = {"password": password} if password and is_postgres(url) else {}
-    engine = create_async_engine(sqlalchemy_url(url), connect_args=arguments)
+    engine = engine_for(url, password_reader(context.config.attributes.get("password_file")))
     try:
         try:
             connection = await engine.connect()
-        except (OSError, DBAPIError) as exc:  # only connecting: migration errors stay themselves
+        except (*CONNECTION_ERRORS, DBAPIError) as exc:  # connecting only: not migration errors
             raise DatabaseUnavailable(str(getattr(exc, "orig", None) or exc)) from exc
         try:
             await connection.run_sync(run)
