@@ -1,4 +1,4 @@
-"""The README's tables say what the code does: each is parsed and compared with the service."""
+"""The README's tables say what the code does: the API table and the configuration table."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from registro.app import create_app
-from registro.settings import load_settings
+from registro.settings import ENVIRONMENT_VARIABLES, Settings, load_settings
 
 README = Path(__file__).parents[2] / "README.md"
 CODE_SPAN = re.compile(r"`([^`]*)`")
@@ -88,3 +89,42 @@ async def test_each_row_states_the_status_codes_of_its_operation() -> None:
     }
     readme = readme_operations()
     assert {operation: readme.get(operation) for operation in documented} == documented
+
+
+# --- the configuration table against the settings --------------------------------------------
+
+
+def readme_dev_column() -> list[tuple[str, str]]:
+    """Each variable the configuration table names, with its "dev (default)" cell."""
+    return [
+        (variable, row["dev (default)"])
+        for row in table("## Configuration")
+        for variable in CODE_SPAN.findall(row["variable"])
+    ]
+
+
+def effective(settings: Settings) -> dict[str, object]:
+    """Every setting as the service uses it: properties resolve the dev defaults of DATABASE_URL
+    and REGISTRO_AUTH, whose fields stay unset."""
+    return {**settings.model_dump(), "database_url": settings.database, "auth": settings.auth_mode}
+
+
+def test_configuration_lists_exactly_the_variables_the_service_reads() -> None:
+    assert sorted(variable for variable, _ in readme_dev_column()) == sorted(ENVIRONMENT_VARIABLES)
+
+
+def test_configuration_dev_values_are_the_dev_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Setting a variable to the dev value the README states changes no setting."""
+    for name in ENVIRONMENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    defaults = effective(load_settings())
+    checked = []
+    for variable, dev in readme_dev_column():
+        stated = re.fullmatch(r"`([^`]+)`", dev)
+        if stated is None:
+            continue  # not a value: "unset", or prose
+        with monkeypatch.context() as patch:
+            patch.setenv(variable, stated[1])
+            assert effective(load_settings()) == defaults, f"README: {variable}={stated[1]}"
+        checked.append(variable)
+    assert checked
