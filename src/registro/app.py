@@ -23,7 +23,6 @@ from registro.lifecycle import DrainMiddleware, Lifecycle
 from registro.limits import RequestLimitsMiddleware
 from registro.settings import Settings
 from registro.store import open_store
-from registro.store.migrate import head_revision
 from registro.telemetry import metrics
 from registro.telemetry.requests import RequestTelemetryMiddleware
 
@@ -104,7 +103,6 @@ def create_app(
     )
     api.state.settings = settings
     api.state.lifecycle = lifecycle or Lifecycle()
-    api.state.schema_head = head_revision()
     api.state.tracer_provider = None
     metrics.BUILD_INFO.labels(__version__, settings.git_commit).set(1)
 

@@ -59,7 +59,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _schema_check(settings: Settings) -> int:
     from registro.store import open_store
-    from registro.store.migrate import head_revision
+    from registro.store.migrate import head_revision, schema_state
 
     store = await open_store(settings.database, 1, settings.database_password_file)
     try:
@@ -67,11 +67,14 @@ async def _schema_check(settings: Settings) -> int:
     finally:
         await store.close()
     head = head_revision()
-    if current == head:
+    state = schema_state(current)
+    if state == "current":
         print(f"schema is current ({head})")
-        return 0
-    print(f"schema is at {current or 'nothing'}, latest is {head}: run `registro migrate`")
-    return 1
+    elif state == "ahead":
+        print(f"schema is at {current}, newer than this release's {head}: a later release's")
+    else:
+        print(f"schema is at {current or 'nothing'}, latest is {head}: run `registro migrate`")
+    return 1 if state == "behind" else 0
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -81,8 +84,11 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from registro.telemetry.logs import configure_logging
 
     configure_logging(settings.log_level)
-    upgrade(settings.database, settings.database_password_file)
-    print("schema is current")
+    ahead_at = upgrade(settings.database, settings.database_password_file)
+    if ahead_at:
+        print(f"schema is at {ahead_at}, newer than this release's: left as it is")
+    else:
+        print("schema is current")
     return 0
 
 

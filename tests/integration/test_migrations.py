@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+from pathlib import Path
 
+import httpx
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -13,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from registro.store.schema import metadata
 from registro.store.urls import sqlalchemy_url
 from tests.conftest import new_postgres_database
-from tests.support.service import REGISTRO
+from tests.support.service import REGISTRO, running_service
 
 
 def _registro(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -75,3 +79,52 @@ def test_concurrent_migrations_are_serialised_by_the_advisory_lock(postgres_serv
     assert [run.returncode for run in runs] == [0, 0, 0, 0], outputs
     assert sum("Running upgrade" in output for output in outputs) == 1, outputs
     assert _registro(url, "migrate", "--check").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_schema_migrated_by_a_later_release_is_served_and_left_alone(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Expand and contract: a rollback, or old pods in a rolling update, meet a newer schema."""
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path}/later.db"
+    else:
+        url = new_postgres_database(request.getfixturevalue("postgres_server"))
+    assert _registro(url, "migrate").returncode == 0
+    asyncio.run(_set_revision(url, "9f00later"))
+
+    check = _registro(url, "migrate", "--check")
+    assert check.returncode == 0, check.stdout
+    assert "newer than this release" in check.stdout
+    migrate = _registro(url, "migrate")
+    assert migrate.returncode == 0, migrate.stderr
+    assert "left as it is" in migrate.stdout
+    assert asyncio.run(_revision(url)) == "9f00later"
+    with running_service(url, tmp_path / "service.log", REGISTRO_ENV="qa") as service:
+        assert httpx.get(f"{service.url}/readyz").json() == {"message": "ready"}
+
+
+async def _set_revision(url: str, revision: str) -> None:
+    engine = create_async_engine(sqlalchemy_url(url))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _revision(url: str) -> str:
+    engine = create_async_engine(sqlalchemy_url(url))
+    try:
+        async with engine.connect() as connection:
+            return str(
+                (
+                    await connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+                ).scalar_one()
+            )
+    finally:
+        await engine.dispose()

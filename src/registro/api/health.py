@@ -11,6 +11,7 @@ from registro import __version__
 from registro.api import responses
 from registro.api.openapi import Operation
 from registro.api.schemas import HealthOut, VersionOut
+from registro.store.migrate import head_revision, schema_state
 from registro.telemetry import metrics
 
 READY_CHECK_TIMEOUT = 2.0
@@ -28,10 +29,8 @@ async def readyz(request: Request) -> Response:
         revision = await asyncio.wait_for(state.store.schema_revision(), READY_CHECK_TIMEOUT)
     except Exception:
         return responses.json({"message": "database unreachable"}, 503)
-    if revision != state.schema_head:
-        return responses.json(
-            {"message": f"schema at {revision}, expected {state.schema_head}"}, 503
-        )
+    if schema_state(revision) == "behind":
+        return responses.json({"message": f"schema at {revision}, expected {head_revision()}"}, 503)
     return responses.json({"message": "ready"})
 
 
@@ -60,7 +59,7 @@ OPERATIONS = [
         "GET",
         "/readyz",
         readyz,
-        "Ready for traffic: database reachable, schema current, not draining",
+        "Ready for traffic: database reachable, schema not behind this release, not draining",
         "operations",
         HealthOut,
     ),
