@@ -200,7 +200,10 @@ def test_database_url_and_password_file_come_from_external_secrets(manifests: Ma
     # What External Secrets renders from the RDS secret's username: no password in the URL.
     rendered = re.sub(r'\{\{ "([^"]*)" \}\}', r"\1", data["DATABASE_URL"])
     rendered = rendered.replace("{{ .username | urlquery }}", "registro")
-    assert re.fullmatch(r"postgresql://registro@[a-z0-9.-]+:\d+/\w+", rendered), rendered
+    # ... and TLS required: the client refuses a plaintext connection.
+    assert re.fullmatch(r"postgresql://registro@[a-z0-9.-]+:\d+/\w+\?sslmode=require", rendered), (
+        rendered
+    )
     assert data["password"] == "{{ .password }}"  # noqa: S105 (a template, not a secret)
     password_file = Path(manifests.container_environment()["REGISTRO_DATABASE_PASSWORD_FILE"])
     for where, pod in manifests.pod_templates().items():
