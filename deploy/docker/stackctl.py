@@ -253,10 +253,20 @@ def start_and_enable(service: str, server: str, env: dict[str, str]) -> None:
     event("ready", server=server, seconds=round(took, 2))
 
 
+def migrate(tag: str) -> None:
+    """The release's migrations, before any replica runs it, as the Kubernetes Job does: the
+    replicas still on the previous release keep serving on the newer schema (expand, contract).
+    A failure stops the release with nothing replaced."""
+    log(f"migrate: registro migrate with registro:{tag}")
+    out = compose("run", "--rm", "--no-deps", "-T", "migrate", env={"REGISTRO_TAG": tag})
+    event("migrated", tag=tag, output=out.strip().splitlines()[-1:])
+
+
 def rollout(tag: str) -> None:
     require_image(tag)
     log(f"rollout: registro:{tag} on {', '.join(STABLE)}, one at a time")
     event("rollout-start", tag=tag, previous=deployed_tag())
+    migrate(tag)
     for service in STABLE:
         others = [s for s in STABLE if s != service]
         if not all(servers()[s].in_pool for s in others):
@@ -589,6 +599,7 @@ def canary(tag: str, fault_error_rate: float) -> int:
         f"fault error rate {fault_error_rate}"
     )
     event("canary-start", tag=tag, stable=stable, fault_error_rate=fault_error_rate)
+    migrate(tag)
     try:
         # setWeight: the canary's share beside the stable replicas, as HAProxy weighs them.
         pool = servers()

@@ -106,6 +106,10 @@ def test_rolling_update(ca: str, api_key: str) -> None:
         },
         {
             "make rollout-local exit 0": code == 0,
+            "the new release's migrations ran before the first replica was drained": [
+                e["event"] for e in events if e["event"] in ("migrated", "drain")
+            ][:1]
+            == ["migrated"],
             "zero failed requests": not failed,
             "drain, drained, SIGTERM, readyz 503, stopped, ready, one replica after another": order
             == expected,
