@@ -105,6 +105,20 @@ def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
     return result.stdout
 
 
+def run_in(service: str, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`docker exec` of a command in the service's container; the caller judges the result."""
+    cid = container(service)
+    if cid is None:
+        raise RuntimeError(f"{service} is not running")
+    return subprocess.run(
+        ["docker", "exec", cid, *command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def container_state(service: str) -> str:
     cid = container(service)
     if cid is None:

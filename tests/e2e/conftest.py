@@ -39,25 +39,16 @@ def ca() -> str:
 @pytest.fixture(scope="session")
 def api_key() -> str:
     """An admin key made with the service's own CLI inside a replica."""
-    cid = stackctl.container("app1")
-    assert cid, "app1 is not running"
-    out = subprocess.run(
-        [
-            "docker",
-            "exec",
-            cid,
-            "registro",
-            "keys",
-            "create",
-            f"e2e-{uuid.uuid4().hex[:8]}",
-            "--scopes",
-            "read,write,admin",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
+    out = stackctl.run_in(
+        "app1",
+        "registro",
+        "keys",
+        "create",
+        f"e2e-{uuid.uuid4().hex[:8]}",
+        "--scopes",
+        "read,write,admin",
     )
+    assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
@@ -82,21 +73,13 @@ def build_variant(label: str) -> tuple[str, str]:
 
 
 def replica_commit(service: str) -> str:
-    cid = stackctl.container(service)
-    assert cid, f"{service} is not running"
-    out = subprocess.run(
-        [
-            "docker",
-            "exec",
-            cid,
-            "python3",
-            "-c",
-            "import json, urllib.request as u;"
-            "print(json.load(u.urlopen('http://127.0.0.1:8000/version', timeout=5))['commit'])",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    out = stackctl.run_in(
+        service,
+        "python3",
+        "-c",
+        "import json, urllib.request as u;"
+        "print(json.load(u.urlopen('http://127.0.0.1:8000/version', timeout=5))['commit'])",
         timeout=30,
     )
+    assert out.returncode == 0, out.stderr
     return out.stdout.strip()

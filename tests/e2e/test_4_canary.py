@@ -34,6 +34,12 @@ def during(results: list[loadgen.Result], t0: float, t1: float) -> list[loadgen.
     return [r for r in results if t0 <= r.start <= t1]
 
 
+def canary_share(window: list[loadgen.Result], commit: str) -> tuple[float, int]:
+    """The share of /version answers that came from the canary's revision, and their count."""
+    versions = [r.commit for r in window if r.op == "version" and r.ok]
+    return (versions.count(commit) / len(versions) if versions else 0.0), len(versions)
+
+
 def measured(events: list[dict]) -> dict[str, str]:
     """Each analysis metric's measurements in order, with the value Prometheus returned."""
     out: dict[str, list[str]] = {}
@@ -57,8 +63,7 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
     phase = next((e["phase"] for e in events if e["event"] == "analysis"), None)
     t0, t1 = window(events, "canary-weight", "analysis") if phase else (0, 0)
     canary_window = during(results, t0, t1)
-    versions = [r.commit for r in canary_window if r.op == "version" and r.ok]
-    share = versions.count(commit) / len(versions) if versions else 0.0
+    share, versions = canary_share(canary_window, commit)
     failed = loadgen.failures(results)
     commits = {s: replica_commit(s) for s in stackctl.STABLE}
     conclude(
@@ -70,7 +75,7 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
             "analysis": phase,
             "measurements (phase: value)": measured(events),
             "share of /version answers from the canary during analysis": (
-                f"{share:.1%} of {len(versions)}"
+                f"{share:.1%} of {versions}"
             ),
             "failed requests during the canary": (
                 f"{len(loadgen.failures(canary_window))} of {len(canary_window)}"
@@ -113,8 +118,7 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
     canary_window = during(results, t0, t1)
     canary_failed = loadgen.failures(canary_window)
     after = [r for r in results if r.start > aborted_at]
-    versions = [r.commit for r in canary_window if r.op == "version" and r.ok]
-    share = versions.count(commit) / len(versions) if versions else 0.0
+    share, versions = canary_share(canary_window, commit)
     conclude(
         "canary-faulty",
         "Canary injecting 20% errors (make canary-local FAULT_ERROR_RATE=0.2)",
@@ -124,7 +128,7 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
             "load": loadgen.summary(results),
             "analysis": phase,
             "measurements (phase: value)": measured(events),
-            "share of /version answers from the canary": f"{share:.1%} of {len(versions)}",
+            "share of /version answers from the canary": f"{share:.1%} of {versions}",
             "failed requests while the canary ran": f"{len(canary_failed)} of {len(canary_window)} "
             f"({len(canary_failed) / max(len(canary_window), 1):.2%})",
             "canary start to aborted (s)": round(took, 1),

@@ -3,8 +3,6 @@ network); a replica, which is, can (the control that shows the probe itself work
 
 from __future__ import annotations
 
-import subprocess
-
 import stackctl
 
 from tests.e2e import load as loadgen
@@ -22,46 +20,19 @@ def address(service: str, network: str = "registro_data") -> str:
 
 
 def reach(from_service: str, host: str, port: int) -> bool:
-    cid = stackctl.container(from_service)
-    assert cid
-    result = subprocess.run(
-        ["docker", "exec", cid, "timeout", "3", "bash", "-c", PROBE.format(host=host, port=port)],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    return result.returncode == 0
+    probe = PROBE.format(host=host, port=port)
+    return stackctl.run_in(from_service, "timeout", "3", "bash", "-c", probe).returncode == 0
 
 
 def resolves(from_service: str, name: str) -> bool:
-    cid = stackctl.container(from_service)
-    assert cid
-    return (
-        subprocess.run(
-            ["docker", "exec", cid, "getent", "hosts", name],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        ).returncode
-        == 0
-    )
+    return stackctl.run_in(from_service, "getent", "hosts", name).returncode == 0
 
 
 def reach_from_replica(host: str, port: int) -> bool:
-    cid = stackctl.container("app1")
-    assert cid
     code = (
         "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()"
     )
-    return (
-        subprocess.run(
-            ["docker", "exec", cid, "python3", "-c", code, host, str(port)],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        ).returncode
-        == 0
-    )
+    return stackctl.run_in("app1", "python3", "-c", code, host, str(port)).returncode == 0
 
 
 def test_load_balancer_cannot_reach_the_database(ca: str, api_key: str) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from registro.auth import ANONYMOUS, Authenticator, Principal, hash_secret, new_key, parse_bearer
-from registro.store import open_store
+from registro.store import Store, open_store
 from registro.store.migrate import upgrade
 
 
@@ -71,9 +73,15 @@ async def test_authenticator_checks_secret_revocation_and_caches(tmp_path: Path)
         await store.close()
 
 
-async def test_cache_keeps_verified_keys_through_a_flood_of_bad_ones(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class Keys(NamedTuple):
+    store: Store
+    tokens: dict[str, str]
+    cache: Authenticator
+
+
+@pytest.fixture
+async def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Keys]:
+    """Read keys a, b and c in a fresh store, and an authenticator that caches two keys."""
     monkeypatch.setattr(Authenticator, "MAX_CACHED", 2)
     url = f"sqlite:///{tmp_path}/keys.db"
     await asyncio.to_thread(upgrade, url)
@@ -83,41 +91,32 @@ async def test_cache_keeps_verified_keys_through_a_flood_of_bad_ones(
         for name in ("a", "b", "c"):
             tokens[name], row = new_key(name, frozenset({"read"}))
             await store.add_key(row)
-        cache = Authenticator(store, cache_seconds=60)
-        for name in ("a", "b"):
-            assert await cache.principal(f"Bearer {tokens[name]}") is not None
-        for _ in range(50):
-            bogus, _ = new_key("bogus", frozenset({"read"}))
-            assert await cache.principal(f"Bearer {bogus}") is None
-        for name in ("a", "b", "c"):
-            await store.revoke_key(name)
-        # Still cached, so still answered without the store: the bogus keys evicted nothing.
-        assert await cache.principal(f"Bearer {tokens['a']}") == Principal("a", frozenset({"read"}))
-        assert await cache.principal(f"Bearer {tokens['b']}") == Principal("b", frozenset({"read"}))
-        assert await cache.principal(f"Bearer {tokens['c']}") is None  # revoked, not cached
+        yield Keys(store, tokens, Authenticator(store, cache_seconds=60))
     finally:
         await store.close()
 
 
-async def test_cache_evicts_the_least_recently_used_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(Authenticator, "MAX_CACHED", 2)
-    url = f"sqlite:///{tmp_path}/keys.db"
-    await asyncio.to_thread(upgrade, url)
-    store = await open_store(url)
-    try:
-        tokens = {}
-        for name in ("a", "b", "c"):
-            tokens[name], row = new_key(name, frozenset({"read"}))
-            await store.add_key(row)
-        cache = Authenticator(store, cache_seconds=60)
-        for name in ("a", "b", "a", "c"):  # "b" is now the least recently used, and evicted
-            assert await cache.principal(f"Bearer {tokens[name]}") is not None
-        for name in ("a", "b", "c"):
-            await store.revoke_key(name)
-        assert await cache.principal(f"Bearer {tokens['a']}") is not None
-        assert await cache.principal(f"Bearer {tokens['c']}") is not None
-        assert await cache.principal(f"Bearer {tokens['b']}") is None
-    finally:
-        await store.close()
+async def test_cache_keeps_verified_keys_through_a_flood_of_bad_ones(keys: Keys) -> None:
+    tokens, cache = keys.tokens, keys.cache
+    for name in ("a", "b"):
+        assert await cache.principal(f"Bearer {tokens[name]}") is not None
+    for _ in range(50):
+        bogus, _ = new_key("bogus", frozenset({"read"}))
+        assert await cache.principal(f"Bearer {bogus}") is None
+    for name in ("a", "b", "c"):
+        await keys.store.revoke_key(name)
+    # Still cached, so still answered without the store: the bogus keys evicted nothing.
+    assert await cache.principal(f"Bearer {tokens['a']}") == Principal("a", frozenset({"read"}))
+    assert await cache.principal(f"Bearer {tokens['b']}") == Principal("b", frozenset({"read"}))
+    assert await cache.principal(f"Bearer {tokens['c']}") is None  # revoked, not cached
+
+
+async def test_cache_evicts_the_least_recently_used_key(keys: Keys) -> None:
+    tokens, cache = keys.tokens, keys.cache
+    for name in ("a", "b", "a", "c"):  # "b" is now the least recently used, and evicted
+        assert await cache.principal(f"Bearer {tokens[name]}") is not None
+    for name in ("a", "b", "c"):
+        await keys.store.revoke_key(name)
+    assert await cache.principal(f"Bearer {tokens['a']}") is not None
+    assert await cache.principal(f"Bearer {tokens['c']}") is not None
+    assert await cache.principal(f"Bearer {tokens['b']}") is None

@@ -35,15 +35,20 @@ SchemaState = Literal["current", "behind", "ahead"]
 
 
 @functools.cache
+def _scripts() -> ScriptDirectory:
+    """Read once per process: /readyz asks on every probe."""
+    return ScriptDirectory(str(MIGRATIONS))
+
+
 def head_revision() -> str:
-    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    head = _scripts().get_current_head()
     assert head is not None
     return head
 
 
 @functools.cache
 def known_revisions() -> frozenset[str]:
-    return frozenset(r.revision for r in ScriptDirectory(str(MIGRATIONS)).walk_revisions())
+    return frozenset(r.revision for r in _scripts().walk_revisions())
 
 
 def schema_state(revision: str | None) -> SchemaState:
