@@ -450,6 +450,11 @@ def test_log_groups_have_retention(
     assert retention[f"/aws/rds/instance/registro-{env}/postgresql"] == int(
         values["DbLogRetentionDays"]
     )
+    # Created by the cluster stack before the add-on, not by the add-on (AFTER_STACK) without any.
+    for kind in CONTAINER_INSIGHTS_LOGS:
+        assert retention[f"/aws/containerinsights/registro-{env}/{kind}"] == int(
+            values["ApplicationLogRetentionDays"]
+        )
     assert None not in retention.values()
 
 
@@ -494,18 +499,37 @@ def test_database(deployed: tuple[str, dict[str, Any]]) -> None:
     ] == [("tcp", 5432, 5432, [nodes], [])]
 
 
+def test_app_database_login(deployed: tuple[str, dict[str, Any]]) -> None:
+    """The service's own login: a generated password under the data key, no fixed name."""
+    env, _ = deployed
+    secrets = client("secretsmanager")
+    arn = exported(env, "data", "DbAppSecretArn")
+    assert secrets.describe_secret(SecretId=arn)["KmsKeyId"] == exported(
+        env, "security", "DataKeyArn"
+    )
+    value = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
+    assert set(value) == {"username", "password"}
+    assert value["username"] == stacks.environment(env)["DbAppUsername"]
+    assert len(value["password"]) == 32 and value["password"].isalnum()
+    master = json.loads(
+        secrets.get_secret_value(SecretId=exported(env, "data", "DbSecretArn"))["SecretString"]
+    )
+    assert master["username"] != value["username"]
+
+
 def test_roles_trust_only_their_subjects(deployed: tuple[str, dict[str, Any]]) -> None:
     env, _ = deployed
     iam, values = client("iam"), stacks.environment(env)
     subjects = {
-        "LoadBalancerControllerRoleArn": (
-            "system:serviceaccount:kube-system:aws-load-balancer-controller"
-        ),
-        "ExternalSecretsRoleArn": "system:serviceaccount:external-secrets:external-secrets",
+        a["output"]: f"system:serviceaccount:{a['namespace']}:{a['name']}"
+        for a in stacks.service_accounts()
+        if a["output"]
+    } | {
         "ServiceRoleArn": (
             f"system:serviceaccount:{values['ServiceNamespace']}:{values['ServiceAccountName']}"
         ),
     }
+    assert len(subjects) == 5
     issuer = exported(env, "cluster", "OidcIssuer")
     for output, subject in subjects.items():
         role = iam.get_role(RoleName=exported(env, "edge", output).rsplit("/", 1)[1])["Role"]
