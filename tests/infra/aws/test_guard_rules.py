@@ -136,6 +136,12 @@ CASES = {
         "HttpTokens: optional",
         "nodes_require_imdsv2",
     ),
+    "NetworkPolicies not enforced": (
+        "cluster",
+        """'{"enableNetworkPolicy": "true"}'""",
+        """'{"enableNetworkPolicy": "false"}'""",
+        "network_policies_enforced",
+    ),
     "pods reach IMDS": (
         "cluster",
         "HttpPutResponseHopLimit: 1",
