@@ -26,10 +26,16 @@ import urllib.request
 from typing import Any
 
 NOT_FOUND = "ImageNotFoundException"
-INDEX_TYPES = {
+INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
-}
+)
+# Asked for explicitly, so that ECR returns the manifest as pushed (not converted).
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    *INDEX_TYPES,
+)
 
 
 class PublishError(Exception):
@@ -74,7 +80,15 @@ class Repository:
 
     def manifest(self, digest: str) -> dict[str, Any]:
         out = checked(
-            *self.ecr("batch-get-image", "--image-ids", f"imageDigest={digest}", "--output", "json")
+            *self.ecr(
+                "batch-get-image",
+                "--image-ids",
+                f"imageDigest={digest}",
+                "--accepted-media-types",
+                *MANIFEST_TYPES,
+                "--output",
+                "json",
+            )
         )
         (image,) = json.loads(out)["images"]
         manifest: dict[str, Any] = json.loads(image["imageManifest"])

@@ -70,8 +70,15 @@ if args[:2] == ["ecr", "describe-images"]:
         sys.exit(254)
     print(json.dumps({"imageDetails": [{"imageDigest": images[tag]["digest"]}]})); sys.exit(0)
 by_digest = {i["digest"]: i for i in images.values()}
+by_digest |= {i["child"]: {"layers": i["layers"]} for i in images.values() if "child" in i}
 if args[:2] == ["ecr", "batch-get-image"]:
+    assert "application/vnd.docker.distribution.manifest.v2+json" in args, "may come converted"
     image = by_digest[value("--image-ids").split("=", 1)[1]]
+    if "child" in image:  # an OCI index: the image and an attestation manifest
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                 "manifests": [{"digest": image["child"], "platform": {"os": "linux"}},
+                               {"digest": "sha256:" + "e" * 64, "platform": {"os": "unknown"}}]}
+        save(); print(json.dumps({"images": [{"imageManifest": json.dumps(index)}]})); sys.exit(0)
     blob = config(image["layers"]).encode(); digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     state["blobs"][digest] = blob.decode(); save()
     manifest = {"schemaVersion": 2, "config": {"digest": digest}, "layers": []}
@@ -174,6 +181,15 @@ def test_rerun_with_the_same_image_succeeds_without_pushing(
     assert run(publish) == 0
     assert stand_ins.pushes() == []
     assert stand_ins.output.read_text() == f"digest={DIGEST}\n"
+
+
+def test_rerun_finds_the_image_inside_an_index(publish: ModuleType, stand_ins: StandIns) -> None:
+    """Docker's containerd image store may push an index with an attestation beside the image."""
+    stand_ins.state["images"][TAG] = {"digest": DIGEST, "child": "sha256:" + "d" * 64}
+    stand_ins.state["images"][TAG]["layers"] = LAYERS
+    stand_ins.save()
+    assert run(publish) == 0
+    assert stand_ins.pushes() == []
 
 
 def test_tag_holding_another_image_fails_loudly(
