@@ -230,6 +230,13 @@ def test_production_accepts_the_digest_qa_deployed(
     assert stand_ins.output.read_text() == f"digest={DIGEST}\n"
 
 
+def test_an_empty_expected_digest_is_refused_before_anything(
+    publish: ModuleType, stand_ins: StandIns
+) -> None:
+    assert run(publish, "--expect-digest", "") == 2
+    assert stand_ins.load()["calls"] == []
+
+
 def test_production_refuses_a_push_that_is_not_the_digest_qa_deployed(
     publish: ModuleType, stand_ins: StandIns, capsys: pytest.CaptureFixture[str]
 ) -> None:
