@@ -87,8 +87,31 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     ahead_at = upgrade(settings.database, settings.database_password_file)
     if ahead_at:
         print(f"schema is at {ahead_at}, newer than this release's: left as it is")
-    else:
-        print("schema is current")
+        return 0  # its grants too: a later release's tables are not in this release's list
+    print("schema is current")
+    if settings.app_role is not None:
+        return _grant_app_role(settings, settings.app_role)
+    return 0
+
+
+def _grant_app_role(settings: Settings, role: str) -> int:
+    from registro.store.roles import RoleRefused, grant_app_role
+    from registro.store.urls import password_reader
+
+    read_password = password_reader(settings.app_password_file)
+    try:
+        asyncio.run(
+            grant_app_role(
+                settings.database,
+                password_reader(settings.database_password_file),
+                role,
+                read_password() if read_password else None,
+            )
+        )
+    except RoleRefused as exc:
+        print(f"registro: {exc}", file=sys.stderr)
+        return 2
+    print(f"role {role}: data changes only (see registro.store.roles.GRANTS)")
     return 0
 
 

@@ -6,6 +6,7 @@ that deployment manifests can be checked against it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
@@ -13,7 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from registro.store.urls import valid_postgres_hosts
+from registro.store.urls import is_postgres, valid_postgres_hosts
 
 Environment = Literal["dev", "qa", "prod"]
 AuthMode = Literal["off", "writes", "all"]
@@ -46,10 +47,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     db_pool_size: int = Field(default=10, ge=1, le=200)
     max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
-    forwarded_allow_ips: str = "127.0.0.1"
+    # The proxies whose X-Forwarded-For is believed: addresses or CIDRs, comma-separated.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     fault_error_rate: float = Field(default=0.0, ge=0, le=1)
     fault_latency_ms: int = Field(default=0, ge=0, le=60_000)
+    # Read by `registro migrate` only: the service's own login role on PostgreSQL, and its
+    # password, which migrate sets (it runs as the owner of the tables; the role gets DML only).
+    app_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    app_password_file: Path | None = None
     git_commit: str = "unknown"
     build_time: str = "unknown"
     otel_exporter_otlp_endpoint: str | None = Field(
@@ -71,7 +77,22 @@ class Settings(BaseSettings):
             raise ValueError("each host must be `host` or `host:port` with a numeric port")
         return url
 
-    @field_validator("database_password_file")
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for entry in value.split(","):
+            if entry.strip() == "*":
+                raise ValueError(
+                    "`*` lets any caller choose the address the audit records; name the load"
+                    " balancer's addresses or CIDRs"
+                )
+            try:
+                ipaddress.ip_network(entry.strip())
+            except ValueError:
+                raise ValueError("each entry must be an IP address or a CIDR") from None
+        return value
+
+    @field_validator("database_password_file", "app_password_file")
     @classmethod
     def _readable(cls, path: Path | None) -> Path | None:
         if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
@@ -82,6 +103,10 @@ class Settings(BaseSettings):
     def _per_environment(self) -> Settings:
         if self.env != "dev" and self.database_url is None:
             raise ValueError(f"DATABASE_URL is required when REGISTRO_ENV={self.env}")
+        if self.app_password_file is not None and self.app_role is None:
+            raise ValueError("REGISTRO_APP_PASSWORD_FILE needs REGISTRO_APP_ROLE")
+        if self.app_role is not None and not is_postgres(self.database):
+            raise ValueError("REGISTRO_APP_ROLE needs PostgreSQL: SQLite has no roles")
         if self.env == "prod" and (self.fault_error_rate or self.fault_latency_ms):
             raise ValueError("fault injection (REGISTRO_FAULT_*) is refused when REGISTRO_ENV=prod")
         return self

@@ -23,6 +23,7 @@ ORDER = [
     "canary-faulty",
     "database-failover",
     "isolation",
+    "audit-trail",
 ]
 
 

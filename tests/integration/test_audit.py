@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from registro.store.urls import sqlalchemy_url
-from tests.conftest import ClientFactory, bearer
+from tests.conftest import ClientFactory, add_key, bearer, new_postgres_database
+from tests.support.service import running_service
 
 
 async def test_every_successful_write_is_audited_with_who_what_and_where(
@@ -30,7 +34,8 @@ async def test_every_successful_write_is_audited_with_who_what_and_where(
     entries = response.json()
     assert [e["action"] for e in entries] == ["delete", "update", "create"]
     assert {e["actor"] for e in entries} == {"importer"}
-    assert {e["request_id"] for e in entries} == {"req-42"}
+    assert {e["caller_request_id"] for e in entries} == {"req-42"}
+    assert len({e["request_id"] for e in entries}) == 3  # the service's own, one per request
     assert {e["client"] for e in entries} == {"203.0.113.7"}
     assert {e["record_id"] for e in entries} == {created["id"]}
     delete, update, create = entries
@@ -86,3 +91,73 @@ async def test_the_database_refuses_to_change_audit_rows(
             assert list(actors) == ["anonymous"]
     finally:
         await engine.dispose()
+
+
+async def test_the_callers_request_id_is_kept_beside_the_services_if_plain_and_short(
+    client: httpx.AsyncClient, make_key
+) -> None:
+    admin = await make_key("auditor", "admin")
+    sent = ["r" * 128, "r" * 129, 'x" injected', None]
+    for i, rid in enumerate(sent):
+        headers = {"X-Request-ID": rid} if rid is not None else {}
+        response = await client.post("/data", json={"name": f"n{i}"}, headers=headers)
+        assert response.status_code == 200
+    entries = (await client.get("/audit", headers=bearer(admin))).json()[::-1]
+    assert [e["caller_request_id"] for e in entries] == ["r" * 128, None, None, None]
+    assert all(len(e["request_id"]) == 32 for e in entries)
+
+
+async def test_a_rename_to_the_same_name_changes_nothing_and_writes_no_entry(
+    client: httpx.AsyncClient, make_key
+) -> None:
+    admin = await make_key("auditor", "admin")
+    created = (await client.post("/data", json={"name": "same"})).json()
+    again = await client.put(f"/data/{created['id']}", json={"name": "  same "})
+    assert again.status_code == 200
+    assert again.json() == {"id": created["id"], "name": "same"}
+    entries = (await client.get("/audit", headers=bearer(admin))).json()
+    assert [e["action"] for e in entries] == ["create"]
+    renamed = await client.put(f"/data/{created['id']}", json={"name": "other"})
+    assert renamed.json() == {"id": created["id"], "name": "other"}
+    entries = (await client.get("/audit", headers=bearer(admin))).json()
+    assert [e["action"] for e in entries] == ["update", "create"]
+    assert (await client.put("/data/999999", json={"name": "same"})).status_code == 404
+
+
+@pytest.mark.postgres
+def test_the_client_address_is_the_rightmost_untrusted_hop_and_always_an_address(
+    postgres_server: str, postgres_template: str, tmp_path: Path
+) -> None:
+    """Through uvicorn's proxy headers, as served: the peer (127.0.0.1) is a trusted proxy, so
+    X-Forwarded-For is read from its right end. The leftmost entry is the caller's to choose;
+    an entry that is no address (150 characters once made every write a 500) is not recorded."""
+    url = new_postgres_database(postgres_server, postgres_template)
+    token = asyncio.run(add_key(url, "auditor", "read", "write", "admin"))
+    sent = {
+        "forged-first": "198.51.100.66, 203.0.113.9",
+        "proxy-chain": "203.0.113.10, 192.0.2.1",  # 192.0.2.0/24: trusted below
+        "garbage": "x" * 150,
+        "long-ipv6-scope": "fe80::1%" + "e" * 60,
+    }
+    with running_service(
+        url,
+        tmp_path / "service.log",
+        REGISTRO_ENV="qa",
+        REGISTRO_FORWARDED_ALLOW_IPS="127.0.0.1,192.0.2.0/24",
+    ) as service:
+        for name, forwarded in sent.items():
+            response = httpx.post(
+                f"{service.url}/data",
+                json={"name": name},
+                headers={**bearer(token), "X-Forwarded-For": forwarded},
+                timeout=10,
+            )
+            assert response.status_code == 200, (name, response.text)
+        audit = httpx.get(f"{service.url}/audit", headers=bearer(token), timeout=10).json()
+    clients = {e["after"]["name"]: e["client"] for e in audit}
+    assert clients == {
+        "forged-first": "203.0.113.9",
+        "proxy-chain": "203.0.113.10",
+        "garbage": None,
+        "long-ipv6-scope": None,
+    }

@@ -46,10 +46,13 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_postgres(durable: bool = False, max_connections: int = 200) -> Iterator[str]:
+def running_postgres(
+    durable: bool = False, max_connections: int = 200, password: str | None = None
+) -> Iterator[str]:
     """Start a server; yield the URL of its `postgres` database; stop and delete it after.
 
     `durable=False` turns fsync off: fine for tests, and benchmarks state which they used.
+    With a `password`, TCP connections need one (SCRAM), as on RDS; the URL carries it.
     """
     if not (PG_BIN / "initdb").exists():
         raise PostgresMissing(f"no PostgreSQL server binaries in {PG_BIN}")
@@ -61,6 +64,14 @@ def running_postgres(durable: bool = False, max_connections: int = 200) -> Itera
         shutil.chown(data, "postgres", "postgres")
         shutil.chown(workdir, "postgres", "postgres")
     port = free_port()
+    authentication = ["--auth=trust"]
+    if password is not None:
+        (workdir / "pwfile").write_text(password + "\n")
+        authentication = [
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={workdir / 'pwfile'}",
+        ]
     options = [
         f"-p {port}",
         "-c listen_addresses=127.0.0.1",
@@ -78,7 +89,7 @@ def running_postgres(durable: bool = False, max_connections: int = 200) -> Itera
                     str(data),
                     "-U",
                     USER,
-                    "--auth=trust",
+                    *authentication,
                     "-E",
                     "UTF8",
                     "--no-sync",
@@ -104,7 +115,8 @@ def running_postgres(durable: bool = False, max_connections: int = 200) -> Itera
             check=True,
             capture_output=True,
         )
-        yield f"postgresql://{USER}@127.0.0.1:{port}/postgres"
+        credentials = f"{USER}:{password}" if password is not None else USER
+        yield f"postgresql://{credentials}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
             _as_server_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),

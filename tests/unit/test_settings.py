@@ -59,3 +59,36 @@ def test_bad_values_name_the_variable(
     assert fragment in str(error.value)
     assert "\n" not in str(error.value)
     assert "secret" not in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["*", "127.0.0.1,*", "haproxy", "10.0.0.1/8", ""])
+def test_forwarded_allow_ips_names_proxies_never_everyone(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`*` makes uvicorn take the leftmost X-Forwarded-For entry, which the caller writes; a name
+    or a malformed CIDR would be compared as text and never match (uvicorn's _TrustedHosts)."""
+    monkeypatch.setenv("REGISTRO_FORWARDED_ALLOW_IPS", value)
+    with pytest.raises(SettingsError, match="REGISTRO_FORWARDED_ALLOW_IPS"):
+        load_settings()
+
+
+def test_forwarded_allow_ips_takes_addresses_and_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGISTRO_FORWARDED_ALLOW_IPS", "10.10.0.0/22, 10.10.4.0/22,::1,127.0.0.1")
+    assert load_settings().forwarded_allow_ips == "10.10.0.0/22, 10.10.4.0/22,::1,127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("variables", "error"),
+    [
+        ({"REGISTRO_APP_ROLE": "registro_app"}, "SQLite has no roles"),
+        ({"REGISTRO_APP_PASSWORD_FILE": "/etc/hostname"}, "needs REGISTRO_APP_ROLE"),
+        ({"REGISTRO_APP_ROLE": 'x"; DROP TABLE audit; --'}, "REGISTRO_APP_ROLE"),
+    ],
+)
+def test_the_app_role_is_a_plain_postgres_role_name(
+    variables: dict[str, str], error: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=error):
+        load_settings()

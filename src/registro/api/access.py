@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from registro.auth import ANONYMOUS, Authenticator, Principal
 from registro.store import Actor, Record
-from registro.telemetry.requests import request_id
+from registro.telemetry.requests import caller_request_id, client_address, request_id
 
 
 async def authorize(request: Request, scope: str) -> Principal:
@@ -30,8 +30,8 @@ async def authorize(request: Request, scope: str) -> Principal:
 
 
 def actor(request: Request, principal: Principal) -> Actor:
-    client = request.scope.get("client")
-    return Actor(principal.name, request_id(request.scope), client[0] if client else None)
+    scope = request.scope
+    return Actor(principal.name, request_id(scope), client_address(scope), caller_request_id(scope))
 
 
 audit_log = logging.getLogger("registro.audit")
@@ -48,6 +48,7 @@ def log_change(action: str, who: Actor, record: Record) -> None:
                 "record_id": record.id,
                 "name": record.name,
                 "request_id": who.request_id,
+                "caller_request_id": who.caller_request_id,
                 "client": who.client,
             }
         },

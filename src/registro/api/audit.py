@@ -29,6 +29,7 @@ async def audit_trail(request: Request) -> Response:
             "after": e.after,
             "request_id": e.request_id,
             "client": e.client,
+            "caller_request_id": e.caller_request_id,
         }
         for e in entries
     ]

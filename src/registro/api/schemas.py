@@ -71,8 +71,11 @@ class AuditEntryOut(BaseModel):
     record_id: int
     before: dict[str, Any] | None
     after: dict[str, Any] | None
-    request_id: str | None
-    client: str | None
+    request_id: str | None = Field(description="The service's own id for the request")
+    client: str | None = Field(description="The client's IP address, from trusted proxies only")
+    caller_request_id: str | None = Field(
+        description="The X-Request-ID the caller sent, if it was a plain token"
+    )
 
 
 class InvalidOut(BaseModel):

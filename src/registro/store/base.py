@@ -23,11 +23,13 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who made a change, for the audit trail."""
+    """Who made a change, for the audit trail: the request id is the service's own; the
+    caller's X-Request-ID, when it sent a plain one, is kept beside it."""
 
     name: str
     request_id: str | None
     client: str | None
+    caller_request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class AuditEntry:
     after: dict[str, Any] | None
     request_id: str | None
     client: str | None
+    caller_request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,8 @@ class Store(Protocol):
         """The new record, or None when the name is taken."""
 
     async def rename(self, record_id: int, name: str, actor: Actor) -> Record | None:
-        """The renamed record, None when absent; raises NameTaken."""
+        """The renamed record, None when absent; raises NameTaken. A rename to the name the
+        record already has changes nothing, so it writes no audit entry."""
 
     async def delete(self, record_id: int, actor: Actor) -> Record | None: ...
     async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]: ...

@@ -20,6 +20,8 @@ from registro.store.sqlite import require_directory
 from registro.store.urls import is_postgres, sqlite_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Held by every `registro migrate` while it changes the schema or the app role's grants.
+MIGRATION_LOCK_ID = 7_261_013  # any constant
 
 
 def alembic_config(database_url: str, password_file: Path | None = None) -> Config:

@@ -29,9 +29,12 @@ CONNECTION_ERRORS = (
 GET = "SELECT id, name FROM records WHERE id = $1"
 PAGE = "SELECT id, name FROM records WHERE id > $1 ORDER BY id LIMIT $2"
 
+# $2..$5: the actor (see _actor); each write's own parameters are $1 and $6.
 _AUDIT = """
-    INSERT INTO audit (at, actor, action, record_id, before, after, request_id, client)
-    SELECT now(), $2, '{action}', id, {before}, {after}, $3, $4 FROM changed
+    INSERT INTO audit (
+        at, actor, action, record_id, before, after, request_id, client, caller_request_id
+    )
+    SELECT now(), $2, '{action}', id, {before}, {after}, $3, $4, $5 FROM changed
 """
 CREATE = """
     WITH changed AS (
@@ -45,12 +48,14 @@ CREATE = """
     )
 )
 RENAME = """
-    WITH old AS (SELECT id, name FROM records WHERE id = $5 FOR UPDATE),
+    WITH old AS (SELECT id, name FROM records WHERE id = $6 FOR UPDATE),
     changed AS (
-        UPDATE records r SET name = $1, updated_at = now() FROM old WHERE r.id = old.id
+        UPDATE records r SET name = $1, updated_at = now() FROM old
+        WHERE r.id = old.id AND old.name <> $1
         RETURNING r.id, r.name, old.name AS old_name
     ), audited AS ({audit})
     SELECT id, name FROM changed
+    UNION ALL SELECT id, name FROM old WHERE name = $1
 """.format(
     audit=_AUDIT.format(
         action="update",
@@ -68,10 +73,15 @@ DELETE = """
     )
 )
 AUDIT_PAGE = """
-    SELECT id, at, actor, action, record_id, before, after, request_id, client FROM audit
-    WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2
+    SELECT id, at, actor, action, record_id, before, after, request_id, client, caller_request_id
+    FROM audit WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2
 """
 KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
+
+
+def _actor(actor: Actor) -> tuple[str, str | None, str | None, str | None]:
+    """The audit's $2..$5."""
+    return actor.name, actor.request_id, actor.client, actor.caller_request_id
 
 
 def _key(row: asyncpg.Record) -> ApiKey:
@@ -132,13 +142,13 @@ class PostgresStore:
         return [Record(row[0], row[1]) for row in await self._fetch(PAGE, after, limit)]
 
     async def create(self, name: str, actor: Actor) -> Record | None:
-        return await self._one(CREATE, name, actor.name, actor.request_id, actor.client)
+        return await self._one(CREATE, name, *_actor(actor))
 
     async def rename(self, record_id: int, name: str, actor: Actor) -> Record | None:
-        return await self._one(RENAME, name, actor.name, actor.request_id, actor.client, record_id)
+        return await self._one(RENAME, name, *_actor(actor), record_id)
 
     async def delete(self, record_id: int, actor: Actor) -> Record | None:
-        return await self._one(DELETE, record_id, actor.name, actor.request_id, actor.client)
+        return await self._one(DELETE, record_id, *_actor(actor))
 
     async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]:
         rows = await self._fetch(AUDIT_PAGE, before, limit)

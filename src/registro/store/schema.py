@@ -4,6 +4,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 NAME_MAX_LENGTH = 100
+# A caller's X-Request-ID is kept only up to this long (telemetry/requests.py).
+REQUEST_ID_MAX_LENGTH = 128
 
 metadata = sa.MetaData()
 
@@ -33,6 +35,7 @@ audit = sa.Table(
     sa.Column("after", JSONDocument, nullable=True),
     sa.Column("request_id", sa.String(200), nullable=True),
     sa.Column("client", sa.String(100), nullable=True),
+    sa.Column("caller_request_id", sa.String(REQUEST_ID_MAX_LENGTH), nullable=True),
     sqlite_autoincrement=True,
 )
 

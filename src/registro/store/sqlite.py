@@ -111,8 +111,8 @@ class SqliteStore:
         actor: Actor,
     ) -> None:
         await db.execute(
-            "INSERT INTO audit (at, actor, action, record_id, before, after, request_id, client)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit (at, actor, action, record_id, before, after, request_id, client,"
+            " caller_request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 _now(),
                 actor.name,
@@ -122,6 +122,7 @@ class SqliteStore:
                 _doc(after),
                 actor.request_id,
                 actor.client,
+                actor.caller_request_id,
             ),
         )
 
@@ -153,8 +154,8 @@ class SqliteStore:
     async def rename(self, record_id: int, name: str, actor: Actor) -> Record | None:
         async with self._transaction() as db:
             old = await self._one(db, "SELECT id, name FROM records WHERE id = ?", record_id)
-            if old is None:
-                return None
+            if old is None or old.name == name:
+                return old
             try:
                 record = await self._one(
                     db,
@@ -179,8 +180,8 @@ class SqliteStore:
 
     async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]:
         rows = await self._rows(
-            "SELECT id, at, actor, action, record_id, before, after, request_id, client"
-            " FROM audit WHERE ? IS NULL OR id < ? ORDER BY id DESC LIMIT ?",
+            "SELECT id, at, actor, action, record_id, before, after, request_id, client,"
+            " caller_request_id FROM audit WHERE ? IS NULL OR id < ? ORDER BY id DESC LIMIT ?",
             before,
             before,
             limit,
@@ -196,6 +197,7 @@ class SqliteStore:
                 after=json.loads(row["after"]) if row["after"] else None,
                 request_id=row["request_id"],
                 client=row["client"],
+                caller_request_id=row["caller_request_id"],
             )
             for row in rows
         ]

@@ -5,6 +5,7 @@ Kept as a single layer because it sits on every request (see docs/benchmarks.md)
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from time import perf_counter
@@ -12,24 +13,53 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registro.store.schema import REQUEST_ID_MAX_LENGTH
 from registro.telemetry import metrics
 from registro.telemetry.logs import access_log
 
 REQUEST_ID_HEADER = b"x-request-id"
-# An incoming id is reused only if it is short and plain; anything else could forge log lines.
-_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+# A caller's id is kept only if it is short and plain; anything else could forge log lines.
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,%d}" % REQUEST_ID_MAX_LENGTH)
+# The longest text form of an IP address (IPv6 with an embedded IPv4 address).
+_IP_MAX_LENGTH = 45
 
 
-def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+def _caller_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name == REQUEST_ID_HEADER:
-            return value if _SAFE_REQUEST_ID.fullmatch(value) else None
+            return value.decode() if _SAFE_REQUEST_ID.fullmatch(value) else None
     return None
 
 
 def request_id(scope: Scope) -> str | None:
+    """The service's own id for the request: always generated, never taken from the caller."""
     rid: str | None = scope.get("state", {}).get("request_id")
     return rid
+
+
+def caller_request_id(scope: Scope) -> str | None:
+    """The X-Request-ID the caller sent, if it was a plain token of at most 128 characters."""
+    rid: str | None = scope.get("state", {}).get("caller_request_id")
+    return rid
+
+
+def client_address(scope: Scope) -> str | None:
+    """The client's IP address, or None when what the server was given is not one.
+
+    uvicorn (proxy_headers) has already replaced the peer with the rightmost X-Forwarded-For entry
+    that is not a trusted proxy (REGISTRO_FORWARDED_ALLOW_IPS). A trusted proxy that passes on a
+    malformed entry, or a client inside a trusted range, could make that any text: only a valid
+    address is recorded, in its canonical form.
+    """
+    client = scope.get("client")
+    host = client[0] if client else None
+    if not isinstance(host, str) or len(host) > _IP_MAX_LENGTH:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return None if getattr(address, "scope_id", None) else str(address)
 
 
 class RequestTelemetryMiddleware:
@@ -41,8 +71,11 @@ class RequestTelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         started = perf_counter()
-        rid = _incoming_request_id(scope["headers"]) or os.urandom(16).hex().encode()
-        scope.setdefault("state", {})["request_id"] = rid.decode()
+        rid = os.urandom(16).hex().encode()
+        caller_rid = _caller_request_id(scope["headers"])
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid.decode()
+        state["caller_request_id"] = caller_rid
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -64,7 +97,6 @@ class RequestTelemetryMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
             metrics.record_request(method, template, status, seconds)
-            client = scope.get("client")
             access_log.write(
                 {
                     "method": method,
@@ -73,6 +105,7 @@ class RequestTelemetryMiddleware:
                     "status": status,
                     "duration_ms": round(seconds * 1000, 3),
                     "request_id": rid.decode(),
-                    "client": client[0] if client else None,
+                    "caller_request_id": caller_rid,
+                    "client": client_address(scope),
                 }
             )

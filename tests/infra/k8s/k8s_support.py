@@ -7,6 +7,7 @@ render), with the overlay's placeholder outputs and a fixed image digest.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ class Manifests:
         return [d for d in self.docs if d["kind"] == kind]
 
     def one(self, kind: str, name: str | None = None) -> dict[str, Any]:
-        found = [d for d in self.all(kind) if name is None or d["metadata"]["name"] == name]
+        """The one `kind` named `name`; a generated ConfigMap or Secret also by its name before
+        kustomize added the content hash (as replacements select it)."""
+        found = [d for d in self.all(kind) if name is None or _named(d, name)]
         assert len(found) == 1, (
             f"{self.overlay}: expected one {kind} {name or ''}, got {len(found)}"
         )
@@ -69,6 +72,14 @@ class Manifests:
         for var in container.get("env", []):
             env[var["name"]] = var.get("value", "<from " + next(iter(var["valueFrom"])) + ">")
         return env
+
+
+def _named(doc: dict[str, Any], name: str) -> bool:
+    actual: str = doc["metadata"]["name"]
+    hashed = doc["kind"] in {"ConfigMap", "Secret"} and re.fullmatch(
+        rf"{re.escape(name)}-[a-z0-9]{{10}}", actual
+    )
+    return actual == name or bool(hashed)
 
 
 def render_release(overlay: str, out: Path) -> Path:

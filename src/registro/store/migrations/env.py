@@ -15,12 +15,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from registro.store.base import DatabaseUnavailable
-from registro.store.migrate import schema_state
+from registro.store.migrate import MIGRATION_LOCK_ID, schema_state
 from registro.store.postgres import CONNECTION_ERRORS
 from registro.store.schema import metadata
 from registro.store.urls import is_postgres, password_reader, sqlalchemy_url
-
-MIGRATION_LOCK_ID = 7_261_013  # any constant; shared by every registro migrate
 
 
 def run(connection: Connection) -> None:
