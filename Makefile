@@ -10,30 +10,56 @@ BIN := $(VENV)/bin
 PYTHON_SOURCES := src tests benchmarks deploy
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+# Before any recipe runs, the targets asked for check the tools their group needs (tools/tools.txt,
+# the one list): a missing one stops make here with one line saying what to install.
+ifneq ($(MAKECMDGOALS),)
+MISSING_TOOLS := $(shell PYTHON=$(PYTHON) tools/need.sh --goals $(MAKECMDGOALS))
+$(if $(MISSING_TOOLS),$(error $(MISSING_TOOLS)))
+endif
+
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: doctor
+doctor: ## per group of targets: the tools present (with versions) and those missing, with how to install them
+	@PYTHON=$(PYTHON) tools/need.sh --doctor
 
 # ---------------------------------------------------------------------------------------------
 # The service: run it, test it, measure it
 # ---------------------------------------------------------------------------------------------
 
 $(BIN)/.installed: requirements/dev.lock pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --require-hashes -r requirements/dev.lock
-	$(BIN)/pip install -q --no-deps -e .
-	touch $@
+	@echo "venv: creating $(VENV) with $$($(PYTHON) --version)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "venv: installing $$(grep -cE '^[a-z0-9]' requirements/dev.lock) pinned packages from requirements/dev.lock (about a minute; see README)"
+	@$(BIN)/pip install -q --require-hashes -r requirements/dev.lock
+	@echo "venv: installing registro itself (editable)"
+	@$(BIN)/pip install -q --no-deps -e .
+	@touch $@
 
 .PHONY: venv
 venv: $(BIN)/.installed ## create .venv with the pinned dependencies
 
 .PHONY: run
-run: venv ## run the service on 127.0.0.1:8000 with a local SQLite database
-	$(BIN)/registro serve
+run: venv ## run the service on 127.0.0.1:8000 with a local SQLite database (PORT=, HOST= to change)
+	exec $(BIN)/registro serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 .PHONY: test
 test: venv ## the service's tests: unit and integration (real PostgreSQL), with coverage
 	$(BIN)/pytest tests/unit tests/integration --cov=registro --cov-report=term:skip-covered
+
+# A busy-loop per core for the length of the unit tests (bounded: BUSY_SECONDS at most), so that
+# a timing that only holds on an idle machine fails here rather than on a loaded CI runner.
+BUSY_SECONDS := 300
+.PHONY: test-busy
+test-busy: venv ## the unit tests with every core kept busy by a CPU hog
+	@echo "test-busy: $$(nproc) busy loops for at most $(BUSY_SECONDS) s while the unit tests run"
+	hogs=(); for _ in $$(seq "$$(nproc)"); do \
+		timeout $(BUSY_SECONDS) $(PYTHON) -c 'while True: pass' & hogs+=($$!); \
+	done; \
+	trap 'kill "$${hogs[@]}" 2>/dev/null || true' EXIT; \
+	$(BIN)/pytest tests/unit -p no:cacheprovider
 
 .PHONY: lint
 lint: venv ## ruff (lint and format) and mypy --strict
@@ -47,8 +73,8 @@ fmt: venv ## format and auto-fix what ruff can
 	$(BIN)/ruff check --fix $(PYTHON_SOURCES)
 
 .PHONY: bench
-bench: venv ## the service against the raw reference on PostgreSQL; writes docs/benchmarks.md
-	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+bench: venv ## the service against the raw reference on PostgreSQL, report in .work/bench/ (PUBLISH=1: also docs/benchmarks.md)
+	$(BIN)/python benchmarks/run.py $(if $(PUBLISH),--publish) $(BENCH_ARGS)
 
 .PHONY: lock
 lock: venv ## re-pin the dependencies after editing pyproject.toml
