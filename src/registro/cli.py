@@ -8,8 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from registro import __version__
+from registro.port import PortInUse, require_free
 from registro.settings import Settings, SettingsError, load_settings
 from registro.store.base import DatabaseUnavailable
+
+PORT_IN_USE = 4  # exit status; 2 is a bad setting, 3 an unreachable database
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +53,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     overrides = {k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None}
     if overrides:
         settings = load_settings(**overrides)
-    configure_logging(settings.log_level)
+    require_free(settings.host, settings.port)
+    configure_logging(settings.log_level, settings.log_format_mode)
     if settings.migrate_on_start:
         upgrade(settings.database, settings.database_password_file)
     serve(settings)
@@ -83,7 +87,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from registro.store.migrate import upgrade
     from registro.telemetry.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format_mode)
     ahead_at = upgrade(settings.database, settings.database_password_file)
     if ahead_at:
         print(f"schema is at {ahead_at}, newer than this release's: left as it is")
@@ -146,3 +150,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = " ".join(str(exc).split())  # the driver's hints come on lines of their own
         print(f"registro: database unavailable: {reason}", file=sys.stderr)
         return 3
+    except PortInUse as exc:
+        print(f"registro: {exc}", file=sys.stderr)
+        return PORT_IN_USE
