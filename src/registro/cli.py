@@ -65,7 +65,7 @@ async def _schema_check(settings: Settings) -> int:
     from registro.store import open_store
     from registro.store.migrate import head_revision, schema_state
 
-    store = await open_store(settings.database, 1, settings.database_password_file)
+    store = await open_store(settings.database, 1, settings.database_password_file, create=False)
     try:
         current = await store.schema_revision()
     finally:
@@ -100,7 +100,7 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
     from registro.auth import new_key
     from registro.store import NameTaken, open_store
 
-    store = await open_store(settings.database, 1, settings.database_password_file)
+    store = await open_store(settings.database, 1, settings.database_password_file, create=False)
     try:
         if args.keys_command == "create":
             scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
