@@ -101,6 +101,11 @@ def test_present_tools_and_other_groups_say_nothing(tmp_path: Path) -> None:
     assert re.search(r"ok +bash +\d+\.\d+", doctor) and re.search(r"MISSING +nosuchtool", doctor)
 
 
+def outside_make() -> dict[str, str]:
+    """The environment without what a calling make passes down (under `make test` too)."""
+    return {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_stops_before_any_recipe_when_a_tool_is_missing(tmp_path: Path) -> None:
     listing = tmp_path / "tools.txt"
@@ -108,7 +113,7 @@ def test_make_stops_before_any_recipe_when_a_tool_is_missing(tmp_path: Path) -> 
     result = subprocess.run(
         ["make", "bench"],
         cwd=ROOT,
-        env={**os.environ, "TOOLS_LIST": str(listing)},
+        env={**outside_make(), "TOOLS_LIST": str(listing)},
         capture_output=True,
         text=True,
         timeout=30,
