@@ -53,7 +53,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     overrides = {k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None}
     if overrides:
         settings = load_settings(**overrides)
-    require_free(settings.host, settings.port)
+    try:
+        require_free(settings.host, settings.port)
+    except PortInUse as exc:
+        print(f"registro: {exc}", file=sys.stderr)
+        return PORT_IN_USE
     configure_logging(settings.log_level, settings.log_format_mode)
     if settings.migrate_on_start:
         upgrade(settings.database, settings.database_password_file)
@@ -150,6 +154,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = " ".join(str(exc).split())  # the driver's hints come on lines of their own
         print(f"registro: database unavailable: {reason}", file=sys.stderr)
         return 3
-    except PortInUse as exc:
-        print(f"registro: {exc}", file=sys.stderr)
-        return PORT_IN_USE
