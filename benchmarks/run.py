@@ -257,8 +257,8 @@ def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
     }
     measurements = 4 * rounds + 3
     step(
-        f"{measurements} measurements of {seconds} s: about {measurements * seconds} s of load "
-        "after loading 1,000,000 rows (about a minute)"
+        f"{measurements} measurements of {seconds} s: {measurements * seconds} s of load, "
+        "and about a minute of loading rows and starting servers"
     )
     step("starting PostgreSQL (fsync on)")
     with running_postgres(durable=True) as server:
