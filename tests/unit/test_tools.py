@@ -123,3 +123,12 @@ def test_make_stops_before_any_recipe_when_a_tool_is_missing(tmp_path: Path) -> 
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert "make bench needs nosuchtool: apt-get install nosuchpkg" in line
+
+
+def test_the_scripts_are_clean_shell() -> None:
+    if shutil.which("shellcheck") is None:
+        reason = "shellcheck is not installed (apt-get install shellcheck)"
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(reason)
+    scripts = [NEED, ROOT / "tools" / "get-kubectl.sh", ROOT / ".ci" / "run"]
+    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
