@@ -210,7 +210,7 @@ verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed ## render e
 	$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
 
 .PHONY: argo-rollouts-schemas
-argo-rollouts-schemas: ## the Argo Rollouts CRDs (pinned commit, sha256-checked) in $(ARGO_ROLLOUTS_SCHEMAS), from GitHub or ARGO_ROLLOUTS_MIRROR
+argo-rollouts-schemas: ## the Argo Rollouts CRDs (pinned commit, sha256-checked) into ARGO_ROLLOUTS_SCHEMAS, from GitHub or ARGO_ROLLOUTS_MIRROR
 	@mkdir -p $(ARGO_ROLLOUTS_SCHEMAS)
 	@for crd in $(ARGO_ROLLOUTS_CRDS); do \
 		file=$${crd%%=*}; sum=$${crd#*=}; out=$(ARGO_ROLLOUTS_SCHEMAS)/$$file; \
