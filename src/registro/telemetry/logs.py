@@ -88,7 +88,7 @@ class AccessLog:
 access_log = AccessLog(enabled=False)
 
 
-def configure_logging(level: str, log_format: str = "json") -> None:
+def configure_logging(level: str, *, log_format: str = "json") -> None:
     text = log_format == "text"
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(TextFormatter() if text else JsonFormatter())
