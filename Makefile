@@ -10,30 +10,56 @@ BIN := $(VENV)/bin
 PYTHON_SOURCES := src tests benchmarks deploy
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+# Before any recipe runs, the targets asked for check the tools their group needs (tools/tools.txt,
+# the one list): a missing one stops make here with one line saying what to install.
+ifneq ($(MAKECMDGOALS),)
+MISSING_TOOLS := $(shell PYTHON=$(PYTHON) tools/need.sh --goals $(MAKECMDGOALS))
+$(if $(MISSING_TOOLS),$(error $(MISSING_TOOLS)))
+endif
+
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: doctor
+doctor: ## per group of targets: the tools present (with versions) and those missing, with how to install them
+	@PYTHON=$(PYTHON) tools/need.sh --doctor
 
 # ---------------------------------------------------------------------------------------------
 # The service: run it, test it, measure it
 # ---------------------------------------------------------------------------------------------
 
 $(BIN)/.installed: requirements/dev.lock pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --require-hashes -r requirements/dev.lock
-	$(BIN)/pip install -q --no-deps -e .
-	touch $@
+	@echo "venv: creating $(VENV) with $$($(PYTHON) --version)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "venv: installing $$(grep -cE '^[a-z0-9]' requirements/dev.lock) pinned packages from requirements/dev.lock (about a minute; see README)"
+	@$(BIN)/pip install -q --require-hashes -r requirements/dev.lock
+	@echo "venv: installing registro itself (editable)"
+	@$(BIN)/pip install -q --no-deps -e .
+	@touch $@
 
 .PHONY: venv
 venv: $(BIN)/.installed ## create .venv with the pinned dependencies
 
 .PHONY: run
-run: venv ## run the service on 127.0.0.1:8000 with a local SQLite database
-	$(BIN)/registro serve
+run: venv ## run the service on 127.0.0.1:8000 with a local SQLite database (PORT=, HOST= to change)
+	exec $(BIN)/registro serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 .PHONY: test
 test: venv ## the service's tests: unit and integration (real PostgreSQL), with coverage
 	$(BIN)/pytest tests/unit tests/integration --cov=registro --cov-report=term:skip-covered
+
+# A busy-loop per core for the length of the unit tests (bounded: BUSY_SECONDS at most), so that
+# a timing that only holds on an idle machine fails here rather than on a loaded CI runner.
+BUSY_SECONDS := 300
+.PHONY: test-busy
+test-busy: venv ## the unit tests with every core kept busy by a CPU hog
+	@echo "test-busy: $$(nproc) busy loops for at most $(BUSY_SECONDS) s while the unit tests run"
+	hogs=(); for _ in $$(seq "$$(nproc)"); do \
+		timeout $(BUSY_SECONDS) $(PYTHON) -c 'while True: pass' & hogs+=($$!); \
+	done; \
+	trap 'kill "$${hogs[@]}" 2>/dev/null || true' EXIT; \
+	$(BIN)/pytest tests/unit -p no:cacheprovider
 
 .PHONY: lint
 lint: venv ## ruff (lint and format) and mypy --strict
@@ -47,8 +73,8 @@ fmt: venv ## format and auto-fix what ruff can
 	$(BIN)/ruff check --fix $(PYTHON_SOURCES)
 
 .PHONY: bench
-bench: venv ## the service against the raw reference on PostgreSQL; writes docs/benchmarks.md
-	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+bench: venv ## the service against the raw reference on PostgreSQL, report in .work/bench/ (PUBLISH=1: also docs/benchmarks.md)
+	$(BIN)/python benchmarks/run.py $(if $(PUBLISH),--publish) $(BENCH_ARGS)
 
 .PHONY: lock
 lock: venv ## re-pin the dependencies after editing pyproject.toml
@@ -138,9 +164,12 @@ K8S_VERSION := 1.36
 # A well-formed digest for offline renders: nothing is pulled, the pinning is what is checked.
 K8S_CHECK_IMAGE := 000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro@sha256:$(shell printf 'ab%.0s' $$(seq 32))
 K8S_RELEASE := deploy/k8s/release.sh
-# Argo Rollouts' CRDs (for validating the Rollout and AnalysisTemplate): beside the clone here,
-# fetched at a pinned commit and checked by hash where there is internet (GitHub Actions).
-export ARGO_ROLLOUTS_SCHEMAS ?= ../shared/schemas/argo-rollouts
+# Argo Rollouts' CRDs (for validating the Rollout and AnalysisTemplate), pinned by commit and
+# sha256, in ARGO_ROLLOUTS_SCHEMAS, where the tests read them: `make argo-rollouts-schemas` fetches
+# them from GitHub or, where GitHub is out of reach, copies them from ARGO_ROLLOUTS_MIRROR (a copy
+# beside the clone), checking the same hashes either way.
+export ARGO_ROLLOUTS_SCHEMAS ?= .work/schemas/argo-rollouts
+ARGO_ROLLOUTS_MIRROR ?= ../shared/schemas/argo-rollouts
 ARGO_ROLLOUTS_COMMIT := 9f8d111d8f8e3e88b6d7f8bbdf62fd3cd863ef9d
 ARGO_ROLLOUTS_CRDS := rollout-crd.yaml=4c4f84b29ee91ea5ca8f86b2f019f168f2091821a661b78e3cb3d0dc0f9baf1d \
 	analysis-template-crd.yaml=5e25e2bdd3851b75707732207e4d79ddd4ebdb69f95cf058cf539f0186678948
@@ -161,6 +190,8 @@ $(WORKFLOW_TOOLS)/node_modules/.installed: $(WORKFLOW_TOOLS)/package-lock.json
 
 .PHONY: verify-k8s
 verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed ## render every overlay; validate, policy-check and test the manifests offline
+	@$(MAKE) --no-print-directory argo-rollouts-schemas \
+		|| echo "verify-k8s: going on without the CRD schemas; their tests skip (fail in CI), saying what to run"
 	@for env in $(K8S_OVERLAYS); do \
 		echo "== $$env: render (the overlay, then a release pinned by digest)"; \
 		kubectl kustomize deploy/k8s/overlays/$$env > /dev/null; \
@@ -179,13 +210,24 @@ verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed ## render e
 	$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
 
 .PHONY: argo-rollouts-schemas
-argo-rollouts-schemas: ## download the Argo Rollouts CRDs (pinned commit, sha256-checked) to .work/schemas/
-	mkdir -p .work/schemas/argo-rollouts
-	for crd in $(ARGO_ROLLOUTS_CRDS); do \
-		file=$${crd%%=*}; \
-		curl -fsSL -o .work/schemas/argo-rollouts/$$file \
-			https://raw.githubusercontent.com/argoproj/argo-rollouts/$(ARGO_ROLLOUTS_COMMIT)/manifests/crds/$$file; \
-		echo "$${crd#*=}  .work/schemas/argo-rollouts/$$file" | sha256sum -c -; \
+argo-rollouts-schemas: ## the Argo Rollouts CRDs (pinned commit, sha256-checked) into ARGO_ROLLOUTS_SCHEMAS, from GitHub or ARGO_ROLLOUTS_MIRROR
+	@mkdir -p $(ARGO_ROLLOUTS_SCHEMAS)
+	@for crd in $(ARGO_ROLLOUTS_CRDS); do \
+		file=$${crd%%=*}; sum=$${crd#*=}; out=$(ARGO_ROLLOUTS_SCHEMAS)/$$file; \
+		if echo "$$sum  $$out" | sha256sum -c --status - 2>/dev/null; then \
+			echo "argo-rollouts-schemas: $$out is there (sha256 checked)"; continue; \
+		fi; \
+		if curl -fsSL --connect-timeout 5 --max-time 60 -o "$$out.part" \
+			https://raw.githubusercontent.com/argoproj/argo-rollouts/$(ARGO_ROLLOUTS_COMMIT)/manifests/crds/$$file 2>/dev/null; then \
+			from=GitHub; \
+		elif [ -f "$(ARGO_ROLLOUTS_MIRROR)/$$file" ]; then \
+			cp "$(ARGO_ROLLOUTS_MIRROR)/$$file" "$$out.part"; from=$(ARGO_ROLLOUTS_MIRROR); \
+		else \
+			echo "argo-rollouts-schemas: GitHub is unreachable and there is no $(ARGO_ROLLOUTS_MIRROR)/$$file" >&2; exit 1; \
+		fi; \
+		echo "$$sum  $$out.part" | sha256sum -c --status - \
+			|| { rm -f "$$out.part"; echo "argo-rollouts-schemas: $$file from $$from does not have the pinned sha256" >&2; exit 1; }; \
+		mv "$$out.part" "$$out"; echo "argo-rollouts-schemas: $$out from $$from (sha256 checked)"; \
 	done
 
 .PHONY: verify-workflows

@@ -3,8 +3,10 @@
 Everything runs on this machine: one PostgreSQL (fsync on), the service (2 workers, every
 middleware on, REGISTRO_AUTH=writes, JSON logs to a file) and the reference (2 workers, same
 server), with wrk and hey as load generators on 127.0.0.1. Each comparison alternates service and
-reference in the same run, ROUNDS times, so both see the same machine. The figures in
-docs/benchmarks.md are written by this script and nothing else.
+reference in the same run, ROUNDS times, so both see the same machine. The report goes to
+.work/bench/report.md; docs/benchmarks.md is replaced only when asked (--publish, i.e.
+`make bench PUBLISH=1`) and only by a run that met the preconditions for figures worth keeping
+(PRECONDITIONS below). The figures there are written by this script and nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +46,21 @@ WORKERS = 2
 CONNECTIONS = 32
 HEY_CLIENTS = 32  # many clients at a low rate each: close to an open-loop load
 SMALL, LARGE = 1_000, 1_000_000
+WORKDIR = ROOT / ".work" / "bench"
+PUBLISHED = ROOT / "docs" / "benchmarks.md"
+DEFAULT_SECONDS, DEFAULT_ROUNDS = 10, 2
+# The machine counts as quiet when its 1-minute load average is at most this per core: the
+# load generators and both servers need every core, so anything else running skews the ratios.
+QUIET_LOAD_PER_CORE = 0.5
+PRECONDITIONS = (
+    "a clean git tree (the report names the commit that ran), the default lengths, "
+    f"a load average of at most {QUIET_LOAD_PER_CORE} per core at the start, "
+    "and no failed request during the run"
+)
+
+
+def step(message: str) -> None:
+    print(f"bench {datetime.datetime.now():%H:%M:%S}: {message}", flush=True)
 
 
 @dataclass(frozen=True)
@@ -237,8 +255,16 @@ def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
     }
+    measurements = 4 * rounds + 3
+    step(
+        f"{measurements} measurements of {seconds} s: {measurements * seconds} s of load, "
+        "and about a minute of loading rows and starting servers"
+    )
+    step("starting PostgreSQL (fsync on)")
     with running_postgres(durable=True) as server:
+        step(f"creating and loading the {SMALL:,}-row and {LARGE:,}-row databases")
         urls = asyncio.run(prepare(server))
+        step(f"starting the service and the reference ({WORKERS} workers each)")
         service_port, reference_port = free_port(), free_port()
         service_env = {
             "REGISTRO_ENV": "qa",
@@ -281,6 +307,7 @@ def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
             for label in ("get", "post"):
                 pairs = []
                 for i in range(rounds):
+                    step(f"{label.upper()} round {i + 1}/{rounds}: service, then reference")
                     if label == "get":
                         ours = wrk(service, "get.lua", [str(SMALL)], seconds)
                         theirs = wrk(reference, "get.lua", [str(SMALL)], seconds)
@@ -291,6 +318,7 @@ def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
                 results[label] = pairs
 
             peak = max(p["service"]["rps"] for p in results["get"])  # type: ignore[index]
+            step(f"p99 at half the peak rate ({peak / 2:.0f} req/s, hey)")
             p99, achieved, failed = hey_p99(f"{service}/data/1", peak / 2, seconds)
             results["half_peak"] = {
                 "offered": peak / 2,
@@ -302,6 +330,7 @@ def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
 
         page = {}
         for name, rows in (("bench_small", SMALL), ("bench_large", LARGE)):
+            step(f"a page of 100 from {rows:,} rows")
             port = free_port()
             env = {**service_env, "REGISTRO_PORT": str(port), "DATABASE_URL": urls[name]}
             url = f"http://127.0.0.1:{port}"
@@ -399,8 +428,9 @@ def report(results: dict[str, Any], command: str) -> str:
 
 Produced by `{command}` ({results["seconds"]} s per measurement, {results["rounds"]} rounds,
 service and reference alternating) on {results["date"]}, commit `{m["commit"]}`.
-Every figure on this page was measured and written by `benchmarks/run.py`; rerun it to
-replace the page.
+Every figure on this page was measured and written by `benchmarks/run.py`. `make bench` writes
+its report to `.work/bench/report.md`; `make bench PUBLISH=1` replaces this page, and only from
+a run with {PRECONDITIONS}.
 
 Machine: {m["cpu"]}, {m["memory"]}, {m["os"]}, Python {m["python"]},
 {m["postgres"]} with fsync on. The load generators (wrk, hey), PostgreSQL and both servers
@@ -433,29 +463,83 @@ Resident memory of each worker after the load: {rss}.
 """
 
 
+def missing_tools() -> str:
+    """tools/need.sh's line for the tools `make bench` needs (the one list), or ""."""
+    need = ROOT / "tools" / "need.sh"
+    return subprocess.run(
+        [str(need), "--goals", "bench"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+
+
+def unmet_before(seconds: int, rounds: int) -> list[str]:
+    """The preconditions a run can be checked against before it starts."""
+    unmet = []
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if status.returncode != 0 or status.stdout.strip():
+        unmet.append("the git tree has uncommitted changes")
+    if (seconds, rounds) != (DEFAULT_SECONDS, DEFAULT_ROUNDS):
+        unmet.append(f"not the default lengths ({DEFAULT_SECONDS} s, {DEFAULT_ROUNDS} rounds)")
+    load = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    if load > QUIET_LOAD_PER_CORE * cores:
+        unmet.append(f"the machine is busy (load average {load:.2f} on {cores} cores)")
+    return unmet
+
+
+def failed_requests(results: dict[str, Any]) -> int:
+    pairs = [p for label in ("get", "post") for p in results[label]]
+    return (
+        sum(p["service"]["errors"] + p["reference"]["errors"] for p in pairs)
+        + sum(page["errors"] for page in results["page"].values())
+        + results["half_peak"]["non_200"]
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--seconds", type=int, default=DEFAULT_SECONDS)
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    parser.add_argument(
+        "--publish", action="store_true", help=f"also replace {PUBLISHED.relative_to(ROOT)}"
+    )
     args = parser.parse_args()
-    workdir = ROOT / ".work" / "bench"
-    workdir.mkdir(parents=True, exist_ok=True)
-    results = run(args.seconds, args.rounds, workdir)
-    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    if missing := missing_tools():
+        print(missing, file=sys.stderr)
+        return 2
+    if args.publish and (unmet := unmet_before(args.seconds, args.rounds)):
+        print(f"bench: not publishing, so not starting: {'; '.join(unmet)}", file=sys.stderr)
+        return 2
+    shutil.rmtree(WORKDIR, ignore_errors=True)
+    WORKDIR.mkdir(parents=True)
+    results = run(args.seconds, args.rounds, WORKDIR)
+    (WORKDIR / "results.json").write_text(json.dumps(results, indent=2))
     command = "make bench" + (
         f" BENCH_ARGS='--seconds {args.seconds} --rounds {args.rounds}'"
-        if (args.seconds, args.rounds) != (10, 2)
+        if (args.seconds, args.rounds) != (DEFAULT_SECONDS, DEFAULT_ROUNDS)
         else ""
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report(results, command))
-    print(args.output.read_text())
+    page = report(results, command)
+    (WORKDIR / "report.md").write_text(page)
+    print(page)
+    step(f"report: {(WORKDIR / 'report.md').relative_to(ROOT)}")
+    status = 0
     missed = [name for name, value in measured(results).items() if not met(name, value)]
     if missed:
         print(f"targets missed: {', '.join(missed)}", file=sys.stderr)
-        return 1
-    return 0
+        status = 1
+    if args.publish:
+        if failed := failed_requests(results):
+            print(f"bench: not published: {failed} requests failed during the run", file=sys.stderr)
+            return 1
+        PUBLISHED.write_text(page)
+        step(f"published to {PUBLISHED.relative_to(ROOT)}")
+    return status
 
 
 if __name__ == "__main__":

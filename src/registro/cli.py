@@ -8,8 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from registro import __version__
+from registro.port import PortInUse, require_free
 from registro.settings import Settings, SettingsError, load_settings
 from registro.store.base import DatabaseUnavailable
+
+PORT_IN_USE = 4  # exit status; 2 is a bad setting, 3 an unreachable database
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +53,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     overrides = {k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None}
     if overrides:
         settings = load_settings(**overrides)
-    configure_logging(settings.log_level)
+    try:
+        require_free(settings.host, settings.port)
+    except PortInUse as exc:
+        print(f"registro: {exc}", file=sys.stderr)
+        return PORT_IN_USE
+    configure_logging(settings.log_level, log_format=settings.log_format_mode)
     if settings.migrate_on_start:
         upgrade(settings.database, settings.database_password_file)
     serve(settings)
@@ -61,7 +69,7 @@ async def _schema_check(settings: Settings) -> int:
     from registro.store import open_store
     from registro.store.migrate import head_revision, schema_state
 
-    store = await open_store(settings.database, 1, settings.database_password_file)
+    store = await open_store(settings.database, 1, settings.database_password_file, create=False)
     try:
         current = await store.schema_revision()
     finally:
@@ -83,7 +91,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from registro.store.migrate import upgrade
     from registro.telemetry.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format=settings.log_format_mode)
     ahead_at = upgrade(settings.database, settings.database_password_file)
     if ahead_at:
         print(f"schema is at {ahead_at}, newer than this release's: left as it is")
@@ -119,7 +127,7 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
     from registro.auth import new_key
     from registro.store import NameTaken, open_store
 
-    store = await open_store(settings.database, 1, settings.database_password_file)
+    store = await open_store(settings.database, 1, settings.database_password_file, create=False)
     try:
         if args.keys_command == "create":
             scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())

@@ -18,6 +18,7 @@ from registro.store.urls import is_postgres, valid_postgres_hosts
 
 Environment = Literal["dev", "qa", "prod"]
 AuthMode = Literal["off", "writes", "all"]
+LogFormat = Literal["text", "json"]
 
 DEV_DATABASE_URL = "sqlite:///./registro.db"
 DEFAULT_PORT = 8000
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     drain_seconds: float = Field(default=5.0, ge=0, le=300)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: LogFormat | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     # The proxies whose X-Forwarded-For is believed: addresses or CIDRs, comma-separated.
@@ -120,6 +122,13 @@ class Settings(BaseSettings):
         if self.auth is not None:
             return self.auth
         return "off" if self.env == "dev" else "writes"
+
+    @property
+    def log_format_mode(self) -> LogFormat:
+        """Lines a person reads in dev; JSON for the log collectors of qa and prod."""
+        if self.log_format is not None:
+            return self.log_format
+        return "text" if self.env == "dev" else "json"
 
     @property
     def migrate_on_start(self) -> bool:

@@ -104,9 +104,14 @@ def readme_dev_column() -> list[tuple[str, str]]:
 
 
 def effective(settings: Settings) -> dict[str, object]:
-    """Every setting as the service uses it: properties resolve the dev defaults of DATABASE_URL
-    and REGISTRO_AUTH, whose fields stay unset."""
-    return {**settings.model_dump(), "database_url": settings.database, "auth": settings.auth_mode}
+    """Every setting as the service uses it: properties resolve the dev defaults of DATABASE_URL,
+    REGISTRO_AUTH and REGISTRO_LOG_FORMAT, whose fields stay unset."""
+    return {
+        **settings.model_dump(),
+        "database_url": settings.database,
+        "auth": settings.auth_mode,
+        "log_format": settings.log_format_mode,
+    }
 
 
 def test_configuration_lists_exactly_the_variables_the_service_reads() -> None:

@@ -15,15 +15,20 @@ from registro.store.urls import is_postgres, password_reader, sqlite_path
 
 
 async def open_store(
-    database_url: str, pool_size: int = 10, password_file: Path | None = None
+    database_url: str,
+    pool_size: int = 10,
+    password_file: Path | None = None,
+    create: bool = True,
 ) -> Store:
+    """`create=False`: a SQLite file that does not exist is DatabaseUnavailable, not a new file
+    (commands that only read, or that need a migrated schema, leave nothing behind)."""
     if is_postgres(database_url):
         from registro.store.postgres import PostgresStore
 
         return await PostgresStore.connect(database_url, pool_size, password_reader(password_file))
     from registro.store.sqlite import SqliteStore
 
-    return await SqliteStore.connect(sqlite_path(database_url))
+    return await SqliteStore.connect(sqlite_path(database_url), create)
 
 
 __all__ = [

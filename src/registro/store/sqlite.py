@@ -54,6 +54,13 @@ def require_directory(path: str) -> None:
         raise DatabaseUnavailable(f"no directory for the SQLite database {path}")
 
 
+def require_file(path: str) -> None:
+    if not Path(path).is_file():
+        raise DatabaseUnavailable(
+            f"no SQLite database at {path} (`registro migrate` or `registro serve` creates it)"
+        )
+
+
 class SqliteStore:
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection
@@ -61,8 +68,10 @@ class SqliteStore:
         self._busy = 0
 
     @classmethod
-    async def connect(cls, path: str) -> SqliteStore:
+    async def connect(cls, path: str, create: bool = True) -> SqliteStore:
         require_directory(path)
+        if not create:
+            require_file(path)
         try:
             connection = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.OperationalError as exc:

@@ -1,4 +1,5 @@
-"""Logs as one JSON object per line on stdout, for the platform's log collector.
+"""Logs as one JSON object per line on stdout, for the platform's log collector, or as plain
+text lines for a person (REGISTRO_LOG_FORMAT; text is the default in dev only).
 
 Structured fields travel in `extra={"fields": {...}}`; nothing else from a record is copied, so
 a caller cannot leak a header or a secret by accident.
@@ -18,9 +19,28 @@ def _time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
+_HEAD = frozenset({"time", "level", "logger", "message", "exception"})
+
+
+def _value(value: object) -> str:
+    text = str(value)
+    return orjson.dumps(text).decode() if not text or any(c.isspace() for c in text) else text
+
+
+def text_line(entry: dict[str, object]) -> str:
+    """`HH:MM:SS.mmm LEVEL logger: message key=value ...`, the time of day in UTC."""
+    head = f"{str(entry['time'])[11:23]} {entry['level']:<7} {entry['logger']}: {entry['message']}"
+    fields = " ".join(f"{k}={_value(v)}" for k, v in entry.items() if k not in _HEAD)
+    line = f"{head} {fields}" if fields else head
+    return f"{line}\n{entry['exception']}" if "exception" in entry else line
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        return orjson.dumps(self.entry(record), default=str).decode()
+
+    def entry(self, record: logging.LogRecord) -> dict[str, object]:
+        entry: dict[str, object] = {
             "time": _time(record.created),
             "level": record.levelname,
             "logger": record.name,
@@ -31,7 +51,12 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return entry
+
+
+class TextFormatter(JsonFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return text_line(self.entry(record))
 
 
 class AccessLog:
@@ -41,8 +66,9 @@ class AccessLog:
     logging machinery (records, caller lookup, handler locks) costs more than the line itself.
     """
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, text: bool = False) -> None:
         self.enabled = enabled
+        self.text = text
 
     def write(self, fields: dict[str, object]) -> None:
         if not self.enabled:
@@ -54,16 +80,18 @@ class AccessLog:
             "message": "request",
             **fields,
         }
-        sys.stdout.buffer.write(orjson.dumps(entry) + b"\n")
+        line = text_line(entry).encode() if self.text else orjson.dumps(entry)
+        sys.stdout.buffer.write(line + b"\n")
         sys.stdout.flush()
 
 
 access_log = AccessLog(enabled=False)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, *, log_format: str = "json") -> None:
+    text = log_format == "text"
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if text else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -73,3 +101,4 @@ def configure_logging(level: str) -> None:
     # AccessLog writes the one line per request; uvicorn's own would be a second.
     logging.getLogger("uvicorn.access").disabled = True
     access_log.enabled = root.getEffectiveLevel() <= logging.INFO
+    access_log.text = text

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -17,7 +16,9 @@ import pytest
 import yaml
 from k8s_support import REPO, Manifests, require
 
-SCHEMAS = Path(REPO / os.environ.get("ARGO_ROLLOUTS_SCHEMAS", "../shared/schemas/argo-rollouts"))
+# Where `make argo-rollouts-schemas` puts them: the Makefile defines the path and exports it.
+SCHEMAS_SET = os.environ.get("ARGO_ROLLOUTS_SCHEMAS")
+SCHEMAS = REPO / (SCHEMAS_SET or "")
 CRDS = {"Rollout": "rollout-crd.yaml", "AnalysisTemplate": "analysis-template-crd.yaml"}
 
 
@@ -39,7 +40,14 @@ def closed(schema: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def validators() -> dict[str, jsonschema.protocols.Validator]:
-    require(SCHEMAS.is_dir(), f"Argo Rollouts CRD schemas not found at {SCHEMAS}")
+    require(
+        bool(SCHEMAS_SET), "ARGO_ROLLOUTS_SCHEMAS is not set: run these through make verify-k8s"
+    )
+    require(
+        all((SCHEMAS / name).is_file() for name in CRDS.values()),
+        f"Argo Rollouts CRD schemas not found in {SCHEMAS}: run `make argo-rollouts-schemas` "
+        "(it needs GitHub, or a copy in its ARGO_ROLLOUTS_MIRROR)",
+    )
     out = {}
     for kind, name in CRDS.items():
         crd = yaml.safe_load((SCHEMAS / name).read_text())
