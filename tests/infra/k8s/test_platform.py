@@ -329,3 +329,32 @@ def namespaces() -> set[str]:
 def test_every_chart_namespace_exists_before_its_chart(namespaces: set[str]) -> None:
     for chart in CHARTS:
         assert chart.namespace in namespaces | {"kube-system"}, chart.release
+
+
+# Keys the charts read but only mention in a comment of their values.yaml.
+COMMENTED_KEYS = {"prometheus": {"server.persistentVolume.storageClass"}}
+
+
+def unknown_keys(ours: Any, theirs: Any, prefix: str = "") -> list[str]:
+    """Our values' keys that the chart's values.yaml does not have (Helm ignores a misspelt key
+    silently). Free-form places (an empty map or null in the chart) accept anything."""
+    if not isinstance(ours, dict) or not isinstance(theirs, dict) or not theirs:
+        return []
+    missing = []
+    for key, value in ours.items():
+        path = f"{prefix}{key}"
+        if key not in theirs:
+            missing.append(path)
+        else:
+            missing += unknown_keys(value, theirs[key], f"{path}.")
+    return missing
+
+
+def test_every_value_set_is_one_the_chart_has() -> None:
+    for chart in CHARTS:
+        require(chart.source.is_dir(), f"no upstream chart at {chart.source}")
+        theirs = yaml.safe_load((chart.source / "values.yaml").read_text())
+        text = (PLATFORM / "values" / f"{chart.release}.yaml").read_text()
+        ours = yaml.safe_load(re.sub(r"\$\{\w+\}", "x", text))
+        missing = set(unknown_keys(ours, theirs)) - COMMENTED_KEYS.get(chart.release, set())
+        assert not missing, (chart.release, sorted(missing))
