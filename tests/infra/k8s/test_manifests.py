@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from k8s_support import K8S, TEST_IMAGE, Manifests, overlay_outputs
+from k8s_support import K8S, TEST_IMAGE, Manifests, k8s_version, overlay_outputs
 
 RESTRICTED = "restricted"
 
@@ -16,6 +16,7 @@ RESTRICTED = "restricted"
 def test_namespace_is_restricted_and_gets_readiness_gates(manifests: Manifests) -> None:
     labels = manifests.one("Namespace")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == RESTRICTED
+    assert labels["pod-security.kubernetes.io/enforce-version"] == f"v{k8s_version()}"
     assert labels["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
     namespaced = [d for d in manifests.docs if d["kind"] != "Namespace"]
     assert {d["metadata"].get("namespace") for d in namespaced} == {
@@ -295,11 +296,11 @@ def test_migration_job_runs_the_same_image_and_config(manifests: Manifests) -> N
 
 
 def test_ingress_can_be_deleted_and_is_named_in_dns(manifests: Manifests) -> None:
-    """With deletion_protection.enabled the controller cannot delete the ALB, so the Ingress's
-    finalizer never clears and teardown hangs (kubernetes-sigs/aws-load-balancer-controller
-    docs/guide/ingress/annotations.md, load-balancer-attributes: "deletion protection ... the
-    controller will not be able to delete the load balancer"). ExternalDNS publishes the name in
-    external-dns.alpha.kubernetes.io/hostname (kubernetes-sigs/external-dns docs/annotations)."""
+    """With deletion_protection.enabled=true in the annotation, the controller refuses to delete
+    the ALB ("deletion_protection is enabled, cannot delete the ingress") and stops reconciling, so
+    the Ingress's finalizer never clears and teardown hangs (kubernetes-sigs/
+    aws-load-balancer-controller pull 2172, issues 1900 and 2827). ExternalDNS publishes the name
+    in external-dns.alpha.kubernetes.io/hostname (kubernetes-sigs/external-dns docs/annotations)."""
     a = manifests.one("Ingress")["metadata"]["annotations"]
     attributes = a.get("alb.ingress.kubernetes.io/load-balancer-attributes", "")
     assert "deletion_protection.enabled=true" not in attributes
