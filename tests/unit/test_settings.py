@@ -59,3 +59,19 @@ def test_bad_values_name_the_variable(
     assert fragment in str(error.value)
     assert "\n" not in str(error.value)
     assert "secret" not in str(error.value)
+
+
+def test_postgres_without_an_explicit_environment_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """dev turns authentication off: a forgotten REGISTRO_ENV must not do that to a real
+    database."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@db:5432/registro")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert str(error.value).startswith("REGISTRO_ENV is required with a PostgreSQL DATABASE_URL")
+    assert "secret" not in str(error.value)
+    monkeypatch.setenv("REGISTRO_ENV", "dev")
+    assert load_settings().auth_mode == "off"  # dev against PostgreSQL, when said explicitly
+    monkeypatch.setenv("REGISTRO_ENV", "prod")
+    assert load_settings().auth_mode == "writes"
