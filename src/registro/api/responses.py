@@ -1,16 +1,20 @@
-"""JSON responses, serialised with orjson."""
+"""JSON responses: the error body (one shape, `Message`) and pages of results."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-import orjson
 from starlette.responses import Response
 
+from registro.api.schemas import Message
 
-def json(content: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status, headers, media_type="application/json")
+JSON = "application/json"
+
+
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """An error reply. Also an ASGI app, so middleware answers with it as it is."""
+    return Response(Message(message=message).model_dump_json(), status, headers, media_type=JSON)
 
 
 class _HasId(Protocol):
