@@ -35,6 +35,19 @@ run: venv ## run the service on 127.0.0.1:8000 with a local SQLite database
 test: venv ## the service's tests: unit and integration (real PostgreSQL), with coverage
 	$(BIN)/pytest tests/unit tests/integration --cov=registro --cov-report=term:skip-covered
 
+# The lowest versions pyproject.toml allows, in a venv of their own: the lower bounds are claims,
+# and this checks them (the locks pin the newest, so nothing else would).
+MIN_DEPS_VENV := .venvs/min-deps
+
+.PHONY: test-min-deps
+test-min-deps: venv ## the unit tests against the lowest dependency versions pyproject.toml allows
+	rm -rf $(MIN_DEPS_VENV) && $(PYTHON) -m venv $(MIN_DEPS_VENV)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --resolution lowest-direct \
+		-q -o $(MIN_DEPS_VENV)/requirements.txt
+	$(BIN)/uv pip install -q --python $(MIN_DEPS_VENV)/bin/python -r $(MIN_DEPS_VENV)/requirements.txt
+	$(BIN)/uv pip install -q --python $(MIN_DEPS_VENV)/bin/python --no-deps -e .
+	$(MIN_DEPS_VENV)/bin/pytest -q -p no:cacheprovider -W error::pytest.PytestConfigWarning tests/unit
+
 .PHONY: lint
 lint: venv ## ruff (lint and format) and mypy --strict
 	$(BIN)/ruff check $(PYTHON_SOURCES)
