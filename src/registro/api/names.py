@@ -21,11 +21,15 @@ REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Co", "Cs"})
 
 def clean_name(value: str) -> str:
     """The name as stored, or ValueError saying what is wrong with it."""
-    if any(unicodedata.category(c) in REFUSED_CATEGORIES for c in value):
+    if value.isascii():  # the usual case, and cheaper: ASCII is NFC, its unprintables are Cc
+        refused = not value.isprintable()
+    else:
+        refused = any(unicodedata.category(c) in REFUSED_CATEGORIES for c in value)
+    if refused:
         raise ValueError(
             "name must not contain control, format, unassigned, private-use or surrogate characters"
         )
-    value = unicodedata.normalize("NFC", value).strip()
+    value = (value if value.isascii() else unicodedata.normalize("NFC", value)).strip()
     if not value:
         raise ValueError("name must not be blank")
     if len(value) > NAME_MAX_LENGTH:
