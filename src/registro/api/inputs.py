@@ -66,10 +66,15 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every body: json.loads with a hook would build a new one per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: no duplicate keys, no NaN or Infinity; ValueError otherwise."""
+    """Strict JSON: UTF-8 (RFC 8259), no duplicate keys, no NaN or Infinity; ValueError
+    otherwise."""
     try:
-        return json.loads(raw, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        return _DECODER.decode(raw.decode())
     except RecursionError:  # nested deeper than the parser goes
         raise ValueError("nested too deeply") from None
 

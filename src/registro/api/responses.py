@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from registro.api.schemas import Message
 
@@ -13,8 +13,8 @@ JSON = "application/json"
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    """An error reply. Also an ASGI app, so middleware answers with it as it is."""
-    return Response(Message(message=message).model_dump_json(), status, headers, media_type=JSON)
+    """An error reply, in the one error shape. Also an ASGI app: middleware answers with it."""
+    return JSONResponse(Message(message=message).model_dump(), status, headers)
 
 
 class _HasId(Protocol):
