@@ -63,6 +63,10 @@ fmt: venv ## format and auto-fix what ruff can
 bench: venv ## the service against the raw reference on PostgreSQL; writes docs/benchmarks.md
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+.PHONY: bench-cpu
+bench-cpu: venv ## the service's own CPU per GET and POST, in-process (steady on a busy machine)
+	$(BIN)/python benchmarks/inprocess.py
+
 .PHONY: lock
 lock: venv ## re-pin the dependencies after editing pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/runtime.lock
