@@ -61,6 +61,19 @@ test-busy: venv ## the unit tests with every core kept busy by a CPU hog
 	trap 'kill "$${hogs[@]}" 2>/dev/null || true' EXIT; \
 	$(BIN)/pytest tests/unit -p no:cacheprovider
 
+# The lowest versions pyproject.toml allows, in a venv of their own: the lower bounds are claims,
+# and this checks them (the locks pin the newest, so nothing else would).
+MIN_DEPS_VENV := .venvs/min-deps
+
+.PHONY: test-min-deps
+test-min-deps: venv ## the unit tests against the lowest dependency versions pyproject.toml allows
+	rm -rf $(MIN_DEPS_VENV) && $(PYTHON) -m venv $(MIN_DEPS_VENV)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --resolution lowest-direct \
+		-q -o $(MIN_DEPS_VENV)/requirements.txt
+	$(BIN)/uv pip install -q --python $(MIN_DEPS_VENV)/bin/python -r $(MIN_DEPS_VENV)/requirements.txt
+	$(BIN)/uv pip install -q --python $(MIN_DEPS_VENV)/bin/python --no-deps -e .
+	$(MIN_DEPS_VENV)/bin/pytest -q -p no:cacheprovider -W error::pytest.PytestConfigWarning tests/unit
+
 .PHONY: lint
 lint: venv ## ruff (lint and format) and mypy --strict
 	$(BIN)/ruff check $(PYTHON_SOURCES)
@@ -75,6 +88,10 @@ fmt: venv ## format and auto-fix what ruff can
 .PHONY: bench
 bench: venv ## the service against the raw reference on PostgreSQL, report in .work/bench/ (PUBLISH=1: also docs/benchmarks.md)
 	$(BIN)/python benchmarks/run.py $(if $(PUBLISH),--publish) $(BENCH_ARGS)
+
+.PHONY: bench-cpu
+bench-cpu: venv ## the service's own CPU per GET and POST, in-process (steady on a busy machine)
+	$(BIN)/python benchmarks/inprocess.py
 
 .PHONY: lock
 lock: venv ## re-pin the dependencies after editing pyproject.toml

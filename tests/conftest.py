@@ -93,7 +93,7 @@ async def make_client(database_url: str) -> AsyncIterator[ClientFactory]:
     async with contextlib.AsyncExitStack() as stack:
 
         async def factory(**overrides: object) -> httpx.AsyncClient:
-            settings = load_settings(database_url=database_url, **overrides)
+            settings = load_settings(**{"database_url": database_url, "env": "dev", **overrides})
             app = create_app(settings)
             await stack.enter_async_context(LifespanManager(app))
             transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+import functools
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -16,12 +17,14 @@ from starlette.types import ASGIApp
 
 from registro import __version__
 from registro.api import audit, data, docs, errors, health
-from registro.api.openapi import Endpoint, Operation, document
+from registro.api.openapi import document
+from registro.api.operation import Endpoint, Operation, routes
+from registro.api.responses import JSON
 from registro.auth import Authenticator
 from registro.faults import FaultInjectionMiddleware
 from registro.lifecycle import DrainMiddleware, Lifecycle
 from registro.limits import RequestLimitsMiddleware
-from registro.settings import Settings
+from registro.settings import AuthMode, Settings
 from registro.store import open_store
 from registro.telemetry import metrics
 from registro.telemetry.requests import RequestTelemetryMiddleware
@@ -59,31 +62,16 @@ def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
     return lifespan
 
 
-def _dispatch(handlers: Mapping[str, Endpoint]) -> Endpoint:
-    """One endpoint per path, so that a wrong method gets 405 with every allowed method."""
+def _openapi_endpoint(operations: Sequence[Operation], mode: AuthMode) -> Endpoint:
+    """/openapi.json for this auth mode, built on its first request (the name pattern takes a
+    moment to compute, which a worker's start need not wait for)."""
 
-    async def endpoint(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
-
-    return endpoint
-
-
-def _routes(operations: Sequence[Operation]) -> list[Route]:
-    by_path: dict[str, dict[str, Endpoint]] = {}
-    for op in operations:
-        by_path.setdefault(op.path, {})[op.method] = op.endpoint
-    return [
-        Route(path, _dispatch(handlers), methods=list(handlers))
-        for path, handlers in by_path.items()
-    ]
-
-
-def _openapi_endpoint(operations: Sequence[Operation]) -> Endpoint:
-    body = orjson.dumps(document(operations, "registro", __version__, DESCRIPTION))
+    @functools.cache
+    def body() -> bytes:
+        return orjson.dumps(document(operations, mode, "registro", __version__, DESCRIPTION))
 
     async def openapi(request: Request) -> Response:
-        return Response(body, media_type="application/json")
+        return Response(body(), media_type=JSON)
 
     return openapi
 
@@ -94,8 +82,8 @@ def create_app(
     """The ASGI application. The store is opened by the lifespan, once per worker process."""
     api = Starlette(
         routes=[
-            *_routes(OPERATIONS),
-            Route("/openapi.json", _openapi_endpoint(OPERATIONS)),
+            *routes(OPERATIONS, settings.auth_mode),
+            Route("/openapi.json", _openapi_endpoint(OPERATIONS, settings.auth_mode)),
             *docs.ROUTES,
         ],
         exception_handlers=errors.HANDLERS,

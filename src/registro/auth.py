@@ -10,16 +10,31 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
+from registro.settings import AuthMode
 from registro.store import ApiKey, Store
 
-SCOPES = ("read", "write", "admin")
+Scope = Literal["read", "write", "admin"]
+SCOPES: tuple[Scope, ...] = ("read", "write", "admin")
 PREFIX = "rg"
+# What REGISTRO_AUTH opens to callers without a key; anything else needs a key with the scope.
+# `admin` (the audit trail) is open in no mode.
+OPEN_SCOPES: dict[AuthMode, frozenset[str]] = {
+    "off": frozenset({"read", "write"}),
+    "writes": frozenset({"read"}),
+    "all": frozenset(),
+}
+# A key's name is what the audit trail records as the actor: plain, short, and never the name
+# that marks changes made without a key.
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RESERVED_NAMES = frozenset({"anonymous"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +46,23 @@ class Principal:
         return scope in self.scopes or "admin" in self.scopes
 
 
-ANONYMOUS = Principal("anonymous", frozenset(SCOPES))
+# Who calls without a key. It holds no scope: what it may do is what the mode opens to anyone.
+ANONYMOUS = Principal("anonymous", frozenset())
+
+
+def needs_key(scope: Scope, mode: AuthMode) -> bool:
+    """Whether REGISTRO_AUTH=`mode` asks for a key for `scope` (the API and its document)."""
+    return scope not in OPEN_SCOPES[mode]
+
+
+def check_key_name(name: str) -> None:
+    if not KEY_NAME.fullmatch(name):
+        raise ValueError(
+            "a key name is 1 to 64 letters, digits, '.', '_' or '-', and starts with a letter"
+            " or digit"
+        )
+    if name.lower() in RESERVED_NAMES:
+        raise ValueError(f"the key name {name!r} is reserved")
 
 
 def hash_secret(secret: str) -> str:
@@ -40,6 +71,7 @@ def hash_secret(secret: str) -> str:
 
 def new_key(name: str, scopes: frozenset[str]) -> tuple[str, ApiKey]:
     """A fresh key: the token to show once, and the row to store (which holds no secret)."""
+    check_key_name(name)
     unknown = scopes - set(SCOPES)
     if unknown or not scopes:
         raise ValueError(f"scopes must be a non-empty subset of {', '.join(SCOPES)}")

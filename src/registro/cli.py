@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from registro import __version__
 from registro.port import PortInUse, require_free
@@ -174,6 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"registro: {exc}", file=sys.stderr)
         return 2
     except DatabaseUnavailable as exc:
-        reason = " ".join(str(exc).split())  # the driver's hints come on lines of their own
-        print(f"registro: database unavailable: {reason}", file=sys.stderr)
+        print(f"registro: database unavailable: {_one_line(exc)}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # an operator gets one line, never a traceback
+        print(f"registro: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's text on one line (drivers put hints on lines of their own), with any
+    password of DATABASE_URL masked."""
+    text = " ".join(str(exc).split())
+    try:
+        password = urlsplit(os.environ.get("DATABASE_URL", "")).password
+    except ValueError:  # not a URL urlsplit can take: nothing to mask
+        password = None
+    return text.replace(password, "***") if password else text

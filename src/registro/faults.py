@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from registro.api.responses import error
 
 FAULTY_PREFIXES = ("/data", "/audit")
 
@@ -29,14 +30,6 @@ class FaultInjectionMiddleware:
         if self.latency:
             await asyncio.sleep(self.latency)
         if random.random() < self.error_rate:
-            body = orjson.dumps({"message": "Injected fault"})
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await error(500, "Injected fault")(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -6,25 +6,11 @@ changes nothing: 413 for size (declared or streamed), 415 for a content type tha
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registro.api.responses import error
+
 METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
-
-
-async def _reject(send: Send, status: int, message: str) -> None:
-    body = orjson.dumps({"message": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -43,18 +29,21 @@ class RequestLimitsMiddleware:
             return
         content_type = b""
         declared = b""
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
             elif name == b"content-length":
                 declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
         too_large = f"Request body larger than {self.max_body_bytes} bytes"
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _reject(send, 413, too_large)
+            await error(413, too_large)(scope, receive, send)
             return
-        has_body = declared not in (b"", b"0")
+        has_body = chunked or declared not in (b"", b"0")
         if (content_type or has_body) and not _is_json(content_type):
-            await _reject(send, 415, "Content-Type must be application/json")
+            await error(415, "Content-Type must be application/json")(scope, receive, send)
             return
 
         # A body streamed without Content-Length is counted as it arrives. Past the limit the
@@ -69,7 +58,7 @@ class RequestLimitsMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes and not rejected:
                     rejected = True
-                    await _reject(send, 413, too_large)
+                    await error(413, too_large)(scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
 

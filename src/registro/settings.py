@@ -103,6 +103,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _per_environment(self) -> Settings:
+        # dev turns authentication off: never by default against a real database (an image run
+        # against production with REGISTRO_ENV forgotten would accept anonymous writes).
+        if "env" not in self.model_fields_set and is_postgres(self.database):
+            raise ValueError(
+                "REGISTRO_ENV is required with a PostgreSQL DATABASE_URL"
+                " (qa or prod; dev only if meant: it turns authentication off)"
+            )
         if self.env != "dev" and self.database_url is None:
             raise ValueError(f"DATABASE_URL is required when REGISTRO_ENV={self.env}")
         if self.app_password_file is not None and self.app_role is None:

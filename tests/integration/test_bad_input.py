@@ -22,6 +22,15 @@ BAD_BODIES = [
     ("lone surrogate", b'{"name": "\\ud800"}', NOT_JSON, 422),
     ("nul byte", b'{"name": "a\\u0000"}', NOT_JSON, 422),
     ("invalid utf-8", b'{"name": "\xff\xfe"}', NOT_JSON, 422),
+    ("duplicate keys", b'{"name": "a", "name": "b"}', NOT_JSON, 422),
+    ("duplicate keys, one invalid", b'{"name": 1, "name": "b"}', NOT_JSON, 422),
+    ("NaN", b'{"name": NaN}', NOT_JSON, 422),
+    ("nested too deeply", b"[" * 30_000 + b"]" * 30_000, NOT_JSON, 422),
+    ("zero-width space only", b'{"name": "\\u200b"}', NOT_JSON, 422),
+    ("right-to-left override", b'{"name": "abc\\u202edcba"}', NOT_JSON, 422),
+    ("private use", b'{"name": "\\ue000"}', NOT_JSON, 422),
+    ("unassigned", b'{"name": "\\u0378"}', NOT_JSON, 422),
+    ("101 once trimmed", b'{"name": " ' + b"x" * 101 + b' "}', NOT_JSON, 422),
     ("form encoded", b"name=a", {"content-type": "application/x-www-form-urlencoded"}, 415),
     ("text/plain", b'{"name": "a"}', {"content-type": "text/plain"}, 415),
     ("no content type", b'{"name": "a"}', {}, 415),
@@ -60,9 +69,36 @@ async def test_a_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) 
     assert await _count(client) == 0
 
 
+async def test_a_chunked_body_without_content_type_is_415(client: httpx.AsyncClient) -> None:
+    """Like the same body sent with a Content-Length."""
+
+    async def chunks():  # no Content-Length: sent with Transfer-Encoding: chunked
+        yield b'{"name": "a"}'
+
+    for method, url in (("POST", "/data"), ("PUT", "/data/1")):
+        request = client.build_request(method, url, content=chunks())
+        assert request.headers["transfer-encoding"] == "chunked"
+        assert "content-type" not in request.headers
+        response = await client.send(request)
+        assert response.status_code == 415, (method, response.text)
+        assert response.json()["message"]
+    assert await _count(client) == 0
+
+
 @pytest.mark.parametrize(
     "record_id",
-    ["0", "-1", "abc", "1.5", "9223372036854775808", "99999999999999999999999999", "%00", "1e3"],
+    [
+        "0",
+        "-1",
+        "abc",
+        "1.5",
+        "9223372036854775808",
+        "99999999999999999999999999",
+        "%00",
+        "1e3",
+        "1" * 4301,  # past Python's int conversion limit
+        "0" * 5000 + "1",
+    ],
 )
 async def test_odd_ids_are_422(client: httpx.AsyncClient, record_id: str) -> None:
     for method in ("GET", "PUT", "DELETE"):

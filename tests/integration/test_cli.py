@@ -87,11 +87,41 @@ def test_an_unreachable_database_is_one_line_and_exit_3(tmp_path: Path) -> None:
     missing_directory = f"sqlite:///{tmp_path}/no/such/dir/registro.db"
     for url in (refused, missing_directory):
         for command in (["migrate"], ["migrate", "--check"], ["keys", "list"]):
-            result = _run(*command, DATABASE_URL=url)
+            result = _run(*command, DATABASE_URL=url, REGISTRO_ENV="qa")
             assert result.returncode == 3, (command, result.stderr)
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("registro: database unavailable: ")
             assert "hunter2" not in result.stderr
+
+
+def test_postgres_without_registro_env_refuses_to_start_with_one_line() -> None:
+    for command in (["serve"], ["migrate"], ["keys", "list"]):
+        result = _run(*command, DATABASE_URL="postgresql://app:hunter2@127.0.0.1:1/registro")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            "registro: REGISTRO_ENV is required with a PostgreSQL DATABASE_URL"
+            " (qa or prod; dev only if meant: it turns authentication off)"
+        ]
+
+
+def test_unexpected_errors_are_one_line_never_a_traceback(tmp_path: Path) -> None:
+    never_migrated = f"sqlite:///{tmp_path}/empty.db"  # no tables: the store's queries fail
+    for command in (["keys", "list"], ["keys", "create", "ci"], ["keys", "revoke", "ci"]):
+        result = _run(*command, DATABASE_URL=never_migrated)
+        assert result.returncode != 0, command
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("registro: "), (command, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_key_names_are_validated_and_anonymous_is_reserved(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/registro.db"
+    assert _run("migrate", DATABASE_URL=url).returncode == 0
+    for name in ("anonymous", "ANONYMOUS", "two words", "x" * 65, ""):
+        result = _run("keys", "create", name, DATABASE_URL=url)
+        assert result.returncode == 2, (name, result.stderr)
+        assert "key name" in result.stderr and result.stdout == ""
+    assert _run("keys", "list", DATABASE_URL=url).stdout == ""
 
 
 def test_dev_migrates_a_new_database_on_start(tmp_path: Path) -> None:

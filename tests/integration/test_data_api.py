@@ -32,6 +32,22 @@ async def test_names_are_trimmed_before_uniqueness_is_checked(client: httpx.Asyn
     assert again.status_code == 409
 
 
+async def test_names_that_look_the_same_are_one_name(client: httpx.AsyncClient) -> None:
+    """NFC and NFD spellings of "café" are one record, stored in NFC."""
+    first = await client.post("/data", json={"name": "caf\u00e9"})
+    assert first.status_code == 200
+    again = await client.post("/data", json={"name": "cafe\u0301"})
+    assert again.status_code == 409
+    other = (await client.post("/data", json={"name": "other"})).json()["id"]
+    renamed = await client.put(f"/data/{other}", json={"name": "cafe\u0301"})
+    assert renamed.status_code == 409
+    decomposed = await client.post("/data", json={"name": " A\u030angstr\u00f6m "})
+    assert decomposed.json()["name"] == "\u00c5ngstr\u00f6m"
+    assert (await client.get(f"/data/{decomposed.json()['id']}")).json()["name"] == (
+        "\u00c5ngstr\u00f6m"
+    )
+
+
 async def test_get_update_delete_round_trip(client: httpx.AsyncClient) -> None:
     created = (await client.post("/data", json={"name": "gamma"})).json()
     record_id = created["id"]

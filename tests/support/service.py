@@ -52,6 +52,7 @@ def running_service(
         "DATABASE_URL": database_url,
         "REGISTRO_PORT": str(port),
         "REGISTRO_HOST": "127.0.0.1",
+        "REGISTRO_ENV": "dev",  # explicit: PostgreSQL refuses an implicit dev
         **env,
     }
     with log.open("wb") as out:

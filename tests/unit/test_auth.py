@@ -9,7 +9,17 @@ from typing import NamedTuple
 
 import pytest
 
-from registro.auth import ANONYMOUS, Authenticator, Principal, hash_secret, new_key, parse_bearer
+from registro.auth import (
+    ANONYMOUS,
+    SCOPES,
+    Authenticator,
+    Principal,
+    hash_secret,
+    needs_key,
+    new_key,
+    parse_bearer,
+)
+from registro.settings import AuthMode
 from registro.store import Store, open_store
 from registro.store.migrate import upgrade
 
@@ -45,10 +55,33 @@ def test_headers_that_are_not_our_keys_parse_to_nothing(header: str | None) -> N
     assert parse_bearer(header) is None
 
 
-def test_admin_implies_every_scope_and_anonymous_is_allowed_all() -> None:
+def test_admin_implies_every_scope_and_anonymous_holds_none() -> None:
     assert Principal("a", frozenset({"admin"})).allows("write")
     assert not Principal("r", frozenset({"read"})).allows("write")
-    assert ANONYMOUS.allows("write")
+    assert not any(ANONYMOUS.allows(scope) for scope in SCOPES)
+
+
+@pytest.mark.parametrize(
+    ("mode", "open_to_anyone"),
+    [("off", {"read", "write"}), ("writes", {"read"}), ("all", set())],
+)
+def test_each_mode_opens_exactly_its_scopes_and_never_admin(
+    mode: AuthMode, open_to_anyone: set[str]
+) -> None:
+    assert {scope for scope in SCOPES if not needs_key(scope, mode)} == open_to_anyone
+
+
+@pytest.mark.parametrize(
+    "name", ["", "anonymous", "Anonymous", "-x", "a b", "a\nb", "é", "x" * 65, "a/b", "a,b"]
+)
+def test_key_names_are_plain_short_and_never_anonymous(name: str) -> None:
+    with pytest.raises(ValueError, match="key name"):
+        new_key(name, frozenset({"read"}))
+
+
+@pytest.mark.parametrize("name", ["a", "ci-deployer", "svc.grafana_2", "X" * 64])
+def test_plain_key_names_are_accepted(name: str) -> None:
+    assert new_key(name, frozenset({"read"}))[1].name == name
 
 
 async def test_authenticator_checks_secret_revocation_and_caches(tmp_path: Path) -> None:

@@ -92,3 +92,19 @@ def test_the_app_role_is_a_plain_postgres_role_name(
         monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=error):
         load_settings()
+
+
+def test_postgres_without_an_explicit_environment_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """dev turns authentication off: a forgotten REGISTRO_ENV must not do that to a real
+    database."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@db:5432/registro")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert str(error.value).startswith("REGISTRO_ENV is required with a PostgreSQL DATABASE_URL")
+    assert "secret" not in str(error.value)
+    monkeypatch.setenv("REGISTRO_ENV", "dev")
+    assert load_settings().auth_mode == "off"  # dev against PostgreSQL, when said explicitly
+    monkeypatch.setenv("REGISTRO_ENV", "prod")
+    assert load_settings().auth_mode == "writes"

@@ -1,4 +1,4 @@
-"""Who is calling: the API key check each route asks for, and the actor recorded in the audit."""
+"""Who is calling: the API key check of operations that need one, and the audit's actor."""
 
 from __future__ import annotations
 
@@ -7,19 +7,14 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from registro.auth import ANONYMOUS, Authenticator, Principal
+from registro.auth import Authenticator, Principal, Scope
 from registro.store import Actor, Record
 from registro.telemetry.requests import caller_request_id, client_address, request_id
 
 
-async def authorize(request: Request, scope: str) -> Principal:
-    """The caller, if REGISTRO_AUTH asks for a key for this scope; 401/403 otherwise.
-
-    `admin` (the audit trail) always needs a key, whatever REGISTRO_AUTH says.
-    """
-    mode = request.app.state.settings.auth_mode
-    if scope != "admin" and (mode == "off" or (mode == "writes" and scope == "read")):
-        return ANONYMOUS
+async def key_holder(request: Request, scope: Scope) -> Principal:
+    """The caller of an operation whose scope needs a key: its key's holder, if that key holds
+    the scope; 401 (no valid key) or 403 (the key lacks the scope) otherwise."""
     authenticator: Authenticator = request.app.state.authenticator
     principal = await authenticator.principal(request.headers.get("authorization"))
     if principal is None:

@@ -3,79 +3,57 @@
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
 
-from registro.api import inputs, responses
-from registro.api.access import actor, authorize, log_change
-from registro.api.openapi import Operation
-from registro.api.schemas import Created, Message, NameIn, PageQuery, RecordOut
-from registro.store import NameTaken, Store
+from registro.api.access import actor, log_change
+from registro.api.operation import Call, Operation, Reply
+from registro.api.responses import page
+from registro.api.schemas import Created, Message, NameIn, PageQuery
+from registro.store import NameTaken, Record
 
 NOT_FOUND = "Data not found"
 TAKEN = "Data already exists"
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
+def _found(record: Record | None) -> Record:
+    if record is None:
+        raise HTTPException(404, NOT_FOUND)
+    return record
 
 
-async def create_record(request: Request) -> Response:
-    principal = await authorize(request, "write")
-    name = (await inputs.body(request, NameIn)).name
-    who = actor(request, principal)
-    record = await _store(request).create(name, who)
+async def create_record(call: Call[NameIn, None]) -> Created:
+    who = actor(call.request, call.principal)
+    record = await call.store.create(call.body.name, who)
     if record is None:
         raise HTTPException(409, TAKEN)
     log_change("create", who, record)
-    return responses.json(
-        {"message": "Data inserted successfully", "id": record.id, "name": record.name}
-    )
+    return Created(record.id, record.name)
 
 
-async def list_records(request: Request) -> Response:
-    await authorize(request, "read")
-    page = inputs.query(request, PageQuery)
-    rows = await _store(request).page(page.after, page.limit + 1)
-    records, headers = responses.page(rows, page.limit, "/data?after={last}&limit={limit}")
-    return responses.json([{"id": r.id, "name": r.name} for r in records], headers=headers)
+async def list_records(call: Call[None, PageQuery]) -> Reply:
+    limit = call.query.limit
+    rows = await call.store.page(call.query.after, limit + 1)
+    return Reply(*page(rows, limit, "/data?after={last}&limit={limit}"))
 
 
-async def get_record(request: Request) -> Response:
-    await authorize(request, "read")
-    record = await _store(request).get(inputs.record_id(request))
-    if record is None:
-        raise HTTPException(404, NOT_FOUND)
-    return responses.json({"id": record.id, "name": record.name})
+async def get_record(call: Call[None, None]) -> Record:
+    return _found(await call.store.get(call.record_id))
 
 
-async def rename_record(request: Request) -> Response:
-    principal = await authorize(request, "write")
-    record_id = inputs.record_id(request)
-    name = (await inputs.body(request, NameIn)).name
-    who = actor(request, principal)
+async def rename_record(call: Call[NameIn, None]) -> Record:
+    who = actor(call.request, call.principal)
     try:
-        record = await _store(request).rename(record_id, name, who)
+        record = _found(await call.store.rename(call.record_id, call.body.name, who))
     except NameTaken:
         raise HTTPException(409, TAKEN) from None
-    if record is None:
-        raise HTTPException(404, NOT_FOUND)
     log_change("update", who, record)
-    return responses.json({"id": record.id, "name": record.name})
+    return record
 
 
-async def delete_record(request: Request) -> Response:
-    principal = await authorize(request, "write")
-    who = actor(request, principal)
-    record = await _store(request).delete(inputs.record_id(request), who)
-    if record is None:
-        raise HTTPException(404, NOT_FOUND)
-    log_change("delete", who, record)
-    return responses.json({"message": "Data deleted successfully"})
+async def delete_record(call: Call[None, None]) -> Message:
+    who = actor(call.request, call.principal)
+    log_change("delete", who, _found(await call.store.delete(call.record_id, who)))
+    return Message(message="Data deleted successfully")
 
-
-WRITE_ERRORS = (401, 403, 409, 413, 415, 422)
 
 OPERATIONS = [
     Operation(
@@ -85,9 +63,9 @@ OPERATIONS = [
         "Add a record",
         "data",
         Created,
+        scope="write",
         body=NameIn,
-        errors=WRITE_ERRORS,
-        auth="required",
+        errors=(409,),
     ),
     Operation(
         "GET",
@@ -95,21 +73,13 @@ OPERATIONS = [
         list_records,
         "List records by id, a page at a time",
         "data",
-        list[RecordOut],
+        list[Record],
+        scope="read",
         query=PageQuery,
-        errors=(401, 403, 422),
-        auth="optional",
         paginated=True,
     ),
     Operation(
-        "GET",
-        "/data/{id}",
-        get_record,
-        "Get a record",
-        "data",
-        RecordOut,
-        errors=(401, 403, 404, 422),
-        auth="optional",
+        "GET", "/data/{id}", get_record, "Get a record", "data", Record, scope="read", errors=(404,)
     ),
     Operation(
         "PUT",
@@ -117,10 +87,10 @@ OPERATIONS = [
         rename_record,
         "Rename a record",
         "data",
-        RecordOut,
+        Record,
+        scope="write",
         body=NameIn,
-        errors=(404, *WRITE_ERRORS),
-        auth="required",
+        errors=(404, 409),
     ),
     Operation(
         "DELETE",
@@ -129,7 +99,7 @@ OPERATIONS = [
         "Delete a record",
         "data",
         Message,
-        errors=(401, 403, 404, 422),
-        auth="required",
+        scope="write",
+        errors=(404,),
     ),
 ]

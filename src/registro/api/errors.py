@@ -8,8 +8,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registro.api import responses
 from registro.api.inputs import InvalidInput
+from registro.api.responses import JSON, error
+from registro.api.schemas import Invalid, Problem
 from registro.store import DatabaseUnavailable
 
 logger = logging.getLogger("registro.errors")
@@ -17,24 +18,27 @@ logger = logging.getLogger("registro.errors")
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return responses.json({"message": exc.detail}, exc.status_code, exc.headers)
+    return error(exc.status_code, exc.detail, exc.headers)
 
 
 async def invalid_input(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InvalidInput)
     first = exc.errors[0]
-    message = f"Invalid request: {first['loc']}: {first['msg']}"
-    return responses.json({"message": message, "errors": exc.errors}, 422)
+    body = Invalid(
+        message=f"Invalid request: {first['loc']}: {first['msg']}",
+        errors=[Problem(**problem) for problem in exc.errors],
+    )
+    return Response(body.model_dump_json(), 422, media_type=JSON)
 
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:
     logger.warning("database unavailable", extra={"fields": {"error": str(exc)}})
-    return responses.json({"message": "Database unavailable"}, 503, {"Retry-After": "1"})
+    return error(503, "Database unavailable", {"Retry-After": "1"})
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error", extra={"fields": {"path": request.url.path}})
-    return responses.json({"message": "Internal server error"}, 500)
+    return error(500, "Internal server error")
 
 
 HANDLERS = {

@@ -4,44 +4,43 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from registro import __version__
-from registro.api import responses
-from registro.api.openapi import Operation
-from registro.api.schemas import HealthOut, VersionOut
+from registro.api.operation import Call, Operation
+from registro.api.schemas import Message, VersionOut
 from registro.store.migrate import head_revision, schema_state
 from registro.telemetry import metrics
 
 READY_CHECK_TIMEOUT = 2.0
 
 
-async def livez(request: Request) -> Response:
-    return responses.json({"message": "alive"})
+async def livez(call: Call[None, None]) -> Message:
+    return Message(message="alive")
 
 
-async def readyz(request: Request) -> Response:
-    state = request.app.state
+async def readyz(call: Call[None, None]) -> Message:
+    state = call.request.app.state
     if state.lifecycle.draining:
-        return responses.json({"message": "draining"}, 503)
+        raise HTTPException(503, "draining")
     try:
         revision = await asyncio.wait_for(state.store.schema_revision(), READY_CHECK_TIMEOUT)
     except Exception:
-        return responses.json({"message": "database unreachable"}, 503)
+        raise HTTPException(503, "database unreachable") from None
     if schema_state(revision) == "behind":
-        return responses.json({"message": f"schema at {revision}, expected {head_revision()}"}, 503)
-    return responses.json({"message": "ready"})
+        raise HTTPException(503, f"schema at {revision}, expected {head_revision()}")
+    return Message(message="ready")
 
 
-async def version(request: Request) -> Response:
-    settings = request.app.state.settings
-    return responses.json(
-        {"version": __version__, "commit": settings.git_commit, "build_time": settings.build_time}
+async def version(call: Call[None, None]) -> VersionOut:
+    settings = call.request.app.state.settings
+    return VersionOut(
+        version=__version__, commit=settings.git_commit, build_time=settings.build_time
     )
 
 
-async def metrics_text(request: Request) -> Response:
+async def metrics_text(call: Call[None, None]) -> Response:
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
 
@@ -52,7 +51,7 @@ OPERATIONS = [
         livez,
         "The process is alive (never touches the database)",
         "operations",
-        HealthOut,
+        Message,
         unavailable=False,
     ),
     Operation(
@@ -61,7 +60,7 @@ OPERATIONS = [
         readyz,
         "Ready for traffic: database reachable, schema not behind this release, not draining",
         "operations",
-        HealthOut,
+        Message,
     ),
     Operation(
         "GET",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import json
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
@@ -11,12 +12,17 @@ from starlette.requests import ClientDisconnect, Request
 from registro.api.schemas import MAX_ID
 
 Model = TypeVar("Model", bound=BaseModel)
+MAX_ID_DIGITS = len(str(MAX_ID))
 
 
 class InvalidInput(Exception):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         super().__init__(errors)
         self.errors = errors
+
+
+def _invalid(loc: str, msg: str) -> InvalidInput:
+    return InvalidInput([{"loc": loc, "msg": msg}])
 
 
 def _errors(where: str, exc: ValidationError) -> InvalidInput:
@@ -29,9 +35,12 @@ def _errors(where: str, exc: ValidationError) -> InvalidInput:
 
 
 def record_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
-        raise InvalidInput([{"loc": "path.id", "msg": f"must be an integer from 1 to {MAX_ID}"}])
+    raw: str = request.path_params["id"]
+    # The length first: int() of a few thousand digits raises (Python's conversion limit).
+    if not (len(raw) <= MAX_ID_DIGITS and raw.isascii() and raw.isdigit()) or not (
+        1 <= int(raw) <= MAX_ID
+    ):
+        raise _invalid("path.id", f"must be an integer from 1 to {MAX_ID}")
     return int(raw)
 
 
@@ -43,12 +52,43 @@ def query(request: Request, model: type[Model]) -> Model:
         raise _errors("query", exc) from None
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (parsers disagree on which duplicate wins)."""
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"duplicate key {key!r}")
+        document[key] = value
+    return document
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+# One decoder for every body: json.loads with a hook would build a new one per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8 (RFC 8259), no duplicate keys, no NaN or Infinity; ValueError
+    otherwise."""
+    try:
+        return _DECODER.decode(raw.decode())
+    except RecursionError:  # nested deeper than the parser goes
+        raise ValueError("nested too deeply") from None
+
+
 async def body(request: Request, model: type[Model]) -> Model:
     try:
         raw = await request.body()
     except ClientDisconnect:  # gone, or cut off by the body limit (which already answered 413)
         raise HTTPException(400, "The request body was not received") from None
     try:
-        return model.model_validate_json(raw)
+        document = parse_json(raw)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+        raise _invalid("body", f"Invalid JSON: {exc}") from None
+    try:
+        return model.model_validate(document)
     except ValidationError as exc:
         raise _errors("body", exc) from None

@@ -1,23 +1,22 @@
-"""Each operation is declared once: the same `Operation` routes requests and documents them.
+"""/openapi.json, built from the operations' declarations for the configured REGISTRO_AUTH mode.
 
-The document is built from the operations and the pydantic models the endpoints validate with,
-so /openapi.json cannot drift from what the service accepts (schemathesis checks the rest).
+The wrapper that serves an operation (registro.api.operation) reads the same declaration, so the
+document cannot drift from what the service accepts and answers: security requirements and
+401/403 appear exactly where the mode asks for a key (schemathesis checks the rest).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
-from starlette.requests import Request
-from starlette.responses import Response
+from pydantic import TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
-from registro.api.schemas import MAX_ID, InvalidOut, Message
+from registro.api.operation import ID_PARAMETER, Operation
+from registro.api.schemas import MAX_ID, Invalid, Message
+from registro.settings import AuthMode
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 REF = "#/components/schemas/{model}"
 BEARER = "bearerAuth"
 
@@ -29,55 +28,32 @@ ERROR_DESCRIPTIONS = {
     413: "Request body too large",
     415: "Content-Type is not application/json",
     422: "Invalid input",
-    503: "Database unavailable",
+    503: "Unavailable: the database is unreachable, or the instance is not ready",
 }
 
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID, "description": "The record's id"}
 
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    endpoint: Endpoint
-    summary: str
-    tag: str
-    response: Any = None  # the 200 body: a pydantic model, list[model], or None for text/plain
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    errors: Sequence[int] = ()
-    auth: Literal["required", "optional", "none"] = "none"
-    paginated: bool = False
-    unavailable: bool = True  # may answer 503 when the database is down
+Key = tuple[Any, JsonSchemaMode]
 
 
-PATH_PARAMETERS = {
-    "id": {"type": "integer", "minimum": 1, "maximum": MAX_ID, "description": "The record's id"},
-}
-
-
-def _models(operations: Sequence[Operation]) -> list[type[BaseModel]]:
-    found: list[type[BaseModel]] = [Message, InvalidOut]
+def _schemas(operations: Sequence[Operation]) -> tuple[dict[Key, Any], dict[str, Any]]:
+    """The JSON schema of every body and response type, by (type, mode), and their components."""
+    wanted: list[Key] = [(Message, "serialization"), (Invalid, "serialization")]
     for op in operations:
-        for candidate in (op.response, op.body):
-            model = getattr(candidate, "__args__", (candidate,))[0]
-            if isinstance(model, type) and issubclass(model, BaseModel) and model not in found:
-                found.append(model)
-    return found
-
-
-def _schema(annotation: Any) -> dict[str, Any]:
-    """A model, or a list of a model, as a reference into components."""
-    item = getattr(annotation, "__args__", None)
-    if item:
-        return {"type": "array", "items": _schema(item[0])}
-    return {"$ref": REF.format(model=annotation.__name__)}
+        if op.response is not None:
+            wanted.append((op.response, "serialization"))
+        if op.body is not None:
+            wanted.append((op.body, "validation"))
+    unique = list(dict.fromkeys(wanted))
+    inputs = [(key, key[1], TypeAdapter(key[0])) for key in unique]
+    by_key, definitions = TypeAdapter.json_schemas(inputs, ref_template=REF)
+    return {key: schema for (key, _), schema in by_key.items()}, definitions.get("$defs", {})
 
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
-    parameters = [
-        {"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS[name]}
-        for name in PATH_PARAMETERS
-        if f"{{{name}}}" in op.path
-    ]
+    parameters: list[dict[str, Any]] = []
+    if ID_PARAMETER in op.path:
+        parameters.append({"name": "id", "in": "path", "required": True, "schema": ID_SCHEMA})
     if op.query is not None:
         schema = op.query.model_json_schema()
         for name, prop in schema["properties"].items():
@@ -97,11 +73,15 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     return parameters
 
 
-def _responses(op: Operation) -> dict[str, Any]:
+def _json(schema: Any) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _responses(op: Operation, mode: AuthMode, schemas: dict[Key, Any]) -> dict[str, Any]:
     if op.response is None:
         ok: dict[str, Any] = {"content": {"text/plain": {"schema": {"type": "string"}}}}
     else:
-        ok = {"content": {"application/json": {"schema": _schema(op.response)}}}
+        ok = _json(schemas[(op.response, "serialization")])
     if op.paginated:
         ok["headers"] = {
             "Link": {
@@ -110,48 +90,44 @@ def _responses(op: Operation) -> dict[str, Any]:
             }
         }
     responses = {"200": {"description": "OK", **ok}}
-    statuses = [*op.errors, *([503] if op.unavailable else [])]
-    for status in statuses:
-        model = InvalidOut if status == 422 else Message
+    for status in op.error_statuses(mode):
+        model = Invalid if status == 422 else Message
         responses[str(status)] = {
             "description": ERROR_DESCRIPTIONS[status],
-            "content": {"application/json": {"schema": _schema(model)}},
+            **_json(schemas[(model, "serialization")]),
         }
     return responses
 
 
 def document(
-    operations: Sequence[Operation], title: str, version: str, description: str
+    operations: Sequence[Operation],
+    mode: AuthMode,
+    title: str,
+    version: str,
+    description: str,
 ) -> dict[str, Any]:
-    _, definitions = models_json_schema(
-        [(model, "validation") for model in _models(operations)], ref_template=REF
-    )
+    schemas, definitions = _schemas(operations)
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         entry: dict[str, Any] = {
             "summary": op.summary,
-            "operationId": op.endpoint.__name__,
+            "operationId": op.handler.__name__,
             "tags": [op.tag],
-            "responses": _responses(op),
+            "responses": _responses(op, mode, schemas),
         }
         if parameters := _parameters(op):
             entry["parameters"] = parameters
         if op.body is not None:
-            entry["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _schema(op.body)}},
-            }
-        if op.auth == "required":
+            entry["requestBody"] = {"required": True, **_json(schemas[(op.body, "validation")])}
+        if op.needs_key(mode):
             entry["security"] = [{BEARER: []}]
-        elif op.auth == "optional":
-            entry["security"] = [{}, {BEARER: []}]
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
         "paths": paths,
         "components": {
-            "schemas": definitions.get("$defs", {}),
+            "schemas": definitions,
             "securitySchemes": {
                 BEARER: {
                     "type": "http",

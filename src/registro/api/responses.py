@@ -1,16 +1,20 @@
-"""JSON responses, serialised with orjson."""
+"""JSON responses: the error body (one shape, `Message`) and pages of results."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+
+from registro.api.schemas import Message
+
+JSON = "application/json"
 
 
-def json(content: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status, headers, media_type="application/json")
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """An error reply, in the one error shape. Also an ASGI app: middleware answers with it."""
+    return JSONResponse(Message(message=message).model_dump(), status, headers)
 
 
 class _HasId(Protocol):

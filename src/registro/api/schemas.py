@@ -1,46 +1,39 @@
-"""Request and response shapes: they validate input and document the API in /openapi.json."""
+"""Request and response shapes, each declared once: they validate input, serialise output and
+document both in /openapi.json.
+
+A record and an audit entry are the store's own dataclasses (`Record`, `AuditEntry`): pydantic
+serialises and documents them as they are, so the API cannot drift from what the store returns.
+"""
 
 from __future__ import annotations
 
-import unicodedata
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
+from registro.api.names import clean_name, name_pattern
+from registro.store.base import Record
 from registro.store.schema import NAME_MAX_LENGTH
 
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
 
-# Not allowed anywhere in a name: control characters (C0, DEL, C1), lone surrogates, the BOM.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
-_FORBIDDEN_CHARS = "\ufeff"
-# The same rule for /openapi.json, but for lone surrogates: they are not text, and JSON Schema
-# tools cannot take them in a pattern (Hypothesis, behind schemathesis, drops such a pattern).
-_NOT_ALLOWED = r"\u0000-\u001f\u007f-\u009f\ufeff"
-NAME_PATTERN = rf"^[^{_NOT_ALLOWED}]*[^\s{_NOT_ALLOWED}][^{_NOT_ALLOWED}]*$"
 
-
-def _clean_name(value: str) -> str:
-    if len(value) > NAME_MAX_LENGTH:
-        raise ValueError(f"name must be at most {NAME_MAX_LENGTH} characters")
-    if any(
-        c in _FORBIDDEN_CHARS or unicodedata.category(c) in _FORBIDDEN_CATEGORIES for c in value
-    ):
-        raise ValueError("name must not contain control characters")
-    value = value.strip()
-    if not value:
-        raise ValueError("name must not be blank")
-    return value
+def _document_name(schema: dict[str, Any]) -> None:
+    schema.update(minLength=1, pattern=name_pattern())  # computed when documented, not at import
 
 
 Name = Annotated[
     StrictStr,
-    AfterValidator(_clean_name),
+    AfterValidator(clean_name),
     Field(
-        description="Unique; surrounding white space is trimmed.",
-        json_schema_extra={"minLength": 1, "maxLength": NAME_MAX_LENGTH, "pattern": NAME_PATTERN},
+        description=(
+            f"Unique; compared and stored in Unicode NFC, trimmed of surrounding white space, "
+            f"1 to {NAME_MAX_LENGTH} characters once trimmed; no control, format, unassigned, "
+            "private-use or surrogate characters."
+        ),
         examples=["alpha"],
+        json_schema_extra=_document_name,
     ),
 ]
 
@@ -50,37 +43,28 @@ class NameIn(BaseModel):
     name: Name
 
 
-class RecordOut(BaseModel):
-    id: int
-    name: str
+@dataclass(frozen=True, slots=True)
+class Created(Record):
+    """What POST /data answers (the seed's reply): the record and a message."""
 
-
-class Created(RecordOut):
     message: str = "Data inserted successfully"
 
 
 class Message(BaseModel):
+    """Every error body, and the replies that are only a message."""
+
     message: str
 
 
-class AuditEntryOut(BaseModel):
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    record_id: int
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    request_id: str | None = Field(description="The service's own id for the request")
-    client: str | None = Field(description="The client's IP address, from trusted proxies only")
-    caller_request_id: str | None = Field(
-        description="The X-Request-ID the caller sent, if it was a plain token"
-    )
+class Problem(BaseModel):
+    loc: str = Field(description="Where: `body.name`, `query.limit`, `path.id`, ...")
+    msg: str
 
 
-class InvalidOut(BaseModel):
-    message: str
-    errors: list[dict[str, str]] = Field(description="Each problem: `loc` (where) and `msg`")
+class Invalid(Message):
+    """The 422 body: the first problem in `message`, all of them in `errors`."""
+
+    errors: list[Problem]
 
 
 class PageQuery(BaseModel):
@@ -99,7 +83,3 @@ class VersionOut(BaseModel):
     version: str
     commit: str
     build_time: str
-
-
-class HealthOut(BaseModel):
-    message: str
