@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,6 +19,7 @@ from registro import __version__
 from registro.api import audit, data, docs, errors, health
 from registro.api.openapi import Endpoint, Operation, document
 from registro.auth import Authenticator
+from registro.failsafe import FailsafeMiddleware
 from registro.faults import FaultInjectionMiddleware
 from registro.lifecycle import DrainMiddleware, Lifecycle
 from registro.limits import RequestLimitsMiddleware
@@ -41,7 +43,10 @@ def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.store = await open_store(
-            settings.database, settings.db_pool_size, settings.database_password_file
+            settings.database,
+            settings.db_pool_size,
+            settings.database_password_file,
+            settings.database_timeouts,
         )
         app.state.authenticator = Authenticator(app.state.store, settings.auth_cache_seconds)
         if drain_on_sigterm:
@@ -99,6 +104,7 @@ def create_app(
             *docs.ROUTES,
         ],
         exception_handlers=errors.HANDLERS,
+        middleware=[Middleware(FailsafeMiddleware)],
         lifespan=_lifespan(settings, drain_on_sigterm),
     )
     api.state.settings = settings

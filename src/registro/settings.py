@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from registro.store.base import Timeouts
 from registro.store.urls import valid_postgres_hosts
 
 Environment = Literal["dev", "qa", "prod"]
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(default=5.0, ge=0, le=300)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_statement_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    db_lock_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
+    db_acquire_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
     max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     forwarded_allow_ips: str = "127.0.0.1"
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
@@ -82,6 +86,11 @@ class Settings(BaseSettings):
     def _per_environment(self) -> Settings:
         if self.env != "dev" and self.database_url is None:
             raise ValueError(f"DATABASE_URL is required when REGISTRO_ENV={self.env}")
+        if self.db_lock_timeout_seconds > self.db_statement_timeout_seconds:
+            raise ValueError(
+                "REGISTRO_DB_LOCK_TIMEOUT_SECONDS must not exceed"
+                " REGISTRO_DB_STATEMENT_TIMEOUT_SECONDS"
+            )
         if self.env == "prod" and (self.fault_error_rate or self.fault_latency_ms):
             raise ValueError("fault injection (REGISTRO_FAULT_*) is refused when REGISTRO_ENV=prod")
         return self
@@ -99,6 +108,14 @@ class Settings(BaseSettings):
     @property
     def migrate_on_start(self) -> bool:
         return self.env == "dev"
+
+    @property
+    def database_timeouts(self) -> Timeouts:
+        return Timeouts(
+            statement=self.db_statement_timeout_seconds,
+            lock=self.db_lock_timeout_seconds,
+            acquire=self.db_acquire_timeout_seconds,
+        )
 
     @property
     def faults_enabled(self) -> bool:

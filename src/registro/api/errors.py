@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from registro.api import responses
 from registro.api.inputs import InvalidInput
-from registro.store import DatabaseUnavailable
+from registro.store import DatabaseBusy, DatabaseUnavailable
 
 logger = logging.getLogger("registro.errors")
 
@@ -28,18 +28,16 @@ async def invalid_input(request: Request, exc: Exception) -> Response:
 
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:
-    logger.warning("database unavailable", extra={"fields": {"error": str(exc)}})
-    return responses.json({"message": "Database unavailable"}, 503, {"Retry-After": "1"})
-
-
-async def unexpected(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error", extra={"fields": {"path": request.url.path}})
-    return responses.json({"message": "Internal server error"}, 500)
+    busy = isinstance(exc, DatabaseBusy)
+    logger.warning(
+        "database busy" if busy else "database unavailable", extra={"fields": {"error": str(exc)}}
+    )
+    message = "Database busy, try again" if busy else "Database unavailable"
+    return responses.json({"message": message}, 503, {"Retry-After": "1"})
 
 
 HANDLERS = {
     HTTPException: http_error,
     InvalidInput: invalid_input,
     DatabaseUnavailable: database_unavailable,
-    Exception: unexpected,
-}
+}  # anything else: registro.failsafe

@@ -11,6 +11,7 @@ from registro import __version__
 from registro.api import responses
 from registro.api.openapi import Operation
 from registro.api.schemas import HealthOut, VersionOut
+from registro.store import DatabaseBusy
 from registro.store.migrate import head_revision, schema_state
 from registro.telemetry import metrics
 
@@ -27,6 +28,8 @@ async def readyz(request: Request) -> Response:
         return responses.json({"message": "draining"}, 503)
     try:
         revision = await asyncio.wait_for(state.store.schema_revision(), READY_CHECK_TIMEOUT)
+    except (DatabaseBusy, TimeoutError):  # up, but slow or locked: restarting will not help
+        return responses.json({"message": "database busy"}, 503)
     except Exception:
         return responses.json({"message": "database unreachable"}, 503)
     if schema_state(revision) == "behind":

@@ -30,7 +30,9 @@ def _errors(where: str, exc: ValidationError) -> InvalidInput:
 
 def record_id(request: Request) -> int:
     raw = request.path_params["id"]
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+    # The length check first: int() refuses more than 4300 digits (a ValueError, a 500).
+    too_long = len(raw) > len(str(MAX_ID))
+    if too_long or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
         raise InvalidInput([{"loc": "path.id", "msg": f"must be an integer from 1 to {MAX_ID}"}])
     return int(raw)
 

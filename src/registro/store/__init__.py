@@ -6,33 +6,42 @@ from registro.store.base import (
     Actor,
     ApiKey,
     AuditEntry,
+    DatabaseBusy,
     DatabaseUnavailable,
     NameTaken,
     Record,
     Store,
+    Timeouts,
 )
 from registro.store.urls import is_postgres, password_reader, sqlite_path
 
 
 async def open_store(
-    database_url: str, pool_size: int = 10, password_file: Path | None = None
+    database_url: str,
+    pool_size: int = 10,
+    password_file: Path | None = None,
+    timeouts: Timeouts = Timeouts(),  # noqa: B008 (immutable)
 ) -> Store:
     if is_postgres(database_url):
         from registro.store.postgres import PostgresStore
 
-        return await PostgresStore.connect(database_url, pool_size, password_reader(password_file))
+        return await PostgresStore.connect(
+            database_url, pool_size, password_reader(password_file), timeouts
+        )
     from registro.store.sqlite import SqliteStore
 
-    return await SqliteStore.connect(sqlite_path(database_url))
+    return await SqliteStore.connect(sqlite_path(database_url), timeouts)
 
 
 __all__ = [
     "Actor",
     "ApiKey",
     "AuditEntry",
+    "DatabaseBusy",
     "DatabaseUnavailable",
     "NameTaken",
     "Record",
     "Store",
+    "Timeouts",
     "open_store",
 ]
