@@ -50,7 +50,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     overrides = {k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None}
     if overrides:
         settings = load_settings(**overrides)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_queue_lines)
     if settings.migrate_on_start:
         upgrade(settings.database, settings.database_password_file)
     serve(settings)
@@ -83,7 +83,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from registro.store.migrate import upgrade
     from registro.telemetry.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_queue_lines)
     ahead_at = upgrade(settings.database, settings.database_password_file)
     if ahead_at:
         print(f"schema is at {ahead_at}, newer than this release's: left as it is")

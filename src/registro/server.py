@@ -23,7 +23,7 @@ def worker_app() -> ASGIApp:
     from registro.telemetry.logs import configure_logging
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_queue_lines)
     return create_app(settings, drain_on_sigterm=True)
 
 

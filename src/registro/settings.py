@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from registro.store.base import Timeouts
 from registro.store.urls import valid_postgres_hosts
+from registro.telemetry.logs import QUEUE_LINES
 
 Environment = Literal["dev", "qa", "prod"]
 AuthMode = Literal["off", "writes", "all"]
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     drain_seconds: float = Field(default=5.0, ge=0, le=300)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_queue_lines: int = Field(default=QUEUE_LINES, ge=100, le=1_000_000)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_statement_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     db_lock_timeout_seconds: float = Field(default=2.0, gt=0, le=300)

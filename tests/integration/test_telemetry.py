@@ -15,7 +15,7 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from registro.telemetry.logs import configure_logging
+from registro.telemetry.logs import configure_logging, flush
 from tests.conftest import bearer, new_postgres_database
 from tests.support.postgres import free_port
 from tests.support.service import running_service
@@ -33,17 +33,19 @@ async def test_request_id_is_honoured_or_generated(client: httpx.AsyncClient) ->
 
 
 async def test_each_request_and_each_change_log_one_json_line_without_secrets(
-    make_client, make_key, capsys: pytest.CaptureFixture[str]
+    make_client, make_key, capfd: pytest.CaptureFixture[str]
 ) -> None:
     writer = await make_key("importer", "write")
     client = await make_client(auth="writes")
     configure_logging("INFO")
     try:
-        capsys.readouterr()
+        assert flush()
+        capfd.readouterr()
         await client.post(
             "/data", json={"name": "a"}, headers={**bearer(writer), "X-Request-ID": "log-test"}
         )
-        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert flush()
+        lines = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
     finally:
         logging.getLogger().handlers.clear()
     access = [line for line in lines if line["logger"] == "registro.access"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import time
 
-from registro.telemetry.logs import JsonFormatter
+from registro.telemetry.logs import JsonFormatter, LineWriter
 
 
 def test_a_record_becomes_one_json_line_with_its_fields() -> None:
@@ -21,3 +24,23 @@ def test_a_record_becomes_one_json_line_with_its_fields() -> None:
     assert entry["status"] == 200 and entry["route"] == "/data/{id}"
     assert entry["level"] == "INFO" and entry["logger"] == "registro.access"
     assert "hunter2" not in line
+
+
+def test_a_stdout_nobody_reads_drops_and_counts_lines_without_waiting() -> None:
+    read_end, write_end = os.pipe()  # never read
+    try:
+        os.set_blocking(write_end, False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # fill the pipe's buffer, as a stalled reader would leave it
+                os.write(write_end, b"." * 4096)
+        os.set_blocking(write_end, True)
+        writer = LineWriter(write_end, capacity=10)
+        started = time.monotonic()
+        for _ in range(1000):
+            writer.offer(b"line\n")
+        assert time.monotonic() - started < 0.5
+        assert writer.dropped >= 1000 - 10 - 256  # the queue, and a batch in the writer's hands
+        assert not writer.flush(timeout=0.1)
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -2,16 +2,30 @@
 
 Structured fields travel in `extra={"fields": {...}}`; nothing else from a record is copied, so
 a caller cannot leak a header or a secret by accident.
+
+Nothing on the event loop ever waits for stdout: a line is formatted where it is logged, then
+offered to a bounded queue that one thread writes out. When stdout is slow or not read at all (a
+stalled log driver), the queue fills and further lines are dropped and counted
+(`registro_log_lines_dropped_total`) rather than stalling the worker, `/livez` included.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
 import orjson
+
+QUEUE_LINES = 10_000  # about 3 MB of access lines: seconds of a burst, bounded memory
+BATCH_LINES = 256
+STOP_SECONDS = 1.0
+STDOUT = 1  # at exit, how long pending lines may take to be written
 
 
 def _time(timestamp: float) -> str:
@@ -34,18 +48,82 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class LineWriter:
+    """A bounded queue of encoded lines and the one thread that writes them to a file descriptor.
+
+    The thread uses os.write, not sys.stdout: a thread stuck in a write must not hold the lock
+    that the interpreter takes to flush sys.stdout at exit.
+    """
+
+    def __init__(self, fd: int, capacity: int = QUEUE_LINES) -> None:
+        self.fd = fd
+        self.lines: queue.Queue[bytes | threading.Event] = queue.Queue(capacity)
+        self.dropped = 0  # published by telemetry.metrics.sample()
+        thread = threading.Thread(target=self._run, name="registro-log-writer", daemon=True)
+        thread.start()
+
+    def offer(self, line: bytes) -> None:
+        try:
+            self.lines.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self, timeout: float = STOP_SECONDS) -> bool:
+        """Wait until what was offered so far is written, or `timeout` (stdout not read)."""
+        written = threading.Event()
+        deadline = time.monotonic() + timeout
+        try:
+            self.lines.put(written, timeout=timeout)
+        except queue.Full:
+            return False
+        return written.wait(max(0.0, deadline - time.monotonic()))
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.lines.get()]
+            while len(batch) < BATCH_LINES:
+                try:
+                    batch.append(self.lines.get_nowait())
+                except queue.Empty:
+                    break
+            data = b"".join(item for item in batch if isinstance(item, bytes))
+            try:
+                while data:
+                    data = data[os.write(self.fd, data) :]
+            except OSError:
+                pass  # stdout closed: nothing to write to, and nobody to tell
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+
+
+class QueueingHandler(logging.Handler):
+    """Formats in the caller and offers the line to the writer: never waits for stdout."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.writer.offer(self.format(record).encode() + b"\n")
+        except Exception:
+            self.handleError(record)
+
+
 class AccessLog:
     """The one line per request, in the same shape as every other log line.
 
-    Written straight to stdout rather than through `logging`: it is on every request, and the
+    Offered straight to the writer rather than through `logging`: it is on every request, and the
     logging machinery (records, caller lookup, handler locks) costs more than the line itself.
     """
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        self.writer: LineWriter | None = None
 
     def write(self, fields: dict[str, object]) -> None:
-        if not self.enabled:
+        if not self.enabled or self.writer is None:
             return
         entry = {
             "time": _time(time.time()),
@@ -54,15 +132,30 @@ class AccessLog:
             "message": "request",
             **fields,
         }
-        sys.stdout.buffer.write(orjson.dumps(entry) + b"\n")
-        sys.stdout.flush()
+        self.writer.offer(orjson.dumps(entry) + b"\n")
 
 
 access_log = AccessLog(enabled=False)
+_writer: LineWriter | None = None
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+def dropped_lines() -> int:
+    return _writer.dropped if _writer is not None else 0
+
+
+def flush(timeout: float = STOP_SECONDS) -> bool:
+    """Wait until the lines logged so far are on stdout (False if it did not take them)."""
+    return _writer.flush(timeout) if _writer is not None else True
+
+
+def configure_logging(level: str, queue_lines: int = QUEUE_LINES) -> None:
+    """Route every log line through one writer thread on stdout (one per process)."""
+    global _writer
+    if _writer is None:
+        sys.stdout.flush()
+        _writer = LineWriter(STDOUT, queue_lines)
+        atexit.register(_writer.flush)
+    handler = QueueingHandler(_writer)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -72,4 +165,5 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
     # AccessLog writes the one line per request; uvicorn's own would be a second.
     logging.getLogger("uvicorn.access").disabled = True
+    access_log.writer = _writer
     access_log.enabled = root.getEffectiveLevel() <= logging.INFO
