@@ -20,10 +20,12 @@ GRACEFUL_SHUTDOWN_SECONDS = 30  # for in-flight requests, after draining
 def worker_app() -> ASGIApp:
     """The uvicorn factory: each worker process builds its own app from the environment."""
     from registro.app import create_app
+    from registro.http import BoundedHttpToolsProtocol
     from registro.telemetry.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_queue_lines)
+    BoundedHttpToolsProtocol.limits = settings.http_limits
     return create_app(settings, drain_on_sigterm=True)
 
 
@@ -62,7 +64,8 @@ def serve(settings: Settings) -> None:
             port=settings.port,
             workers=settings.workers,
             loop="uvloop",
-            http="httptools",
+            http="registro.http:BoundedHttpToolsProtocol",
+            timeout_keep_alive=settings.http_keep_alive_seconds,
             lifespan="on",
             log_config=None,
             access_log=False,

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from registro.limits import HttpLimits
 from registro.store.base import Timeouts
 from registro.store.urls import valid_postgres_hosts
 from registro.telemetry.logs import QUEUE_LINES
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
     db_lock_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
     db_acquire_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
     max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    http_max_header_bytes: int = Field(default=HttpLimits.max_header_bytes, ge=1024, le=1 << 20)
+    http_header_timeout_seconds: float = Field(default=HttpLimits.header_timeout, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=HttpLimits.body_timeout, gt=0, le=300)
+    http_keep_alive_seconds: int = Field(default=65, ge=1, le=3600)
+    http_max_connections: int = Field(default=HttpLimits.max_connections, ge=1, le=100_000)
     forwarded_allow_ips: str = "127.0.0.1"
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     fault_error_rate: float = Field(default=0.0, ge=0, le=1)
@@ -117,6 +123,15 @@ class Settings(BaseSettings):
             statement=self.db_statement_timeout_seconds,
             lock=self.db_lock_timeout_seconds,
             acquire=self.db_acquire_timeout_seconds,
+        )
+
+    @property
+    def http_limits(self) -> HttpLimits:
+        return HttpLimits(
+            max_header_bytes=self.http_max_header_bytes,
+            header_timeout=self.http_header_timeout_seconds,
+            body_timeout=self.http_body_timeout_seconds,
+            max_connections=self.http_max_connections,
         )
 
     @property
