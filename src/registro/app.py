@@ -26,6 +26,7 @@ from registro.limits import RequestLimitsMiddleware
 from registro.settings import Settings
 from registro.store import open_store
 from registro.telemetry import metrics
+from registro.telemetry.logs import flush as flush_logs
 from registro.telemetry.requests import RequestTelemetryMiddleware
 
 OPERATIONS: Sequence[Operation] = [*data.OPERATIONS, *audit.OPERATIONS, *health.OPERATIONS]
@@ -60,6 +61,7 @@ def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
             if app.state.tracer_provider is not None:
                 app.state.tracer_provider.shutdown()
             metrics.forget_this_process()
+            flush_logs()  # a worker may then be ended by the signal that stopped it
 
     return lifespan
 

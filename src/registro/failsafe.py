@@ -1,22 +1,19 @@
-"""The last answer to a request the application did not answer: always JSON, logged once.
+"""The last answer to a request the application failed on: a JSON 500, logged once.
 
-A bug is a JSON 500, logged here once (Starlette's own fallback would log it and re-raise it for
-uvicorn to log again, in plain text). A request still running when the shutdown deadline cancels
-it is a JSON 503 with `Retry-After`: the client may safely try another instance.
+Starlette's own fallback would log the error and re-raise it for uvicorn to log again, in plain
+text. A request cut at the shutdown deadline is registro.lifecycle's (a JSON 503).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registro.api import responses
 
 logger = logging.getLogger("registro.errors")
-
-RETRY = {"Retry-After": "1"}
 
 
 class FailsafeMiddleware:
@@ -24,31 +21,13 @@ class FailsafeMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_tracked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_tracked)
-        except asyncio.CancelledError:
-            logger.warning("request cut at the shutdown deadline", extra=_where(scope))
-            if not started:
-                reply = responses.json({"message": "Server shutting down, try again"}, 503, RETRY)
-                await reply(scope, receive, send)
+            await self.app(scope, receive, send)
         except Exception:
-            logger.exception("unhandled error", extra=_where(scope))
-            if not started:
-                await responses.json({"message": "Internal server error"}, 500)(
-                    scope, receive, send
-                )
-
-
-def _where(scope: Scope) -> dict[str, object]:
-    return {"fields": {"method": scope["method"], "path": scope["path"]}}
+            if scope["type"] != "http":
+                raise
+            fields = {"method": scope["method"], "path": scope["path"]}
+            logger.exception("unhandled error", extra={"fields": fields})
+            reply = responses.json({"message": "Internal server error"}, 500)
+            with contextlib.suppress(Exception):  # a response already started: nothing to add
+                await reply(scope, receive, send)

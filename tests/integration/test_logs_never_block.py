@@ -70,4 +70,4 @@ def test_an_unread_stdout_pipe_drops_lines_but_never_stalls_the_worker(tmp_path:
     assert dropped is not None, metrics
     assert float(dropped[1]) > FLOOD - QUEUE_LINES - 65536 / 150, dropped[0]
     assert stop_seconds < 10, f"SIGTERM took {stop_seconds:.1f}s"
-    assert exit_code in (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+    assert exit_code == 0

@@ -51,32 +51,31 @@ class JsonFormatter(logging.Formatter):
 class LineWriter:
     """A bounded queue of encoded lines and the one thread that writes them to a file descriptor.
 
-    The thread uses os.write, not sys.stdout: a thread stuck in a write must not hold the lock
-    that the interpreter takes to flush sys.stdout at exit.
+    The queue is a SimpleQueue, whose put takes no lock that the caller could already hold: a
+    line may be logged from a signal handler that interrupted another put. The thread uses
+    os.write, not sys.stdout: a thread stuck in a write must not hold the lock that the
+    interpreter takes to flush sys.stdout at exit.
     """
 
     def __init__(self, fd: int, capacity: int = QUEUE_LINES) -> None:
         self.fd = fd
-        self.lines: queue.Queue[bytes | threading.Event] = queue.Queue(capacity)
+        self.capacity = capacity
+        self.lines: queue.SimpleQueue[bytes | threading.Event] = queue.SimpleQueue()
         self.dropped = 0  # published by telemetry.metrics.sample()
         thread = threading.Thread(target=self._run, name="registro-log-writer", daemon=True)
         thread.start()
 
     def offer(self, line: bytes) -> None:
-        try:
-            self.lines.put_nowait(line)
-        except queue.Full:
+        if self.lines.qsize() >= self.capacity:
             self.dropped += 1
+        else:
+            self.lines.put(line)
 
     def flush(self, timeout: float = STOP_SECONDS) -> bool:
         """Wait until what was offered so far is written, or `timeout` (stdout not read)."""
         written = threading.Event()
-        deadline = time.monotonic() + timeout
-        try:
-            self.lines.put(written, timeout=timeout)
-        except queue.Full:
-            return False
-        return written.wait(max(0.0, deadline - time.monotonic()))
+        self.lines.put(written)
+        return written.wait(timeout)
 
     def _run(self) -> None:
         while True:
