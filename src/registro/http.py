@@ -25,6 +25,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from registro.limits import HttpLimits
+from registro.telemetry.requests import CLIENT_DISCONNECTED
 
 REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 REASONS[503] = "Service Unavailable"
@@ -66,6 +67,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.scope[CLIENT_DISCONNECTED] = True  # type: ignore[literal-required]
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

@@ -162,3 +162,18 @@ def test_a_request_without_host_is_answered_in_json(service: Service) -> None:
         sock.sendall(b"GET /data/1 HTTP/1.1\r\nConnection: close\r\n\r\n")
         status, body = _status_and_json(_read_all(sock))
     assert status < 500 and body["message"]
+
+
+def test_a_client_that_left_is_logged_as_such_not_as_the_status_it_never_got(
+    tmp_path: Path,
+) -> None:
+    slow = {"REGISTRO_FAULT_LATENCY_MS": "1500"}  # the response comes after the client left
+    with running_service(f"sqlite:///{tmp_path}/r.db", tmp_path / "service.log", **slow) as svc:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(f"{svc.url}/data", timeout=0.3, headers={"X-Request-ID": "gave-up"})
+        httpx.get(f"{svc.url}/data", timeout=10, headers={"X-Request-ID": "waited"})
+        time.sleep(0.5)
+        lines = [json.loads(line) for line in svc.output().splitlines() if line.startswith("{")]
+    status = {line.get("request_id"): line.get("status") for line in lines}
+    assert status["gave-up"] == 499
+    assert status["waited"] == 200
