@@ -15,7 +15,10 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from registro.lifecycle import SIGNALS
-from registro.settings import Settings, load_settings
+from registro.settings import DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, Settings, load_settings
+
+# What deployment manifests size their grace period by (REGISTRO_SHUTDOWN_TIMEOUT_SECONDS unset).
+GRACEFUL_SHUTDOWN_SECONDS = DEFAULT_SHUTDOWN_TIMEOUT_SECONDS
 
 
 def worker_app() -> ASGIApp:

@@ -23,6 +23,7 @@ AuthMode = Literal["off", "writes", "all"]
 
 DEV_DATABASE_URL = "sqlite:///./registro.db"
 DEFAULT_PORT = 8000
+DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 30  # for in-flight requests, after draining
 
 # Variables whose values must never be echoed back (they may carry credentials).
 SECRET_VARIABLES = frozenset({"DATABASE_URL"})
@@ -46,7 +47,7 @@ class Settings(BaseSettings):
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     drain_seconds: float = Field(default=5.0, ge=0, le=300)
-    shutdown_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    shutdown_timeout_seconds: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, ge=1, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_queue_lines: int = Field(default=QUEUE_LINES, ge=100, le=1_000_000)
     db_pool_size: int = Field(default=10, ge=1, le=200)
