@@ -27,6 +27,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from registro.limits import HttpLimits
 from registro.telemetry.requests import CLIENT_DISCONNECTED
 
+HEAD_TOO_SLOW = "Request headers not received in time"
+BODY_TOO_SLOW = "Request body not received in time"
 REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 REASONS[503] = "Service Unavailable"
 
@@ -45,7 +47,9 @@ def json_response(status: int, message: str) -> bytes:
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[HttpLimits] = HttpLimits()  # set per worker by registro.server.worker_app
 
-    _in_head = True
+    _in_head = True  # the next bytes belong to a request head
+    _head_started = False
+    _awaiting_body = False
     _head_bytes = 0
     _idle = False
     _timer: asyncio.TimerHandle | None = None
@@ -55,7 +59,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.connections) > self.limits.max_connections and not self._close_an_idle_one():
             self._refuse(503, "Too many connections, try again")
             return
-        self._arm(self.limits.header_timeout, 408, "Request headers not received in time")
+        self._arm(self.limits.header_timeout, 408, HEAD_TOO_SLOW)
 
     def _close_an_idle_one(self) -> bool:
         for connection in self.connections:
@@ -88,21 +92,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 return
         if data:
             super().data_received(data)
+        # Timers only for what is still incomplete once these bytes are parsed: a request that
+        # arrived whole (the usual case) costs none.
+        if self._timer is None and not self.transport.is_closing():
+            if self._awaiting_body:
+                self._arm(self.limits.body_timeout, 408, BODY_TOO_SLOW, True)
+            elif self._head_started:
+                self._arm(self.limits.header_timeout, 408, HEAD_TOO_SLOW)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._timer is None:  # the next request on a kept-alive connection
-            self._arm(self.limits.header_timeout, 408, "Request headers not received in time")
+        self._head_started = True
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._disarm()
+        self._in_head = self._head_started = False
+        self._awaiting_body = True
         self._head_bytes = 0
-        self._arm(self.limits.body_timeout, 408, "Request body not received in time", True)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._disarm()
         self._in_head = True
+        self._awaiting_body = False
         super().on_message_complete()
 
     def on_response_complete(self) -> None:

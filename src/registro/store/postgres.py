@@ -155,7 +155,9 @@ class PostgresStore:
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
-                async with self._pool.acquire(timeout=self._acquire) as connection:
+                # A timeout costs a task per call: only when there may be a wait.
+                timeout = None if self._pool.get_idle_size() else self._acquire
+                async with self._pool.acquire(timeout=timeout) as connection:
                     rows: list[asyncpg.Record] = await connection.fetch(
                         query, *args, timeout=self._client_timeout
                     )
