@@ -111,9 +111,15 @@ lock-aws: ## re-pin the AWS verification tools after editing requirements/aws.in
 	uv pip compile requirements/aws.in --python-version 3.11 --generate-hashes -q -o requirements/aws.lock
 	uv pip compile requirements/checkov.in --python-version 3.11 --generate-hashes -q -o requirements/checkov.lock
 
+.PHONY: preflight-aws
+preflight-aws: $(AWS_VENV)/.installed ## check ENV=qa|prod's values and account (region, credentials, zone, quotas); creates nothing
+	@test -n "$(ENV)" || { echo "usage: make preflight-aws ENV=qa|prod" >&2; exit 2; }
+	PATH=$(CURDIR)/$(AWS_VENV)/bin:$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/preflight.py $(ENV)
+
 .PHONY: deploy-aws
-deploy-aws: $(AWS_VENV)/.installed ## deploy the stacks to ENV=qa|prod in order (DRY_RUN=1: change sets only)
+deploy-aws: $(AWS_VENV)/.installed ## preflight, then deploy the stacks to ENV=qa|prod in order (DRY_RUN=1: change sets only)
 	@test -n "$(ENV)" || { echo "usage: make deploy-aws ENV=qa|prod [DRY_RUN=1]" >&2; exit 2; }
+	PATH=$(CURDIR)/$(AWS_VENV)/bin:$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/preflight.py $(ENV)
 	PATH=$(CURDIR)/$(AWS_VENV)/bin:$$PATH PYTHON=$(AWS_VENV)/bin/python DRY_RUN=$(DRY_RUN) \
 	  $(AWS_DIR)/deploy.sh $(ENV)
 

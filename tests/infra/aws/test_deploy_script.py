@@ -44,6 +44,8 @@ if command == "cloudformation describe-stacks":
         print(scenario["error"], file=sys.stderr)
         sys.exit(255)
     stack = args[args.index("--stack-name") + 1]
+    if "Outputs" in " ".join(args):
+        sys.exit(0)
     statuses = scenario.get("status", {}).get(stack)
     if statuses:
         status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
@@ -58,6 +60,12 @@ if command == "cloudformation describe-stacks":
     sys.exit(0)
 if command == "resourcegroupstaggingapi get-resources":
     print(os.environ.get("FAKE_ALB_ARNS", ""))
+    sys.exit(0)
+if command == "route53 list-resource-record-sets":
+    print(json.dumps({"ResourceRecordSets": []}))
+    sys.exit(0)
+if command == "cloudformation describe-stack-resource":
+    print("AWS::S3::Bucket kept-" + args[args.index("--logical-resource-id") + 1])
     sys.exit(0)
 if command == "cloudformation wait" and args[2] in scenario.get("failing_waits", []):
     sys.exit(255)
@@ -291,7 +299,18 @@ def test_a_failed_stack_stops_the_deploy_with_its_reasons(tmp_path: Path) -> Non
 def test_teardown_deletes_in_reverse_order_once_confirmed(tmp_path: Path) -> None:
     result, calls = run_script("teardown.sh", tmp_path / "unconfirmed", "qa")
     assert result.returncode != 0 and calls == []
-    result, calls = run_script("teardown.sh", tmp_path, "qa", CONFIRM="qa")
+    result, calls = run_script("teardown.sh", tmp_path, "qa", CONFIRM="qa", FAKE_EXISTING="all")
     assert result.returncode == 0, result.stderr
     deleted = [option(c, "--stack-name") for c in calls if c["args"][1] == "delete-stack"]
     assert deleted == [stacks.stack_name("qa", layer) for layer in reversed(stacks.layers())]
+
+
+def test_teardown_lists_what_the_stacks_keep(tmp_path: Path) -> None:
+    """DeletionPolicy Retain/Snapshot resources outlive their stack
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html):
+    the person tearing down is told which, by name."""
+    result, _ = run_script("teardown.sh", tmp_path, "qa", CONFIRM="qa", FAKE_EXISTING="all")
+    assert result.returncode == 0, result.stderr
+    kept = result.stdout.split("Kept on purpose", 1)[1]
+    assert "kept-TrailBucket" in kept and "Retain" in kept
+    assert "final snapshot" in kept
