@@ -79,10 +79,10 @@ def placeholder(key: str, value: str) -> str | None:
         network = _network(token)
         if network is not None:
             if any(
-                network.overlaps(doc)
+                network.subnet_of(doc)  # type: ignore[arg-type]
                 for doc in DOCUMENTATION_NETWORKS
                 if doc.version == network.version
-            ):  # type: ignore[arg-type]
+            ):
                 return f"{token} is a documentation address range (RFC 5737 / RFC 3849)"
             continue
         domain = token.rsplit("@", 1)[-1].lower().rstrip(".")
