@@ -133,8 +133,7 @@ teardown-aws: $(AWS_VENV)/.installed ## delete the stacks of ENV=qa|prod in reve
 
 .PHONY: verify-first-deploy
 verify-first-deploy: $(AWS_VENV)/.installed ## rehearse a first deployment end to end against moto and recording stand-ins (docs/aws.md)
-	$(AWS_VENV)/bin/python -m pytest -q -p no:cacheprovider -c tests/infra/aws/pytest.ini \
-	  --rootdir tests/infra/first_deploy tests/infra/first_deploy
+	$(AWS_VENV)/bin/python -m pytest -q -c tests/infra/first_deploy/pytest.ini tests/infra/first_deploy
 
 # ---------------------------------------------------------------------------------------------
 # Kubernetes delivery (deploy/k8s/) and pipelines (.github/workflows/)

@@ -164,5 +164,5 @@ while read -r layer stack <&3; do
     failure_reasons "$stack"
     die "fix the cause above and run make deploy-aws ENV=$env again (a failed first create is deleted and created again)"
   fi
-  echo "   $(stack_status "$stack")"
+  echo "   ${type}_COMPLETE"
 done 3<"$work/plan"
