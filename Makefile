@@ -146,7 +146,7 @@ WORKFLOW_TOOLS := .github/tools
 K8S_WORK := .work/k8s
 K8S_OVERLAYS := $(notdir $(wildcard deploy/k8s/overlays/*))
 # The Kubernetes version of the EKS clusters (kubernetes-validate checks against its schemas).
-K8S_VERSION := 1.32
+K8S_VERSION := 1.36
 # A well-formed digest for offline renders: nothing is pulled, the pinning is what is checked.
 K8S_CHECK_IMAGE := 000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro@sha256:$(shell printf 'ab%.0s' $$(seq 32))
 K8S_RELEASE := deploy/k8s/release.sh

@@ -8,6 +8,8 @@
     python stacks.py guard-parameters ENV        the environment's values for cfn-guard
     python stacks.py plan ENV DIR [NAME=VALUE ...]
                                                  writes DIR/<layer>.json, prints "<layer> <stack>"
+    python stacks.py service-accounts            "<output> <namespace>/<name>" of each IRSA role
+                                                 a chart uses (service-accounts.json)
 
 An environment file holds every parameter of every stack once; a stack receives the ones its
 template declares, plus `<Layer>Stack` (the name of each stack it imports from).
@@ -40,6 +42,14 @@ def environment(env: str) -> dict[str, str]:
         raise SystemExit(f"unknown environment {env!r}; expected one of {', '.join(ENVIRONMENTS)}")
     values: dict[str, str] = json.loads((HERE / "environments" / f"{env}.json").read_text())
     return values
+
+
+def service_accounts() -> list[dict[str, Any]]:
+    """The service accounts the IRSA roles trust: stack, role, output, namespace, name."""
+    accounts: list[dict[str, Any]] = json.loads((HERE / "service-accounts.json").read_text())[
+        "service_accounts"
+    ]
+    return accounts
 
 
 def stack_name(env: str, layer: str) -> str:
@@ -99,6 +109,10 @@ def main(argv: list[str]) -> None:
                 pairs = [{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()]
                 (Path(directory) / f"{layer}.json").write_text(json.dumps(pairs, indent=2))
                 print(layer, stack_name(env, layer))
+        case ["service-accounts"]:
+            for account in service_accounts():
+                if account["output"]:
+                    print(account["output"], f"{account['namespace']}/{account['name']}")
         case ["guard-parameters", env]:
             # Guard rules read them under EnvironmentParameters (e.g. the prod-only rules).
             print(

@@ -136,6 +136,31 @@ CASES = {
         "HttpTokens: optional",
         "nodes_require_imdsv2",
     ),
+    "NetworkPolicies not enforced": (
+        "cluster",
+        """'{"enableNetworkPolicy": "true"}'""",
+        """'{"enableNetworkPolicy": "false"}'""",
+        "network_policies_enforced",
+    ),
+    "pods reach IMDS": (
+        "cluster",
+        "HttpPutResponseHopLimit: 1",
+        "HttpPutResponseHopLimit: 2",
+        "nodes_imds_one_hop",
+    ),
+    "key deleted with its stack": (
+        "security",
+        "    DeletionPolicy: Retain\n    UpdateReplacePolicy: Retain\n    Properties:\n"
+        "      Description: !Sub '${App}-${Environment} telemetry",
+        "    Properties:\n      Description: !Sub '${App}-${Environment} telemetry",
+        "keys_retained",
+    ),
+    "retained bucket with a fixed name": (
+        "security",
+        "      BucketEncryption:",
+        "      BucketName: !Sub '${App}-${Environment}-trail'\n      BucketEncryption:",
+        "retained_buckets_named_by_cloudformation",
+    ),
     "mutable image tags": (
         "cluster",
         "ImageTagMutability: IMMUTABLE",

@@ -7,6 +7,10 @@ service APIs (EC2, KMS, S3, CloudWatch Logs, IAM, RDS, SNS, ECR, CloudFormation 
 
 What the mock cannot see: moto has no CloudFormation model for the types in STAND_INS (EKS, ACM,
 WAFv2, CloudTrail, the IAM OIDC providers, alarms, bucket and topic policies, SNS subscriptions).
+Secrets Manager secrets have no model either, but moto's Secrets Manager API is real: BRIDGES
+creates them through it (a generated password, as GenerateSecretString asks), so they are asserted.
+What the EKS add-ons do once the cluster stack exists is played by AFTER_STACK: the observability
+add-on creates its Container Insights log groups when they are missing, as its Fluent Bit does.
 A stand-in lets their stack complete and returns placeholder attributes (an ARN-shaped string, an
 issuer URL, a security group for the EKS cluster) so that later stacks can import them; nothing is
 asserted about them here (cfn-lint, checkov and cfn-guard check their properties).
@@ -29,6 +33,8 @@ from typing import Any
 import boto3
 import pytest
 import stacks
+from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
 from moto import mock_aws
 from moto.cloudformation import parsing
 from moto.core.common_models import CloudFormationModel
@@ -36,6 +42,7 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.subnets import Subnet
 from moto.kms.models import KmsBackend
 from moto.rds.models import DBInstance, rds_backends
+from moto.secretsmanager.models import secretsmanager_backends
 
 REGION = "us-east-1"
 
@@ -58,7 +65,89 @@ STAND_INS = {
     "AWS::SNS::Subscription": "moto has no CloudFormation model for subscriptions",
 }
 
+# Types moto's CloudFormation cannot create but its service API can: created through that API.
+BRIDGES = {
+    "AWS::SecretsManager::Secret": "moto has the Secrets Manager API but no CloudFormation model",
+}
+
 NATIVE_TYPES = set(parsing.get_model_map())
+
+
+def _secret_bridge() -> type[CloudFormationModel]:
+    """AWS::SecretsManager::Secret through moto's Secrets Manager API (GenerateSecretString)."""
+
+    class SecretBridge(CloudFormationModel):
+        __module__ = "moto.secretsbridge"
+
+        def __init__(self, arn: str) -> None:
+            self.arn = arn
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::SecretsManager::Secret"
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        ):  # type: ignore[no-untyped-def]
+            properties = cloudformation_json["Properties"]
+            generate = properties["GenerateSecretString"]
+            backend = secretsmanager_backends[account_id][region_name]
+            answer = backend.get_random_password(
+                password_length=int(generate.get("PasswordLength", 32)),
+                exclude_characters=generate.get("ExcludeCharacters", ""),
+                exclude_numbers=False,
+                exclude_punctuation=bool(generate.get("ExcludePunctuation", False)),
+                exclude_uppercase=False,
+                exclude_lowercase=False,
+                include_space=False,
+                require_each_included_type=True,
+            )
+            password = json.loads(answer)["RandomPassword"]  # moto answers with the API's JSON
+            value = json.loads(generate["SecretStringTemplate"])
+            value[generate["GenerateStringKey"]] = password
+            created = backend.create_secret(
+                name=resource_name,  # CloudFormation's generated name: the template sets none
+                secret_string=json.dumps(value),
+                secret_binary=None,
+                description=properties.get("Description"),
+                tags=properties.get("Tags"),
+                kms_key_id=properties.get("KmsKeyId"),
+                client_request_token=None,
+                replica_regions=[],
+                force_overwrite=False,
+            )
+            return cls(json.loads(created)["ARN"])
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.arn
+
+    return SecretBridge
+
+
+def container_insights_writes_its_log_groups(env: str) -> None:
+    """What the amazon-cloudwatch-observability add-on does once it runs: Fluent Bit
+    (auto_create_group) and the CloudWatch agent create their log groups when missing."""
+    logs = boto3.client("logs", region_name=REGION)
+    cluster = exported(env, "cluster", "ClusterName")
+    existing = {g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]}
+    for kind in CONTAINER_INSIGHTS_LOGS:
+        name = f"/aws/containerinsights/{cluster}/{kind}"
+        if name not in existing:
+            logs.create_log_group(logGroupName=name)
+
+
+# Container Insights' log groups (Amazon CloudWatch User Guide, "Container Insights: Fluent Bit
+# setup", and the add-on's Fluent Bit outputs with auto_create_group true).
+CONTAINER_INSIGHTS_LOGS = ("application", "dataplane", "host", "performance")
+
+# What runs in the account between one stack and the next.
+AFTER_STACK = {"cluster": container_insights_writes_its_log_groups}
 
 
 def _stand_in(resource_type: str) -> type[CloudFormationModel]:
@@ -126,7 +215,7 @@ def _stand_in(resource_type: str) -> type[CloudFormationModel]:
 @pytest.fixture(scope="module")
 def stand_ins() -> Iterator[None]:
     # A subclass registers itself with moto's model map, which holds it only weakly: keep it here.
-    models = [_stand_in(resource_type) for resource_type in STAND_INS]
+    models = [_stand_in(resource_type) for resource_type in STAND_INS] + [_secret_bridge()]
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cached.cache_clear()
     yield
@@ -213,15 +302,24 @@ def deploy(env: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
         ]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cloudformation.create_stack(
-                StackName=name,
-                TemplateBody=body,
-                Parameters=parameters,
-                Capabilities=["CAPABILITY_NAMED_IAM"],
-                Tags=[{"Key": "app", "Value": "registro"}, {"Key": "environment", "Value": env}],
-            )
+            try:
+                cloudformation.create_stack(
+                    StackName=name,
+                    TemplateBody=body,
+                    Parameters=parameters,
+                    Capabilities=["CAPABILITY_NAMED_IAM"],
+                    Tags=[
+                        {"Key": "app", "Value": "registro"},
+                        {"Key": "environment", "Value": env},
+                    ],
+                )
+            except (ClientError, ResponseParserError) as error:
+                # moto raises a resource's failure (e.g. a log group that exists) from CreateStack.
+                return described, [*problems, f"{layer}: creation failed: {error}"]
         problems += [f"{layer}: {w.message}" for w in caught if "not supported" in str(w.message)]
         described[layer] = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        if layer in AFTER_STACK:
+            AFTER_STACK[layer](env)
     return described, problems
 
 
@@ -231,7 +329,7 @@ def deployed(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     with mock_aws():
         described, problems = deploy(request.param)
-        assert problems == [], "moto cannot create these types; add a stand-in only with a reason"
+        assert problems == [], "a stack failed, or moto cannot create a type (stand-in: a reason)"
         yield request.param, described
 
 
@@ -239,8 +337,9 @@ def test_stand_ins_are_for_types_moto_cannot_create(
     layers: list[str], templates: dict[str, Any]
 ) -> None:
     used = {r["Type"] for t in templates.values() for r in t["Resources"].values()}
-    assert set(STAND_INS) & NATIVE_TYPES == set(), "moto creates these now: assert on them instead"
-    assert set(STAND_INS) <= used, "stand-in for a type no template uses"
+    replaced = set(STAND_INS) | set(BRIDGES)
+    assert replaced & NATIVE_TYPES == set(), "moto creates these now: assert on them instead"
+    assert replaced <= used, "stand-in for a type no template uses"
 
 
 def test_every_stack_completes_and_exports(
@@ -360,6 +459,11 @@ def test_log_groups_have_retention(
     assert retention[f"/aws/rds/instance/registro-{env}/postgresql"] == int(
         values["DbLogRetentionDays"]
     )
+    # Created by the cluster stack before the add-on, not by the add-on (AFTER_STACK) without any.
+    for kind in CONTAINER_INSIGHTS_LOGS:
+        assert retention[f"/aws/containerinsights/registro-{env}/{kind}"] == int(
+            values["ApplicationLogRetentionDays"]
+        )
     assert None not in retention.values()
 
 
@@ -404,18 +508,37 @@ def test_database(deployed: tuple[str, dict[str, Any]]) -> None:
     ] == [("tcp", 5432, 5432, [nodes], [])]
 
 
+def test_app_database_login(deployed: tuple[str, dict[str, Any]]) -> None:
+    """The service's own login: a generated password under the data key, no fixed name."""
+    env, _ = deployed
+    secrets = client("secretsmanager")
+    arn = exported(env, "data", "DbAppSecretArn")
+    assert secrets.describe_secret(SecretId=arn)["KmsKeyId"] == exported(
+        env, "security", "DataKeyArn"
+    )
+    value = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
+    assert set(value) == {"username", "password"}
+    assert value["username"] == stacks.environment(env)["DbAppUsername"]
+    assert len(value["password"]) == 32 and value["password"].isalnum()
+    master = json.loads(
+        secrets.get_secret_value(SecretId=exported(env, "data", "DbSecretArn"))["SecretString"]
+    )
+    assert master["username"] != value["username"]
+
+
 def test_roles_trust_only_their_subjects(deployed: tuple[str, dict[str, Any]]) -> None:
     env, _ = deployed
     iam, values = client("iam"), stacks.environment(env)
     subjects = {
-        "LoadBalancerControllerRoleArn": (
-            "system:serviceaccount:kube-system:aws-load-balancer-controller"
-        ),
-        "ExternalSecretsRoleArn": "system:serviceaccount:external-secrets:external-secrets",
+        a["output"]: f"system:serviceaccount:{a['namespace']}:{a['name']}"
+        for a in stacks.service_accounts()
+        if a["output"]
+    } | {
         "ServiceRoleArn": (
             f"system:serviceaccount:{values['ServiceNamespace']}:{values['ServiceAccountName']}"
         ),
     }
+    assert len(subjects) == 5
     issuer = exported(env, "cluster", "OidcIssuer")
     for output, subject in subjects.items():
         role = iam.get_role(RoleName=exported(env, "edge", output).rsplit("/", 1)[1])["Role"]

@@ -1,0 +1,146 @@
+"""The cluster stack's add-ons and nodes, as EKS runs them: what each AWS behaviour the platform
+relies on needs from the template, pinned with the document that states the behaviour."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import stacks
+
+CONTAINER_INSIGHTS_GROUP = "/aws/containerinsights/${Cluster}/"
+
+
+def resources_of(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+def addon(template: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [
+        r
+        for r in resources_of(template, "AWS::EKS::Addon").values()
+        if r["Properties"]["AddonName"] == name
+    ]
+    return found
+
+
+def depends_on(resource: dict[str, Any]) -> set[str]:
+    value = resource.get("DependsOn", [])
+    return {value} if isinstance(value, str) else set(value)
+
+
+def container_insights_groups(template: dict[str, Any]) -> dict[str, str]:
+    """logical id -> the kind (application, dataplane, ...) of each Container Insights log group."""
+    groups = {}
+    for logical_id, group in resources_of(template, "AWS::Logs::LogGroup").items():
+        name = group["Properties"]["LogGroupName"]
+        text = name.get("Fn::Sub") if isinstance(name, dict) else name
+        text = text[0] if isinstance(text, list) else text
+        if isinstance(text, str) and "/aws/containerinsights/" in text:
+            groups[logical_id] = text.rsplit("/", 1)[1]
+    return groups
+
+
+def test_container_insights_log_groups_exist_before_the_addon_writes_them(
+    templates: dict[str, Any],
+) -> None:
+    """The amazon-cloudwatch-observability add-on's Fluent Bit writes to
+    /aws/containerinsights/<cluster>/{application,dataplane,host} and its CloudWatch agent to
+    .../performance, creating each group that is missing (Fluent Bit `auto_create_group true`:
+    Amazon CloudWatch User Guide, "Set up Fluent Bit as a DaemonSet to send logs to CloudWatch
+    Logs", https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-setup-logs-FluentBit.html).
+    CloudWatch Logs refuses to create a group that exists (CreateLogGroup:
+    ResourceAlreadyExistsException), so a stack creating them after the add-on runs fails. They
+    are created in the cluster stack, before the add-on (DependsOn), and nowhere else."""
+    cluster = templates["cluster"]
+    groups = container_insights_groups(cluster)
+    assert sorted(groups.values()) == ["application", "dataplane", "host", "performance"]
+    for logical_id in groups:
+        name = cluster["Resources"][logical_id]["Properties"]["LogGroupName"]["Fn::Sub"]
+        assert name.startswith(CONTAINER_INSIGHTS_GROUP), name  # ${Cluster}: the cluster's Ref
+    assert set(groups) <= depends_on(addon(cluster, "amazon-cloudwatch-observability"))
+    elsewhere = {
+        layer: container_insights_groups(t) for layer, t in templates.items() if layer != "cluster"
+    }
+    assert {k: v for k, v in elsewhere.items() if v} == {}
+
+
+def test_vpc_cni_enforces_network_policies(templates: dict[str, Any]) -> None:
+    """The VPC CNI enforces Kubernetes NetworkPolicies only when the vpc-cni add-on's
+    configuration values set "enableNetworkPolicy": "true"; otherwise the API server stores the
+    policies and nothing applies them (Amazon EKS User Guide, "Limit Pod traffic with Kubernetes
+    network policies", https://docs.aws.amazon.com/eks/latest/userguide/cni-network-policy-configure.html;
+    awsdocs/amazon-eks-user-guide latest/ug/networking/eks-networking-add-ons.adoc)."""
+    values = json.loads(addon(templates["cluster"], "vpc-cni")["Properties"]["ConfigurationValues"])
+    assert values.get("enableNetworkPolicy") == "true"
+
+
+def test_pods_cannot_reach_the_node_role(templates: dict[str, Any]) -> None:
+    """With IMDSv2 and a response hop limit of 1, the token answer does not survive the extra hop
+    into a pod's network namespace, so pods on the pod network cannot read the node role's
+    credentials; EKS sets 1 in managed node groups' default launch templates for that reason
+    (awsdocs/amazon-eks-user-guide latest/ug/nodes/al2023.adoc; Amazon EC2 User Guide, "Use the
+    Instance Metadata Service", IMDS considerations). The agents that need IMDS run in the host's
+    network namespace, where it is one hop: aws-node and kube-proxy, and the CloudWatch agent
+    since aws-observability/helm-charts#82 (hostNetwork: true "for clusters with a restricted hop
+    limit"). Everything else gets AWS credentials from its IRSA role."""
+    (template,) = resources_of(templates["cluster"], "AWS::EC2::LaunchTemplate").values()
+    options = template["Properties"]["LaunchTemplateData"]["MetadataOptions"]
+    assert (options["HttpTokens"], options["HttpPutResponseHopLimit"]) == ("required", 1)
+
+
+def test_addons_the_platform_relies_on(templates: dict[str, Any]) -> None:
+    """metrics-server is an EKS community add-on named `metrics-server`
+    (awsdocs/amazon-eks-user-guide latest/ug/workloads/community-addons.adoc): the HPA reads pod
+    CPU from it. The EBS CSI driver is the add-on `aws-ebs-csi-driver`, whose controller calls
+    EC2 as kube-system/ebs-csi-controller-sa (latest/ug/storage/ebs-csi.adoc); without it (EKS
+    >= 1.30 has no default StorageClass either) the Prometheus volume stays Pending. Add-ons
+    that run pods wait for the node group."""
+    cluster = templates["cluster"]
+    ebs = addon(cluster, "aws-ebs-csi-driver")["Properties"]
+    role = ebs["ServiceAccountRoleArn"]["Fn::GetAtt"][0]
+    assert "system:serviceaccount:kube-system:ebs-csi-controller-sa" in json.dumps(
+        cluster["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]
+    )
+    for name in ("metrics-server", "aws-ebs-csi-driver", "coredns"):
+        assert "NodeGroup" in depends_on(addon(cluster, name)), name
+    # No pinned AddonVersion: EKS installs each add-on's default version for the cluster's
+    # Kubernetes version, which it has validated for that version (an offline test cannot ask
+    # DescribeAddonVersions which others exist).
+    assert all(
+        "AddonVersion" not in r["Properties"]
+        for r in resources_of(cluster, "AWS::EKS::Addon").values()
+    )
+
+
+def test_one_kubernetes_version(templates: dict[str, Any]) -> None:
+    """One definition: the environments' KubernetesVersion (the same in every environment) is the
+    cluster's Version and the Makefile's K8S_VERSION that the manifests are validated against."""
+    versions = {stacks.environment(env)["KubernetesVersion"] for env in stacks.ENVIRONMENTS}
+    assert len(versions) == 1
+    (cluster,) = resources_of(templates["cluster"], "AWS::EKS::Cluster").values()
+    assert cluster["Properties"]["Version"] == {"Ref": "KubernetesVersion"}
+    makefile = (stacks.HERE.parents[1] / "Makefile").read_text().splitlines()
+    (line,) = [x for x in makefile if x.startswith("K8S_VERSION :=")]
+    assert versions == {line.split(":=", 1)[1].strip()}
+
+
+# The EKS Kubernetes release calendar as of the decision (2026-12-01): version -> upstream release.
+# Standard support lasts 14 months from the EKS release, which follows the upstream one; a version
+# is available on EKS once the release notes list it (Amazon EKS User Guide, "Understand the
+# Kubernetes version lifecycle on EKS" and "Review release notes for Kubernetes versions on
+# standard support": 1.36 is available, 1.37 is not; 1.34 ends standard support on 2026-12-02).
+EKS_CALENDAR = {"1.34": "2025-08-27", "1.35": "2025-12-17", "1.36": "2026-04-22"}
+DECIDED_ON = "2026-12-01"
+STANDARD_SUPPORT_MONTHS = 14
+
+
+def test_kubernetes_version_is_the_newest_in_standard_support() -> None:
+    """The pinned version is the newest EKS offers, and in standard support on the decision date
+    (extended support costs 6x the control plane's hourly price)."""
+    (version,) = {stacks.environment(env)["KubernetesVersion"] for env in stacks.ENVIRONMENTS}
+    assert version == max(EKS_CALENDAR, key=lambda v: tuple(map(int, v.split("."))))
+    year, month, day = map(int, EKS_CALENDAR[version].split("-"))
+    months = year * 12 + month - 1 + STANDARD_SUPPORT_MONTHS
+    standard_until = f"{months // 12:04d}-{months % 12 + 1:02d}-{day:02d}"
+    assert standard_until > DECIDED_ON

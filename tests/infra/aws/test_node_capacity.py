@@ -1,0 +1,108 @@
+"""The node group can hold what the manifests ask for at their peak: the HPA's maximum during a
+canary, plus the daemons on every node and the platform's controllers. The Cluster Autoscaler adds
+nodes up to NodeMaxSize; past it, pods stay Pending and the HPA maximum is a number on paper.
+
+Rendered from deploy/k8s/overlays/<env> with kubectl kustomize, so a change to the HPA maximum or
+to the pods' requests in the manifests is checked against the environment's node group.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+import stacks
+import yaml
+
+OVERLAYS = stacks.HERE.parent / "k8s" / "overlays"
+
+# vCPUs of the instance types the environments use (Amazon EC2 instance types: "General purpose"
+# specifications, https://docs.aws.amazon.com/ec2/latest/instancetypes/gp.html).
+VCPUS = {"t3.medium": 2, "m6i.large": 2}
+
+# CPU the kubelet reserves on EKS AMIs (awslabs/amazon-eks-ami, nodeadm's kube-reserved: 6% of
+# the first core, 1% of the second, 0.5% of the third and fourth, 0.25% of each one after).
+KUBE_RESERVED_SHARES = (0.06, 0.01, 0.005, 0.005)
+KUBE_RESERVED_REST = 0.0025
+
+# Allowances, not measurements (no cluster here): the per-node DaemonSets' CPU requests (aws-node
+# with its network policy agent, kube-proxy, ebs-csi-node, the CloudWatch agent and Fluent Bit,
+# Prometheus' node exporter), and the cluster-wide controllers' (CoreDNS, metrics-server, the
+# EBS CSI controller, the load balancer controller, External Secrets, Argo Rollouts, ExternalDNS,
+# the Cluster Autoscaler, Prometheus). Revisit them with `kubectl describe nodes` on a real cluster.
+DAEMONS_MILLICPU_PER_NODE = 500
+PLATFORM_MILLICPU = 1500
+
+
+def millicpu(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+def allocatable_millicpu(instance_type: str) -> int:
+    cores = VCPUS[instance_type]
+    shares = [*KUBE_RESERVED_SHARES, *[KUBE_RESERVED_REST] * max(0, cores - 4)][:cores]
+    reserved = sum(1000 * share for share in shares)
+    return int(cores * 1000 - reserved) - DAEMONS_MILLICPU_PER_NODE
+
+
+def rendered(env: str) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail(
+            "kubectl is needed to render the overlays (it is installed on the build machine)"
+        )
+    out = subprocess.run(
+        [kubectl, "kustomize", str(OVERLAYS / env)], capture_output=True, text=True, check=True
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def peak_app_millicpu(documents: list[dict[str, Any]]) -> int:
+    """Argo Rollouts with traffic routing leaves the stable ReplicaSet at full size while the
+    canary scales up (unless dynamicStableScale is set), and at promotion the canary reaches the
+    full count while the old pods wait out scaleDownDelaySeconds: twice the replicas at once
+    (argoproj/argo-rollouts docs/features/traffic-management/index.md, "Traffic routing with
+    managed routes"; docs/features/canary.md, dynamicStableScale)."""
+    (hpa,) = [d for d in documents if d["kind"] == "HorizontalPodAutoscaler"]
+    (rollout,) = [d for d in documents if d["kind"] == "Rollout"]
+    canary = rollout["spec"]["strategy"]["canary"]
+    surge = 1 if canary.get("dynamicStableScale") else 2
+    pod = sum(
+        millicpu(c["resources"]["requests"]["cpu"])
+        for c in rollout["spec"]["template"]["spec"]["containers"]
+    )
+    return surge * int(hpa["spec"]["maxReplicas"]) * pod
+
+
+def nodes_needed(env: str) -> int:
+    values = stacks.environment(env)
+    need = peak_app_millicpu(rendered(env)) + PLATFORM_MILLICPU
+    return math.ceil(need / allocatable_millicpu(values["NodeInstanceType"]))
+
+
+@pytest.mark.parametrize("env", stacks.ENVIRONMENTS)
+def test_node_group_holds_the_hpa_maximum_during_a_canary(env: str) -> None:
+    values = stacks.environment(env)
+    assert int(values["NodeMaxSize"]) >= nodes_needed(env)
+
+
+@pytest.mark.parametrize("env", stacks.ENVIRONMENTS)
+def test_node_group_bounds_are_sensible(env: str) -> None:
+    """At least two nodes (one lost node leaves the service running), desired within the bounds,
+    and room to grow above the minimum for the autoscaler."""
+    low, desired, high = (
+        int(stacks.environment(env)[k]) for k in ("NodeMinSize", "NodeDesiredSize", "NodeMaxSize")
+    )
+    assert 2 <= low <= desired <= high and high > low
+
+
+def test_the_check_sees_a_bigger_hpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    documents = rendered("prod")
+    (hpa,) = [d for d in documents if d["kind"] == "HorizontalPodAutoscaler"]
+    before = peak_app_millicpu(documents)
+    hpa["spec"]["maxReplicas"] *= 4
+    assert peak_app_millicpu(documents) == 4 * before
+    assert allocatable_millicpu("m6i.large") == 2000 - 70 - DAEMONS_MILLICPU_PER_NODE
