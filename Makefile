@@ -224,13 +224,13 @@ image-load: ## load .work/image/registro.tar into Docker
 	$(DOCKER) load -i .work/image/registro.tar
 
 .PHONY: publish-image
-publish-image: ## push registro:$(TAG) to the ECR repository of ENV=qa|prod (pipelines; needs AWS credentials)
-	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "publish-image: set ENV=qa|prod TAG=<git commit>" >&2; exit 1; }
+# EXPECT_DIGEST given, even empty (a missing job output), is checked: never silently skipped.
+publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a re-run finds it there (EXPECT_DIGEST=sha256:...: fail unless TAG holds it)
+	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "publish-image: set ENV=qa|prod TAG=<git commit> [EXPECT_DIGEST=sha256:...]" >&2; exit 1; }
 	repository=$$($(K8S_RELEASE) output $(ENV) RepositoryUri); \
 	test -n "$$repository"; \
-	aws ecr get-login-password | $(DOCKER) login --username AWS --password-stdin "$${repository%%/*}"; \
-	$(DOCKER) tag registro:$(TAG) "$$repository:$(TAG)"; \
-	$(DOCKER) push "$$repository:$(TAG)"
+	DOCKER=$(DOCKER) $(PYTHON) deploy/image/publish.py "$$repository" registro:$(TAG) \
+	  $(if $(filter command line,$(origin EXPECT_DIGEST)),--expect-digest "$(EXPECT_DIGEST)")
 
 .PHONY: deploy-k8s
 deploy-k8s: ## release TAG to ENV=qa|prod: migration Job, then the canary Rollout, waited for (needs AWS credentials)

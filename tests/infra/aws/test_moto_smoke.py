@@ -555,9 +555,11 @@ def test_roles_trust_only_their_subjects(deployed: tuple[str, dict[str, Any]]) -
 
     deploy = iam.get_role(RoleName=exported(env, "ci", "DeployRoleArn").rsplit("/", 1)[1])["Role"]
     (statement,) = deploy["AssumeRolePolicyDocument"]["Statement"]
-    assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == (
-        f"repo:{values['GitHubRepository']}:environment:{values['GitHubEnvironment']}"
-    )
+    subject = f"repo:{values['GitHubRepository']}:environment:{values['GitHubEnvironment']}"
+    assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == [
+        subject,
+        f"{subject}-rollback",
+    ]
 
 
 def test_alarm_topic_encrypted(deployed: tuple[str, dict[str, Any]]) -> None:

@@ -1,0 +1,143 @@
+"""The ci stack's deploy role: exactly what the pipelines use, and its Kubernetes identity.
+
+AWS and GitHub behaviour these tests rely on:
+
+- An EKS access entry's `KubernetesGroups` are the `kind: Group` subjects of RoleBindings; with no
+  access policy associated, the principal may do only what RBAC grants those groups, and "Amazon
+  EKS doesn't confirm that the value for name exists in any bindings"
+  (https://docs.aws.amazon.com/eks/latest/APIReference/API_CreateAccessEntry.html,
+  https://docs.aws.amazon.com/eks/latest/userguide/create-k8s-group-access-entry.html). So a
+  group name that differs from deploy/k8s/platform's RoleBinding deploys fine and then forbids
+  every request: the names are compared here.
+- `AmazonEKSEditPolicy` grants no `argoproj.io` or `external-secrets.io` objects
+  (https://docs.aws.amazon.com/eks/latest/userguide/access-policy-permissions.html): it must not
+  come back.
+- A job that references a GitHub environment gets an OIDC token whose `sub` is
+  `repo:OWNER/REPO:environment:NAME`
+  (https://docs.github.com/en/actions/reference/security/oidc); IAM's `StringEquals` with a list
+  matches any of its values
+  (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-logic-multiple-context-keys-or-values.html).
+- Hosted runners reach the EKS public endpoint, authenticated by IAM
+  (docs/decisions/pipeline-cluster-access.md): the role needs `eks:DescribeCluster` for its
+  kubeconfig and must not be able to change the endpoint's allow-list itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+PLATFORM = ROOT / "deploy" / "k8s" / "platform"
+
+# What the pipelines run with this role: `make publish-image` (ECR), release.sh's `outputs`
+# (CloudFormation) and `connect` (EKS). Everything else in the cluster is RBAC's.
+EXPECTED_ACTIONS = {
+    "ecr:GetAuthorizationToken": "*",
+    "ecr:BatchCheckLayerAvailability": "repository",
+    "ecr:BatchGetImage": "repository",
+    "ecr:DescribeImages": "repository",
+    "ecr:GetDownloadUrlForLayer": "repository",
+    "ecr:InitiateLayerUpload": "repository",
+    "ecr:UploadLayerPart": "repository",
+    "ecr:CompleteLayerUpload": "repository",
+    "ecr:PutImage": "repository",
+    "cloudformation:DescribeStacks": "stacks",
+    "eks:DescribeCluster": "cluster",
+}
+
+
+def resource_kind(resource: Any) -> str:
+    if resource == "*":
+        return "*"
+    if isinstance(resource, dict) and "Fn::ImportValue" in resource:
+        name = resource["Fn::ImportValue"]["Fn::Sub"]
+        return {"${ClusterStack}-RepositoryArn": "repository"}.get(
+            name, {"${ClusterStack}-ClusterArn": "cluster"}.get(name, name)
+        )
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        arn = resource["Fn::Sub"]
+        if arn.endswith(":stack/${App}-${Environment}-*/*"):
+            return "stacks"
+    return repr(resource)
+
+
+def deploy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    (policy,) = template["Resources"]["DeployRole"]["Properties"]["Policies"]
+    statements: list[dict[str, Any]] = policy["PolicyDocument"]["Statement"]
+    return statements
+
+
+def test_deploy_role_has_exactly_what_the_pipelines_use(templates: dict[str, Any]) -> None:
+    granted: dict[str, str] = {}
+    for statement in deploy_statements(templates["ci"]):
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"]
+        for action in [actions] if isinstance(actions, str) else actions:
+            assert action not in granted, f"{action} granted twice"
+            granted[action] = resource_kind(statement["Resource"])
+    assert granted == EXPECTED_ACTIONS
+    assert "eks:UpdateClusterConfig" not in granted, "the pipeline must not widen the endpoint"
+
+
+def access_entry(templates: dict[str, Any]) -> dict[str, Any]:
+    (entry,) = [
+        r for r in templates["ci"]["Resources"].values() if r["Type"] == "AWS::EKS::AccessEntry"
+    ]
+    properties: dict[str, Any] = entry["Properties"]
+    return properties
+
+
+def test_access_entry_is_the_deployer_group_and_no_access_policy(
+    templates: dict[str, Any],
+) -> None:
+    entry = access_entry(templates)
+    assert entry["PrincipalArn"] == {"Fn::GetAtt": ["DeployRole", "Arn"]}
+    assert entry["Type"] == "STANDARD"
+    assert entry["KubernetesGroups"] == ["registro-deployer"]
+    assert "AccessPolicies" not in entry, "the group's namespace Role is all the role may do"
+    assert (
+        "AmazonEKSEditPolicy" not in (ROOT / "deploy" / "aws" / "templates" / "ci.yaml").read_text()
+    )
+
+
+def platform_bindings() -> list[dict[str, Any]]:
+    documents = [
+        doc
+        for path in sorted(PLATFORM.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if isinstance(doc, dict)
+    ]
+    return [d for d in documents if d.get("kind") in {"RoleBinding", "ClusterRoleBinding"}]
+
+
+def test_access_entry_group_is_bound_in_the_platform(templates: dict[str, Any]) -> None:
+    """deploy/k8s/platform/ (applied by `make bootstrap-k8s`) binds a namespace Role to it."""
+    assert PLATFORM.is_dir(), f"{PLATFORM} is missing: nothing binds the deploy role's group"
+    (group,) = access_entry(templates)["KubernetesGroups"]
+    bindings = [
+        b
+        for b in platform_bindings()
+        if any(s.get("kind") == "Group" and s.get("name") == group for s in b.get("subjects", []))
+    ]
+    assert bindings, f"no RoleBinding in deploy/k8s/platform/ has the subject Group {group}"
+    for binding in bindings:
+        assert binding["kind"] == "RoleBinding", "the deploy role's group gets nothing cluster-wide"
+        assert binding["metadata"]["namespace"] == "registro"
+        assert binding["roleRef"]["kind"] == "Role"
+
+
+@pytest.mark.parametrize("suffix", ["", "-rollback"])
+def test_role_trusts_the_environment_and_its_rollback_environment(
+    templates: dict[str, Any], suffix: str
+) -> None:
+    (statement,) = templates["ci"]["Resources"]["DeployRole"]["Properties"][
+        "AssumeRolePolicyDocument"
+    ]["Statement"]
+    subjects = statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+    expected = {"Fn::Sub": f"repo:${{GitHubRepository}}:environment:${{GitHubEnvironment}}{suffix}"}
+    assert expected in subjects
+    assert len(subjects) == 2
