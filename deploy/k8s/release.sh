@@ -3,11 +3,14 @@
 #
 #   deploy ENV TAG      the whole release (make deploy-k8s): read the stacks' outputs, pin the
 #                       image pushed as TAG by its digest, render, apply, wait for the rollout
-#   bootstrap ENV       once per cluster, as a cluster administrator: the namespace (cluster-scoped,
-#                       with its Pod Security and readiness-gate labels), which releases never touch
-#   rollback ENV [TAG]  abort a canary in progress (traffic back to stable at once), or put a
-#                       completed release back on the previous revision (make rollback-k8s);
-#                       with TAG, only if the Rollout runs that release (the pipeline's rollback)
+#   bootstrap ENV       once per cluster after the stacks, as a cluster administrator: the
+#                       namespace (cluster-scoped, with its Pod Security and readiness-gate labels),
+#                       which releases never touch, then the platform (deploy/k8s/platform): its
+#                       manifests, then its Helm charts in the order platform/charts lists
+#   rollback ENV [TAG]  abort a canary in progress (traffic back to stable at once) and go back
+#                       to the stable revision, or put a completed release back on the previous
+#                       revision (make rollback-k8s); with TAG, only if the Rollout runs that
+#                       release (the pipeline's rollback)
 #   outputs ENV         print the overlay's CloudFormation outputs as KEY=VALUE, read from the
 #                       outputs of the stacks registro-ENV-<layer>, for the layers deploy/aws/stacks
 #                       lists (AwsRegion: the CLI's region)
@@ -19,13 +22,15 @@
 #   apply DIR           apply DIR/manifests.yaml: everything but the workload, then the migration
 #                       Job (waited for), then the Rollout (waited for)
 #
-# Needs kubectl (with its built-in kustomize), the AWS CLI and python3; nothing else.
+# Needs kubectl >= 1.24 (built-in kustomize, --subresource), the AWS CLI and python3; bootstrap
+# also helm (make helm).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${RELEASE_WORK:-$here/../../.work/release}
 namespace=registro
 rollout=registro
 kubectl=${KUBECTL:-kubectl}
+helm=${HELM:-helm}
 
 die() { echo "release.sh: $*" >&2; exit 1; }
 k() { $kubectl -n "$namespace" "$@"; }
@@ -146,14 +151,29 @@ deploy() {
   apply "$dir"
 }
 
+# The platform's charts, in the order deploy/k8s/platform/charts lists them, each waited for
+# (controllers and their CRDs exist before anything that needs them).
+install_charts() {
+  local values=$1/values release namespace version repository
+  while read -r release namespace version repository; do
+    $helm upgrade --install "$release" "$release" --repo "$repository" --version "$version" \
+      --namespace "$namespace" --values "$values/$release.yaml" \
+      --wait --timeout "${HELM_TIMEOUT:-10m}"
+  done < <(grep -vE '^\s*(#|$)' "$here/platform/charts")
+}
+
 bootstrap() {
   local env=$1 dir=$work/$1-bootstrap
   mkdir -p "$work"
   outputs "$env" > "$work/$env.env"
   # The image does not matter to the namespace; any well-formed digest renders.
   render "$env" "$(output "$work/$env.env" RepositoryUri)@sha256:$(printf '0%.0s' {1..64})" "$work/$env.env" "$dir"
+  python3 "$here/tools/platform_values.py" "$work/$env.env" "$dir/platform"
   connect "$work/$env.env"
   $kubectl apply -f "$dir/manifests.yaml" --selector 'app.kubernetes.io/component=namespace'
+  # Namespaces, the gp3 StorageClass, the Cluster Autoscaler, the deployer's Role.
+  $kubectl apply -f "$dir/platform/manifests.yaml"
+  install_charts "$dir/platform"
 }
 
 rollback() {
@@ -171,8 +191,9 @@ rollback() {
   phase=$(k get rollout "$rollout" -o jsonpath='{.status.phase}')
   if [ "$phase" != Healthy ]; then
     # A canary in progress: all traffic back to the stable pods now, then make the stable
-    # revision the desired one again so that the Rollout is Healthy.
-    k patch rollout "$rollout" --type merge -p '{"status":{"abort":true}}'
+    # revision the desired one again so that the Rollout is Healthy. `abort` lives in the
+    # Rollout's status, which the API server only changes through the status subresource.
+    k patch rollout "$rollout" --subresource=status --type merge -p '{"status":{"abort":true}}'
   fi
   k get rollout,replicaset -l app.kubernetes.io/name=registro -o json \
     | python3 "$here/tools/previous_template.py" > "$work/rollback-patch.json"

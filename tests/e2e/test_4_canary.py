@@ -5,8 +5,10 @@ promoted; one injecting 20% errors is aborted automatically and traffic returns 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import stackctl
+import yaml
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import build_variant, replica_commit
@@ -20,8 +22,16 @@ DESCRIPTION = (
     "step's analysis: it reads deploy/k8s/base/analysis-template.yaml, substitutes the step's args "
     "(service-name=registro-canary) and measures each metric every `interval` against the local "
     "Prometheus, deciding with the template's conditions, count, failureLimit and "
-    "inconclusiveLimit as Argo Rollouts does. Load: {c} clients, {r:.0f} requests/s."
+    "inconclusiveLimit as Argo Rollouts does. The local Prometheus scrapes every {i}, as "
+    "production's does (deploy/k8s/platform/values/prometheus.yaml), so the template's 1m rate "
+    "windows hold the same number of samples. Load: {c} clients, {r:.0f} requests/s."
 )
+PROMETHEUS_CONFIG = Path("deploy/docker/prometheus/prometheus.yml")
+
+
+def describe(load: loadgen.Load) -> str:
+    interval = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"]
+    return DESCRIPTION.format(c=load.concurrency, r=load.rate, i=interval)
 
 
 def window(events: list[dict], start: str, end: str) -> tuple[float, float]:
@@ -69,7 +79,7 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
     conclude(
         "canary-healthy",
         "Canary of a healthy revision (make canary-local)",
-        DESCRIPTION.format(c=load.concurrency, r=load.rate) + " Here the canary is healthy.",
+        describe(load) + " Here the canary is healthy.",
         {
             "load": loadgen.summary(results),
             "analysis": phase,
@@ -122,8 +132,7 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
     conclude(
         "canary-faulty",
         "Canary injecting 20% errors (make canary-local FAULT_ERROR_RATE=0.2)",
-        DESCRIPTION.format(c=load.concurrency, r=load.rate)
-        + " Here the canary answers 20% of /data requests with an injected 500.",
+        describe(load) + " Here the canary answers 20% of /data requests with an injected 500.",
         {
             "load": loadgen.summary(results),
             "analysis": phase,

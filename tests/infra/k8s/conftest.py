@@ -9,11 +9,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
-from k8s_support import OVERLAYS, REPO, Manifests, render_release, require
+from k8s_support import (
+    CHARTS,
+    OVERLAYS,
+    REPO,
+    Manifests,
+    Platform,
+    flatten,
+    k8s_version,
+    render_platform,
+    render_release,
+    require,
+)
 
 
 @pytest.fixture(scope="session", params=OVERLAYS)
@@ -22,6 +34,19 @@ def manifests(
 ) -> Manifests:
     path = render_release(request.param, tmp_path_factory.mktemp(f"release-{request.param}"))
     return Manifests(request.param, [d for d in yaml.safe_load_all(path.read_text()) if d])
+
+
+@pytest.fixture(scope="session")
+def platform(manifests: Manifests, tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    out = render_platform(
+        manifests.overlay, tmp_path_factory.mktemp(f"platform-{manifests.overlay}"), k8s_version()
+    )
+
+    def load(path: Path) -> list[dict[str, Any]]:
+        return flatten(list(yaml.safe_load_all(path.read_text())))
+
+    charts = {c.release: load(out / f"{c.release}.yaml") for c in CHARTS}
+    return Platform(manifests.overlay, out, charts, load(out / "manifests.yaml"))
 
 
 @dataclass(frozen=True)
@@ -54,7 +79,7 @@ def service(
 
     Only what points into the cluster is replaced: the database (a temporary SQLite file) and
     its password file, the bind address and port (127.0.0.1, a free port), the metrics
-    directory, the trace collector.
+    directory.
     """
     tmp = tmp_path_factory.mktemp(f"service-{manifests.overlay}")
     (tmp / "metrics").mkdir()
@@ -67,7 +92,6 @@ def service(
         PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
         REGISTRO_DATABASE_PASSWORD_FILE=str(tmp / "password"),
     )
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT")
     process_env = {"PATH": os.environ["PATH"], "HOME": str(tmp), **env}
     registro = str(service_bin / "registro")
     migrate = subprocess.run([registro, "migrate"], env=process_env, capture_output=True, text=True)

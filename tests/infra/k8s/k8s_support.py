@@ -1,12 +1,15 @@
-"""Helpers for the Kubernetes checks: render a release as the pipeline does, and read it.
+"""Helpers for the Kubernetes checks: render a release and the platform as the pipeline does.
 
 Every overlay is rendered with `kubectl kustomize` exactly as a release is (deploy/k8s/release.sh
-render), with the overlay's placeholder outputs and a fixed image digest.
+render), with the overlay's placeholder outputs and a fixed image digest; the platform
+with deploy/k8s/tools/platform_values.py and `helm template` of the upstream charts at the
+pinned versions.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -20,6 +23,31 @@ K8S = REPO / "deploy" / "k8s"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
 TEST_IMAGE = "000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro@sha256:" + "ab" * 32
 IN_CI = os.environ.get("CI") == "true"
+PLATFORM = K8S / "platform"
+UPSTREAM = (REPO / os.environ.get("PLATFORM_UPSTREAM", "../shared/upstream")).resolve()
+HELM = os.environ.get("HELM") or shutil.which("helm") or ""
+
+
+def k8s_version() -> str:
+    """The clusters' Kubernetes minor, as the Makefile defines it (K8S_VERSION)."""
+    match = re.search(r"^K8S_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    assert match, "Makefile: no K8S_VERSION"
+    return match.group(1)
+
+
+def table(path: Path) -> list[list[str]]:
+    """The rows of a whitespace-separated table file (deploy/k8s/platform/charts, ...)."""
+    rows = [line.split() for line in path.read_text().splitlines()]
+    return [row for row in rows if row and not row[0].startswith("#")]
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def overlay_outputs(overlay: str) -> dict[str, str]:
+    return read_outputs(K8S / "overlays" / overlay / "cloudformation-outputs.env")
 
 
 def require(condition: bool, reason: str) -> None:
@@ -81,3 +109,90 @@ def render_release(overlay: str, out: Path) -> Path:
         text=True,
     )
     return out / "manifests.yaml"
+
+
+@dataclass(frozen=True)
+class Chart:
+    release: str
+    namespace: str
+    version: str
+    repository: str
+
+    @property
+    def source(self) -> Path:
+        return UPSTREAM / "charts" / f"{self.release}-{self.version}"
+
+
+CHARTS = [Chart(*row) for row in table(PLATFORM / "charts")]
+
+
+def flatten(docs: list[Any]) -> list[dict[str, Any]]:
+    """Documents, with each `List` replaced by its items (as the API server applies them)."""
+    out: list[dict[str, Any]] = []
+    for doc in docs:
+        if doc and doc.get("kind") == "List":
+            out.extend(flatten(doc["items"]))
+        elif doc:
+            out.append(doc)
+    return out
+
+
+def render_platform(overlay: str, out: Path, k8s_version: str) -> Path:
+    """Everything bootstrap installs for `overlay`: DIR/<release>.yaml per chart (CRDs included)
+    and DIR/manifests.yaml, rendered with the overlay's placeholder outputs."""
+    require(bool(HELM) and Path(HELM).exists(), "helm is not installed (make helm)")
+    require(UPSTREAM.is_dir(), f"the upstream charts and CRDs are not at {UPSTREAM}")
+    outputs = K8S / "overlays" / overlay / "cloudformation-outputs.env"
+    subprocess.run(
+        ["python3", str(K8S / "tools" / "platform_values.py"), str(outputs), str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    for chart in CHARTS:
+        rendered = subprocess.run(
+            [
+                HELM,
+                "template",
+                chart.release,
+                str(chart.source),
+                "--namespace",
+                chart.namespace,
+                "--include-crds",
+                "--kube-version",
+                k8s_version,
+                "--values",
+                str(out / "values" / f"{chart.release}.yaml"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        (out / f"{chart.release}.yaml").write_text(rendered.stdout)
+    return out
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What `make bootstrap-k8s` installs for one overlay, rendered: each chart's documents (by
+    release) and the platform's own manifests."""
+
+    overlay: str
+    directory: Path
+    charts: dict[str, list[dict[str, Any]]]
+    manifests: list[dict[str, Any]]
+
+    @property
+    def docs(self) -> list[dict[str, Any]]:
+        return [d for docs in self.charts.values() for d in docs] + self.manifests
+
+    def one(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        found = [
+            d
+            for d in self.docs
+            if d["kind"] == kind
+            and d["metadata"]["name"] == name
+            and namespace in (None, d["metadata"].get("namespace"))
+        ]
+        assert len(found) == 1, f"{self.overlay}: expected one {kind} {name}, got {len(found)}"
+        return found[0]

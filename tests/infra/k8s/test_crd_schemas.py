@@ -1,24 +1,26 @@
-"""The Rollout and the AnalysisTemplate validate against Argo Rollouts' own CRD schemas.
+"""Every custom resource validates against the CRD of the version the platform installs.
 
-kubernetes-validate skips custom resources, so they are checked here with jsonschema against
-each CRD's openAPIV3Schema, strictly: an object that declares its properties accepts no others
-(the API server would silently prune an unknown field, so a typo would never show).
+kubernetes-validate skips custom resources, so they are checked here with jsonschema against the
+served version's openAPIV3Schema, strictly: an object that declares its properties accepts no
+others (the API server would silently prune an unknown field, so a typo would never show). The
+CRDs are those the platform's charts render (Argo Rollouts 2.41.0 ships v1.9.0's, the ALB
+controller 3.5.0 its own), plus External Secrets 2.9.0's from ../shared/upstream/crds: its source
+chart renders none (the published chart generates them in; test_platform.py).
 """
 
 from __future__ import annotations
 
 import copy
-import os
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
-from k8s_support import REPO, Manifests, require
+from k8s_support import UPSTREAM, Manifests, Platform, require
 
-SCHEMAS = Path(REPO / os.environ.get("ARGO_ROLLOUTS_SCHEMAS", "../shared/schemas/argo-rollouts"))
-CRDS = {"Rollout": "rollout-crd.yaml", "AnalysisTemplate": "analysis-template-crd.yaml"}
+EXTRA_CRDS = ["external-secrets-2.9.0"]
+# The custom resources the release applies; all must be there, whatever else is.
+RELEASE_KINDS = {"Rollout", "AnalysisTemplate", "ExternalSecret", "SecretStore"}
 
 
 def closed(schema: Any) -> Any:
@@ -37,16 +39,24 @@ def closed(schema: Any) -> Any:
     return schema
 
 
+Validators = dict[tuple[str, str], jsonschema.protocols.Validator]
+
+
 @pytest.fixture(scope="module")
-def validators() -> dict[str, jsonschema.protocols.Validator]:
-    require(SCHEMAS.is_dir(), f"Argo Rollouts CRD schemas not found at {SCHEMAS}")
-    out = {}
-    for kind, name in CRDS.items():
-        crd = yaml.safe_load((SCHEMAS / name).read_text())
-        assert crd["spec"]["names"]["kind"] == kind
-        version = crd["spec"]["versions"][0]
-        schema = closed(version["schema"]["openAPIV3Schema"])
-        out[kind] = jsonschema.Draft7Validator(schema)
+def validators(platform: Platform) -> Validators:
+    """(apiVersion, kind) -> validator, for every served version of every installed CRD."""
+    require(UPSTREAM.is_dir(), f"the upstream CRDs are not at {UPSTREAM}")
+    crds = [d for d in platform.docs if d["kind"] == "CustomResourceDefinition"]
+    for name in EXTRA_CRDS:
+        for path in sorted((UPSTREAM / "crds" / name).glob("*.yaml")):
+            crds.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    out: Validators = {}
+    for crd in crds:
+        for version in crd["spec"]["versions"]:
+            if version["served"]:
+                api = f"{crd['spec']['group']}/{version['name']}"
+                schema = closed(version["schema"]["openAPIV3Schema"])
+                out[(api, crd["spec"]["names"]["kind"])] = jsonschema.Draft7Validator(schema)
     return out
 
 
@@ -56,21 +66,69 @@ def errors(validator: jsonschema.protocols.Validator, doc: dict[str, Any]) -> li
     ]
 
 
-@pytest.mark.parametrize("kind", sorted(CRDS))
-def test_custom_resources_match_their_crd(
-    manifests: Manifests, validators: dict[str, jsonschema.protocols.Validator], kind: str
-) -> None:
-    doc = manifests.one(kind)
-    assert doc["apiVersion"] == "argoproj.io/v1alpha1"
-    assert errors(validators[kind], doc) == []
+def custom(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    core = (
+        "v1",
+        "apps/",
+        "batch/",
+        "policy/",
+        "networking.k8s.io/",
+        "autoscaling/",
+        "rbac.",
+        "storage.k8s.io/",
+        "admissionregistration.",
+        "apiextensions.",
+        "scheduling.k8s.io/",
+    )
+    return [d for d in docs if not d["apiVersion"].startswith(core)]
 
 
-def test_validation_catches_a_misspelt_field(
-    manifests: Manifests, validators: dict[str, jsonschema.protocols.Validator]
+def test_release_custom_resources_match_the_installed_crds(
+    manifests: Manifests, validators: Validators
 ) -> None:
+    resources = custom(manifests.docs)
+    assert {d["kind"] for d in resources} == RELEASE_KINDS
+    for doc in resources:
+        key = (doc["apiVersion"], doc["kind"])
+        assert key in validators, f"{key}: no installed CRD serves it"
+        assert errors(validators[key], doc) == [], (doc["kind"], doc["metadata"]["name"])
+
+
+def test_platform_custom_resources_match_the_installed_crds(
+    platform: Platform, validators: Validators
+) -> None:
+    for doc in custom(platform.docs):
+        key = (doc["apiVersion"], doc["kind"])
+        assert key in validators, f"{key}: no installed CRD serves it"
+        assert errors(validators[key], doc) == [], (doc["kind"], doc["metadata"]["name"])
+
+
+def test_only_the_v1_external_secrets_api_is_served(validators: Validators) -> None:
+    """External Secrets 2.x serves v1 only (v1beta1 served: false in its CRDs)."""
+    assert ("external-secrets.io/v1", "ExternalSecret") in validators
+    assert ("external-secrets.io/v1beta1", "ExternalSecret") not in validators
+
+
+def test_the_rollout_crd_has_a_status_subresource(platform: Platform) -> None:
+    """With a status subresource the API server ignores `status` in a patch of the main resource
+    (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/
+    #status-subresource): that is why release.sh aborts with --subresource=status."""
+    crd = next(
+        d
+        for d in platform.docs
+        if d["kind"] == "CustomResourceDefinition"
+        and d["metadata"]["name"] == "rollouts.argoproj.io"
+    )
+    assert all("status" in v.get("subresources", {}) for v in crd["spec"]["versions"])
+
+
+def test_validation_catches_a_misspelt_field(manifests: Manifests, validators: Validators) -> None:
     rollout = copy.deepcopy(manifests.one("Rollout"))
     rollout["spec"]["strategy"]["canary"]["trafficRouting"]["alb"]["rootSerivce"] = "typo"
-    assert errors(validators["Rollout"], rollout)
+    assert errors(validators[("argoproj.io/v1alpha1", "Rollout")], rollout)
     template = copy.deepcopy(manifests.one("AnalysisTemplate"))
     template["spec"]["metrics"][0]["successCondtion"] = "typo"
-    assert errors(validators["AnalysisTemplate"], template)
+    assert errors(validators[("argoproj.io/v1alpha1", "AnalysisTemplate")], template)
+    external = copy.deepcopy(manifests.one("ExternalSecret", "registro-database"))
+    external["spec"]["refreshIntreval"] = "1h"
+    assert errors(validators[("external-secrets.io/v1", "ExternalSecret")], external)

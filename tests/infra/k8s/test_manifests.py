@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from k8s_support import K8S, TEST_IMAGE, Manifests
+from k8s_support import K8S, TEST_IMAGE, Manifests, k8s_version, overlay_outputs
 
 RESTRICTED = "restricted"
 
@@ -15,6 +16,7 @@ RESTRICTED = "restricted"
 def test_namespace_is_restricted_and_gets_readiness_gates(manifests: Manifests) -> None:
     labels = manifests.one("Namespace")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == RESTRICTED
+    assert labels["pod-security.kubernetes.io/enforce-version"] == f"v{k8s_version()}"
     assert labels["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
     namespaced = [d for d in manifests.docs if d["kind"] != "Namespace"]
     assert {d["metadata"].get("namespace") for d in namespaced} == {
@@ -71,7 +73,9 @@ def test_canary_routing_is_wired_end_to_end(manifests: Manifests) -> None:
         assert [p["port"] for p in service["spec"]["ports"]] == [alb["servicePort"]], name
         assert service["spec"]["ports"][0]["targetPort"] == "http", name
     ingress = manifests.one("Ingress", alb["ingress"])
-    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    paths = {p["path"]: p for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths["/"]["pathType"] == "Prefix"
+    backend = paths["/"]["backend"]["service"]
     assert backend == {"name": alb["rootService"], "port": {"name": "use-annotation"}}
     # Prometheus scrapes exactly the two services the analysis compares.
     scraped = {
@@ -158,13 +162,7 @@ def field(doc: Any, path: str) -> Any:
 
 
 def test_every_cloudformation_output_lands_where_it_belongs(manifests: Manifests) -> None:
-    outputs = dict(
-        line.split("=", 1)
-        for line in (K8S / "overlays" / manifests.overlay / "cloudformation-outputs.env")
-        .read_text()
-        .splitlines()
-        if line and not line.startswith("#")
-    )
+    outputs = overlay_outputs(manifests.overlay)
     component = yaml.safe_load(
         (K8S / "components" / "cloudformation-outputs" / "kustomization.yaml").read_text()
     )
@@ -184,47 +182,89 @@ def test_every_cloudformation_output_lands_where_it_belongs(manifests: Manifests
                     value = value.split(target["options"]["delimiter"])[target["options"]["index"]]
                 assert value == expected, (key, path)
         used.add(key)
-    # every output is used: in a manifest, or by release.sh itself
-    assert set(outputs) - used == {"RepositoryUri", "ClusterName"}
+    # every output is used: in a manifest, by release.sh itself, or by the platform
+    platform = {
+        m
+        for path in (K8S / "platform").rglob("*.yaml")
+        for m in re.findall(r"\$\{([A-Za-z0-9]+)\}", path.read_text())
+    }
+    assert set(outputs) - used - platform == {"RepositoryUri"}
+    assert "ClusterName" in platform and "DbAppSecretArn" in used
     sa = manifests.one("ServiceAccount", "registro")["metadata"]["annotations"]
     assert re.fullmatch(r"arn:aws:iam::\d{12}:role/.+", sa["eks.amazonaws.com/role-arn"])
 
 
-def test_database_url_and_password_file_come_from_external_secrets(manifests: Manifests) -> None:
-    external = manifests.one("ExternalSecret", "registro-database")
-    store = manifests.one("SecretStore", external["spec"]["secretStoreRef"]["name"])
-    assert store["spec"]["provider"]["aws"]["service"] == "SecretsManager"
-    # the controller's own IRSA role reads the secret (deploy/aws edge stack: ExternalSecretsRole)
-    assert "auth" not in store["spec"]["provider"]["aws"]
-    data = external["spec"]["target"]["template"]["data"]
-    # What External Secrets renders from the RDS secret's username: no password in the URL.
-    rendered = re.sub(r'\{\{ "([^"]*)" \}\}', r"\1", data["DATABASE_URL"])
-    rendered = rendered.replace("{{ .username | urlquery }}", "registro")
-    # ... and TLS required: the client refuses a plaintext connection.
-    assert re.fullmatch(r"postgresql://registro@[a-z0-9.-]+:\d+/\w+\?sslmode=require", rendered), (
-        rendered
-    )
-    assert data["password"] == "{{ .password }}"  # noqa: S105 (a template, not a secret)
+def secret_refs(pod: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each environment variable a pod takes from a Secret: name -> (secret, key)."""
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for c in pod["spec"]["containers"]
+        for e in c.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def mounted_secret(pod: dict[str, Any], directory: str) -> dict[str, Any]:
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = [
+        m
+        for c in pod["spec"]["containers"]
+        for m in c.get("volumeMounts", [])
+        if m["mountPath"] == directory
+    ]
+    assert len(mounts) == 1 and mounts[0]["readOnly"], directory
+    secret: dict[str, Any] = volumes[mounts[0]["name"]]["secret"]
+    return secret
+
+
+def test_database_logins_come_from_external_secrets(manifests: Manifests) -> None:
+    """The server connects as the app role (DbAppSecretArn); only the migration Job gets the
+    schema owner's login (DbSecretArn), and the app role's password to set (INTERFACES: the
+    Job mounts both secrets, the Rollout only the app one)."""
+    outputs = overlay_outputs(manifests.overlay)
+    app = manifests.one("ExternalSecret", "registro-database")
+    owner = manifests.one("ExternalSecret", "registro-database-owner")
+    assert app["spec"]["dataFrom"] == [{"extract": {"key": outputs["DbAppSecretArn"]}}]
+    assert owner["spec"]["dataFrom"] == [{"extract": {"key": outputs["DbSecretArn"]}}]
+    for external in (app, owner):
+        store = manifests.one("SecretStore", external["spec"]["secretStoreRef"]["name"])
+        assert store["spec"]["provider"]["aws"]["service"] == "SecretsManager"
+        # the controller's own IRSA role reads the secret (deploy/aws edge stack)
+        assert "auth" not in store["spec"]["provider"]["aws"]
+        data = external["spec"]["target"]["template"]["data"]
+        # What External Secrets renders from the secret's username: no password in the URL.
+        rendered = re.sub(r'\{\{ "([^"]*)" \}\}', r"\1", data["DATABASE_URL"])
+        rendered = rendered.replace("{{ .username | urlquery }}", "registro")
+        # ... and TLS required: the client refuses a plaintext connection.
+        assert re.fullmatch(
+            r"postgresql://registro@[a-z0-9.-]+:\d+/\w+\?sslmode=require", rendered
+        ), rendered
+        assert data["password"] == "{{ .password }}"  # noqa: S105 (a template, not a secret)
     password_file = Path(manifests.container_environment()["REGISTRO_DATABASE_PASSWORD_FILE"])
-    for where, pod in manifests.pod_templates().items():
-        refs = [
-            e["valueFrom"]["secretKeyRef"]
-            for c in pod["spec"]["containers"]
-            for e in c.get("env", [])
-            if "valueFrom" in e
-        ]
-        assert refs == [{"name": external["spec"]["target"]["name"], "key": "DATABASE_URL"}], where
-        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-        mounts = [
-            m
-            for c in pod["spec"]["containers"]
-            for m in c.get("volumeMounts", [])
-            if m["mountPath"] == str(password_file.parent)
-        ]
-        assert len(mounts) == 1 and mounts[0]["readOnly"], where
-        secret = volumes[mounts[0]["name"]]["secret"]
-        assert secret["secretName"] == external["spec"]["target"]["name"], where
-        assert secret["items"] == [{"key": "password", "path": password_file.name}], where
+    pods = manifests.pod_templates()
+
+    server = pods["Rollout/registro"]
+    assert secret_refs(server) == {"DATABASE_URL": ("registro-database", "DATABASE_URL")}
+    secret = mounted_secret(server, str(password_file.parent))
+    assert secret["secretName"] == "registro-database"
+    assert secret["items"] == [{"key": "password", "path": password_file.name}]
+    mounted = {v["secret"]["secretName"] for v in server["spec"]["volumes"] if "secret" in v}
+    assert mounted == {"registro-database"}, "the server never sees the owner's login"
+
+    job = pods["Job/registro-migrate"]
+    assert secret_refs(job) == {
+        "DATABASE_URL": ("registro-database-owner", "DATABASE_URL"),
+        "REGISTRO_APP_ROLE": ("registro-database", "username"),
+    }
+    secret = mounted_secret(job, str(password_file.parent))
+    assert secret["secretName"] == "registro-database-owner"
+    assert secret["items"] == [{"key": "password", "path": password_file.name}]
+    env = {e["name"]: e.get("value") for e in job["spec"]["containers"][0]["env"]}
+    app_file = Path(env["REGISTRO_APP_PASSWORD_FILE"])
+    secret = mounted_secret(job, str(app_file.parent))
+    assert secret["secretName"] == "registro-database"
+    assert secret["items"] == [{"key": "password", "path": app_file.name}]
+    assert app["spec"]["target"]["template"]["data"]["username"] == "{{ .username }}"
     assert not manifests.all("Secret"), "no Secret is ever rendered from git"
 
 
@@ -240,7 +280,7 @@ def test_network_policy_allows_only_what_is_needed(manifests: Manifests) -> None
     for labels in (rollout["spec"]["template"]["metadata"]["labels"], job_labels):
         assert egress["podSelector"]["matchLabels"].items() <= labels.items()
     ports = sorted((p["protocol"], p["port"]) for rule in egress["egress"] for p in rule["ports"])
-    assert ports == [("TCP", 53), ("TCP", 4318), ("TCP", 5432), ("UDP", 53)]
+    assert ports == [("TCP", 53), ("TCP", 5432), ("UDP", 53)], "DNS and the database, nothing else"
     for rule in egress["egress"]:
         for peer in rule["to"]:
             assert peer.get("ipBlock", {}).get("cidr") != "0.0.0.0/0"
@@ -253,4 +293,51 @@ def test_migration_job_runs_the_same_image_and_config(manifests: Manifests) -> N
     assert server["command"] == ["registro", "serve"]
     assert job["image"] == server["image"]
     assert job["envFrom"] == server["envFrom"]
-    assert job["env"] == server["env"]
+
+
+def test_ingress_can_be_deleted_and_is_named_in_dns(manifests: Manifests) -> None:
+    """With deletion_protection.enabled=true in the annotation, the controller refuses to delete
+    the ALB ("deletion_protection is enabled, cannot delete the ingress") and stops reconciling, so
+    the Ingress's finalizer never clears and teardown hangs (kubernetes-sigs/
+    aws-load-balancer-controller pull 2172, issues 1900 and 2827). ExternalDNS publishes the name
+    in external-dns.alpha.kubernetes.io/hostname (kubernetes-sigs/external-dns docs/annotations)."""
+    a = manifests.one("Ingress")["metadata"]["annotations"]
+    attributes = a.get("alb.ingress.kubernetes.io/load-balancer-attributes", "")
+    assert "deletion_protection.enabled=true" not in attributes
+    outputs = overlay_outputs(manifests.overlay)
+    assert a["external-dns.alpha.kubernetes.io/hostname"] == outputs["DomainName"]
+
+
+NOT_PUBLIC = ("/metrics", "/docs", "/openapi.json")
+
+
+def test_operator_routes_are_not_public(manifests: Manifests) -> None:
+    """The controller orders an Ingress's rules Exact first, then Prefix longest first (since
+    v2.4.3: kubernetes-sigs/aws-load-balancer-controller docs/guide/ingress/spec.md), so each
+    blocked path, Exact or a Prefix longer than `/`, is matched before the forward to the pods;
+    its action (alb.ingress.kubernetes.io/actions.<name>) answers 404 at the ALB."""
+    ingress = manifests.one("Ingress")
+    paths = {p["path"]: p for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths["/"]["pathType"] == "Prefix"
+    for path in NOT_PUBLIC:
+        rule = paths[path]
+        assert rule["pathType"] in {"Exact", "Prefix"}, path
+        backend = rule["backend"]["service"]
+        assert backend["port"] == {"name": "use-annotation"}, path
+        action = json.loads(
+            ingress["metadata"]["annotations"][
+                f"alb.ingress.kubernetes.io/actions.{backend['name']}"
+            ]
+        )
+        assert action["type"] == "fixed-response", path
+        assert action["fixedResponseConfig"]["statusCode"] == "404", path
+        assert json.loads(action["fixedResponseConfig"]["messageBody"])["message"]
+    forwarded = [p for p in paths if p not in NOT_PUBLIC]
+    assert forwarded == ["/"]
+
+
+def test_no_trace_exporter_is_configured(manifests: Manifests) -> None:
+    """No collector runs in the cluster (docs/decisions/telemetry-export.md): an OTLP endpoint
+    would make every pod log export errors forever."""
+    env = manifests.container_environment()
+    assert not [k for k in env if k.startswith("OTEL_EXPORTER_")]

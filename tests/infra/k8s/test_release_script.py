@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from k8s_support import K8S, TEST_IMAGE, Manifests
+from k8s_support import CHARTS, K8S, TEST_IMAGE, Manifests
 
 RELEASE = K8S / "release.sh"
 
@@ -39,6 +39,8 @@ def fake_aws(tmp_path: Path, stacks: dict[str, dict[str, str]]) -> dict[str, str
         "#!/usr/bin/env python3\n"
         "import json, sys\n"
         f"stacks = json.load(open({str(table)!r}))\n"
+        "if '--stack-name' not in sys.argv:\n"
+        "    sys.exit(0)  # aws eks update-kubeconfig, ...\n"
         "name = sys.argv[sys.argv.index('--stack-name') + 1]\n"
         "if name not in stacks:\n"
         "    sys.exit(f'An error occurred: Stack with id {name} does not exist')\n"
@@ -139,6 +141,7 @@ def replica_set(revision: int, image: str, owner: str = "rollout-uid") -> dict[s
         "kind": "ReplicaSet",
         "metadata": {
             "annotations": {"rollout.argoproj.io/revision": str(revision)},
+            "labels": {"rollouts-pod-template-hash": f"h{revision}"},
             "ownerReferences": [{"uid": owner}],
         },
         "spec": {
@@ -161,11 +164,21 @@ def previous_template(items: list[dict[str, object]]) -> subprocess.CompletedPro
     )
 
 
-def test_rollback_patch_goes_to_the_previous_revision() -> None:
-    rollout = {
+def rollout_at(revision: int, stable: int | None = None) -> dict[str, object]:
+    """A Rollout at `revision` whose status.stableRS is revision `stable`'s hash (default: the
+    current one, a fully promoted release)."""
+    return {
         "kind": "Rollout",
-        "metadata": {"uid": "rollout-uid", "annotations": {"rollout.argoproj.io/revision": "7"}},
+        "metadata": {
+            "uid": "rollout-uid",
+            "annotations": {"rollout.argoproj.io/revision": str(revision)},
+        },
+        "status": {"currentPodHash": f"h{revision}", "stableRS": f"h{stable or revision}"},
     }
+
+
+def test_rollback_patch_goes_to_the_previous_revision() -> None:
+    rollout = rollout_at(7)
     items = [
         rollout,
         replica_set(7, "img@sha256:new"),
@@ -181,12 +194,30 @@ def test_rollback_patch_goes_to_the_previous_revision() -> None:
 
 
 def test_rollback_refuses_when_there_is_nothing_before() -> None:
-    rollout = {
-        "kind": "Rollout",
-        "metadata": {"uid": "rollout-uid", "annotations": {"rollout.argoproj.io/revision": "1"}},
-    }
-    result = previous_template([rollout, replica_set(1, "img@sha256:only")])
+    result = previous_template([rollout_at(1), replica_set(1, "img@sha256:only")])
     assert result.returncode != 0
+
+
+@pytest.mark.parametrize("current", [6, 7])
+def test_rollback_during_or_after_an_aborted_canary_goes_to_the_stable_revision(
+    current: int,
+) -> None:
+    """Argo Rollouts keeps the revision last promoted in status.stableRS; an abort sends traffic
+    back to it, and "updating the spec.template back to the previous version will fully revert
+    the rollout" (argoproj/argo-rollouts pkg/kubectl-argo-rollouts/cmd/abort/abort.go, and
+    docs/features/rollback.md). Release 6 was aborted, release 7 is a canary in progress: the
+    highest revision below 7 is the bad 6, the stable one is 5."""
+    items = [
+        rollout_at(current, stable=5),
+        replica_set(7, "img@sha256:canary"),
+        replica_set(6, "img@sha256:aborted"),
+        replica_set(5, "img@sha256:stable"),
+        replica_set(4, "img@sha256:older"),
+    ]
+    result = previous_template(items)
+    assert result.returncode == 0, result.stderr
+    template = json.loads(result.stdout)["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == "img@sha256:stable"
 
 
 def selects(selector: str, labels: dict[str, str]) -> bool:
@@ -266,3 +297,107 @@ def test_an_aborted_canary_fails_the_release(tmp_path: Path, rendered: Path) -> 
     )
     assert result.returncode != 0
     assert "rollout degraded" in result.stderr
+
+
+def fake_cluster(tmp_path: Path, phase: str, rollout_json: dict[str, object]) -> dict[str, str]:
+    """`kubectl` and `helm` that record their calls; kubectl answers the Rollout's phase and the
+    `get rollout,replicaset -o json` list of a rollback (it cannot see anything real)."""
+    calls = tmp_path / "calls"
+    listing = tmp_path / "listing.json"
+    listing.write_text(json.dumps(rollout_json))
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "kubectl $*" >> {calls}\n'
+        'case "$*" in\n'
+        f"  *'get rollout,replicaset'*) cat {listing} ;;\n"
+        f"  *'jsonpath={{.status.phase}}|'*) echo '{phase}|4|4|message' ;;\n"
+        f"  *'jsonpath={{.status.phase}}'*) echo '{phase}' ;;\n"
+        "esac\n"
+    )
+    helm = tmp_path / "helm"
+    helm.write_text(f'#!/usr/bin/env bash\necho "helm $*" >> {calls}\n')
+    for tool in (kubectl, helm):
+        tool.chmod(0o755)
+    # the committed placeholder outputs, well-formed, spread over the stacks
+    stacks = spread("prod", [])
+    layers = list(stacks)
+    for i, (key, value) in enumerate(committed_outputs("prod").items()):
+        if key != "AwsRegion":
+            stacks[layers[i % len(layers)]][key] = value
+    (tmp_path / "aws").mkdir()
+    return {
+        **fake_aws(tmp_path / "aws", stacks),
+        "KUBECTL": str(kubectl),
+        "HELM": str(helm),
+        "RELEASE_WORK": str(tmp_path / "work"),
+        "ROLLOUT_TIMEOUT": "0",  # the stub Rollout never changes: one look, then give up
+    }
+
+
+def calls(tmp_path: Path) -> list[str]:
+    return (tmp_path / "calls").read_text().splitlines()
+
+
+def test_abort_patches_the_status_subresource(tmp_path: Path) -> None:
+    """The Rollout CRD has a status subresource, so the API server ignores `status` in a patch of
+    the Rollout itself; the abort patch goes to the subresource, as `kubectl argo rollouts abort`
+    does (argoproj/argo-rollouts pkg/kubectl-argo-rollouts/cmd/abort/abort.go: merge patch
+    {"status":{"abort":true}} with subresource "status"; kubectl >= 1.24 has --subresource)."""
+    listing = {
+        "items": [
+            rollout_at(6, stable=5),
+            replica_set(6, "img@sha256:bad"),
+            replica_set(5, "img@sha256:good"),
+        ]
+    }
+    env = fake_cluster(tmp_path, "Paused", listing)
+    result = run("rollback", "prod", env=env)
+    assert result.returncode != 0  # the stub Rollout never turns Healthy
+    made = calls(tmp_path)
+    abort = [c for c in made if "patch rollout registro" in c and '"abort"' in c]
+    assert abort == [
+        "kubectl -n registro patch rollout registro --subresource=status --type merge "
+        '-p {"status":{"abort":true}}'
+    ]
+    revert = [c for c in made if "--patch-file" in c]
+    assert len(revert) == 1 and made.index(abort[0]) < made.index(revert[0])
+    patch = json.loads((tmp_path / "work" / "rollback-patch.json").read_text())
+    assert patch["spec"]["template"]["spec"]["containers"][0]["image"] == "img@sha256:good"
+
+
+def test_a_healthy_rollout_is_not_aborted(tmp_path: Path) -> None:
+    listing = {"items": [rollout_at(6), replica_set(6, "img@sha256:b"), replica_set(5, "a")]}
+    env = fake_cluster(tmp_path, "Healthy", listing)
+    result = run("rollback", "prod", env=env)
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in calls(tmp_path) if "--subresource" in c]
+
+
+def test_bootstrap_installs_the_platform_in_order(tmp_path: Path) -> None:
+    """Namespace first, then the platform's manifests, then each chart waited for, in the order
+    deploy/k8s/platform/charts lists (controllers and CRDs before anything that needs them)."""
+    env = fake_cluster(tmp_path, "Healthy", {"items": []})
+    result = run("bootstrap", "prod", env=env)
+    assert result.returncode == 0, result.stderr
+    made = [c for c in calls(tmp_path) if c.startswith(("kubectl apply", "helm"))]
+    work = tmp_path / "work" / "prod-bootstrap"
+    assert made[0] == (
+        f"kubectl apply -f {work}/manifests.yaml --selector app.kubernetes.io/component=namespace"
+    )
+    assert made[1] == f"kubectl apply -f {work}/platform/manifests.yaml"
+    helm = made[2:]
+    assert [c.split()[3] for c in helm] == [c.release for c in CHARTS]
+    for call, chart in zip(helm, CHARTS, strict=True):
+        assert call.startswith(f"helm upgrade --install {chart.release} {chart.release} "), call
+        for part in (
+            f"--repo {chart.repository}",
+            f"--version {chart.version}",
+            f"--namespace {chart.namespace}",
+            f"--values {work}/platform/values/{chart.release}.yaml",
+            "--wait",
+            "--timeout 10m",
+        ):
+            assert part in call, (chart.release, part)
+        values = (work / "platform" / "values" / f"{chart.release}.yaml").read_text()
+        assert "${" not in values

@@ -1,0 +1,51 @@
+"""Put the stacks' outputs into the cluster platform's Helm values and manifests.
+
+deploy/k8s/platform/values/*.yaml and manifests/*.yaml name outputs as ${OutputKey}; this writes
+DIR/values/<release>.yaml and DIR/manifests.yaml with the values of OUTPUTS (the KEY=VALUE file
+`release.sh outputs` prints). A name with no output is an error, never an empty string.
+Usage: python3 platform_values.py OUTPUTS DIR  (stdlib only: release.sh runs it with python3)
+"""
+
+import re
+import string
+import sys
+from pathlib import Path
+
+PLATFORM = Path(__file__).resolve().parents[1] / "platform"
+
+
+class Outputs(string.Template):
+    idpattern = r"[A-Z][A-Za-z0-9]*"
+    flags = re.ASCII
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def fill(path: Path, outputs: dict[str, str]) -> str:
+    try:
+        return Outputs(path.read_text()).substitute(outputs)
+    except KeyError as missing:
+        raise SystemExit(
+            f"platform: {path.name} needs output {missing}, not in the outputs"
+        ) from None
+    except ValueError as bad:
+        raise SystemExit(f"platform: {path.name}: {bad}") from None
+
+
+def main(outputs_file: str, out_dir: str) -> int:
+    outputs = read_outputs(Path(outputs_file))
+    out = Path(out_dir)
+    (out / "values").mkdir(parents=True, exist_ok=True)
+    for values in sorted((PLATFORM / "values").glob("*.yaml")):
+        (out / "values" / values.name).write_text(fill(values, outputs))
+    manifests = [fill(m, outputs) for m in sorted((PLATFORM / "manifests").glob("*.yaml"))]
+    (out / "manifests.yaml").write_text("---\n".join(manifests))
+    print(f"platform: rendered {out}/values and {out}/manifests.yaml")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

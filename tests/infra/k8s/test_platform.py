@@ -1,0 +1,360 @@
+"""The cluster platform (deploy/k8s/platform), rendered as `make bootstrap-k8s` installs it.
+
+Each chart is rendered with `helm template` from the upstream source at the pinned version with
+the pinned values and the overlay's placeholder outputs, then validated with kubernetes-validate
+(--strict, the clusters' Kubernetes version); the wiring the charts cannot check is asserted here:
+IRSA role annotations equal the stack outputs on the service accounts the IAM trust policies name,
+the ALB controller's cluster and VPC, ExternalDNS's zone, the autoscaler's node groups, the
+Prometheus volume and address the canary analysis uses, and the deploy role's permissions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k8s_support import (
+    CHARTS,
+    K8S,
+    PLATFORM,
+    REPO,
+    Manifests,
+    Platform,
+    k8s_version,
+    overlay_outputs,
+    require,
+)
+
+ROLE_ARN = "eks.amazonaws.com/role-arn"
+
+
+def test_every_chart_is_pinned_to_the_upstream_release_it_names() -> None:
+    assert [c.release for c in CHARTS] == [
+        "aws-load-balancer-controller",
+        "external-secrets",
+        "argo-rollouts",
+        "external-dns",
+        "prometheus",
+    ], "install order: the ALB controller's webhooks, then the CRD owners, then the rest"
+    for chart in CHARTS:
+        require(chart.source.is_dir(), f"no upstream chart at {chart.source}")
+        meta = yaml.safe_load((chart.source / "Chart.yaml").read_text())
+        assert meta["version"] == chart.version, chart.release
+        assert chart.repository.startswith("https://"), chart.release
+        assert (PLATFORM / "values" / f"{chart.release}.yaml").is_file(), chart.release
+
+
+def test_platform_validates_against_the_kubernetes_schemas(platform: Platform) -> None:
+    """kubernetes-validate --strict for the clusters' version; custom resources are checked
+    against their CRDs in test_crd_schemas.py."""
+    validate = os.environ.get("KUBERNETES_VALIDATE") or shutil.which("kubernetes-validate")
+    require(bool(validate), "kubernetes-validate is not installed (make verify-k8s installs it)")
+    flat = platform.directory / "flat.yaml"
+    flat.write_text(yaml.safe_dump_all(platform.docs, sort_keys=False))
+    result = subprocess.run(
+        [str(validate), "-k", k8s_version(), "--strict", "--quiet", "--no-warn", str(flat)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+SERVICE_ACCOUNTS = REPO / "deploy" / "aws" / "service-accounts.json"
+
+
+def platform_service_accounts() -> list[tuple[str, str, str]]:
+    """(role output, namespace, name) of each IRSA role a platform chart or manifest uses: the one
+    list the IAM trust policies are tied to (deploy/aws/service-accounts.json, owner aws; its own
+    test ties the templates to it). Roles EKS add-ons receive directly have no output."""
+    require(SERVICE_ACCOUNTS.is_file(), f"{SERVICE_ACCOUNTS} (aws) not found")
+    accounts = json.loads(SERVICE_ACCOUNTS.read_text())["service_accounts"]
+    return [(a["output"], a["namespace"], a["name"]) for a in accounts if a["output"]]
+
+
+def test_irsa_annotations_are_the_stack_outputs(platform: Platform) -> None:
+    """IRSA: the pod's token is accepted only if the role's trust policy names
+    system:serviceaccount:NAMESPACE:NAME, and the webhook injects the role the service account's
+    eks.amazonaws.com/role-arn names
+    (https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html)."""
+    outputs = overlay_outputs(platform.overlay)
+    accounts = platform_service_accounts()
+    assert {o for o, _, _ in accounts} == {
+        "LoadBalancerControllerRoleArn",
+        "ExternalSecretsRoleArn",
+        "ExternalDnsRoleArn",
+        "ClusterAutoscalerRoleArn",
+    }
+    for output, namespace, name in accounts:
+        account = platform.one("ServiceAccount", name, namespace)
+        assert account["metadata"]["annotations"][ROLE_ARN] == outputs[output], output
+        users = [
+            d
+            for d in platform.docs
+            if d["kind"] == "Deployment"
+            and d["spec"]["template"]["spec"].get("serviceAccountName") == name
+            and d["metadata"].get("namespace") == namespace
+        ]
+        assert users, f"no Deployment runs as {namespace}/{name}"
+    annotated = {
+        (d["metadata"].get("namespace"), d["metadata"]["name"])
+        for d in platform.docs
+        if d["kind"] == "ServiceAccount" and ROLE_ARN in d["metadata"].get("annotations", {})
+    }
+    assert annotated == {(ns, name) for _, ns, name in accounts}
+
+
+def container_args(platform: Platform, release: str) -> list[str]:
+    deployments = [d for d in platform.charts[release] if d["kind"] == "Deployment"]
+    main = next(d for d in deployments if d["metadata"]["name"] == release)
+    container = main["spec"]["template"]["spec"]["containers"][0]
+    return [*container.get("command", []), *container.get("args", [])]
+
+
+def test_alb_controller_knows_its_cluster_without_instance_metadata(platform: Platform) -> None:
+    """Pods cannot reach IMDS (hop limit 1): region and VPC id must be given, the controller
+    otherwise reads them from the instance metadata (kubernetes-sigs/aws-load-balancer-controller
+    docs/deploy/installation.md, "Using the Amazon EC2 instance metadata server version 2")."""
+    outputs = overlay_outputs(platform.overlay)
+    args = container_args(platform, "aws-load-balancer-controller")
+    assert f"--cluster-name={outputs['ClusterName']}" in args
+    assert f"--aws-vpc-id={outputs['VpcId']}" in args
+    assert f"--aws-region={outputs['AwsRegion']}" in args
+
+
+def test_external_dns_manages_only_the_service_name_in_its_zone(platform: Platform) -> None:
+    outputs = overlay_outputs(platform.overlay)
+    args = container_args(platform, "external-dns")
+    assert "--provider=aws" in args
+    assert f"--domain-filter={outputs['DomainName']}" in args
+    assert f"--zone-id-filter={outputs['HostedZoneId']}" in args
+    assert f"--txt-owner-id={outputs['ClusterName']}" in args
+    assert "--policy=sync" in args
+    assert [a for a in args if a.startswith("--source=")] == ["--source=ingress"]
+
+
+def test_external_secrets_release_installs_its_crds() -> None:
+    """The published chart carries the CRDs as templates gated by installCRDs (generated into the
+    package by external-secrets hack/helm.generate.sh; the source chart's templates/crds/README.md
+    says so); the source chart here has none, so test_crd_schemas uses ../shared/upstream/crds."""
+    for release in ("external-secrets", "argo-rollouts"):
+        values = yaml.safe_load((PLATFORM / "values" / f"{release}.yaml").read_text())
+        assert values["installCRDs"] is True, release
+
+
+def test_cluster_autoscaler_matches_the_cluster(platform: Platform) -> None:
+    """Cluster Autoscaler supports the Kubernetes minor it is released with
+    (kubernetes/autoscaler cluster-autoscaler/README.md, "Releases"); managed node groups tag their
+    Auto Scaling groups k8s.io/cluster-autoscaler/enabled and k8s.io/cluster-autoscaler/<cluster>
+    (https://docs.aws.amazon.com/eks/latest/userguide/managed-node-groups.html)."""
+    outputs = overlay_outputs(platform.overlay)
+    deployment = platform.one("Deployment", "cluster-autoscaler", "kube-system")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    image = re.fullmatch(
+        r"registry\.k8s\.io/autoscaling/cluster-autoscaler:v(\d+\.\d+)\.\d+", container["image"]
+    )
+    assert image, container["image"]
+    assert image.group(1) == k8s_version()
+    assert (
+        "--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,"
+        f"k8s.io/cluster-autoscaler/{outputs['ClusterName']}"
+    ) in container["command"]
+    assert {"name": "AWS_REGION", "value": outputs["AwsRegion"]} in container["env"]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "cluster-autoscaler"
+
+
+def prometheus_server(platform: Platform) -> tuple[dict[str, Any], dict[str, Any]]:
+    docs = platform.charts["prometheus"]
+    deployments = [d for d in docs if d["kind"] in {"Deployment", "StatefulSet"}]
+    assert [d["metadata"]["name"] for d in deployments] == ["prometheus-server"], (
+        "only the server: no alertmanager, pushgateway, kube-state-metrics"
+    )
+    assert not [d for d in docs if d["kind"] == "DaemonSet"], "no node exporter"
+    services = [d for d in docs if d["kind"] == "Service"]
+    assert len(services) == 1
+    return deployments[0], services[0]
+
+
+def test_prometheus_keeps_its_data_on_an_encrypted_gp3_volume(platform: Platform) -> None:
+    """EKS >= 1.30 has no default StorageClass (https://docs.aws.amazon.com/eks/latest/userguide/
+    kubernetes-versions-standard.html, 1.30): a claim naming none stays Pending; gp3 volumes come
+    from the EBS CSI driver (provisioner ebs.csi.aws.com)."""
+    claims = [d for d in platform.charts["prometheus"] if d["kind"] == "PersistentVolumeClaim"]
+    assert len(claims) == 1
+    storage_class = platform.one("StorageClass", claims[0]["spec"]["storageClassName"])
+    assert storage_class["provisioner"] == "ebs.csi.aws.com"
+    assert storage_class["parameters"]["type"] == "gp3"
+    assert storage_class["parameters"]["encrypted"] == "true"
+    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+    server, _ = prometheus_server(platform)
+    assert server["spec"]["strategy"]["type"] == "Recreate", "one pod at a time on a RWO volume"
+
+
+def test_the_analysis_queries_the_platforms_prometheus(
+    platform: Platform, manifests: Manifests
+) -> None:
+    _, service = prometheus_server(platform)
+    port = service["spec"]["ports"][0]["port"]
+    address = f"http://{service['metadata']['name']}.{service['metadata']['namespace']}.svc:{port}"
+    args = {a["name"]: a.get("value") for a in manifests.one("AnalysisTemplate")["spec"]["args"]}
+    assert args["prometheus-address"] == address
+
+
+def test_prometheus_may_scrape_the_pods(platform: Platform, manifests: Manifests) -> None:
+    server, service = prometheus_server(platform)
+    labels = server["spec"]["template"]["metadata"]["labels"]
+    ingress = manifests.one("NetworkPolicy", "registro-ingress")["spec"]["ingress"][0]
+    peers = [p for p in ingress["from"] if "podSelector" in p]
+    assert len(peers) == 1
+    assert peers[0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": service["metadata"]["namespace"]
+    }
+    assert peers[0]["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+# Each kind the release applies, as RBAC names it (group, resource).
+RESOURCES = {
+    "ConfigMap": ("", "configmaps"),
+    "Service": ("", "services"),
+    "ServiceAccount": ("", "serviceaccounts"),
+    "Ingress": ("networking.k8s.io", "ingresses"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+    "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
+    "SecretStore": ("external-secrets.io", "secretstores"),
+    "ExternalSecret": ("external-secrets.io", "externalsecrets"),
+    "AnalysisTemplate": ("argoproj.io", "analysistemplates"),
+    "Rollout": ("argoproj.io", "rollouts"),
+    "Job": ("batch", "jobs"),
+}
+# What release.sh does beyond applying: delete the previous Job, read a failed Job's logs, read
+# the Rollout's ReplicaSets and AnalysisRuns, abort through the status subresource.
+EXTRA = {
+    ("batch", "jobs"): {"delete"},
+    ("argoproj.io", "rollouts/status"): {"patch"},
+    ("argoproj.io", "analysisruns"): {"get", "list", "watch"},
+    ("apps", "replicasets"): {"get", "list", "watch"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/log"): {"get"},
+}
+APPLY = {"get", "list", "watch", "create", "patch"}
+
+
+def test_deployer_role_grants_exactly_what_a_release_does(
+    platform: Platform, manifests: Manifests
+) -> None:
+    """kubectl apply reads, then creates or patches; kubectl wait lists and watches. Nothing
+    cluster-wide, no Secrets. The group is the one the deploy role's EKS access entry names."""
+    role = platform.one("Role", "registro-deployer", "registro")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    applied = {d["kind"] for d in manifests.docs} - {"Namespace"}
+    assert applied <= set(RESOURCES), f"kinds with no RBAC name here: {applied - set(RESOURCES)}"
+    wanted: dict[tuple[str, str], set[str]] = {RESOURCES[k]: set(APPLY) for k in applied}
+    for key, verbs in EXTRA.items():
+        wanted.setdefault(key, set()).update(verbs)
+    assert granted == wanted
+    binding = platform.one("RoleBinding", "registro-deployer", "registro")
+    assert binding["roleRef"]["name"] == "registro-deployer"
+    assert binding["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "registro-deployer"}
+    ]
+    assert not [
+        d
+        for d in platform.manifests
+        if d["kind"] == "ClusterRoleBinding"
+        and any(s.get("name") == "registro-deployer" for s in d.get("subjects", []))
+    ]
+
+
+def test_platform_outputs_come_from_the_stacks_never_copies(platform: Platform) -> None:
+    """Every value the platform takes from a stack is a ${Output} placeholder in the committed
+    files: no ARN, VPC id, zone id or cluster name is written in them."""
+    outputs = overlay_outputs(platform.overlay)
+    for path in [*(PLATFORM / "values").glob("*.yaml"), *(PLATFORM / "manifests").glob("*.yaml")]:
+        text = path.read_text()
+        assert not re.search(r"arn:aws|vpc-[0-9a-f]{8}|\bZ[0-9A-Z]{12,}", text), path.name
+        for value in (outputs["ClusterName"], outputs["DomainName"]):
+            assert value not in text, (path.name, value)
+    rendered = (platform.directory / "manifests.yaml").read_text()
+    assert "${" not in rendered
+
+
+def test_the_placeholder_names_are_release_outputs() -> None:
+    """release.sh reads the keys of the overlay's outputs file; the platform may use only those."""
+    used = {
+        m
+        for path in [
+            *(PLATFORM / "values").glob("*.yaml"),
+            *(PLATFORM / "manifests").glob("*.yaml"),
+        ]
+        for m in re.findall(r"\$\{([A-Za-z0-9]+)\}", path.read_text())
+    }
+    for overlay in ("qa", "prod"):
+        assert used <= set(overlay_outputs(overlay)), used - set(overlay_outputs(overlay))
+
+
+def test_a_missing_output_stops_the_platform_render(tmp_path: Path) -> None:
+    outputs = {k: v for k, v in overlay_outputs("qa").items() if k != "ExternalDnsRoleArn"}
+    (tmp_path / "outputs.env").write_text("".join(f"{k}={v}\n" for k, v in outputs.items()))
+    result = subprocess.run(
+        [
+            "python3",
+            str(K8S / "tools" / "platform_values.py"),
+            str(tmp_path / "outputs.env"),
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "needs output 'ExternalDnsRoleArn'" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def namespaces() -> set[str]:
+    docs = yaml.safe_load_all((PLATFORM / "manifests" / "namespaces.yaml").read_text())
+    return {d["metadata"]["name"] for d in docs if d}
+
+
+def test_every_chart_namespace_exists_before_its_chart(namespaces: set[str]) -> None:
+    for chart in CHARTS:
+        assert chart.namespace in namespaces | {"kube-system"}, chart.release
+
+
+# Keys the charts read but only mention in a comment of their values.yaml.
+COMMENTED_KEYS = {"prometheus": {"server.persistentVolume.storageClass"}}
+
+
+def unknown_keys(ours: Any, theirs: Any, prefix: str = "") -> list[str]:
+    """Our values' keys that the chart's values.yaml does not have (Helm ignores a misspelt key
+    silently). Free-form places (an empty map or null in the chart) accept anything."""
+    if not isinstance(ours, dict) or not isinstance(theirs, dict) or not theirs:
+        return []
+    missing = []
+    for key, value in ours.items():
+        path = f"{prefix}{key}"
+        if key not in theirs:
+            missing.append(path)
+        else:
+            missing += unknown_keys(value, theirs[key], f"{path}.")
+    return missing
+
+
+def test_every_value_set_is_one_the_chart_has() -> None:
+    for chart in CHARTS:
+        require(chart.source.is_dir(), f"no upstream chart at {chart.source}")
+        theirs = yaml.safe_load((chart.source / "values.yaml").read_text())
+        text = (PLATFORM / "values" / f"{chart.release}.yaml").read_text()
+        ours = yaml.safe_load(re.sub(r"\$\{\w+\}", "x", text))
+        missing = set(unknown_keys(ours, theirs)) - COMMENTED_KEYS.get(chart.release, set())
+        assert not missing, (chart.release, sorted(missing))
