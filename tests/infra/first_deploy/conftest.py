@@ -47,7 +47,8 @@ class Rehearsal:
         self.marks.append(len(self.calls()))
         command = ["make", "--no-print-directory", *[f"-o{t}" for t in INSTALLED], *target]
         command += [f"{k}={v}" for k, v in variables.items()]
-        command.append(f"AWS_CLI_PATH={self.env['STANDIN_BIN']}")
+        # The AWS targets put awscli's directory first on PATH; bootstrap-k8s runs $(HELM).
+        command += [f"AWS_CLI_PATH={self.env['STANDIN_BIN']}", "HELM=../bin/helm"]
         return subprocess.run(
             command, cwd=self.repo, capture_output=True, text=True, check=False,
             env={**self.env, "STANDIN_IDENTITY": identity}, timeout=600,
@@ -110,8 +111,9 @@ def stand_in_bin(directory: Path) -> None:
     directory.mkdir()
     for tool, module in (("aws", "aws"), ("kubectl", "kube"), ("helm", "kube"), ("dig", "dig")):
         script = directory / tool
+        # runpy gives the module its own path as argv[0]: the tool's name travels apart.
         script.write_text(
-            f"#!{sys.executable}\nimport runpy, sys\nsys.argv[0] = {str(script)!r}\n"
+            f"#!{sys.executable}\nimport os, runpy\nos.environ['STANDIN_TOOL'] = {tool!r}\n"
             f"runpy.run_path({str(STANDINS / (module + '.py'))!r}, run_name='__main__')\n"
         )
         script.chmod(0o755)

@@ -58,11 +58,19 @@ RESOURCES = {
     "Role": ("rbac.authorization.k8s.io", "roles"),
     "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"),
 }
-BUILT_IN = {k for k, (group, _) in RESOURCES.items() if group in ("", "networking.k8s.io",
-            "autoscaling", "policy", "batch", "apps", "rbac.authorization.k8s.io")} | {
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "Deployment", "DaemonSet", "StorageClass",
-    "PersistentVolumeClaim", "ServiceMonitor"}  # fmt: skip
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
+# Kinds of the API groups Kubernetes itself serves; any other group is a CRD's.
+BUILT_IN_GROUPS = ("", "apps", "batch", "policy", "autoscaling")
+
+
+def built_in(api_version: str) -> bool:
+    group = api_version.split("/")[0] if "/" in api_version else ""
+    return group in BUILT_IN_GROUPS or group.endswith(".k8s.io")
+
+
+CLUSTER_SCOPED = {
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "PriorityClass",
+    "CustomResourceDefinition", "IngressClass", "ValidatingWebhookConfiguration",
+}  # fmt: skip
 # The CRDs each vendored chart installs (../shared/upstream/charts/*/crds, templates).
 CHART_CRDS = {
     "argo-rollouts": ["Rollout", "AnalysisTemplate", "AnalysisRun", "ClusterAnalysisTemplate",
@@ -177,7 +185,8 @@ def reconcile_rollout(state: dict[str, Any], rollout: dict[str, Any]) -> None:
         "kind": "ReplicaSet",
         "metadata": {
             "name": name, "namespace": NAMESPACE,
-            "labels": {"app.kubernetes.io/name": "registro", HASH: new},
+            # Argo copies the pod template's labels, adding the hash.
+            "labels": {**template.get("metadata", {}).get("labels", {}), HASH: new},
             "annotations": {REVISION: str(revision)},
             "ownerReferences": [{"kind": "Rollout", "uid": rollout["metadata"]["uid"]}],
         },
@@ -284,7 +293,7 @@ def kubectl_apply(state: dict[str, Any], flags: dict[str, Any]) -> None:
     chosen = [i for i in items if selected(i, str(flags.get("selector", "")))]
     for obj in chosen:
         kind, name = obj["kind"], obj["metadata"]["name"]
-        if kind not in BUILT_IN and kind not in state["crds"]:
+        if not built_in(obj["apiVersion"]) and kind not in state["crds"]:
             raise Refused(
                 f'error: resource mapping not found for name: "{name}" namespace: "{NAMESPACE}" '
                 f'from "{flags["filename"]}": no matches for kind "{kind}" in version '
@@ -520,7 +529,7 @@ def helm(args: list[str]) -> None:
 
 
 def main() -> None:
-    tool = Path(sys.argv[0]).name
+    tool = os.environ.get("STANDIN_TOOL", "kubectl")
     args = sys.argv[1:]
     record(tool, args)
     try:

@@ -10,6 +10,8 @@
   (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/stack-failure-options.html).
 - Templates read as CloudFormation reads them (cfn-lint's decoder: moto's YAML reader splits
   `!GetAtt A.B.C` wrongly).
+- EKS deletes the cluster security group it made, and a deleted NAT gateway releases its network
+  interface, as the real services do (moto keeps both, which would hold the VPC).
 - The amazon-cloudwatch-observability add-on creates its Container Insights log groups, as its
   Fluent Bit does (`auto_create_group true`,
   https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-setup-logs-FluentBit.html),
@@ -32,6 +34,9 @@ import test_moto_smoke as smoke  # noqa: E402
 from cfnlint.decode import decode_str  # noqa: E402
 from moto.cloudformation import models as cfn  # noqa: E402
 from moto.cloudformation import parsing  # noqa: E402
+from moto.ec2.models import ec2_backends  # noqa: E402
+from moto.ec2.models.nat_gateways import NatGateway, NatGatewayBackend  # noqa: E402
+from moto.ec2.models.route_tables import RouteTable  # noqa: E402
 from moto.logs.models import logs_backends  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
@@ -100,12 +105,58 @@ def with_log_groups(stand_in: type) -> None:
     stand_in.create_from_cloudformation_json = classmethod(create_addon)  # type: ignore[attr-defined]
 
 
+def with_cluster_security_group_deleted(stand_in: type) -> None:
+    """EKS deletes the cluster security group it created with the cluster
+    (https://docs.aws.amazon.com/eks/latest/userguide/sec-group-reqs.html); so does the stand-in,
+    or the VPC could never be deleted."""
+
+    def delete(self: Any, account_id: str, region_name: str) -> None:
+        if self.security_group_id:
+            ec2_backends[account_id][region_name].delete_security_group(
+                group_id=self.security_group_id
+            )
+
+    stand_in.delete = delete  # type: ignore[attr-defined]
+
+
+def delete_nat_gateway_with_its_interface(original: Any) -> Any:
+    """Deleting a NAT gateway releases its network interface
+    (https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-working-with.html#nat-gateway-deleting);
+    moto keeps it, and the interface would hold the VPC. (moto's CloudFormation does not delete
+    NAT gateways at all: NatGateway.delete below.)"""
+
+    def delete(self: Any, nat_gateway_id: str) -> Any:
+        gateway = original(self, nat_gateway_id)
+        for address in self.addresses:
+            if address.eni is gateway._eni:
+                address.eni, address.association_id = None, None
+        self.enis.pop(gateway._eni.id, None)
+        return gateway
+
+    return delete
+
+
+def delete_route_table(self: Any, account_id: str, region_name: str) -> None:
+    """moto's CloudFormation does not delete route tables (nor their subnet associations), which
+    CloudFormation does with their stack; left, they hold the VPC."""
+    self._associations.clear()
+    ec2_backends[account_id][region_name].delete_route_table(self.id)
+
+
 def main(port: int) -> None:
     # The smoke test's fixtures, entered and held open for the server's life.
     held = [smoke.stand_ins._get_wrapped_function()(), smoke.moto_fixes._get_wrapped_function()()]
     for fixture in held:
         next(fixture)
     with_log_groups(parsing.get_model_map()["AWS::EKS::Addon"])
+    with_cluster_security_group_deleted(parsing.get_model_map()["AWS::EKS::Cluster"])
+    NatGatewayBackend.delete_nat_gateway = delete_nat_gateway_with_its_interface(
+        NatGatewayBackend.delete_nat_gateway
+    )
+    NatGateway.delete = lambda self, account_id, region_name: ec2_backends[account_id][  # type: ignore[attr-defined]
+        region_name
+    ].delete_nat_gateway(self.id)
+    RouteTable.delete = delete_route_table  # type: ignore[attr-defined]
     cfn.ChangeSet._parse_template = parse_change_set_template
     cfn.CloudFormationBackend.execute_change_set = execute_change_set
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
