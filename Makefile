@@ -109,6 +109,8 @@ CFN_GUARD := $(AWS_DIR)/node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/
 AWS_WORK := .work/aws
 AWS_LAYERS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py layers)
 AWS_ENVS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py environments)
+# Where preflight, deploy and teardown find awscli first (the rehearsal puts its stand-ins here).
+AWS_CLI_PATH ?= $(CURDIR)/$(AWS_VENV)/bin
 
 $(AWS_VENV)/.installed: requirements/aws.lock
 	rm -rf $(AWS_VENV) && $(PYTHON) -m venv $(AWS_VENV)
@@ -154,17 +156,27 @@ lock-aws: ## re-pin the AWS verification tools after editing requirements/aws.in
 	uv pip compile requirements/aws.in --python-version 3.11 --generate-hashes -q -o requirements/aws.lock
 	uv pip compile requirements/checkov.in --python-version 3.11 --generate-hashes -q -o requirements/checkov.lock
 
+.PHONY: preflight-aws
+preflight-aws: $(AWS_VENV)/.installed ## check ENV=qa|prod's values and account (region, credentials, zone, quotas); creates nothing
+	@test -n "$(ENV)" || { echo "usage: make preflight-aws ENV=qa|prod" >&2; exit 2; }
+	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/preflight.py $(ENV)
+
 .PHONY: deploy-aws
-deploy-aws: $(AWS_VENV)/.installed ## deploy the stacks to ENV=qa|prod in order (DRY_RUN=1: change sets only)
+deploy-aws: $(AWS_VENV)/.installed ## preflight, then deploy the stacks to ENV=qa|prod in order (DRY_RUN=1: change sets only)
 	@test -n "$(ENV)" || { echo "usage: make deploy-aws ENV=qa|prod [DRY_RUN=1]" >&2; exit 2; }
-	PATH=$(CURDIR)/$(AWS_VENV)/bin:$$PATH PYTHON=$(AWS_VENV)/bin/python DRY_RUN=$(DRY_RUN) \
+	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/preflight.py $(ENV)
+	PATH=$(AWS_CLI_PATH):$$PATH PYTHON=$(AWS_VENV)/bin/python DRY_RUN=$(DRY_RUN) \
 	  $(AWS_DIR)/deploy.sh $(ENV)
 
 .PHONY: teardown-aws
 teardown-aws: $(AWS_VENV)/.installed ## delete the stacks of ENV=qa|prod in reverse order (needs CONFIRM=ENV)
 	@test -n "$(ENV)" || { echo "usage: make teardown-aws ENV=qa|prod CONFIRM=qa|prod" >&2; exit 2; }
-	PATH=$(CURDIR)/$(AWS_VENV)/bin:$$PATH PYTHON=$(AWS_VENV)/bin/python CONFIRM=$(CONFIRM) \
+	PATH=$(AWS_CLI_PATH):$$PATH PYTHON=$(AWS_VENV)/bin/python CONFIRM=$(CONFIRM) \
 	  $(AWS_DIR)/teardown.sh $(ENV)
+
+.PHONY: verify-first-deploy
+verify-first-deploy: $(AWS_VENV)/.installed ## rehearse a first deployment end to end against moto and recording stand-ins (docs/aws.md)
+	$(AWS_VENV)/bin/python -m pytest -q -c tests/infra/first_deploy/pytest.ini tests/infra/first_deploy
 
 # ---------------------------------------------------------------------------------------------
 # Kubernetes delivery (deploy/k8s/) and pipelines (.github/workflows/)
