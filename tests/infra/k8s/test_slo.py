@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import yaml
-from k8s_support import PLATFORM, REPO, require
+from k8s_support import PLATFORM, REPO, Platform, require
 
 from conftest import Service
 
@@ -89,6 +89,17 @@ def test_the_clusters_run_the_local_stacks_rules() -> None:
     assert files["recording_rules.yml"]["groups"] + files["alerting_rules.yml"]["groups"] == local
     assert all("record" in r for g in files["recording_rules.yml"]["groups"] for r in g["rules"])
     assert all("alert" in r for g in files["alerting_rules.yml"]["groups"] for r in g["rules"])
+
+
+def test_the_chart_puts_the_rules_where_its_prometheus_reads_them(platform: Platform) -> None:
+    """Rendered as bootstrap installs it: the server's ConfigMap holds both rule files, and its
+    prometheus.yml lists them (mounted at /etc/config)."""
+    config = platform.one("ConfigMap", "prometheus-server", "monitoring")["data"]
+    local = yaml.safe_load(LOCAL_RULES.read_text())["groups"]
+    rendered = [yaml.safe_load(config[f])["groups"] for f in cluster_rule_files()]
+    assert rendered[0] + rendered[1] == local
+    rule_files = yaml.safe_load(config["prometheus.yml"])["rule_files"]
+    assert {f"/etc/config/{f}" for f in cluster_rule_files()} <= set(rule_files)
 
 
 def test_the_clusters_keep_data_for_the_whole_window() -> None:
