@@ -99,6 +99,18 @@ lock: venv ## re-pin the dependencies after editing pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
 
 # ---------------------------------------------------------------------------------------------
+# Service-level objectives (deploy/slo/slo.yaml: the one definition; docs/slo.md)
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: slo
+slo: venv ## regenerate the SLO's Prometheus rules, alerts, canary analysis and docs table from deploy/slo/slo.yaml
+	$(BIN)/python deploy/slo/generate.py
+
+.PHONY: slo-check
+slo-check: venv ## fail when the files generated from deploy/slo/slo.yaml are out of date (make verify-k8s tests more)
+	$(BIN)/python deploy/slo/generate.py --check
+
+# ---------------------------------------------------------------------------------------------
 # AWS infrastructure (deploy/aws/)
 # ---------------------------------------------------------------------------------------------
 
