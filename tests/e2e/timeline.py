@@ -75,7 +75,7 @@ def draw(
     shown = s.counts() | {
         "marks": {label: round(at - s.start, 2) for label, at in marks},
     }
-    figure = Figure(figsize=(11, 6.5), dpi=100, layout="constrained")
+    figure = Figure(figsize=(12, 6.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     outcomes, latency = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     edges = np.arange(len(s.ok) + 1) * s.bucket_s
@@ -85,40 +85,47 @@ def draw(
     outcomes.stairs(np.array(s.in_flight), edges, color="black", lw=0.8, label="in flight")
     outcomes.set_ylabel(f"requests per {shown['bucket_ms']} ms")
     outcomes.set_title(
-        f"{title}\n{shown['requests']} requests, {shown['failed']} failed", fontsize=10
+        f"{title}\n{shown['requests']} requests, {shown['failed']} failed", fontsize=10, pad=14
     )
-    outcomes.legend(loc="upper right", fontsize=8)
 
     offsets = np.array([r.start - s.start for r in results])
     millis = np.array([(r.end - r.start) * 1000 for r in results])
     good = np.array([r.ok for r in results], dtype=bool)
     latency.scatter(offsets[good], millis[good], s=3, color="tab:green", alpha=0.4, label="ok")
-    latency.scatter(
-        offsets[~good], millis[~good], s=12, color="tab:red", marker="x", label="failed"
-    )
+    latency.scatter(offsets[~good], millis[~good], s=12, c="tab:red", marker="x", label="failed")
     for q, style in ((50, "-"), (99, "--")):
         x, y = _percentile_line(offsets[good], millis[good], q)
-        latency.plot(
-            x, y, style, color="tab:blue", lw=1, label=f"p{q} (per {LATENCY_WINDOW_S:g} s)"
-        )
+        label = f"p{q} (per {LATENCY_WINDOW_S:g} s)"
+        latency.plot(x, y, style, color="tab:blue", lw=1, label=label)
     latency.set_yscale("log")
     latency.set_ylabel("latency (ms)")
     latency.set_xlabel("seconds since the first request")
-    latency.legend(loc="upper right", fontsize=8)
+    latency.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
 
-    for label, at in shown["marks"].items():  # type: ignore[union-attr]
+    # Numbered lines, named in a legend beside the plot: close moments stay legible.
+    moments = []
+    marked: dict[str, float] = shown["marks"]  # type: ignore[assignment]
+    for number, (label, at) in enumerate(marked.items(), start=1):
         for ax in (outcomes, latency):
-            ax.axvline(at, color="tab:purple", lw=1, ls=":")
+            line = ax.axvline(at, color="tab:purple", lw=1, ls=":")
+        moments.append((line, f"{number}: {label} ({at} s)"))
         outcomes.annotate(
-            label,
+            str(number),
             (at, 1),
             xycoords=("data", "axes fraction"),
-            rotation=90,
-            va="top",
-            ha="right",
+            va="bottom",
+            ha="center",
             fontsize=8,
             color="tab:purple",
         )
+    handles, labels = outcomes.get_legend_handles_labels()
+    outcomes.legend(
+        handles + [m[0] for m in moments],
+        labels + [m[1] for m in moments],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize=8,
+    )
     outcomes.set_xlim(0, max(edges[-1], 0.1) if len(edges) else 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", metadata={METADATA_KEY: json.dumps(shown, sort_keys=True)})
