@@ -17,6 +17,7 @@ def test_replica_crash(ca: str, api_key: str) -> None:
     assert cid and stackctl.servers()[VICTIM].in_pool, f"{VICTIM} must be up before the drill"
     with loadgen.Load(ca=ca, key=api_key, rate=60, concurrency=12, max_seconds=150) as load:
         load.wait(8)
+        load.mark("docker kill sent")
         stackctl.docker("kill", "--signal", "KILL", cid)
         killed_at = load.mark(f"kill -9 {VICTIM}")
         in_flight = len(load.started_before(killed_at))

@@ -79,6 +79,7 @@ def test_database_failover(ca: str, api_key: str) -> None:
         ca=ca, key=api_key, ops=("write",), rate=30, concurrency=6, max_seconds=120, timeout=10
     ) as load:
         load.wait(8)
+        load.mark("docker kill sent")
         stackctl.docker("kill", "--signal", "KILL", cid)
         killed_at = load.mark(f"kill -9 {leader}")
         in_flight = len(load.started_before(killed_at))

@@ -85,7 +85,7 @@ def draw(
     outcomes.stairs(np.array(s.in_flight), edges, color="black", lw=0.8, label="in flight")
     outcomes.set_ylabel(f"requests per {shown['bucket_ms']} ms")
     outcomes.set_title(
-        f"{title}\n{shown['requests']} requests, {shown['failed']} failed", fontsize=10, pad=14
+        f"{title}\n{shown['requests']} requests, {shown['failed']} failed", fontsize=10, pad=24
     )
 
     offsets = np.array([r.start - s.start for r in results])
@@ -105,7 +105,12 @@ def draw(
     # Numbered lines, named in a legend beside the plot: close moments stay legible.
     moments = []
     marked: dict[str, float] = shown["marks"]  # type: ignore[assignment]
+    span = max(float(edges[-1]), 0.1)
+    level, previous = 0, None
     for number, (label, at) in enumerate(marked.items(), start=1):
+        # A number close to the previous one goes a line higher, so "1" and "2" never read "12".
+        level = level + 1 if previous is not None and at - previous < span / 50 else 0
+        previous = at
         for ax in (outcomes, latency):
             line = ax.axvline(at, color="tab:purple", lw=1, ls=":")
         moments.append((line, f"{number}: {label} ({at} s)"))
@@ -113,6 +118,8 @@ def draw(
             str(number),
             (at, 1),
             xycoords=("data", "axes fraction"),
+            xytext=(0, 1 + 9 * level),
+            textcoords="offset points",
             va="bottom",
             ha="center",
             fontsize=8,
@@ -126,7 +133,7 @@ def draw(
         bbox_to_anchor=(1.01, 1),
         fontsize=8,
     )
-    outcomes.set_xlim(0, max(edges[-1], 0.1) if len(edges) else 1)
+    outcomes.set_xlim(0, span)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", metadata={METADATA_KEY: json.dumps(shown, sort_keys=True)})
     return shown
