@@ -73,7 +73,7 @@ def draw(
     """Write the PNG; return what it plots (the counts, and each mark's second from the start)."""
     s = series(results)
     shown = s.counts() | {
-        "marks": {label: round(at - s.start, 2) for label, at in marks},
+        "marks": {label: round(at - s.start, 2) + 0.0 for label, at in marks},  # no "-0.0"
     }
     figure = Figure(figsize=(12, 6.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
