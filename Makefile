@@ -402,3 +402,7 @@ canary-local: $(E2E_VENV)/.installed ## one replica of registro:$(TAG) at 10%, a
 .PHONY: e2e
 e2e: $(E2E_VENV)/.installed docker ## start the stack and run the drills against it; always stops it
 	E2E_VENV=$(E2E_VENV) deploy/docker/e2e.sh $(E2E_ARGS)
+
+.PHONY: e2e-offline
+e2e-offline: $(E2E_VENV)/.installed ## the drills' own tools without the stack: the timeline images, and the published ones against their figures
+	$(E2E_VENV)/bin/pytest -c tests/e2e/pytest.ini --rootdir . tests/e2e -m offline
