@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from registro.store import idempotency
 from registro.store.base import Actor, ApiKey, AuditEntry, DatabaseUnavailable, NameTaken, Record
+from registro.store.idempotency import IdempotentRequest, Outcome, Write
 
 # Failures of the database rather than of the request: answered 503, never 500.
 CONNECTION_ERRORS = (
@@ -77,6 +81,17 @@ AUDIT_PAGE = """
     FROM audit WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2
 """
 KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
+# Expired keys, a batch at a time; rows another transaction holds are left for the next purge.
+PURGE_KEYS = f"""
+    DELETE FROM idempotency_keys WHERE (actor, key) IN (
+        SELECT actor, key FROM idempotency_keys WHERE created_at < $1
+        LIMIT {idempotency.PURGE_BATCH} FOR UPDATE SKIP LOCKED
+    )
+"""
+# The connection whose transaction this task's idempotent write (PostgresStore.once) is in: the
+# write's statements run there, each in a savepoint, so one the database refuses (a taken name)
+# leaves the transaction usable for storing the response.
+_writing: ContextVar[asyncpg.Connection | None] = ContextVar("registro_pg_writing", default=None)
 
 
 def _actor(actor: Actor) -> tuple[str, str | None, str | None, str | None]:
@@ -104,6 +119,7 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 class PostgresStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._purge = idempotency.PurgeClock()
 
     @classmethod
     async def connect(
@@ -123,11 +139,49 @@ class PostgresStore:
         return cls(pool)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        connection = _writing.get()
+        if connection is not None:
+            return await self._fetch_in(connection, query, *args)
         try:
             rows: list[asyncpg.Record] = await self._pool.fetch(query, *args)
             return rows
         except asyncpg.UniqueViolationError as exc:
             raise NameTaken from exc
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+
+    async def _fetch_in(
+        self, connection: asyncpg.Connection, query: str, *args: Any
+    ) -> list[asyncpg.Record]:
+        try:
+            async with connection.transaction():  # a savepoint
+                rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+                return rows
+        except asyncpg.UniqueViolationError as exc:
+            raise NameTaken from exc
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+
+    async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
+        cutoff = request.cutoff()
+        if self._purge.due():
+            await self._fetch(PURGE_KEYS, cutoff)
+        key = (request.actor, request.key)
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                claim = (*key, request.fingerprint, datetime.now(UTC), cutoff)
+                if await connection.fetchval(idempotency.CLAIM, *claim) is None:
+                    # The claim waited for, then locked, the key's row: it is committed.
+                    row = await connection.fetchrow(idempotency.USED, *key)
+                    return idempotency.replay(request.fingerprint, *row)
+                token = _writing.set(connection)
+                try:
+                    response = await write()
+                finally:
+                    _writing.reset(token)
+                body = response.body.decode()
+                await connection.execute(idempotency.COMPLETE, *key, response.status, body)
+                return Outcome(response, replayed=False)
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(str(exc)) from exc
 
