@@ -15,6 +15,7 @@ from registro.api.idempotency import HEADER, REPLAYED
 from registro.store import open_store
 from registro.store.idempotency import IdempotentRequest, KeyReused, StoredResponse
 from tests.conftest import ClientFactory, bearer
+from tests.support.idempotent import write_once
 
 
 def keyed(key: str, **headers: str) -> dict[str, str]:
@@ -209,3 +210,34 @@ async def test_expired_keys_are_purged(database_url: str) -> None:
         assert (await store.once(claim("d", body=b"a"), ok)).replayed is True
     finally:
         await store.close()
+
+
+class LosesTheFirstAnswer(httpx.AsyncBaseTransport):
+    """The first request reaches the service, which commits it; its response is lost on the way
+    back (a load balancer's timeout during a failover), as the client sees a ReadTimeout."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.lost = inner, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.lost == 0:
+            self.lost += 1
+            await response.aclose()
+            raise httpx.ReadTimeout("the response was lost", request=request)
+        return response
+
+
+async def test_the_drills_writer_retries_a_lost_answer_into_one_write(
+    client: httpx.AsyncClient,
+) -> None:
+    lossy = httpx.AsyncClient(
+        transport=LosesTheFirstAnswer(client._transport), base_url=client.base_url
+    )
+    written = await write_once(lossy, "POST", "/data", json={"name": "alpha"}, backoff=0)
+    assert (written.attempts, written.replayed) == (2, True)
+    assert written.errors == ["ReadTimeout: the response was lost"]
+    assert written.response is not None and written.response.json()["name"] == "alpha"
+    assert [r["name"] for r in (await client.get("/data")).json()] == ["alpha"]
+    refused = await write_once(client, "POST", "/data", json={"name": "alpha"}, backoff=0)
+    assert (refused.attempts, refused.response.status_code) == (1, 409)  # type: ignore[union-attr]
