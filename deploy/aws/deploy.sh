@@ -3,42 +3,139 @@
 #   deploy.sh qa|prod            create, print and execute a change set per stack, waiting for each
 #   DRY_RUN=1 deploy.sh qa|prod  create and print the change sets only (they stay for review)
 # Needs awscli with credentials for the target account, and a python with PyYAML
-# (make deploy-aws provides both from .venvs/aws).
+# (make deploy-aws provides both from .venvs/aws, and runs preflight.py first).
+#
+# A stack's state decides what is done with it (CloudFormation's stack status codes,
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/view-stack-events.html#cfn-console-view-stack-data-resources-status-codes):
+#   none, REVIEW_IN_PROGRESS                 create it
+#   *_COMPLETE (not ROLLBACK_COMPLETE)       update it
+#   ROLLBACK_COMPLETE, ROLLBACK_FAILED,      a first create that failed: such a stack "can only be
+#   CREATE_FAILED                            deleted", so it is deleted (waited for) and created again
+#   *_IN_PROGRESS                            wait until the running operation ends, then decide
+#   UPDATE_ROLLBACK_FAILED, UPDATE_FAILED,   refuse, naming the command that repairs it
+#   DELETE_FAILED
 set -euo pipefail
 env=${1:?usage: deploy.sh qa|prod}
 here=$(cd "$(dirname "$0")" && pwd)
 py=${PYTHON:-python3}
+# Seconds between polls of a stack that is busy, and the first back-off after throttling.
+poll=${DEPLOY_POLL_SECONDS:-30}
+backoff=${DEPLOY_BACKOFF_SECONDS:-2}
+die() { echo "deploy.sh: $*" >&2; exit 1; }
+
+# The region first: without one every call below fails, each in its own words.
+region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region 2>/dev/null || true)}}
+[ -n "$region" ] || die "no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1) or run 'aws configure'"
+# awscli v1 reads AWS_DEFAULT_REGION, other SDKs and release.sh AWS_REGION: set both.
+export AWS_REGION=$region AWS_DEFAULT_REGION=$region
+
 stacks() { "$py" "$here/stacks.py" "$@"; }
 app=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["App"])' "$here/environments/$env.json")
-params_dir=$(mktemp -d)
-trap 'rm -rf "$params_dir"' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# awscli's own answer, retried with exponential back-off while AWS throttles; any other error
+# stops the deploy (expired credentials are not "no stack").
+aws_retrying() {
+  local attempt delay=$backoff
+  for attempt in 1 2 3 4 5 6; do
+    if aws "$@" 2>"$work/stderr"; then return 0; fi
+    grep -qE 'Throttling|Rate exceeded|TooManyRequests' "$work/stderr" || return 1
+    echo "   throttled (attempt $attempt), retrying in ${delay}s" >&2
+    sleep "$delay"
+    delay=$((delay * 2))
+  done
+  return 1
+}
+
+# The stack's status, or NONE when CloudFormation says it does not exist.
+stack_status() {
+  local stack=$1
+  if aws_retrying cloudformation describe-stacks --stack-name "$stack" \
+    --query 'Stacks[0].StackStatus' --output text; then
+    return 0
+  fi
+  if grep -q 'does not exist' "$work/stderr"; then echo NONE; return 0; fi
+  die "cannot read the state of $stack: $(tr '\n' ' ' <"$work/stderr")"
+}
+
+# Why the last operation on a stack failed: the first failed resource events, oldest first.
+failure_reasons() {
+  # shellcheck disable=SC2016 # backquotes are JMESPath literals
+  aws cloudformation describe-stack-events --stack-name "$1" --output text \
+    --query 'StackEvents[?ends_with(ResourceStatus, `FAILED`)].[LogicalResourceId,ResourceStatus,ResourceStatusReason]' \
+    | tac | head -5 | sed 's/^/   /' >&2 || true
+}
+
+# The status once no operation is running on the stack (bounded by DEPLOY_BUSY_TIMEOUT).
+settled_status() {
+  local stack=$1 status deadline=$((SECONDS + ${DEPLOY_BUSY_TIMEOUT:-3600}))
+  while :; do
+    status=$(stack_status "$stack") || exit 1
+    [[ $status == *_IN_PROGRESS && $status != REVIEW_IN_PROGRESS ]] || break
+    ((SECONDS < deadline)) || die "$stack is still $status after ${DEPLOY_BUSY_TIMEOUT:-3600} s"
+    echo "   $stack is $status: waiting for it to end" >&2
+    sleep "$poll"
+  done
+  echo "$status"
+}
+
+# CREATE or UPDATE for the stack's change set, after clearing a failed first create.
+change_set_type() {
+  local stack=$1 status
+  status=$(settled_status "$stack")
+  case $status in
+    NONE | REVIEW_IN_PROGRESS | DELETE_COMPLETE) echo CREATE ;;
+    ROLLBACK_COMPLETE | ROLLBACK_FAILED | CREATE_FAILED)
+      echo "   $stack is $status (its first create failed); it can only be deleted:" >&2
+      failure_reasons "$stack"
+      if [ "${DRY_RUN:-0}" = 1 ]; then
+        die "DRY_RUN: $stack would be deleted and created again; stopping here"
+      fi
+      echo "   deleting $stack to create it again" >&2
+      aws cloudformation delete-stack --stack-name "$stack"
+      aws cloudformation wait stack-delete-complete --stack-name "$stack" \
+        || die "$stack could not be deleted; see its events in the CloudFormation console"
+      echo CREATE
+      ;;
+    UPDATE_ROLLBACK_FAILED)
+      die "$stack is UPDATE_ROLLBACK_FAILED: fix the cause shown in its events, then run" \
+        "'aws cloudformation continue-update-rollback --stack-name $stack' and deploy again" ;;
+    UPDATE_FAILED)
+      die "$stack is UPDATE_FAILED: run 'aws cloudformation rollback-stack --stack-name $stack', then deploy again" ;;
+    DELETE_FAILED)
+      die "$stack is DELETE_FAILED: finish deleting it (make teardown-aws), then deploy again" ;;
+    *_COMPLETE) echo UPDATE ;;
+    *) die "$stack is in a state this script does not know: $status" ;;
+  esac
+}
 
 # The ALB exists only once the load balancer controller has reconciled the Ingress: find it by the
 # cluster tag the controller puts on it, so the ALB alarms are created from then on.
 load_balancer_full_name() {
   local arns
-  arns=$(aws resourcegroupstaggingapi get-resources \
+  aws_retrying resourcegroupstaggingapi get-resources \
     --resource-type-filters elasticloadbalancing:loadbalancer \
     --tag-filters "Key=elbv2.k8s.aws/cluster,Values=$app-$env" \
-    --query 'ResourceTagMappingList[].ResourceARN' --output text)
+    --query 'ResourceTagMappingList[].ResourceARN' --output text >"$work/arns" \
+    || die "cannot look up the ALB: $(tr '\n' ' ' <"$work/stderr")"
+  arns=$(<"$work/arns")
   case $(wc -w <<<"$arns") in
     0) echo "" ;;
     1) echo "${arns#*:loadbalancer/}" ;;
-    *) echo "deploy.sh: several ALBs carry elbv2.k8s.aws/cluster=$app-$env: $arns" >&2; exit 1 ;;
+    *) die "several ALBs carry elbv2.k8s.aws/cluster=$app-$env: $arns" ;;
   esac
 }
 
 load_balancer=$(load_balancer_full_name)
-stacks plan "$env" "$params_dir" "LoadBalancerFullName=$load_balancer" >"$params_dir/plan"
+stacks plan "$env" "$work" "LoadBalancerFullName=$load_balancer" >"$work/plan"
 while read -r layer stack <&3; do
-  status=$(aws cloudformation describe-stacks --stack-name "$stack" \
-    --query 'Stacks[0].StackStatus' --output text 2>/dev/null || echo NONE)
-  case $status in NONE | REVIEW_IN_PROGRESS) type=CREATE ;; *) type=UPDATE ;; esac
+  type=$(change_set_type "$stack")
   change_set="deploy-$(date -u +%Y%m%d-%H%M%S)"
   echo "== $stack: $type change set $change_set"
   aws cloudformation create-change-set --stack-name "$stack" --change-set-name "$change_set" \
     --change-set-type "$type" --template-body "file://$here/templates/$layer.yaml" \
-    --parameters "file://$params_dir/$layer.json" --capabilities CAPABILITY_NAMED_IAM \
+    --parameters "file://$work/$layer.json" --capabilities CAPABILITY_NAMED_IAM \
     --tags "Key=app,Value=$app" "Key=environment,Value=$env" >/dev/null
   if ! aws cloudformation wait change-set-create-complete --stack-name "$stack" --change-set-name "$change_set"; then
     reason=$(aws cloudformation describe-change-set --stack-name "$stack" --change-set-name "$change_set" \
@@ -48,8 +145,7 @@ while read -r layer stack <&3; do
       aws cloudformation delete-change-set --stack-name "$stack" --change-set-name "$change_set"
       continue
     fi
-    echo "deploy.sh: change set for $stack failed: $reason" >&2
-    exit 1
+    die "change set for $stack failed: $reason"
   fi
   aws cloudformation describe-change-set --stack-name "$stack" --change-set-name "$change_set" \
     --query 'Changes[].ResourceChange.[Action,LogicalResourceId,ResourceType,Replacement]' --output table
@@ -63,6 +159,10 @@ while read -r layer stack <&3; do
     continue
   fi
   aws cloudformation execute-change-set --stack-name "$stack" --change-set-name "$change_set"
-  aws cloudformation wait "stack-$(tr '[:upper:]' '[:lower:]' <<<"$type")-complete" --stack-name "$stack"
-  echo "   $(aws cloudformation describe-stacks --stack-name "$stack" --query 'Stacks[0].StackStatus' --output text)"
-done 3<"$params_dir/plan"
+  if ! aws cloudformation wait "stack-$(tr '[:upper:]' '[:lower:]' <<<"$type")-complete" --stack-name "$stack"; then
+    echo "deploy.sh: $stack did not reach ${type}_COMPLETE; it is $(stack_status "$stack"):" >&2
+    failure_reasons "$stack"
+    die "fix the cause above and run make deploy-aws ENV=$env again (a failed first create is deleted and created again)"
+  fi
+  echo "   ${type}_COMPLETE"
+done 3<"$work/plan"

@@ -1,16 +1,145 @@
 #!/usr/bin/env bash
-# Delete every stack of one environment, in the reverse order of deploy/aws/stacks.
+# Delete one environment, in the order a real account needs:
 #   CONFIRM=qa teardown.sh qa
-# Kept on purpose: the CloudTrail bucket (DeletionPolicy Retain) and the database's final snapshot.
-# Prod's database refuses deletion until DbDeletionProtection is set to false and deployed.
+# 1. What the controllers created outside CloudFormation: the Ingress, so that the AWS Load
+#    Balancer Controller deletes the ALB, its target groups and security groups (they hold
+#    interfaces in the VPC, which would block the network stack); then the ExternalDNS records
+#    left for the domain (a record pointing at a deleted ALB could be taken over).
+# 2. The images in the ECR repository (CloudFormation cannot delete a repository with images).
+# 3. The stacks, in the reverse order of deploy/aws/stacks; a missing one is skipped, so a
+#    teardown that stopped half-way can be run again.
+# Kept on purpose, and listed at the end: resources whose DeletionPolicy is Retain or Snapshot
+# (the CloudTrail bucket, the keys that keep it and the snapshot readable, the final snapshot).
+# Prod's database refuses deletion until DbDeletionProtection=false is deployed: checked first.
 set -euo pipefail
 env=${1:?usage: CONFIRM=<env> teardown.sh qa|prod}
 [ "${CONFIRM:-}" = "$env" ] || { echo "teardown.sh: set CONFIRM=$env to delete every $env stack" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 py=${PYTHON:-python3}
+kubectl=${KUBECTL:-kubectl}
+# Seconds to wait for the controllers to remove what they created.
+controller_timeout=${TEARDOWN_CONTROLLER_TIMEOUT:-300}
+poll=${TEARDOWN_POLL_SECONDS:-10}
+die() { echo "teardown.sh: $*" >&2; exit 1; }
+
+region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region 2>/dev/null || true)}}
+[ -n "$region" ] || die "no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1) or run 'aws configure'"
+export AWS_REGION=$region AWS_DEFAULT_REGION=$region
+stack_name() { "$py" "$here/stacks.py" stack-name "$env" "$1"; }
+value() { "$py" -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$here/environments/$env.json" "$1"; }
+app=$(value App)
+cluster_tag="elbv2.k8s.aws/cluster,Values=$app-$env"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# A stack's output, empty when the stack or the output does not exist.
+output() {
+  aws cloudformation describe-stacks --stack-name "$(stack_name "$1")" --output text \
+    --query "Stacks[0].Outputs[?OutputKey=='$2'].OutputValue" 2>/dev/null || true
+}
+exists() { aws cloudformation describe-stacks --stack-name "$(stack_name "$1")" >/dev/null 2>&1; }
+
+# Poll "$@" until it prints nothing, for at most controller_timeout seconds.
+until_empty() {
+  local what=$1 deadline=$((SECONDS + controller_timeout)) left
+  shift
+  while left=$("$@") && [ -n "$left" ]; do
+    ((SECONDS < deadline)) || die "$what still there after ${controller_timeout}s: $left"
+    sleep "$poll"
+  done
+}
+load_balancers() {
+  aws resourcegroupstaggingapi get-resources --resource-type-filters elasticloadbalancing:loadbalancer \
+    --tag-filters "Key=$cluster_tag" --query 'ResourceTagMappingList[].ResourceARN' --output text
+}
+controller_security_groups() {
+  aws ec2 describe-security-groups --filters "Name=tag-key,Values=elbv2.k8s.aws/cluster" \
+    "Name=tag:elbv2.k8s.aws/cluster,Values=$app-$env" --query 'SecurityGroups[].GroupId' --output text
+}
+
+# 0. Prod's database: refuse before deleting anything rather than half-way.
+db=$(output data DbInstanceId)
+if [ -n "$db" ] && [ "$(aws rds describe-db-instances --db-instance-identifier "$db" \
+  --query 'DBInstances[0].DeletionProtection' --output text 2>/dev/null)" = True ]; then
+  die "database $db has deletion protection: set DbDeletionProtection=false in" \
+    "deploy/aws/environments/$env.json, run make deploy-aws ENV=$env, then tear down"
+fi
+
+# 1. The controllers' resources, while the cluster (and its controllers) still run.
+cluster=$(output cluster ClusterName)
+if [ -n "$cluster" ]; then
+  echo "== $cluster: deleting the Ingress (the load balancer controller deletes the ALB)"
+  aws eks update-kubeconfig --name "$cluster" >/dev/null
+  $kubectl -n registro delete ingress --all --ignore-not-found --wait=false
+  $kubectl -n registro wait --for=delete ingress --all --timeout="${controller_timeout}s" \
+    || die "the Ingress is still there (its finalizer waits for the controller: is it running," \
+      "and is the ALB's deletion protection off?)"
+  until_empty "ALB of $app-$env" load_balancers
+  until_empty "security groups of the ALB" controller_security_groups
+fi
+zone=$(value HostedZoneId) domain=$(value DomainName)
+if [ -n "$zone" ] && [ -n "$domain" ]; then
+  # ExternalDNS owns a name through a TXT record "heritage=external-dns,..." beside it.
+  aws route53 list-resource-record-sets --hosted-zone-id "$zone" --output json \
+    | "$py" -c '
+import json, sys
+domain = sys.argv[1].rstrip(".") + "."
+records = json.load(sys.stdin)["ResourceRecordSets"]
+def ends(name): return name == domain or name.endswith("." + domain)
+owned = {r["Name"] for r in records if r["Type"] == "TXT" and ends(r["Name"])
+         and any("heritage=external-dns" in v["Value"] for v in r.get("ResourceRecords", []))}
+names = owned | {n.split("-", 1)[1] for n in owned if n.split(".")[0].split("-", 1)[0] in ("a", "aaaa", "cname")}
+changes = [{"Action": "DELETE", "ResourceRecordSet": r} for r in records
+           if r["Name"] in names and (r["Type"] in ("A", "AAAA", "CNAME", "TXT"))]
+if changes:
+    print(json.dumps({"Changes": changes}))
+' "$domain" >"$work/records.json"
+  if [ -s "$work/records.json" ]; then
+    echo "== $zone: deleting the records ExternalDNS left for $domain"
+    aws route53 change-resource-record-sets --hosted-zone-id "$zone" \
+      --change-batch "file://$work/records.json" >/dev/null
+  fi
+fi
+
+# 2. The repository's images.
+repository=$(output cluster RepositoryUri)
+if [ -n "$repository" ]; then
+  aws ecr list-images --repository-name "${repository#*/}" --query 'imageIds[].imageDigest' \
+    --output text | tr '\t' '\n' | grep . | sort -u | sed 's/^/imageDigest=/' >"$work/images" || true
+  if [ -s "$work/images" ]; then
+    echo "== ${repository#*/}: deleting $(wc -l <"$work/images") images"
+    xargs -n 100 aws ecr batch-delete-image --repository-name "${repository#*/}" --image-ids \
+      <"$work/images" >/dev/null
+  fi
+fi
+
+# 3. The stacks, noting what each keeps.
+: >"$work/kept"
 for layer in $("$py" "$here/stacks.py" layers | tac); do
-  stack=$("$py" "$here/stacks.py" stack-name "$env" "$layer")
+  stack=$(stack_name "$layer")
+  exists "$layer" || { echo "== $stack: not there"; continue; }
+  "$py" "$here/retained.py" "$layer" | while read -r logical policy; do
+    physical=$(aws cloudformation describe-stack-resource --stack-name "$stack" \
+      --logical-resource-id "$logical" --query 'StackResourceDetail.[ResourceType,PhysicalResourceId]' \
+      --output text 2>/dev/null || true)
+    [ -n "$physical" ] && echo "$stack $logical $policy $physical" >>"$work/kept"
+  done
   echo "== deleting $stack"
   aws cloudformation delete-stack --stack-name "$stack"
-  aws cloudformation wait stack-delete-complete --stack-name "$stack"
+  if ! aws cloudformation wait stack-delete-complete --stack-name "$stack"; then
+    # shellcheck disable=SC2016 # backquotes are JMESPath literals
+    aws cloudformation describe-stack-events --stack-name "$stack" --output text \
+      --query 'StackEvents[?ResourceStatus==`DELETE_FAILED`].[LogicalResourceId,ResourceStatusReason]' \
+      | head -5 >&2 || true
+    die "$stack could not be deleted (reasons above); fix them and run this again"
+  fi
 done
+
+echo "== $env deleted. Kept on purpose (DeletionPolicy), delete by hand when no longer needed:"
+while read -r stack logical policy type physical; do
+  case $policy in
+    Snapshot) echo "   $type $physical ($stack $logical): its final snapshot," \
+      "aws rds describe-db-snapshots --db-instance-identifier $physical --snapshot-type manual" ;;
+    *) echo "   $type $physical ($stack $logical, $policy)" ;;
+  esac
+done <"$work/kept"

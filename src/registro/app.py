@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,12 +22,14 @@ from registro.api.openapi import document
 from registro.api.operation import Endpoint, Operation, routes
 from registro.api.responses import JSON
 from registro.auth import Authenticator
+from registro.failsafe import FailsafeMiddleware
 from registro.faults import FaultInjectionMiddleware
 from registro.lifecycle import DrainMiddleware, Lifecycle
 from registro.limits import RequestLimitsMiddleware
 from registro.settings import AuthMode, Settings
 from registro.store import open_store
 from registro.telemetry import metrics
+from registro.telemetry.logs import flush as flush_logs
 from registro.telemetry.requests import RequestTelemetryMiddleware
 
 OPERATIONS: Sequence[Operation] = [*data.OPERATIONS, *audit.OPERATIONS, *health.OPERATIONS]
@@ -44,7 +47,10 @@ def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.store = await open_store(
-            settings.database, settings.db_pool_size, settings.database_password_file
+            settings.database,
+            settings.db_pool_size,
+            settings.database_password_file,
+            timeouts=settings.database_timeouts,
         )
         app.state.authenticator = Authenticator(app.state.store, settings.auth_cache_seconds)
         if drain_on_sigterm:
@@ -58,6 +64,7 @@ def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
             if app.state.tracer_provider is not None:
                 app.state.tracer_provider.shutdown()
             metrics.forget_this_process()
+            flush_logs()  # a worker may then be ended by the signal that stopped it
 
     return lifespan
 
@@ -87,6 +94,7 @@ def create_app(
             *docs.ROUTES,
         ],
         exception_handlers=errors.HANDLERS,
+        middleware=[Middleware(FailsafeMiddleware)],
         lifespan=_lifespan(settings, drain_on_sigterm),
     )
     api.state.settings = settings

@@ -60,7 +60,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     except PortInUse as exc:
         print(f"registro: {exc}", file=sys.stderr)
         return PORT_IN_USE
-    configure_logging(settings.log_level, log_format=settings.log_format_mode)
+    configure_logging(
+        settings.log_level, settings.log_queue_lines, log_format=settings.log_format_mode
+    )
     if settings.migrate_on_start:
         upgrade(settings.database, settings.database_password_file)
     serve(settings)
@@ -93,7 +95,9 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from registro.store.migrate import upgrade
     from registro.telemetry.logs import configure_logging
 
-    configure_logging(settings.log_level, log_format=settings.log_format_mode)
+    configure_logging(
+        settings.log_level, settings.log_queue_lines, log_format=settings.log_format_mode
+    )
     ahead_at = upgrade(settings.database, settings.database_password_file)
     if ahead_at:
         print(f"schema is at {ahead_at}, newer than this release's: left as it is")

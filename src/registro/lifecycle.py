@@ -1,32 +1,44 @@
-"""Graceful shutdown: on SIGTERM, report not-ready first, keep serving, then stop.
+"""Graceful shutdown: on SIGTERM or SIGINT, report not-ready first, keep serving, then stop.
 
 The load balancer needs time to see `/readyz` turn 503 and take the instance out of its pool; a
 server that stopped accepting at once would drop the requests still being routed to it. So the
-first SIGTERM only starts draining: `/readyz` answers 503, responses ask keep-alive clients to
-reconnect elsewhere, and after `REGISTRO_DRAIN_SECONDS` the server's own shutdown runs (stop
-accepting, finish in-flight requests, exit). A second SIGTERM skips the wait.
+first signal only starts draining: `/readyz` answers 503, responses ask keep-alive clients to
+reconnect (through the load balancer, to another instance), and the listener stays open. After
+`REGISTRO_DRAIN_SECONDS` the server's own shutdown runs (stop accepting, finish in-flight
+requests within REGISTRO_SHUTDOWN_TIMEOUT_SECONDS, exit). A second signal skips the wait; one
+within REPEAT_SECONDS of the first is the same request (Ctrl-C reaches every worker and the
+supervisor, which forwards it). A request still running at the deadline is answered a JSON 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
+import time
+from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registro.api import responses
+
 logger = logging.getLogger("registro.lifecycle")
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+REPEAT_SECONDS = 1.0
 
 
 class Lifecycle:
     def __init__(self) -> None:
         self.draining = False
+        self._first_signal_at = 0.0
 
     def drain_on_sigterm(self, seconds: float) -> None:
-        """Wrap the server's SIGTERM handler (call from the event loop, in the main thread)."""
+        """Wrap the server's SIGTERM and SIGINT handlers (call from the event loop, main thread)."""
         if threading.current_thread() is not threading.main_thread():
             return
         loop = asyncio.get_running_loop()
@@ -38,34 +50,58 @@ class Lifecycle:
             else:
                 raise SystemExit(0)
 
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        def log(message: str, fields: Mapping[str, object]) -> None:
+            logger.info(message, extra={"fields": fields})
+
+        # A signal handler may interrupt any code, locks held: it only sets a flag and hands
+        # the rest (logging included) to the event loop.
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
             if self.draining:
-                loop.call_soon_threadsafe(stop)
+                if time.monotonic() - self._first_signal_at >= REPEAT_SECONDS:
+                    loop.call_soon_threadsafe(log, "second signal: stopping now", {"signal": name})
+                    loop.call_soon_threadsafe(stop)
                 return
             self.draining = True
-            logger.info("draining", extra={"fields": {"drain_seconds": seconds}})
+            self._first_signal_at = time.monotonic()
+            fields = {"drain_seconds": seconds, "signal": name}
+            loop.call_soon_threadsafe(log, "draining", fields)
             loop.call_soon_threadsafe(loop.call_later, seconds, stop)
 
-        signal.signal(signal.SIGTERM, on_sigterm)
+        for signum in SIGNALS:
+            signal.signal(signum, on_signal)
 
 
 class DrainMiddleware:
-    """While draining, close keep-alive connections after each response."""
+    """While draining, close keep-alive connections after each response; at the shutdown
+    deadline, answer a cancelled request with a JSON 503 (safe to retry elsewhere)."""
 
     def __init__(self, app: ASGIApp, lifecycle: Lifecycle) -> None:
         self.app = app
         self.lifecycle = lifecycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.lifecycle.draining or scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+        try:
+            if not self.lifecycle.draining or scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
 
-        async def send_closing(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers: list[Any] = list(message.get("headers", []))
-                headers.append((b"connection", b"close"))
-                message["headers"] = headers
-            await send(message)
+            async def send_closing(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    headers: list[Any] = list(message.get("headers", []))
+                    headers.append((b"connection", b"close"))
+                    message["headers"] = headers
+                await send(message)
 
-        await self.app(scope, receive, send_closing)
+            await self.app(scope, receive, send_closing)
+        except asyncio.CancelledError:
+            if scope["type"] != "http":
+                raise
+            logger.warning("request cut at the shutdown deadline", extra=_where(scope))
+            reply = responses.error(503, "Server shutting down, try again", {"Retry-After": "1"})
+            with contextlib.suppress(Exception):  # a response already started: nothing to add
+                await reply(scope, receive, send)
+
+
+def _where(scope: Scope) -> dict[str, object]:
+    return {"fields": {"method": scope["method"], "path": scope["path"]}}

@@ -1,16 +1,30 @@
-"""What a request body may be: at most REGISTRO_MAX_BODY_BYTES, and JSON.
+"""What a request may be: a bounded connection (HttpLimits, enforced by registro.http), and a
+body of at most REGISTRO_MAX_BODY_BYTES of JSON.
 
-Checked before the application reads anything, so an oversize or foreign body costs nothing and
-changes nothing: 413 for size (declared or streamed), 415 for a content type that is not JSON.
+The body is checked before the application reads anything, so an oversize or foreign body costs
+nothing and changes nothing: 413 for size (declared or streamed), 415 for a content type that is
+not JSON.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registro.api.responses import error
 
 METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+@dataclass(frozen=True)  # no slots: its class attributes are the settings' defaults
+class HttpLimits:
+    """What one connection may cost a worker, against slow or oversized clients."""
+
+    max_header_bytes: int = 16_384
+    header_timeout: float = 5.0  # seconds for the request line and headers
+    body_timeout: float = 10.0  # seconds for the body, once the headers are in
+    max_connections: int = 1000  # per worker
 
 
 def _is_json(content_type: bytes) -> bool:

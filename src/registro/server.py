@@ -11,19 +11,27 @@ from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
-from registro.settings import Settings, load_settings
+from registro.lifecycle import SIGNALS
+from registro.settings import DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, Settings, load_settings
 
-GRACEFUL_SHUTDOWN_SECONDS = 30  # for in-flight requests, after draining
+# What deployment manifests size their grace period by (REGISTRO_SHUTDOWN_TIMEOUT_SECONDS unset).
+GRACEFUL_SHUTDOWN_SECONDS = DEFAULT_SHUTDOWN_TIMEOUT_SECONDS
 
 
 def worker_app() -> ASGIApp:
     """The uvicorn factory: each worker process builds its own app from the environment."""
     from registro.app import create_app
+    from registro.http import BoundedHttpToolsProtocol
     from registro.telemetry.logs import configure_logging
 
     settings = load_settings()
-    configure_logging(settings.log_level, log_format=settings.log_format_mode)
+    configure_logging(
+        settings.log_level, settings.log_queue_lines, log_format=settings.log_format_mode
+    )
+    BoundedHttpToolsProtocol.limits = settings.http_limits
     return create_app(settings, drain_on_sigterm=True)
 
 
@@ -37,14 +45,39 @@ def clear_metrics_dir(directory: Path) -> None:
         stale.unlink()
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)  # an asked-for stop, done: success
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's worker supervisor, with signals passed on to the workers as they arrive.
+
+    uvicorn's own looks at its signals every half second and, on the first, sends each worker
+    SIGTERM and then only waits for them: a second signal would wait in its queue. Here every
+    signal reaches the workers at once (so the first starts their drain without delay, SIGINT
+    as SIGTERM, and a second one skips it as with one worker).
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config, sockets=[config.bind_socket()])
+        for signum in SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        for worker in self.processes:
+            if worker.process.pid is not None and worker.process.exitcode is None:
+                os.kill(worker.process.pid, signal.SIGTERM)
+        self.should_exit.set()
+
+    def terminate_all(self) -> None:
+        """Nothing more to send: each worker already has its signal, and drains."""
 
 
 def serve(settings: Settings) -> None:
-    # Once shut down, uvicorn re-raises the SIGTERM that stopped it under the handler found at
+    # Once shut down, uvicorn re-raises the signal that stopped it under the handler found at
     # start; by default that kills the process before the temporary directory is removed.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    for signum in SIGNALS:
+        signal.signal(signum, _exit_cleanly)
     configured = settings.prometheus_multiproc_dir
     with contextlib.ExitStack() as cleanup:
         if configured is None:
@@ -55,19 +88,27 @@ def serve(settings: Settings) -> None:
             directory = configured
             clear_metrics_dir(directory)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-        uvicorn.run(
+        config = uvicorn.Config(
             "registro.server:worker_app",
             factory=True,
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
             loop="uvloop",
-            http="httptools",
+            http="registro.http:BoundedHttpToolsProtocol",
+            timeout_keep_alive=settings.http_keep_alive_seconds,
             lifespan="on",
             log_config=None,
             access_log=False,
             server_header=False,
             proxy_headers=True,
             forwarded_allow_ips=settings.forwarded_allow_ips,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         )
+        if settings.workers > 1:
+            _Supervisor(config).run()
+            return
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            raise SystemExit(STARTUP_FAILURE)

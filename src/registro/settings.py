@@ -14,7 +14,10 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from registro.limits import HttpLimits
+from registro.store.base import Timeouts
 from registro.store.urls import is_postgres, valid_postgres_hosts
+from registro.telemetry.logs import QUEUE_LINES
 
 Environment = Literal["dev", "qa", "prod"]
 AuthMode = Literal["off", "writes", "all"]
@@ -22,6 +25,7 @@ LogFormat = Literal["text", "json"]
 
 DEV_DATABASE_URL = "sqlite:///./registro.db"
 DEFAULT_PORT = 8000
+DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 30  # for in-flight requests, after draining
 
 # Variables whose values must never be echoed back (they may carry credentials).
 SECRET_VARIABLES = frozenset({"DATABASE_URL"})
@@ -45,10 +49,20 @@ class Settings(BaseSettings):
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     drain_seconds: float = Field(default=5.0, ge=0, le=300)
+    shutdown_timeout_seconds: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, ge=1, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: LogFormat | None = None
+    log_queue_lines: int = Field(default=QUEUE_LINES, ge=100, le=1_000_000)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_statement_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    db_lock_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
+    db_acquire_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
     max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    http_max_header_bytes: int = Field(default=HttpLimits.max_header_bytes, ge=1024, le=1 << 20)
+    http_header_timeout_seconds: float = Field(default=HttpLimits.header_timeout, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=HttpLimits.body_timeout, gt=0, le=300)
+    http_keep_alive_seconds: int = Field(default=65, ge=1, le=3600)
+    http_max_connections: int = Field(default=HttpLimits.max_connections, ge=1, le=100_000)
     # The proxies whose X-Forwarded-For is believed: addresses or CIDRs, comma-separated.
     forwarded_allow_ips: str = "127.0.0.1,::1"
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
@@ -118,6 +132,11 @@ class Settings(BaseSettings):
             raise ValueError("REGISTRO_APP_PASSWORD_FILE needs REGISTRO_APP_ROLE")
         if self.app_role is not None and not is_postgres(self.database):
             raise ValueError("REGISTRO_APP_ROLE needs PostgreSQL: SQLite has no roles")
+        if self.db_lock_timeout_seconds > self.db_statement_timeout_seconds:
+            raise ValueError(
+                "REGISTRO_DB_LOCK_TIMEOUT_SECONDS must not exceed"
+                " REGISTRO_DB_STATEMENT_TIMEOUT_SECONDS"
+            )
         if self.env == "prod" and (self.fault_error_rate or self.fault_latency_ms):
             raise ValueError("fault injection (REGISTRO_FAULT_*) is refused when REGISTRO_ENV=prod")
         return self
@@ -142,6 +161,23 @@ class Settings(BaseSettings):
     @property
     def migrate_on_start(self) -> bool:
         return self.env == "dev"
+
+    @property
+    def database_timeouts(self) -> Timeouts:
+        return Timeouts(
+            statement=self.db_statement_timeout_seconds,
+            lock=self.db_lock_timeout_seconds,
+            acquire=self.db_acquire_timeout_seconds,
+        )
+
+    @property
+    def http_limits(self) -> HttpLimits:
+        return HttpLimits(
+            max_header_bytes=self.http_max_header_bytes,
+            header_timeout=self.http_header_timeout_seconds,
+            body_timeout=self.http_body_timeout_seconds,
+            max_connections=self.http_max_connections,
+        )
 
     @property
     def faults_enabled(self) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from registro.lifecycle import REPEAT_SECONDS
 from tests.support.postgres import free_port
 
 REGISTRO = str(Path(sys.executable).with_name("registro"))
@@ -68,7 +69,9 @@ def running_service(
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            process.send_signal(signal.SIGTERM)  # the second one skips the drain wait
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(REPEAT_SECONDS + 0.1)
+            process.send_signal(signal.SIGTERM)  # a second one, not a repeat: skips the drain
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:

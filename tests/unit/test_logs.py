@@ -3,14 +3,17 @@ caller passes explicitly."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
+import time
 
 import pytest
 
 from registro.settings import load_settings
-from registro.telemetry.logs import AccessLog, JsonFormatter, TextFormatter
+from registro.telemetry.logs import AccessLog, JsonFormatter, LineWriter, TextFormatter
 
 
 def test_a_record_becomes_one_json_line_with_its_fields() -> None:
@@ -28,7 +31,7 @@ def test_a_record_becomes_one_json_line_with_its_fields() -> None:
     assert "hunter2" not in line
 
 
-def test_text_lines_carry_the_same_fields_for_a_person(capsys: pytest.CaptureFixture[str]) -> None:
+def test_text_lines_carry_the_same_fields_for_a_person() -> None:
     record = logging.LogRecord("registro.audit", logging.INFO, __file__, 1, "change", None, None)
     record.fields = {"action": "create", "name": "two words"}
     record.password = "hunter2"  # noqa: S105 (a fake secret that must stay out of the line)
@@ -37,8 +40,17 @@ def test_text_lines_carry_the_same_fields_for_a_person(capsys: pytest.CaptureFix
         r'\d\d:\d\d:\d\d\.\d{3} INFO    registro\.audit: change action=create name="two words"',
         line,
     )
-    AccessLog(enabled=True, text=True).write({"method": "GET", "status": 200})
-    assert capsys.readouterr().out.endswith("registro.access: request method=GET status=200\n")
+    read_end, write_end = os.pipe()
+    try:
+        log = AccessLog(enabled=True, text=True)
+        log.writer = LineWriter(write_end)
+        log.write({"method": "GET", "status": 200})
+        assert log.writer.flush(timeout=5)
+        out = os.read(read_end, 65536).decode()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert out.endswith("registro.access: request method=GET status=200\n")
 
 
 @pytest.mark.parametrize(
@@ -50,3 +62,23 @@ def test_text_logs_are_the_default_in_dev_only(
 ) -> None:
     settings = load_settings(env=env, database_url="sqlite:///x.db", log_format=variable)
     assert settings.log_format_mode == expected
+
+
+def test_a_stdout_nobody_reads_drops_and_counts_lines_without_waiting() -> None:
+    read_end, write_end = os.pipe()  # never read
+    try:
+        os.set_blocking(write_end, False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # fill the pipe's buffer, as a stalled reader would leave it
+                os.write(write_end, b"." * 4096)
+        os.set_blocking(write_end, True)
+        writer = LineWriter(write_end, capacity=10)
+        started = time.monotonic()
+        for _ in range(1000):
+            writer.offer(b"line\n")
+        assert time.monotonic() - started < 0.5
+        assert writer.dropped >= 1000 - 10 - 256  # the queue, and a batch in the writer's hands
+        assert not writer.flush(timeout=0.1)
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -9,11 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from registro.api import errors
 from registro.api.operation import Call, Operation, routes
 from registro.api.schemas import Message, NameIn
 from registro.auth import ANONYMOUS, Principal
+from registro.failsafe import FailsafeMiddleware
 from registro.settings import AuthMode
 from registro.store import Record
 
@@ -48,7 +50,11 @@ OPERATIONS = [
 @pytest.fixture
 async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
     mode: AuthMode = getattr(request, "param", "writes")
-    app = Starlette(routes=routes(OPERATIONS, mode), exception_handlers=errors.HANDLERS)
+    app = Starlette(
+        routes=routes(OPERATIONS, mode),
+        exception_handlers=errors.HANDLERS,
+        middleware=[Middleware(FailsafeMiddleware)],  # a bug's JSON 500, as registro.app has it
+    )
     app.state.authenticator = FakeAuthenticator()
     calls.clear()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

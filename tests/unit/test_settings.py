@@ -46,6 +46,8 @@ def test_explicit_auth_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
         ("REGISTRO_FAULT_ERROR_RATE", "1.5", "REGISTRO_FAULT_ERROR_RATE='1.5'"),
         ("REGISTRO_LOG_LEVEL", "LOUD", "REGISTRO_LOG_LEVEL='LOUD'"),
         ("REGISTRO_MAX_BODY_BYTES", "10", "REGISTRO_MAX_BODY_BYTES='10'"),
+        ("REGISTRO_DB_STATEMENT_TIMEOUT_SECONDS", "0", "REGISTRO_DB_STATEMENT_TIMEOUT_SECONDS='0'"),
+        ("REGISTRO_DB_LOCK_TIMEOUT_SECONDS", "60", "LOCK_TIMEOUT_SECONDS must not exceed"),
         ("DATABASE_URL", "mysql://u:secret@h/db", "invalid DATABASE_URL: must start with"),
         ("DATABASE_URL", "postgresql://u:secret@db:notaport/x", "invalid DATABASE_URL: each host"),
     ],

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from registro.api.inputs import InvalidInput
 from registro.api.responses import JSON, error
 from registro.api.schemas import Invalid, Problem
-from registro.store import DatabaseUnavailable
+from registro.store import DatabaseBusy, DatabaseUnavailable
 
 logger = logging.getLogger("registro.errors")
 
@@ -32,18 +32,16 @@ async def invalid_input(request: Request, exc: Exception) -> Response:
 
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:
-    logger.warning("database unavailable", extra={"fields": {"error": str(exc)}})
-    return error(503, "Database unavailable", {"Retry-After": "1"})
-
-
-async def unexpected(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error", extra={"fields": {"path": request.url.path}})
-    return error(500, "Internal server error")
+    busy = isinstance(exc, DatabaseBusy)
+    logger.warning(
+        "database busy" if busy else "database unavailable", extra={"fields": {"error": str(exc)}}
+    )
+    message = "Database busy, try again" if busy else "Database unavailable"
+    return error(503, message, {"Retry-After": "1"})
 
 
 HANDLERS = {
     HTTPException: http_error,
     InvalidInput: invalid_input,
     DatabaseUnavailable: database_unavailable,
-    Exception: unexpected,
-}
+}  # anything else: registro.failsafe

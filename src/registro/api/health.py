@@ -10,6 +10,7 @@ from starlette.responses import Response
 from registro import __version__
 from registro.api.operation import Call, Operation
 from registro.api.schemas import Message, VersionOut
+from registro.store import DatabaseBusy
 from registro.store.migrate import head_revision, schema_state
 from registro.telemetry import metrics
 
@@ -26,6 +27,8 @@ async def readyz(call: Call[None, None]) -> Message:
         raise HTTPException(503, "draining")
     try:
         revision = await asyncio.wait_for(state.store.schema_revision(), READY_CHECK_TIMEOUT)
+    except (DatabaseBusy, TimeoutError):  # up, but slow or locked: restarting will not help
+        raise HTTPException(503, "database busy") from None
     except Exception:
         raise HTTPException(503, "database unreachable") from None
     if schema_state(revision) == "behind":

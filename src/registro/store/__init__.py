@@ -6,10 +6,12 @@ from registro.store.base import (
     Actor,
     ApiKey,
     AuditEntry,
+    DatabaseBusy,
     DatabaseUnavailable,
     NameTaken,
     Record,
     Store,
+    Timeouts,
 )
 from registro.store.urls import is_postgres, password_reader, sqlite_path
 
@@ -19,25 +21,30 @@ async def open_store(
     pool_size: int = 10,
     password_file: Path | None = None,
     create: bool = True,
+    timeouts: Timeouts = Timeouts(),  # noqa: B008 (immutable)
 ) -> Store:
     """`create=False`: a SQLite file that does not exist is DatabaseUnavailable, not a new file
     (commands that only read, or that need a migrated schema, leave nothing behind)."""
     if is_postgres(database_url):
         from registro.store.postgres import PostgresStore
 
-        return await PostgresStore.connect(database_url, pool_size, password_reader(password_file))
+        return await PostgresStore.connect(
+            database_url, pool_size, password_reader(password_file), timeouts
+        )
     from registro.store.sqlite import SqliteStore
 
-    return await SqliteStore.connect(sqlite_path(database_url), create)
+    return await SqliteStore.connect(sqlite_path(database_url), create, timeouts)
 
 
 __all__ = [
     "Actor",
     "ApiKey",
     "AuditEntry",
+    "DatabaseBusy",
     "DatabaseUnavailable",
     "NameTaken",
     "Record",
     "Store",
+    "Timeouts",
     "open_store",
 ]

@@ -17,6 +17,20 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached or lost the connection mid-request."""
 
 
+class DatabaseBusy(DatabaseUnavailable):
+    """The database is up but did not answer in time: a lock, a slow statement, a full pool."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long one operation may wait, so that a locked table or a full pool costs a bounded
+    time and a 503 rather than a hung request (seconds)."""
+
+    statement: float = 5.0
+    lock: float = 2.0
+    acquire: float = 2.0
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     id: int

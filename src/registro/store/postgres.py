@@ -7,7 +7,8 @@ without an explicit transaction's extra round trips.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -15,14 +16,30 @@ from typing import Any
 import asyncpg
 
 from registro.store import idempotency
-from registro.store.base import Actor, ApiKey, AuditEntry, DatabaseUnavailable, NameTaken, Record
+from registro.store.base import (
+    Actor,
+    ApiKey,
+    AuditEntry,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    NameTaken,
+    Record,
+    Timeouts,
+)
 from registro.store.idempotency import IdempotentRequest, Outcome, Write
 
+# The database is up but did not answer in time: answered 503 "busy".
+BUSY_ERRORS = (
+    TimeoutError,  # the pool had no free connection in time, or the server went silent
+    asyncpg.QueryCanceledError,  # statement_timeout
+    asyncpg.LockNotAvailableError,  # lock_timeout
+)
 # Failures of the database rather than of the request: answered 503, never 500.
 CONNECTION_ERRORS = (
     OSError,
     asyncpg.PostgresConnectionError,  # class 08: connection exceptions
     asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.InternalClientError,  # a connection torn down mid-protocol (a fast shutdown)
     asyncpg.OperatorInterventionError,  # class 57: shutdown, terminated, cannot connect now
     asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.InvalidAuthorizationSpecificationError,  # class 28: credentials refused
@@ -116,14 +133,45 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+# Each operation is one statement, so one that lost a deadlock (rolled back whole) is retried.
+DEADLOCK_RETRIES = 3
+# The client gives up this long after the server's statement_timeout should have fired, for a
+# server that went silent (a network partition) rather than one that cancels.
+CLIENT_GRACE_SECONDS = 1.0
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """asyncpg's failures as the store's (what _fetch maps, for the idempotent write's own
+    statements)."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise NameTaken from exc
+    except BUSY_ERRORS as exc:
+        raise DatabaseBusy(type(exc).__name__) from exc
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+
+
+def _milliseconds(seconds: float) -> str:
+    return str(max(1, round(seconds * 1000)))
+
+
 class PostgresStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeouts: Timeouts = Timeouts()) -> None:  # noqa: B008
         self._pool = pool
+        self._acquire = timeouts.acquire
+        self._client_timeout = timeouts.statement + CLIENT_GRACE_SECONDS
         self._purge = idempotency.PurgeClock()
 
     @classmethod
     async def connect(
-        cls, url: str, pool_size: int, password: Callable[[], str] | None = None
+        cls,
+        url: str,
+        pool_size: int,
+        password: Callable[[], str] | None = None,
+        timeouts: Timeouts = Timeouts(),  # noqa: B008 (immutable)
     ) -> PostgresStore:
         try:
             pool = await asyncpg.create_pool(
@@ -132,58 +180,90 @@ class PostgresStore:
                 min_size=0,  # start (and answer /livez) even while the database is down
                 max_size=pool_size,
                 init=_init_connection,
-                server_settings={"application_name": "registro"},
+                timeout=timeouts.acquire,  # to connect
+                server_settings={
+                    "application_name": "registro",
+                    "statement_timeout": _milliseconds(timeouts.statement),
+                    "lock_timeout": _milliseconds(timeouts.lock),
+                },
             )
+        except BUSY_ERRORS as exc:
+            raise DatabaseBusy(f"no connection within {timeouts.acquire}s") from exc
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(str(exc)) from exc
-        return cls(pool)
+        return cls(pool, timeouts)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        connection = _writing.get()
-        if connection is not None:
-            return await self._fetch_in(connection, query, *args)
-        try:
-            rows: list[asyncpg.Record] = await self._pool.fetch(query, *args)
-            return rows
-        except asyncpg.UniqueViolationError as exc:
-            raise NameTaken from exc
-        except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(str(exc)) from exc
+        bound = _writing.get()
+        if bound is not None:
+            return await self._fetch_in(bound, query, *args)
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                # A timeout costs a task per call: only when there may be a wait.
+                timeout = None if self._pool.get_idle_size() else self._acquire
+                async with self._pool.acquire(timeout=timeout) as connection:
+                    rows: list[asyncpg.Record] = await connection.fetch(
+                        query, *args, timeout=self._client_timeout
+                    )
+                    return rows
+            except asyncpg.DeadlockDetectedError as exc:
+                if attempt == DEADLOCK_RETRIES:
+                    raise DatabaseBusy("deadlock, retries exhausted") from exc
+            except asyncpg.UniqueViolationError as exc:
+                raise NameTaken from exc
+            except BUSY_ERRORS as exc:
+                raise DatabaseBusy(type(exc).__name__) from exc
+            except CONNECTION_ERRORS as exc:
+                raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+        raise AssertionError("unreachable")
 
     async def _fetch_in(
         self, connection: asyncpg.Connection, query: str, *args: Any
     ) -> list[asyncpg.Record]:
-        try:
+        """A statement of an idempotent write, in its transaction. A deadlock is left for once()
+        to retry: it rolled back the whole transaction, not just this statement."""
+        with _database_errors():
             async with connection.transaction():  # a savepoint
-                rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+                rows: list[asyncpg.Record] = await connection.fetch(
+                    query, *args, timeout=self._client_timeout
+                )
                 return rows
-        except asyncpg.UniqueViolationError as exc:
-            raise NameTaken from exc
-        except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(str(exc)) from exc
 
     async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
         cutoff = request.cutoff()
         if self._purge.due():
             await self._fetch(PURGE_KEYS, cutoff)
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                with _database_errors():
+                    return await self._once(request, cutoff, write)
+            except asyncpg.DeadlockDetectedError as exc:
+                if attempt == DEADLOCK_RETRIES:
+                    raise DatabaseBusy("deadlock, retries exhausted") from exc
+        raise AssertionError("unreachable")
+
+    async def _once(self, request: IdempotentRequest, cutoff: datetime, write: Write) -> Outcome:
         key = (request.actor, request.key)
-        try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                claim = (*key, request.fingerprint, datetime.now(UTC), cutoff)
-                if await connection.fetchval(idempotency.CLAIM, *claim) is None:
-                    # The claim waited for, then locked, the key's row: it is committed.
-                    row = await connection.fetchrow(idempotency.USED, *key)
-                    return idempotency.replay(request.fingerprint, *row)
-                token = _writing.set(connection)
-                try:
-                    response = await write()
-                finally:
-                    _writing.reset(token)
-                body = response.body.decode()
-                await connection.execute(idempotency.COMPLETE, *key, response.status, body)
-                return Outcome(response, replayed=False)
-        except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(str(exc)) from exc
+        timeout = self._client_timeout
+        async with (
+            self._pool.acquire(timeout=self._acquire) as connection,
+            connection.transaction(),
+        ):
+            claim = (*key, request.fingerprint, datetime.now(UTC), cutoff)
+            if await connection.fetchval(idempotency.CLAIM, *claim, timeout=timeout) is None:
+                # The claim waited for, then locked, the key's row: it is committed.
+                row = await connection.fetchrow(idempotency.USED, *key, timeout=timeout)
+                return idempotency.replay(request.fingerprint, *row)
+            token = _writing.set(connection)
+            try:
+                response = await write()
+            finally:
+                _writing.reset(token)
+            body = response.body.decode()
+            await connection.execute(
+                idempotency.COMPLETE, *key, response.status, body, timeout=timeout
+            )
+            return Outcome(response, replayed=False)
 
     async def _one(self, query: str, *args: Any) -> Record | None:
         rows = await self._fetch(query, *args)

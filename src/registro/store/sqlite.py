@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -19,7 +19,16 @@ from typing import Any
 import aiosqlite
 
 from registro.store import idempotency
-from registro.store.base import Actor, ApiKey, AuditEntry, DatabaseUnavailable, NameTaken, Record
+from registro.store.base import (
+    Actor,
+    ApiKey,
+    AuditEntry,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    NameTaken,
+    Record,
+    Timeouts,
+)
 from registro.store.idempotency import IdempotentRequest, Outcome, Write
 
 KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
@@ -81,15 +90,25 @@ def require_file(path: str) -> None:
         )
 
 
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class SqliteStore:
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: aiosqlite.Connection, timeouts: Timeouts = Timeouts()) -> None:  # noqa: B008
         self._db = connection
         self._lock = asyncio.Lock()
         self._busy = 0
+        self._acquire = timeouts.acquire
         self._purge = idempotency.PurgeClock()
 
     @classmethod
-    async def connect(cls, path: str, create: bool = True) -> SqliteStore:
+    async def connect(
+        cls,
+        path: str,
+        create: bool = True,
+        timeouts: Timeouts = Timeouts(),  # noqa: B008 (immutable)
+    ) -> SqliteStore:
         require_directory(path)
         if not create:
             require_file(path)
@@ -99,35 +118,58 @@ class SqliteStore:
             raise DatabaseUnavailable(f"{exc}: {path}") from exc
         connection.row_factory = sqlite3.Row
         await connection.execute("PRAGMA journal_mode=WAL")
-        await connection.execute("PRAGMA busy_timeout=5000")
-        return cls(connection)
+        # Another process holding the write lock: wait this long, then "database is locked".
+        await connection.execute(f"PRAGMA busy_timeout={round(timeouts.lock * 1000)}")
+        return cls(connection, timeouts)
+
+    async def _locked(self) -> None:
+        """Take the one connection, or DatabaseBusy when other requests hold it too long."""
+        try:
+            await asyncio.wait_for(self._lock.acquire(), self._acquire)
+        except TimeoutError:
+            raise DatabaseBusy(f"no connection within {self._acquire}s") from None
+
+    async def _busy_is_503(self, operation: Awaitable[Any]) -> Any:
+        try:
+            return await operation
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                raise DatabaseBusy(str(exc)) from exc
+            raise
 
     async def _rows(self, query: str, *args: Any) -> list[sqlite3.Row]:
-        async with self._lock:
-            self._busy = 1
-            try:
-                cursor = await self._db.execute(query, args)
-                return list(await cursor.fetchall())
-            finally:
-                self._busy = 0
+        await self._locked()
+        self._busy = 1
+        try:
+            cursor = await self._busy_is_503(self._db.execute(query, args))
+            return list(await cursor.fetchall())
+        finally:
+            self._busy = 0
+            self._lock.release()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         if _writing.get() is self:  # inside once(): already in the write's transaction
             yield self._db
             return
-        async with self._lock:
-            self._busy = 1
-            await self._db.execute("BEGIN IMMEDIATE")
+        await self._locked()
+        self._busy = 1
+        try:
+            await self._busy_is_503(self._db.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._db
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
             else:
-                await self._db.execute("COMMIT")
-            finally:
-                self._busy = 0
+                try:
+                    await self._busy_is_503(self._db.execute("COMMIT"))
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+        finally:
+            self._busy = 0
+            self._lock.release()
 
     async def _one(self, db: aiosqlite.Connection, query: str, *args: Any) -> Record | None:
         cursor = await db.execute(query, args)

@@ -3,16 +3,30 @@ text lines for a person (REGISTRO_LOG_FORMAT; text is the default in dev only).
 
 Structured fields travel in `extra={"fields": {...}}`; nothing else from a record is copied, so
 a caller cannot leak a header or a secret by accident.
+
+Nothing on the event loop ever waits for stdout: a line is formatted where it is logged, then
+offered to a bounded queue that one thread writes out. When stdout is slow or not read at all (a
+stalled log driver), the queue fills and further lines are dropped and counted
+(`registro_log_lines_dropped_total`) rather than stalling the worker, `/livez` included.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
 import orjson
+
+QUEUE_LINES = 10_000  # about 3 MB of access lines: seconds of a burst, bounded memory
+BATCH_LINES = 256
+STOP_SECONDS = 1.0
+STDOUT = 1  # at exit, how long pending lines may take to be written
 
 
 def _time(timestamp: float) -> str:
@@ -59,19 +73,82 @@ class TextFormatter(JsonFormatter):
         return text_line(self.entry(record))
 
 
+class LineWriter:
+    """A bounded queue of encoded lines and the one thread that writes them to a file descriptor.
+
+    The queue is a SimpleQueue, whose put takes no lock that the caller could already hold: a
+    line may be logged from a signal handler that interrupted another put. The thread uses
+    os.write, not sys.stdout: a thread stuck in a write must not hold the lock that the
+    interpreter takes to flush sys.stdout at exit.
+    """
+
+    def __init__(self, fd: int, capacity: int = QUEUE_LINES) -> None:
+        self.fd = fd
+        self.capacity = capacity
+        self.lines: queue.SimpleQueue[bytes | threading.Event] = queue.SimpleQueue()
+        self.dropped = 0  # published by telemetry.metrics.sample()
+        thread = threading.Thread(target=self._run, name="registro-log-writer", daemon=True)
+        thread.start()
+
+    def offer(self, line: bytes) -> None:
+        if self.lines.qsize() >= self.capacity:
+            self.dropped += 1
+        else:
+            self.lines.put(line)
+
+    def flush(self, timeout: float = STOP_SECONDS) -> bool:
+        """Wait until what was offered so far is written, or `timeout` (stdout not read)."""
+        written = threading.Event()
+        self.lines.put(written)
+        return written.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.lines.get()]
+            while len(batch) < BATCH_LINES:
+                try:
+                    batch.append(self.lines.get_nowait())
+                except queue.Empty:
+                    break
+            data = b"".join(item for item in batch if isinstance(item, bytes))
+            try:
+                while data:
+                    data = data[os.write(self.fd, data) :]
+            except OSError:
+                pass  # stdout closed: nothing to write to, and nobody to tell
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+
+
+class QueueingHandler(logging.Handler):
+    """Formats in the caller and offers the line to the writer: never waits for stdout."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.writer.offer(self.format(record).encode() + b"\n")
+        except Exception:
+            self.handleError(record)
+
+
 class AccessLog:
     """The one line per request, in the same shape as every other log line.
 
-    Written straight to stdout rather than through `logging`: it is on every request, and the
+    Offered straight to the writer rather than through `logging`: it is on every request, and the
     logging machinery (records, caller lookup, handler locks) costs more than the line itself.
     """
 
     def __init__(self, enabled: bool, text: bool = False) -> None:
         self.enabled = enabled
         self.text = text
+        self.writer: LineWriter | None = None
 
     def write(self, fields: dict[str, object]) -> None:
-        if not self.enabled:
+        if not self.enabled or self.writer is None:
             return
         entry = {
             "time": _time(time.time()),
@@ -81,16 +158,33 @@ class AccessLog:
             **fields,
         }
         line = text_line(entry).encode() if self.text else orjson.dumps(entry)
-        sys.stdout.buffer.write(line + b"\n")
-        sys.stdout.flush()
+        self.writer.offer(line + b"\n")
 
 
 access_log = AccessLog(enabled=False)
+_writer: LineWriter | None = None
 
 
-def configure_logging(level: str, *, log_format: str = "json") -> None:
+def dropped_lines() -> int:
+    return _writer.dropped if _writer is not None else 0
+
+
+def flush(timeout: float = STOP_SECONDS) -> bool:
+    """Wait until the lines logged so far are on stdout (False if it did not take them)."""
+    return _writer.flush(timeout) if _writer is not None else True
+
+
+def configure_logging(
+    level: str, queue_lines: int = QUEUE_LINES, *, log_format: str = "json"
+) -> None:
+    """Route every log line through one writer thread on stdout (one per process)."""
+    global _writer
     text = log_format == "text"
-    handler = logging.StreamHandler(sys.stdout)
+    if _writer is None:
+        sys.stdout.flush()
+        _writer = LineWriter(STDOUT, queue_lines)
+        atexit.register(_writer.flush)
+    handler = QueueingHandler(_writer)
     handler.setFormatter(TextFormatter() if text else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -100,5 +194,6 @@ def configure_logging(level: str, *, log_format: str = "json") -> None:
         logging.getLogger(name).propagate = True
     # AccessLog writes the one line per request; uvicorn's own would be a second.
     logging.getLogger("uvicorn.access").disabled = True
+    access_log.writer = _writer
     access_log.enabled = root.getEffectiveLevel() <= logging.INFO
     access_log.text = text

@@ -20,6 +20,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from registro.telemetry import logs
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -43,6 +45,10 @@ DB_POOL = Gauge(
     ["state"],
     multiprocess_mode="livesum",
 )
+LOG_LINES_DROPPED = Counter(
+    "registro_log_lines_dropped",
+    "Log lines dropped because stdout did not keep up (the worker never waits for it).",
+)
 BUILD_INFO = Gauge(
     "registro_build_info",
     "Always 1; the labels say which build is running.",
@@ -54,6 +60,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Counted in plain memory on the request path; published to IN_FLIGHT by sample().
 in_flight = 0
+
+_dropped_published = 0
 
 _series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
@@ -74,7 +82,12 @@ def record_request(method: str, route: str, status: int, seconds: float) -> None
 
 def sample(pool_in_use: int, pool_idle: int) -> None:
     """Publish the gauges that change on every request, once per tick rather than per request."""
+    global _dropped_published
     IN_FLIGHT.set(in_flight)
+    dropped = logs.dropped_lines()
+    if dropped > _dropped_published:
+        LOG_LINES_DROPPED.inc(dropped - _dropped_published)
+        _dropped_published = dropped
     DB_POOL.labels("in_use").set(pool_in_use)
     DB_POOL.labels("idle").set(pool_idle)
 

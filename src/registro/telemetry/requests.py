@@ -18,6 +18,9 @@ from registro.telemetry import metrics
 from registro.telemetry.logs import access_log
 
 REQUEST_ID_HEADER = b"x-request-id"
+# Logged and counted for a client that left before its response was written (nginx's code).
+CLIENT_CLOSED_REQUEST = 499
+CLIENT_DISCONNECTED = "registro.client_disconnected"  # set by registro.http
 # A caller's id is kept only if it is short and plain; anything else could forge log lines.
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,%d}" % REQUEST_ID_MAX_LENGTH)
 # The longest text form of an IP address (IPv6 with an embedded IPv4 address).
@@ -92,6 +95,8 @@ class RequestTelemetryMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             metrics.in_flight -= 1
+            if scope.get(CLIENT_DISCONNECTED):
+                status = CLIENT_CLOSED_REQUEST  # what the client got: nothing
             seconds = perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

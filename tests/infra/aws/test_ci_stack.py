@@ -107,7 +107,7 @@ def test_access_entry_is_the_deployer_group_and_no_access_policy(
 def platform_bindings() -> list[dict[str, Any]]:
     documents = [
         doc
-        for path in sorted(PLATFORM.glob("*.yaml"))
+        for path in sorted(PLATFORM.rglob("*.yaml"))
         for doc in yaml.safe_load_all(path.read_text())
         if isinstance(doc, dict)
     ]

@@ -26,30 +26,73 @@ if "--parameters" in args:
     call["parameters"] = json.load(open(args[args.index("--parameters") + 1].removeprefix("file://")))
 with open(os.environ["FAKE_AWS_LOG"], "a") as log:
     log.write(json.dumps(call) + "\n")
+scenario_path = os.environ.get("FAKE_SCENARIO")
+scenario = json.load(open(scenario_path)) if scenario_path else {}
+def save():
+    json.dump(scenario, open(scenario_path, "w"))
 command = " ".join(args[:2])
+if command == "configure get":
+    sys.exit(1)
 if command == "cloudformation describe-stacks":
-    if os.environ.get("FAKE_EXISTING") == "all":
-        print("UPDATE_COMPLETE")
+    if scenario.get("throttle", 0) > 0:
+        scenario["throttle"] -= 1
+        save()
+        print("An error occurred (Throttling) when calling the DescribeStacks operation: "
+              "Rate exceeded", file=sys.stderr)
+        sys.exit(255)
+    if "error" in scenario:
+        print(scenario["error"], file=sys.stderr)
+        sys.exit(255)
+    stack = args[args.index("--stack-name") + 1]
+    if "Outputs" in " ".join(args):
         sys.exit(0)
-    print("Stack with id x does not exist", file=sys.stderr)
-    sys.exit(255)
+    statuses = scenario.get("status", {}).get(stack)
+    if statuses:
+        status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+        save()
+    else:
+        status = "UPDATE_COMPLETE" if os.environ.get("FAKE_EXISTING") == "all" else "NONE"
+    if status == "NONE":
+        print("An error occurred (ValidationError) when calling the DescribeStacks operation: "
+              f"Stack with id {stack} does not exist", file=sys.stderr)
+        sys.exit(255)
+    print(status)
+    sys.exit(0)
 if command == "resourcegroupstaggingapi get-resources":
     print(os.environ.get("FAKE_ALB_ARNS", ""))
     sys.exit(0)
+if command == "route53 list-resource-record-sets":
+    print(json.dumps({"ResourceRecordSets": []}))
+    sys.exit(0)
+if command == "cloudformation describe-stack-resource":
+    print("AWS::S3::Bucket kept-" + args[args.index("--logical-resource-id") + 1])
+    sys.exit(0)
+if command == "cloudformation wait" and args[2] in scenario.get("failing_waits", []):
+    sys.exit(255)
 if command in ("cloudformation create-change-set", "cloudformation wait",
                "cloudformation delete-stack", "cloudformation describe-change-set",
-               "cloudformation execute-change-set"):
+               "cloudformation execute-change-set", "cloudformation describe-stack-events"):
     sys.exit(0)
 print("unexpected call: " + " ".join(args), file=sys.stderr)
 sys.exit(1)
 """
 
 
+UNSET = ("CONFIRM", "DRY_RUN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE")
+
+
 def run_script(
-    script: str, tmp_path: Path, env: str, **environment: str
+    script: str,
+    tmp_path: Path,
+    env: str,
+    scenario: dict[str, Any] | None = None,
+    **environment: str,
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
     bin_dir.mkdir(parents=True)
+    if scenario is not None:
+        (tmp_path / "scenario.json").write_text(json.dumps(scenario))
+        environment["FAKE_SCENARIO"] = str(tmp_path / "scenario.json")
     fake = bin_dir / "aws"
     fake.write_text(FAKE_AWS.replace("PYTHON", sys.executable))
     fake.chmod(0o755)
@@ -59,8 +102,11 @@ def run_script(
         text=True,
         check=False,
         env={
-            **{k: v for k, v in os.environ.items() if k not in ("CONFIRM", "DRY_RUN")},
+            **{k: v for k, v in os.environ.items() if k not in UNSET},
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "AWS_REGION": "eu-west-1",
+            "DEPLOY_POLL_SECONDS": "0",
+            "DEPLOY_BACKOFF_SECONDS": "0",
             "PYTHON": sys.executable,
             "FAKE_AWS_LOG": str(log),
             **environment,
@@ -137,10 +183,134 @@ def test_the_albs_cloudwatch_name_reaches_the_alarms(tmp_path: Path) -> None:
     assert values["LoadBalancerFullName"] == "app/k8s-registro-abc/0123456789abcdef"
 
 
+STATUS_CODES = (
+    "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/"
+    "view-stack-events.html#cfn-console-view-stack-data-resources-status-codes"
+)
+
+
+def stack(layer: str, env: str = "qa") -> str:
+    return stacks.stack_name(env, layer)
+
+
+def calls_of(calls: list[dict[str, Any]], *command: str) -> list[dict[str, Any]]:
+    return [c for c in calls if tuple(c["args"][: len(command)]) == command]
+
+
+def test_no_region_stops_with_one_line_before_any_call(tmp_path: Path) -> None:
+    """Without a region every AWS call fails on its own; the script says so once, first."""
+    result, calls = run_script("deploy.sh", tmp_path, "qa", AWS_REGION="")
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "no AWS region" in result.stderr
+    assert "change set" not in result.stdout + result.stderr
+    assert [c["args"][:2] for c in calls] == [["configure", "get"]]
+
+
+def test_a_describe_failure_other_than_missing_is_an_error(tmp_path: Path) -> None:
+    """DescribeStacks answers ValidationError "Stack with id X does not exist" for a missing
+    stack (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeStacks.html);
+    expired credentials are something else and must not be taken for "create it"."""
+    expired = "An error occurred (ExpiredToken) when calling the DescribeStacks operation: expired"
+    result, calls = run_script("deploy.sh", tmp_path, "qa", {"error": expired})
+    assert result.returncode != 0
+    assert "ExpiredToken" in result.stderr
+    assert change_sets(calls) == []
+
+
+def test_throttling_is_retried_with_back_off(tmp_path: Path) -> None:
+    """Throttling ("Rate exceeded") is retryable with exponential back-off
+    (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html)."""
+    result, calls = run_script("deploy.sh", tmp_path, "qa", {"throttle": 3})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("throttled") == 3
+    assert len(change_sets(calls)) == len(stacks.layers())
+
+
+def test_a_failed_first_create_is_deleted_and_created_again(tmp_path: Path) -> None:
+    """A stack in ROLLBACK_COMPLETE (its creation failed and was rolled back) "can only be
+    deleted": no update is accepted (STATUS_CODES, and "Troubleshooting CloudFormation":
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/troubleshooting.html)."""
+    failed = stack("observability")
+    scenario = {"status": {failed: ["ROLLBACK_COMPLETE", "NONE", "CREATE_COMPLETE"]}}
+    result, calls = run_script("deploy.sh", tmp_path, "qa", scenario)
+    assert result.returncode == 0, result.stderr
+    verbs = [
+        (c["args"][1], c["args"][2] if c["args"][1] == "wait" else option(c, "--stack-name"))
+        for c in calls
+        if c["args"][0] == "cloudformation"
+        and failed in c["args"]
+        and c["args"][1] in ("delete-stack", "wait", "create-change-set")
+    ]
+    assert verbs[:3] == [
+        ("delete-stack", failed),
+        ("wait", "stack-delete-complete"),
+        ("create-change-set", failed),
+    ]
+    (created,) = [c for c in change_sets(calls) if option(c, "--stack-name") == failed]
+    assert option(created, "--change-set-type") == "CREATE"
+
+
+def test_a_dry_run_deletes_nothing(tmp_path: Path) -> None:
+    scenario = {"status": {stack("security"): ["ROLLBACK_COMPLETE"]}}
+    result, calls = run_script("deploy.sh", tmp_path, "qa", scenario, DRY_RUN="1")
+    assert result.returncode != 0 and "would be deleted" in result.stderr
+    assert calls_of(calls, "cloudformation", "delete-stack") == []
+
+
+def test_a_busy_stack_is_waited_for_then_updated(tmp_path: Path) -> None:
+    """*_IN_PROGRESS: an operation is running; a change set cannot be executed until it ends."""
+    busy = stack("network")
+    scenario = {"status": {busy: ["UPDATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE"]}}
+    result, calls = run_script("deploy.sh", tmp_path, "qa", scenario)
+    assert result.returncode == 0, result.stderr
+    (network,) = [c for c in change_sets(calls) if option(c, "--stack-name") == busy]
+    assert option(network, "--change-set-type") == "UPDATE"
+    assert result.stderr.count(f"{busy} is UPDATE_IN_PROGRESS") == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "repair"),
+    [
+        ("UPDATE_ROLLBACK_FAILED", "continue-update-rollback"),
+        ("UPDATE_FAILED", "rollback-stack"),
+        ("DELETE_FAILED", "teardown-aws"),
+    ],
+)
+def test_a_stack_needing_repair_is_refused_with_the_repair(
+    status: str, repair: str, tmp_path: Path
+) -> None:
+    """These states accept no change set; STATUS_CODES names the operation that repairs each."""
+    scenario = {"status": {stack("cluster"): [status]}}
+    result, calls = run_script("deploy.sh", tmp_path, "qa", scenario)
+    assert result.returncode != 0
+    assert repair in result.stderr
+    assert stack("cluster") not in [option(c, "--stack-name") for c in change_sets(calls)]
+
+
+def test_a_failed_stack_stops_the_deploy_with_its_reasons(tmp_path: Path) -> None:
+    scenario = {"failing_waits": ["stack-create-complete"]}
+    result, calls = run_script("deploy.sh", tmp_path, "qa", scenario)
+    assert result.returncode != 0
+    assert "make deploy-aws ENV=qa again" in result.stderr
+    assert len(change_sets(calls)) == 1
+    assert calls_of(calls, "cloudformation", "describe-stack-events")
+
+
 def test_teardown_deletes_in_reverse_order_once_confirmed(tmp_path: Path) -> None:
     result, calls = run_script("teardown.sh", tmp_path / "unconfirmed", "qa")
     assert result.returncode != 0 and calls == []
-    result, calls = run_script("teardown.sh", tmp_path, "qa", CONFIRM="qa")
+    result, calls = run_script("teardown.sh", tmp_path, "qa", CONFIRM="qa", FAKE_EXISTING="all")
     assert result.returncode == 0, result.stderr
     deleted = [option(c, "--stack-name") for c in calls if c["args"][1] == "delete-stack"]
     assert deleted == [stacks.stack_name("qa", layer) for layer in reversed(stacks.layers())]
+
+
+def test_teardown_lists_what_the_stacks_keep(tmp_path: Path) -> None:
+    """DeletionPolicy Retain/Snapshot resources outlive their stack
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html):
+    the person tearing down is told which, by name."""
+    result, _ = run_script("teardown.sh", tmp_path, "qa", CONFIRM="qa", FAKE_EXISTING="all")
+    assert result.returncode == 0, result.stderr
+    kept = result.stdout.split("Kept on purpose", 1)[1]
+    assert "kept-TrailBucket" in kept and "Retain" in kept
+    assert "final snapshot" in kept

@@ -58,6 +58,16 @@ def require(condition: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
+def require_upstream(path: Path) -> None:
+    """The upstream charts and CRDs are test data beside the clone (../shared/upstream); where
+    there is none, the skip (or, in CI, the failure) says how to build the same layout."""
+    require(
+        path.is_dir(),
+        f"{path} is missing: `make platform-upstream` pulls the pinned charts and CRDs into "
+        "the same layout in .work/upstream (then PLATFORM_UPSTREAM=.work/upstream)",
+    )
+
+
 @dataclass(frozen=True)
 class Manifests:
     overlay: str
@@ -151,7 +161,7 @@ def render_platform(overlay: str, out: Path, k8s_version: str) -> Path:
     """Everything bootstrap installs for `overlay`: DIR/<release>.yaml per chart (CRDs included)
     and DIR/manifests.yaml, rendered with the overlay's placeholder outputs."""
     require(bool(HELM) and Path(HELM).exists(), "helm is not installed (make helm)")
-    require(UPSTREAM.is_dir(), f"the upstream charts and CRDs are not at {UPSTREAM}")
+    require_upstream(UPSTREAM)
     outputs = K8S / "overlays" / overlay / "cloudformation-outputs.env"
     subprocess.run(
         ["python3", str(K8S / "tools" / "platform_values.py"), str(outputs), str(out)],

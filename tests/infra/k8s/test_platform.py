@@ -30,6 +30,7 @@ from k8s_support import (
     k8s_version,
     overlay_outputs,
     require,
+    require_upstream,
 )
 
 ROLE_ARN = "eks.amazonaws.com/role-arn"
@@ -44,7 +45,7 @@ def test_every_chart_is_pinned_to_the_upstream_release_it_names() -> None:
         "prometheus",
     ], "install order: the ALB controller's webhooks, then the CRD owners, then the rest"
     for chart in CHARTS:
-        require(chart.source.is_dir(), f"no upstream chart at {chart.source}")
+        require_upstream(chart.source)
         meta = yaml.safe_load((chart.source / "Chart.yaml").read_text())
         assert meta["version"] == chart.version, chart.release
         assert chart.repository.startswith("https://"), chart.release
@@ -352,7 +353,7 @@ def unknown_keys(ours: Any, theirs: Any, prefix: str = "") -> list[str]:
 
 def test_every_value_set_is_one_the_chart_has() -> None:
     for chart in CHARTS:
-        require(chart.source.is_dir(), f"no upstream chart at {chart.source}")
+        require_upstream(chart.source)
         theirs = yaml.safe_load((chart.source / "values.yaml").read_text())
         text = (PLATFORM / "values" / f"{chart.release}.yaml").read_text()
         ours = yaml.safe_load(re.sub(r"\$\{\w+\}", "x", text))

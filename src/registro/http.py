@@ -1,0 +1,148 @@
+"""uvicorn's httptools protocol, bounded against slow and oversized clients.
+
+uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) but not a connection that never
+finishes its request head (slowloris), nor a body that trickles in, nor the size of the head
+(httptools buffers a header whole before handing it over, at a cost that grows faster than its
+size), nor the number of open connections (`limit_concurrency` still accepts them, and answers
+plain text). This subclass adds those bounds, each a setting, and answers every refusal in JSON:
+
+- the request head must arrive within `header_timeout` (408) and fit in `max_header_bytes` (431);
+- the body must arrive within `body_timeout` of the head (408);
+- at most `max_connections` per worker: past it an idle keep-alive connection is closed to make
+  room, and when none is idle the new one gets 503 and is closed at once;
+- a request httptools cannot parse gets a JSON 400 instead of uvicorn's plain-text one.
+
+It relies on uvicorn's HttpToolsProtocol callbacks (pinned in requirements/*.lock; the tests in
+tests/integration/test_http_limits.py exercise each bound over raw sockets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from registro.limits import HttpLimits
+from registro.telemetry.requests import CLIENT_DISCONNECTED
+
+HEAD_TOO_SLOW = "Request headers not received in time"
+BODY_TOO_SLOW = "Request body not received in time"
+REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
+REASONS[503] = "Service Unavailable"
+
+
+def json_response(status: int, message: str) -> bytes:
+    body = orjson.dumps({"message": message})
+    head = (
+        f"HTTP/1.1 {status} {REASONS[status]}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n"
+    )
+    if status == 503:
+        head += "retry-after: 1\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    limits: ClassVar[HttpLimits] = HttpLimits()  # set per worker by registro.server.worker_app
+
+    _in_head = True  # the next bytes belong to a request head
+    _head_started = False
+    _awaiting_body = False
+    _head_bytes = 0
+    _idle = False
+    _timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections and not self._close_an_idle_one():
+            self._refuse(503, "Too many connections, try again")
+            return
+        self._arm(self.limits.header_timeout, 408, HEAD_TOO_SLOW)
+
+    def _close_an_idle_one(self) -> bool:
+        for connection in self.connections:
+            if isinstance(connection, BoundedHttpToolsProtocol) and connection._idle:
+                connection._idle = False
+                connection.transport.close()
+                return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.scope[CLIENT_DISCONNECTED] = True  # type: ignore[literal-required]
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._idle = False
+        # Feed the head no more than the limit allows, so an oversized one is never buffered.
+        while data and self._in_head:
+            room = self.limits.max_header_bytes - self._head_bytes
+            if room <= 0:
+                self._refuse(
+                    431, f"Request headers larger than {self.limits.max_header_bytes} bytes"
+                )
+                return
+            chunk, data = data[:room], data[room:]
+            self._head_bytes += len(chunk)
+            super().data_received(chunk)
+            if self.transport.is_closing():
+                return
+        if data:
+            super().data_received(data)
+        # Timers only for what is still incomplete once these bytes are parsed: a request that
+        # arrived whole (the usual case) costs none.
+        if self._timer is None and not self.transport.is_closing():
+            if self._awaiting_body:
+                self._arm(self.limits.body_timeout, 408, BODY_TOO_SLOW, True)
+            elif self._head_started:
+                self._arm(self.limits.header_timeout, 408, HEAD_TOO_SLOW)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_started = True
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._in_head = self._head_started = False
+        self._awaiting_body = True
+        self._head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._in_head = True
+        self._awaiting_body = False
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._idle = not self.pipeline and not self.transport.is_closing()
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(400, "Invalid HTTP request")
+
+    def _arm(self, seconds: float, status: int, message: str, body: bool = False) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._refuse, status, message, body)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _refuse(self, status: int, message: str, body: bool = False) -> None:
+        """Answer in JSON and close, unless a response is already on its way (then just close).
+
+        `body`: the refused request is the current cycle's (its body was too slow), whose
+        application then sees a disconnect and whose own reply is dropped.
+        """
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or (body and not cycle.response_started):
+            self.transport.write(json_response(status, message))
+        self.transport.close()

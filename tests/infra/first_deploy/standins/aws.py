@@ -1,0 +1,113 @@
+"""`aws` for the rehearsal: the real awscli against the moto server, except where moto lacks the
+service or where the rehearsal injects a documented failure. Every call is recorded.
+
+Answered here (moto has no such API, or nothing behind it):
+- `eks update-kubeconfig --name N`: a context for cluster N if the cluster stack exports that
+  name (EKS answers ResourceNotFoundException otherwise), kept in the Kubernetes stand-in's state.
+- `service-quotas get-service-quota` / `get-aws-default-service-quota` for codes other than moto's
+  VPC ones: the documented defaults (QUOTA_DEFAULTS), overridable by the scenario.
+- `resourcegroupstaggingapi get-resources` for load balancers: the ALBs the load balancer
+  controller stand-in (kube.py) holds, tagged `elbv2.k8s.aws/cluster` as the controller tags them
+  (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/configurations/).
+- `ec2 describe-security-groups` with the controller's tag: the ALB's security groups, likewise.
+Injected (scenario "throttle_describe_stacks": N): the first N DescribeStacks calls fail with
+`Throttling: Rate exceeded`, as CloudFormation answers bursts
+(https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/troubleshooting.html).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+# Service Quotas defaults, from each service's quota page (preflight.py names them).
+QUOTA_DEFAULTS = {
+    ("ec2", "L-0263D0A3"): 5.0,  # EC2-VPC Elastic IPs
+    ("ec2", "L-1216C47A"): 32.0,  # Running On-Demand Standard instances, vCPUs
+    ("eks", "L-1194D53C"): 100.0,  # Clusters
+    ("rds", "L-7B6409FD"): 40.0,  # DB instances
+}
+
+
+def load(path: str) -> dict[str, Any]:
+    return json.loads(Path(path).read_text()) if Path(path).exists() else {}
+
+
+def save(path: str, data: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(data, indent=1))
+
+
+def record(args: list[str]) -> None:
+    with open(os.environ["STANDIN_LOG"], "a") as log:
+        log.write(json.dumps({"tool": "aws", "args": args}) + "\n")
+
+
+def option(args: list[str], name: str, default: str = "") -> str:
+    return args[args.index(name) + 1] if name in args else default
+
+
+def real(args: list[str]) -> None:
+    """The pinned awscli itself, in this process (one interpreter start, not two)."""
+    from awscli.clidriver import main as awscli
+
+    sys.argv = ["aws", *args]
+    sys.exit(awscli())
+
+
+def fail(message: str, code: int = 255) -> None:
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+def main(args: list[str]) -> None:
+    record(args)
+    scenario_path, kube_path = os.environ["STANDIN_SCENARIO"], os.environ["STANDIN_KUBE"]
+    scenario = load(scenario_path)
+    command = tuple(args[:2])
+    if command == ("cloudformation", "describe-stacks") and scenario.get(
+        "throttle_describe_stacks", 0
+    ):
+        scenario["throttle_describe_stacks"] -= 1
+        save(scenario_path, scenario)
+        fail("An error occurred (Throttling) when calling the DescribeStacks operation: "
+             "Rate exceeded")  # fmt: skip
+    if command == ("eks", "update-kubeconfig"):
+        name = option(args, "--name")
+        import boto3
+
+        exports = boto3.client("cloudformation").list_exports()["Exports"]
+        if not any(e["Name"].endswith("-ClusterName") and e["Value"] == name for e in exports):
+            fail(
+                "An error occurred (ResourceNotFoundException) when calling the DescribeCluster "
+                f"operation: No cluster found for name: {name}."
+            )
+        kube = load(kube_path)
+        kube["context"] = name
+        save(kube_path, kube)
+        print(f"Added new context arn:aws:eks:{os.environ['AWS_REGION']}:0:cluster/{name}")
+        return
+    if command[0] == "service-quotas" and option(args, "--service-code") != "vpc":
+        key = (option(args, "--service-code"), option(args, "--quota-code"))
+        value = scenario.get("quotas", {}).get(key[1], QUOTA_DEFAULTS.get(key))
+        if value is None:
+            fail("An error occurred (NoSuchResourceException): quota not found")
+        print(json.dumps({"Quota": {"ServiceCode": key[0], "QuotaCode": key[1], "Value": value}}))
+        return
+    if command == (
+        "resourcegroupstaggingapi",
+        "get-resources",
+    ) and "elasticloadbalancing" in " ".join(args):
+        albs = load(kube_path).get("albs", [])
+        print("\t".join(albs))
+        return
+    if command == ("ec2", "describe-security-groups") and "elbv2.k8s.aws/cluster" in " ".join(args):
+        print("\t".join(f"sg-alb{i}" for i, _ in enumerate(load(kube_path).get("albs", []))))
+        return
+    real(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

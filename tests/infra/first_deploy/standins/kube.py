@@ -1,0 +1,543 @@
+"""`kubectl` and `helm` for the rehearsal: an API server, its RBAC, Argo Rollouts and the load
+balancer controller reduced to the behaviours a first deployment depends on. State lives in the
+JSON file STANDIN_KUBE; every call is recorded in STANDIN_LOG; the caller's identity is
+STANDIN_IDENTITY ("admin": the cluster creator; "deployer": the pipeline's deploy role, an EKS
+access entry in Kubernetes group `registro-deployer` with no access policy).
+
+Behaviours, each as documented:
+- `kubectl kustomize` is the real kubectl (rendering is offline).
+- A kind exists only once its CRD is installed (helm installs the charts' CRDs): otherwise
+  `no matches for kind` (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/).
+- The deployer may do only what a Role bound to its group grants: RBAC is deny by default and
+  Roles are namespaced (https://kubernetes.io/docs/reference/access-authn-authz/rbac/); EKS access
+  entries without a policy add nothing (https://docs.aws.amazon.com/eks/latest/userguide/access-entries.html).
+- A Rollout has a status subresource: a patch of `status` on the main resource is ignored; only
+  `--subresource=status` changes it (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#status-subresource,
+  argo-rollouts manifests/crds/rollout-crd.yaml `subresources: status`). Setting
+  `status.abort` aborts the canary: traffic back to stable, phase Degraded
+  (https://argo-rollouts.readthedocs.io/en/stable/features/specification/).
+- Argo Rollouts: a new pod template is a new revision; the canary ends Healthy (stableRS becomes
+  the new hash) or, when the scenario's verdict for its image is "fail", Degraded and aborted
+  (stableRS unchanged); "pause" leaves it Paused mid-canary.
+- The load balancer controller creates an ALB for an Ingress and deletes it when the Ingress is
+  deleted (finalizer `ingress.k8s.aws/resources`); with `deletion_protection.enabled=true` in
+  the Ingress's load-balancer-attributes it cannot, and the Ingress stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NAMESPACE = "registro"
+# kind -> (API group, resource), for RBAC.
+RESOURCES = {
+    "Rollout": ("argoproj.io", "rollouts"),
+    "AnalysisTemplate": ("argoproj.io", "analysistemplates"),
+    "AnalysisRun": ("argoproj.io", "analysisruns"),
+    "ExternalSecret": ("external-secrets.io", "externalsecrets"),
+    "SecretStore": ("external-secrets.io", "secretstores"),
+    "ConfigMap": ("", "configmaps"),
+    "Secret": ("", "secrets"),
+    "Service": ("", "services"),
+    "ServiceAccount": ("", "serviceaccounts"),
+    "Pod": ("", "pods"),
+    "Ingress": ("networking.k8s.io", "ingresses"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+    "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
+    "Job": ("batch", "jobs"),
+    "ReplicaSet": ("apps", "replicasets"),
+    "Role": ("rbac.authorization.k8s.io", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"),
+}
+# Kinds of the API groups Kubernetes itself serves; any other group is a CRD's.
+BUILT_IN_GROUPS = ("", "apps", "batch", "policy", "autoscaling")
+
+
+def built_in(api_version: str) -> bool:
+    group = api_version.split("/")[0] if "/" in api_version else ""
+    return group in BUILT_IN_GROUPS or group.endswith(".k8s.io")
+
+
+CLUSTER_SCOPED = {
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "PriorityClass",
+    "CustomResourceDefinition", "IngressClass", "ValidatingWebhookConfiguration",
+}  # fmt: skip
+# The CRDs each vendored chart installs (../shared/upstream/charts/*/crds, templates).
+CHART_CRDS = {
+    "argo-rollouts": ["Rollout", "AnalysisTemplate", "AnalysisRun", "ClusterAnalysisTemplate",
+                      "Experiment"],
+    "external-secrets": ["ExternalSecret", "SecretStore", "ClusterSecretStore"],
+    "aws-load-balancer-controller": ["TargetGroupBinding", "IngressClassParams"],
+}  # fmt: skip
+REVISION = "rollout.argoproj.io/revision"
+HASH = "rollouts-pod-template-hash"
+
+
+class Refused(Exception):
+    """What the API server (or helm) answers instead: printed, exit 1."""
+
+
+def load() -> dict[str, Any]:
+    path = Path(os.environ["STANDIN_KUBE"])
+    state = json.loads(path.read_text()) if path.exists() else {}
+    state.setdefault("objects", {})
+    state.setdefault("crds", [])
+    state.setdefault("releases", {})
+    state.setdefault("albs", [])
+    return state
+
+
+def save(state: dict[str, Any]) -> None:
+    Path(os.environ["STANDIN_KUBE"]).write_text(json.dumps(state, indent=1))
+
+
+def scenario() -> dict[str, Any]:
+    path = Path(os.environ["STANDIN_SCENARIO"])
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record(tool: str, args: list[str]) -> None:
+    with open(os.environ["STANDIN_LOG"], "a") as log:
+        entry = {"tool": tool, "args": args, "identity": os.environ.get("STANDIN_IDENTITY")}
+        log.write(json.dumps(entry) + "\n")
+
+
+def key(kind: str, name: str, namespace: str | None) -> str:
+    return f"{kind}/{'' if kind in CLUSTER_SCOPED else namespace or NAMESPACE}/{name}"
+
+
+# --- RBAC ------------------------------------------------------------------------------------
+
+
+def allowed(state: dict[str, Any], kind: str, verb: str, subresource: str = "") -> bool:
+    if os.environ.get("STANDIN_IDENTITY", "admin") == "admin":
+        return True
+    if kind in CLUSTER_SCOPED or kind not in RESOURCES:
+        return False
+    group, resource = RESOURCES[kind]
+    resource = f"{resource}/{subresource}" if subresource else resource
+    objects = state["objects"].values()
+    roles = {
+        o["metadata"]["name"]: o
+        for o in objects
+        if o["kind"] == "Role" and o["metadata"].get("namespace") == NAMESPACE
+    }
+    for binding in (o for o in objects if o["kind"] == "RoleBinding"):
+        if not any(
+            s.get("kind") == "Group" and s.get("name") == "registro-deployer"
+            for s in binding.get("subjects", [])
+        ):
+            continue
+        role = roles.get(binding.get("roleRef", {}).get("name", ""))
+        for rule in (role or {}).get("rules", []):
+            if (
+                group in rule.get("apiGroups", [])
+                and (resource in rule.get("resources", []) or "*" in rule.get("resources", []))
+                and (verb in rule.get("verbs", []) or "*" in rule.get("verbs", []))
+            ):
+                return True
+    return False
+
+
+def authorize(
+    state: dict[str, Any], kind: str, verb: str, name: str, subresource: str = ""
+) -> None:
+    if not allowed(state, kind, verb, subresource):
+        group, resource = RESOURCES.get(kind, ("", kind.lower() + "s"))
+        sub = f"/{subresource}" if subresource else ""
+        raise Refused(
+            f"Error from server (Forbidden): {resource}{sub}.{group or 'core'} "
+            f'"{name}" is forbidden: '
+            f'User "deployer" cannot {verb} resource "{resource}{sub}" in API group "{group}" '
+            f'in the namespace "{NAMESPACE}"'
+        )
+
+
+# --- controllers -----------------------------------------------------------------------------
+
+
+def template_hash(template: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def reconcile_rollout(state: dict[str, Any], rollout: dict[str, Any]) -> None:
+    """Argo Rollouts' controller, once per new pod template."""
+    template = rollout["spec"]["template"]
+    new = template_hash(template)
+    status = rollout.setdefault("status", {})
+    if status.get("currentPodHash") == new and status.get("phase") in ("Healthy", "Paused"):
+        return
+    replica_sets = [o for o in state["objects"].values() if o["kind"] == "ReplicaSet"]
+    revision = 1 + max(
+        (int(rs["metadata"]["annotations"][REVISION]) for rs in replica_sets), default=0
+    )
+    name = f"registro-{new}"
+    state["objects"][key("ReplicaSet", name, NAMESPACE)] = {
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": name, "namespace": NAMESPACE,
+            # Argo copies the pod template's labels, adding the hash.
+            "labels": {**template.get("metadata", {}).get("labels", {}), HASH: new},
+            "annotations": {REVISION: str(revision)},
+            "ownerReferences": [{"kind": "Rollout", "uid": rollout["metadata"]["uid"]}],
+        },
+        "spec": {"template": json.loads(json.dumps(template))},
+    }  # fmt: skip
+    rollout["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
+    image = template["spec"]["containers"][0]["image"]
+    verdict = scenario().get("canary", {}).get(image.rsplit("@", 1)[-1], "pass")
+    status.update(currentPodHash=new, observedGeneration=str(rollout["metadata"]["generation"]))
+    status.pop("abort", None)
+    if status.get("stableRS") is None or verdict == "pass" or new == status.get("stableRS"):
+        status.update(phase="Healthy", stableRS=new, message="")
+    elif verdict == "pause":
+        status.update(phase="Paused", message="CanaryPauseStep")
+    else:
+        status.update(
+            phase="Degraded", abort=True,
+            message="RolloutAborted: Rollout aborted update to revision "
+            f"{revision}: Metric \"error-rate\" assessed Failed",
+        )  # fmt: skip
+
+
+def abort(rollout: dict[str, Any]) -> None:
+    status = rollout["status"]
+    if status.get("abort") and status.get("phase") != "Healthy":
+        status.update(phase="Degraded", message="RolloutAborted: aborted by the user")
+
+
+def reconcile_ingress(state: dict[str, Any], ingress: dict[str, Any]) -> None:
+    arn = (
+        "arn:aws:elasticloadbalancing:eu-west-1:0:loadbalancer/app/k8s-registro-"
+        + ingress["metadata"]["name"]
+    )
+    if arn not in state["albs"]:
+        state["albs"].append(arn)
+    ingress.setdefault("metadata", {})["finalizers"] = ["ingress.k8s.aws/resources"]
+
+
+def delete_ingress(state: dict[str, Any], object_key: str) -> bool:
+    """True once the controller could delete the ALB and so remove the finalizer."""
+    ingress = state["objects"][object_key]
+    attributes = (
+        ingress["metadata"]
+        .get("annotations", {})
+        .get("alb.ingress.kubernetes.io/load-balancer-attributes", "")
+    )
+    if "deletion_protection.enabled=true" in attributes:
+        return False
+    del state["objects"][object_key]
+    state["albs"] = [a for a in state["albs"] if not a.endswith("-" + ingress["metadata"]["name"])]
+    return True
+
+
+# --- kubectl ---------------------------------------------------------------------------------
+
+
+def parse_kubectl(args: list[str]) -> tuple[list[str], dict[str, str | bool]]:
+    words: list[str] = []
+    flags: dict[str, str | bool] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--") and "=" in arg:
+            name, value = arg[2:].split("=", 1)
+            flags[name] = value
+        elif arg in ("-n", "--namespace", "-f", "-l", "--selector", "-o", "-p", "--patch",
+                     "--type", "--patch-file", "--for", "--timeout", "--tail", "--filename",
+                     "--subresource", "--field-manager"):  # fmt: skip
+            flags[arg.lstrip("-")] = args[i + 1]
+            i += 1
+        elif arg.startswith("-"):
+            flags[arg.lstrip("-")] = True
+        else:
+            words.append(arg)
+        i += 1
+    aliases = {"n": "namespace", "f": "filename", "l": "selector", "p": "patch"}
+    return words, {aliases.get(k, k): v for k, v in flags.items()}
+
+
+def selected(obj: dict[str, Any], selector: str) -> bool:
+    labels = obj.get("metadata", {}).get("labels", {})
+    for term in re.split(r",(?![^()]*\))", selector) if selector else []:
+        term = term.strip()
+        notin = re.fullmatch(r"(\S+)\s+notin\s+\((.*)\)", term)
+        if notin:
+            if labels.get(notin[1]) in [v.strip() for v in notin[2].split(",")]:
+                return False
+        elif "!=" in term:
+            name, value = term.split("!=", 1)
+            if labels.get(name) == value:
+                return False
+        elif "=" in term:
+            name, value = term.split("=", 1)
+            if labels.get(name) != value.lstrip("="):
+                return False
+        elif labels.get(term) is None:
+            return False
+    return True
+
+
+def kubectl_apply(state: dict[str, Any], flags: dict[str, Any]) -> None:
+    documents = [d for d in yaml.safe_load_all(Path(str(flags["filename"])).read_text()) if d]
+    items = [i for d in documents for i in (d["items"] if d.get("kind") == "List" else [d])]
+    chosen = [i for i in items if selected(i, str(flags.get("selector", "")))]
+    for obj in chosen:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if not built_in(obj["apiVersion"]) and kind not in state["crds"]:
+            raise Refused(
+                f'error: resource mapping not found for name: "{name}" namespace: "{NAMESPACE}" '
+                f'from "{flags["filename"]}": no matches for kind "{kind}" in version '
+                f'"{obj["apiVersion"]}"\nensure CRDs are installed first'
+            )
+        for verb in ("get", "create", "patch"):
+            authorize(state, kind, verb, name)
+    for obj in chosen:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        object_key = key(kind, name, obj["metadata"].get("namespace"))
+        old = state["objects"].get(object_key)
+        obj = json.loads(json.dumps(obj))
+        if kind == "Rollout":
+            generation = (old or {}).get("metadata", {}).get("generation", 0)
+            changed = old is None or old.get("spec") != obj.get("spec")
+            obj["metadata"]["generation"] = generation + (1 if changed else 0)
+            obj["metadata"]["uid"] = (old or {}).get("metadata", {}).get("uid", "uid-rollout")
+            obj["metadata"]["annotations"] = (old or {}).get("metadata", {}).get("annotations", {})
+            obj["status"] = (old or {}).get("status", {})
+            state["objects"][object_key] = obj
+            if changed:
+                reconcile_rollout(state, obj)
+        else:
+            state["objects"][object_key] = obj
+            if kind == "Ingress":
+                reconcile_ingress(state, obj)
+        print(f"{kind.lower()}/{name} {'configured' if old else 'created'}")
+
+
+def jsonpath(obj: Any, expression: str) -> str:
+    def value(path: str) -> str:
+        current = obj
+        for part in re.findall(r"[^.\[\]]+", path):
+            if isinstance(current, list):
+                current = (
+                    current[int(part)] if part.isdigit() and int(part) < len(current) else None
+                )
+            elif isinstance(current, dict):
+                current = current.get(part)
+            if current is None:
+                return ""
+        return current if isinstance(current, str) else json.dumps(current)
+
+    return re.sub(r"\{\.([^}]*)\}", lambda m: value(m[1]), expression)
+
+
+def find(
+    state: dict[str, Any], kinds: list[str], name: str | None, selector: str
+) -> list[dict[str, Any]]:
+    return [
+        o for o in state["objects"].values()
+        if o["kind"] in kinds and (name is None or o["metadata"]["name"] == name)
+        and selected(o, selector) and (o["kind"] != "ReplicaSet" or not name)
+    ]  # fmt: skip
+
+
+KIND_NAMES = {
+    "rollout": "Rollout", "rollouts": "Rollout", "replicaset": "ReplicaSet", "ingress": "Ingress",
+    "job": "Job", "externalsecret": "ExternalSecret", "pods": "Pod", "pod": "Pod",
+}  # fmt: skip
+
+
+def target(words: list[str]) -> tuple[list[str], str | None]:
+    """`rollout registro`, `job/registro-migrate`, `rollout,replicaset` -> kinds, name."""
+    first = words[0]
+    if "/" in first:
+        kind, name = first.split("/", 1)
+        return [KIND_NAMES.get(kind, kind)], name
+    kinds = [KIND_NAMES.get(k, k) for k in first.split(",")]
+    return kinds, words[1] if len(words) > 1 else None
+
+
+def kubectl(args: list[str]) -> None:
+    if args[:1] == ["kustomize"]:
+        os.execv(os.environ["STANDIN_REAL_KUBECTL"], ["kubectl", *args])  # noqa: S606
+    if args[:1] == ["version"]:
+        print("Client Version: v1.32.0 (stand-in)")
+        return
+    state = load()
+    if not state.get("context"):
+        raise Refused("error: no context: run aws eks update-kubeconfig first")
+    words, flags = parse_kubectl(args)
+    verb, rest = words[0], words[1:]
+    try:
+        if verb == "apply":
+            kubectl_apply(state, flags)
+        elif verb == "get":
+            kinds, name = target(rest)
+            for kind in kinds:
+                authorize(state, kind, "get" if name else "list", name or "")
+            found = find(state, kinds, name, str(flags.get("selector", "")))
+            if name and not found:
+                raise Refused(f'Error from server (NotFound): {rest[0]} "{name}" not found')
+            output = str(flags.get("output", flags.get("o", "")))
+            if output == "json":
+                print(json.dumps(found[0] if name else {"kind": "List", "items": found}))
+            elif output.startswith("jsonpath="):
+                print(jsonpath(found[0], output.removeprefix("jsonpath=")), end="")
+            else:
+                print("\n".join(f"{o['kind']}/{o['metadata']['name']}" for o in found))
+        elif verb == "patch":
+            kinds, name = target(rest)
+            (rollout,) = find(state, kinds, name, "")
+            subresource = str(flags.get("subresource", ""))
+            authorize(state, kinds[0], "patch", name or "", subresource)
+            patch = json.loads(
+                Path(str(flags["patch-file"])).read_text()
+                if "patch-file" in flags
+                else str(flags["patch"])
+            )
+            if subresource == "status":
+                rollout["status"].update(patch.get("status", {}))
+                abort(rollout)
+            else:
+                # The status subresource: the main resource ignores changes to status.
+                if "spec" in patch and patch["spec"] != {}:
+                    merged = json.loads(json.dumps(rollout["spec"]))
+                    merged.update(patch["spec"])
+                    if merged != rollout["spec"]:
+                        rollout["spec"] = merged
+                        rollout["metadata"]["generation"] += 1
+                        reconcile_rollout(state, rollout)
+                print(
+                    f"rollout.argoproj.io/{name} patched"
+                    + ("" if "spec" in patch else " (no change)")
+                )
+                save(state)
+                return
+            print(f"rollout.argoproj.io/{name} patched")
+        elif verb == "wait":
+            condition = str(flags.get("for", ""))
+            if condition == "delete":
+                kinds, _ = target(rest)
+                authorize(state, kinds[0], "list", "")
+                for object_key in [k for k, o in state["objects"].items() if o["kind"] in kinds]:
+                    if kinds == ["Ingress"] and not delete_ingress(state, object_key):
+                        save(state)
+                        raise Refused(f"error: timed out waiting for the condition on {object_key}")
+            else:
+                kinds, name = target(rest)
+                authorize(state, kinds[0], "get", name or "")
+                if not find(state, kinds, name, ""):
+                    raise Refused(f'Error from server (NotFound): "{name}" not found')
+            print("condition met")
+        elif verb == "delete":
+            kinds, name = target(rest)
+            authorize(state, kinds[0], "delete", name or "")
+            for object_key in [
+                k for k, o in state["objects"].items()
+                if o["kind"] in kinds and (name is None or o["metadata"]["name"] == name)
+            ]:  # fmt: skip
+                if kinds == ["Ingress"]:
+                    # Deletion marks it; the controller's finalizer decides when it goes.
+                    state["objects"][object_key]["metadata"]["deletionTimestamp"] = "now"
+                    if flags.get("wait") == "false":
+                        continue
+                    if not delete_ingress(state, object_key):
+                        save(state)
+                        raise Refused("error: timed out waiting for the Ingress finalizer")
+                else:
+                    del state["objects"][object_key]
+        elif verb == "logs":
+            print("(stand-in: no pod logs)")
+        elif verb == "auth" and rest[:1] == ["can-i"]:
+            print("yes")
+        else:
+            raise Refused(f"stand-in kubectl: {verb} is not modelled")
+    finally:
+        save(state)
+
+
+# --- helm ------------------------------------------------------------------------------------
+
+
+HELM_VALUED = {
+    "-n",
+    "--namespace",
+    "--version",
+    "-f",
+    "--values",
+    "--set",
+    "--set-string",
+    "--set-file",
+    "--set-json",
+    "--timeout",
+    "--kube-context",
+    "--post-renderer",
+}
+HELM_SWITCHES = {
+    "--install",
+    "--wait",
+    "--atomic",
+    "--create-namespace",
+    "--reset-values",
+    "--take-ownership",
+    "--skip-crds",
+    "--reuse-values",
+    "--rollback-on-failure",
+    "--wait-for-jobs",
+    "--force",
+}
+
+
+def helm(args: list[str]) -> None:
+    if args[:1] == ["version"]:
+        print('version.BuildInfo{Version:"v3.17.2 (stand-in)"}')
+        return
+    if args[:1] != ["upgrade"] or "--install" not in args:
+        raise Refused(f"stand-in helm: {' '.join(args[:1])} is not modelled")
+    if os.environ.get("STANDIN_IDENTITY", "admin") != "admin":
+        raise Refused("Error: failed to create resource: customresourcedefinitions is forbidden")
+    state = load()
+    if not state.get("context"):
+        raise Refused("Error: Kubernetes cluster unreachable")
+    words, i = [], 1
+    while i < len(args):
+        if args[i] in HELM_VALUED or (
+            args[i].startswith("-") and "=" not in args[i] and args[i] not in HELM_SWITCHES
+        ):
+            i += 2 if args[i] in HELM_VALUED else 1
+            continue
+        if not args[i].startswith("-"):
+            words.append(args[i])
+        i += 1
+    release, chart = words[0], words[1]
+    chart_name = re.sub(r"-\d+\.\d+\.\d+$", "", Path(chart.rstrip("/")).name)
+    for kind in CHART_CRDS.get(chart_name, []):
+        if kind not in state["crds"]:
+            state["crds"].append(kind)
+    state["releases"][release] = {"chart": chart, "args": args}
+    save(state)
+    print(f'Release "{release}" has been upgraded. Happy Helming!')
+
+
+def main() -> None:
+    tool = os.environ.get("STANDIN_TOOL", "kubectl")
+    args = sys.argv[1:]
+    record(tool, args)
+    try:
+        (helm if tool == "helm" else kubectl)(args)
+    except Refused as refusal:
+        print(refusal, file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The monthly cost tables of docs/aws.md: their arithmetic, and their quantities against the
+environment files and templates they price (a changed node count or a new alarm changes the
+table, or this fails). Prices and their sources are the doc's; only the sums are checked here."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+DOC = ROOT / "docs" / "aws.md"
+AWS = ROOT / "deploy" / "aws"
+HOURS_A_MONTH = Decimal(730)
+
+
+class _Tags(yaml.SafeLoader):
+    """Reads a template's structure; short-form tags (!Ref, !Sub...) become None."""
+
+
+_Tags.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def table(env: str) -> dict[str, tuple[Decimal, str, Decimal, Decimal]]:
+    """item -> (quantity, unit, unit price, month) from the doc's `### <env>` cost table."""
+    text = DOC.read_text()
+    section = text.split("## Monthly cost per environment", 1)[1].split(f"### {env}\n", 1)[1]
+    rows = {}
+    for line in section.strip().split("\n\n", 1)[0].splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        item = re.sub(r"\s*\[\d+\]$", "", cells[0])
+        if item == "**total**":
+            rows[item] = (Decimal(0), "", Decimal(0), Decimal(cells[4].strip("*")))
+        else:
+            rows[item] = (Decimal(cells[1]), cells[2], Decimal(cells[3]), Decimal(cells[4]))
+    return rows
+
+
+def values(env: str) -> dict[str, str]:
+    return json.loads((AWS / "environments" / f"{env}.json").read_text())
+
+
+def resources(resource_type: str) -> int:
+    count = 0
+    for path in (AWS / "templates").glob("*.yaml"):
+        template = yaml.load(path.read_text(), Loader=_Tags)  # noqa: S506 (SafeLoader)
+        count += sum(1 for r in template["Resources"].values() if r["Type"] == resource_type)
+    return count
+
+
+def quantity(rows: dict[str, tuple[Decimal, str, Decimal, Decimal]], prefix: str) -> Decimal:
+    (match,) = [row[0] for item, row in rows.items() if item.startswith(prefix)]
+    return match
+
+
+@pytest.mark.parametrize("env", ["qa", "prod"])
+def test_each_line_is_quantity_times_price_and_the_total_their_sum(env: str) -> None:
+    rows = table(env)
+    total = rows.pop("**total**")[3]
+    for item, (count, unit, price, month) in rows.items():
+        hours = HOURS_A_MONTH if unit.endswith("-hour") else Decimal(1)
+        assert (count * price * hours).quantize(Decimal("0.01"), ROUND_HALF_UP) == month, item
+    assert sum(row[3] for row in rows.values()) == total
+
+
+@pytest.mark.parametrize("env", ["qa", "prod"])
+def test_the_quantities_are_the_environments(env: str) -> None:
+    rows, chosen = table(env), values(env)
+    nodes = Decimal(chosen["NodeDesiredSize"])
+    assert quantity(rows, f"EC2 nodes {chosen['NodeInstanceType']}") == nodes
+    assert quantity(rows, "EBS gp3, node volumes") == nodes * Decimal(chosen["NodeVolumeGiB"])
+    assert quantity(rows, "NAT gateway") == Decimal(chosen["NatGateways"])
+    # One public address per NAT gateway, and the ALB's one per zone (three zones).
+    assert quantity(rows, "public IPv4") == Decimal(chosen["NatGateways"]) + 3
+    assert quantity(rows, f"RDS PostgreSQL {chosen['DbInstanceClass']} Multi-AZ") == 1
+    assert quantity(rows, "RDS gp3 storage") == Decimal(chosen["DbAllocatedStorageGiB"])
+    assert quantity(rows, "KMS keys") == resources("AWS::KMS::Key")
+    # RDS manages the master secret itself; the others are the templates'.
+    assert quantity(rows, "Secrets Manager") == 1 + resources("AWS::SecretsManager::Secret")
+    assert quantity(rows, "CloudWatch alarms") == resources("AWS::CloudWatch::Alarm")
+    assert quantity(rows, "CloudWatch dashboard") == resources("AWS::CloudWatch::Dashboard")

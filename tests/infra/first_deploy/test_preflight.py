@@ -1,0 +1,101 @@
+"""preflight.py's refusals, offline: what counts as a placeholder (each rule with the value it must
+refuse and one it must let through), the account and quota arithmetic. The account-facing calls
+are rehearsed against moto in test_rehearsal.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "deploy" / "aws"))
+
+import preflight
+import stacks
+
+
+@pytest.mark.parametrize("env", stacks.ENVIRONMENTS)
+def test_the_committed_values_are_refused_key_by_key(env: str) -> None:
+    """The committed files are placeholders on purpose (INTERFACES): none may reach AWS."""
+    refusals = preflight.placeholder_refusals(env, stacks.environment(env))
+    refused = {line.split()[1].split("=")[0] for line in refusals}
+    assert {"DomainName", "HostedZoneId", "GitHubRepository", "AlarmEmail"} <= refused
+    assert all(line.startswith(f"environments/{env}.json ") for line in refusals)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "refused"),
+    [
+        # RFC 5737: 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 are for documentation.
+        ("PublicEndpointCidrs", "203.0.113.0/24", True),
+        ("PublicEndpointCidrs", "10.0.0.0/8,198.51.100.7/32", True),
+        ("PublicEndpointCidrs", "0.0.0.0/0", False),
+        ("PublicEndpointCidrs", "192.0.0.0/16", False),
+        # RFC 3849: 2001:db8::/32.
+        ("PublicEndpointCidrs", "2001:db8:1::/48", True),
+        ("PublicEndpointCidrs", "2a05:d018::/36", False),
+        # RFC 2606: example.com/.net/.org and the .example/.test/.invalid names.
+        ("DomainName", "registro.example.com", True),
+        ("DomainName", "api.example", True),
+        ("DomainName", "registro.examples.com", False),
+        ("AlarmEmail", "ops@example.org", True),
+        ("AlarmEmail", "ops@registro.dev", False),
+        ("HostedZoneId", "Z0000000000EXAMPLEQA", True),
+        ("HostedZoneId", "Z04512345ABCDEFGHIJK", False),
+        ("AdminRoleArn", "arn:aws:iam::000000000000:role/admin", True),
+        ("AdminRoleArn", "arn:aws:iam::123456789012:role/admin", True),
+        ("AdminRoleArn", "arn:aws:iam::210987654321:role/admin", False),
+        ("GitHubRepository", "example-org/registro", True),
+        ("GitHubRepository", "registro-project/registro", False),
+        ("NodeMaxSize", "10", False),
+        ("KubernetesVersion", "1.36", False),
+    ],
+)
+def test_a_placeholder_is_recognised(key: str, value: str, refused: bool) -> None:
+    assert (preflight.placeholder(key, value) is not None) is refused
+
+
+def test_an_empty_required_value_is_refused_but_optional_ones_are_not() -> None:
+    refusals = preflight.placeholder_refusals(
+        "qa", {"AlarmEmail": "", "GitHubOidcProviderArn": "", "LoadBalancerFullName": ""}
+    )
+    assert refusals == ["environments/qa.json AlarmEmail is empty: set it (docs/aws.md)"]
+
+
+def test_an_arn_of_another_account_is_refused() -> None:
+    identity = {"Account": "210987654321", "Arn": "arn:aws:sts::210987654321:assumed-role/a/b"}
+    values = {
+        "AdminRoleArn": "arn:aws:iam::111122223333:role/admin",
+        "GitHubOidcProviderArn": (
+            "arn:aws:iam::210987654321:oidc-provider/token.actions.githubusercontent.com"
+        ),
+    }
+    (refusal,) = preflight.account_refusals(values, identity)
+    assert refusal.startswith("AdminRoleArn names account 111122223333")
+
+
+def test_the_read_only_guard_refuses_a_writing_call() -> None:
+    """The preflight must create nothing billable: only get-/describe-/list- calls go out."""
+    with pytest.raises(ValueError, match="read-only"):
+        preflight.aws("cloudformation", "create-stack", "--stack-name", "x")
+
+
+@pytest.mark.parametrize(("limit", "used", "refused"), [(5, 4, False), (5, 5, True), (0, 0, True)])
+def test_a_quota_is_refused_when_use_plus_need_exceeds_it(
+    limit: float, used: int, refused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Elastic IPs: one per NAT gateway (https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-basics.html)."""
+    (eips,) = [q for q in preflight.QUOTAS if q.code == "L-0263D0A3"]
+
+    def answer(*args: str) -> Any:
+        if args[:2] == ("service-quotas", "get-service-quota"):
+            return {"Quota": {"Value": limit}}
+        return {"Addresses": [{}] * used}
+
+    monkeypatch.setattr(preflight, "aws", answer)
+    refusal = preflight.quota_refusal(eips, {"NatGateways": "1"})
+    assert (refusal is not None) is refused
+    if refusal:
+        assert "L-0263D0A3" in refusal and eips.source in refusal

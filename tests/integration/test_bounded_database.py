@@ -1,0 +1,138 @@
+"""A locked table or a full pool costs a bounded wait and a 503, never a hung request.
+
+On a real PostgreSQL: another session holds `LOCK TABLE records` (as a migration or a DBA would)
+for longer than the service's timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from registro.app import create_app
+from registro.settings import load_settings
+from tests.conftest import new_postgres_database
+
+pytestmark = pytest.mark.postgres
+
+LOCK_TIMEOUT = 0.5
+STATEMENT_TIMEOUT = 1.0
+ACQUIRE_TIMEOUT = 0.5
+# What one request may take at most: waiting for a connection, then for the lock, plus slack
+# for a loaded machine. The lock is held far longer.
+BOUND = ACQUIRE_TIMEOUT + LOCK_TIMEOUT + 1.5
+LOCK_HELD = 3 * BOUND
+
+
+@pytest.fixture
+def pg_url(postgres_server: str, postgres_template: str) -> str:
+    return new_postgres_database(postgres_server, postgres_template)
+
+
+@contextlib.asynccontextmanager
+async def service(
+    url: str, pool_size: int, lock_timeout: float = LOCK_TIMEOUT
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = load_settings(
+        database_url=url,
+        db_pool_size=pool_size,
+        db_lock_timeout_seconds=lock_timeout,
+        db_statement_timeout_seconds=STATEMENT_TIMEOUT,
+        db_acquire_timeout_seconds=ACQUIRE_TIMEOUT,
+    )
+    app = create_app(settings)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://registro.test") as c:
+            yield c
+
+
+@contextlib.asynccontextmanager
+async def records_locked(url: str) -> AsyncIterator[None]:
+    """Hold an exclusive lock on `records` in another session until the block ends."""
+    connection = await asyncpg.connect(url)
+    try:
+        async with connection.transaction():
+            await connection.execute("LOCK TABLE records IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        await connection.close()
+
+
+async def _timed(
+    client: httpx.AsyncClient, method: str, path: str, **kw: object
+) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = await client.request(method, path, **kw)  # type: ignore[arg-type]
+    return response, time.monotonic() - started
+
+
+async def test_a_locked_table_is_a_503_within_the_bound_and_livez_is_unaffected(
+    pg_url: str,
+) -> None:
+    async with service(pg_url, pool_size=2) as client:
+        created = await client.post("/data", json={"name": "locked"})
+        assert created.status_code == 200
+        async with records_locked(pg_url):
+            # More requests than connections: some wait for the lock, the rest for the pool.
+            calls = [
+                _timed(client, "GET", f"/data/{created.json()['id']}"),
+                _timed(client, "GET", "/data"),
+                _timed(client, "PUT", "/data/1", json={"name": "other"}),
+                _timed(client, "POST", "/data", json={"name": "new"}),
+                _timed(client, "DELETE", "/data/1"),
+            ]
+            pending = asyncio.gather(*calls)
+            await asyncio.sleep(0.05)
+            livez, livez_seconds = await _timed(client, "GET", "/livez")
+            # Without timeouts the requests would wait for the lock as long as it is held.
+            results = await asyncio.wait_for(pending, LOCK_HELD)
+    assert livez.status_code == 200 and livez_seconds < 0.5
+    for response, seconds in results:
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1"
+        assert response.json() == {"message": "Database busy, try again"}
+        assert seconds < BOUND, f"{response.request.method} took {seconds:.2f}s"
+
+
+async def test_readyz_tells_a_full_pool_from_an_unreachable_database(pg_url: str) -> None:
+    async with (
+        service(pg_url, pool_size=1, lock_timeout=STATEMENT_TIMEOUT) as client,
+        records_locked(pg_url),
+    ):
+        stuck = asyncio.create_task(client.get("/data"))  # holds the only connection
+        await asyncio.sleep(0.1)
+        readyz = await client.get("/readyz")
+        assert (await asyncio.wait_for(stuck, LOCK_HELD)).status_code == 503
+    assert readyz.status_code == 503
+    assert readyz.json() == {"message": "database busy"}
+
+
+async def test_a_slow_statement_is_cancelled_by_the_server(pg_url: str) -> None:
+    async with service(pg_url, pool_size=1) as client:
+        connection = await asyncpg.connect(pg_url)
+        try:
+            # A function the service calls on each read makes every read slow.
+            await connection.execute(
+                "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN PERFORM pg_sleep(10); RETURN NEW; END $$"
+            )
+            await connection.execute(
+                "CREATE TRIGGER slow BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION slow()"
+            )
+        finally:
+            await connection.close()
+        response, seconds = await asyncio.wait_for(
+            _timed(client, "POST", "/data", json={"name": "slow"}), LOCK_HELD
+        )
+        assert response.status_code == 503
+        assert response.json() == {"message": "Database busy, try again"}
+        assert STATEMENT_TIMEOUT <= seconds < STATEMENT_TIMEOUT + 1.5
+        assert (await client.get("/readyz")).json() == {"message": "ready"}
