@@ -4,18 +4,25 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import asyncpg
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
-from registro.api.idempotency import HEADER, REPLAYED
+from registro.api.idempotency import HEADER, REPLAYED, fingerprint
+from registro.app import create_app
+from registro.settings import load_settings
 from registro.store import open_store
 from registro.store.idempotency import IdempotentRequest, KeyReused, StoredResponse
-from tests.conftest import ClientFactory, bearer
+from tests.conftest import ClientFactory, bearer, new_postgres_database
 from tests.support.idempotent import write_once
+
+JSON_BODY = {"Content-Type": "application/json"}
 
 
 def keyed(key: str, **headers: str) -> dict[str, str]:
@@ -241,3 +248,40 @@ async def test_the_drills_writer_retries_a_lost_answer_into_one_write(
     assert [r["name"] for r in (await client.get("/data")).json()] == ["alpha"]
     refused = await write_once(client, "POST", "/data", json={"name": "alpha"}, backoff=0)
     assert (refused.attempts, refused.response.status_code) == (1, 409)  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres
+async def test_a_repeat_waits_for_the_first_then_replays_it_or_gives_up_at_the_lock_timeout(
+    postgres_server: str, postgres_template: str
+) -> None:
+    """The first request's claim is held open here, as a slow write would hold it: a repeat waits
+    on the key's row, answers 503 at REGISTRO_DB_LOCK_TIMEOUT_SECONDS, and once the first
+    commits, replays its response."""
+    url = new_postgres_database(postgres_server, postgres_template)
+    settings = load_settings(database_url=url, env="dev", db_lock_timeout_seconds=0.5)
+    app = create_app(settings)
+    first = await asyncpg.connect(url)
+    try:
+        transaction = first.transaction()
+        await transaction.start()
+        await first.execute(
+            "INSERT INTO idempotency_keys (actor, key, fingerprint, created_at, status, body)"
+            " VALUES ('anonymous', 'k', $1, now(), 200, '{\"replayed\": true}')",
+            fingerprint("POST", "/data", b'{"name":"alpha"}'),
+        )
+        async with LifespanManager(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                started = time.monotonic()
+                post = {"content": b'{"name":"alpha"}', "headers": keyed("k", **JSON_BODY)}
+                waited = await client.post("/data", **post)
+                assert waited.status_code == 503
+                assert 0.5 <= time.monotonic() - started < 3
+                pending = asyncio.create_task(client.post("/data", **post))
+                await asyncio.sleep(0.2)
+                await transaction.commit()
+                replayed = await pending
+                assert (replayed.status_code, replayed.json()) == (200, {"replayed": True})
+                assert (await client.get("/data")).json() == []
+    finally:
+        await first.close()
