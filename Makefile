@@ -99,6 +99,18 @@ lock: venv ## re-pin the dependencies after editing pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
 
 # ---------------------------------------------------------------------------------------------
+# Service-level objectives (deploy/slo/slo.yaml: the one definition; docs/slo.md)
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: slo
+slo: venv ## regenerate the SLO's Prometheus rules, alerts, canary analysis and docs table from deploy/slo/slo.yaml
+	$(BIN)/python deploy/slo/generate.py
+
+.PHONY: slo-check
+slo-check: venv ## fail when the files generated from deploy/slo/slo.yaml are out of date (make verify-k8s tests more)
+	$(BIN)/python deploy/slo/generate.py --check
+
+# ---------------------------------------------------------------------------------------------
 # AWS infrastructure (deploy/aws/)
 # ---------------------------------------------------------------------------------------------
 
@@ -114,15 +126,18 @@ AWS_CLI_PATH ?= $(CURDIR)/$(AWS_VENV)/bin
 
 $(AWS_VENV)/.installed: requirements/aws.lock
 	rm -rf $(AWS_VENV) && $(PYTHON) -m venv $(AWS_VENV)
+	@echo "tools: installing $$(grep -cE '^[a-z0-9]' requirements/aws.lock) pinned packages from requirements/aws.lock"
 	$(AWS_VENV)/bin/pip install -q --require-hashes -r requirements/aws.lock
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements/checkov.lock
 	rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
+	@echo "tools: installing $$(grep -cE '^[a-z0-9]' requirements/checkov.lock) pinned packages from requirements/checkov.lock"
 	$(CHECKOV_VENV)/bin/pip install -q --require-hashes -r requirements/checkov.lock
 	touch $@
 
 $(CFN_GUARD): $(AWS_DIR)/package.json $(AWS_DIR)/package-lock.json
+	@echo "tools: installing the pinned npm packages of $(AWS_DIR)/package-lock.json"
 	cd $(AWS_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -206,15 +221,18 @@ export PLATFORM_UPSTREAM ?= $(if $(wildcard ../shared/upstream),../shared/upstre
 
 $(K8S_BIN)/.installed: requirements/k8s.lock
 	$(PYTHON) -m venv $(K8S_VENV)
+	@echo "tools: installing $$(grep -cE '^[a-z0-9]' requirements/k8s.lock) pinned packages from requirements/k8s.lock"
 	$(K8S_BIN)/pip install -q --require-hashes -r requirements/k8s.lock
 	touch $@
 
 $(CHECKOV_K8S_BIN)/.installed: requirements/checkov-k8s.lock
 	$(PYTHON) -m venv .venvs/checkov-k8s
+	@echo "tools: installing $$(grep -cE '^[a-z0-9]' requirements/checkov-k8s.lock) pinned packages from requirements/checkov-k8s.lock"
 	$(CHECKOV_K8S_BIN)/pip install -q --require-hashes -r requirements/checkov-k8s.lock
 	touch $@
 
 $(WORKFLOW_TOOLS)/node_modules/.installed: $(WORKFLOW_TOOLS)/package-lock.json
+	@echo "tools: installing the pinned npm packages of $(WORKFLOW_TOOLS)/package-lock.json"
 	npm ci --prefix $(WORKFLOW_TOOLS) --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -324,6 +342,7 @@ comma := ,
 
 $(E2E_VENV)/.installed: requirements/e2e.lock
 	$(PYTHON) -m venv $(E2E_VENV)
+	@echo "tools: installing $$(grep -cE '^[a-z0-9]' requirements/e2e.lock) pinned packages from requirements/e2e.lock"
 	$(E2E_VENV)/bin/pip install -q --require-hashes -r requirements/e2e.lock
 	touch $@
 
@@ -390,3 +409,7 @@ canary-local: $(E2E_VENV)/.installed ## one replica of registro:$(TAG) at 10%, a
 .PHONY: e2e
 e2e: $(E2E_VENV)/.installed docker ## start the stack and run the drills against it; always stops it
 	E2E_VENV=$(E2E_VENV) deploy/docker/e2e.sh $(E2E_ARGS)
+
+.PHONY: e2e-offline
+e2e-offline: $(E2E_VENV)/.installed ## the drills' own tools without the stack: the timeline images, and the published ones against their figures
+	$(E2E_VENV)/bin/pytest -c tests/e2e/pytest.ini --rootdir . tests/e2e -m offline

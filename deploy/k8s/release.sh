@@ -36,11 +36,13 @@ die() { echo "release.sh: $*" >&2; exit 1; }
 k() { $kubectl -n "$namespace" "$@"; }
 
 # Every output of every stack of the environment, as KEY<tab>VALUE lines.
+# A stack that cannot be read (not deployed yet, or no access) stops the release naming it.
 stack_outputs() {
   local env=$1 layer
   for layer in ${STACK_LAYERS:-$(grep -vE '^\s*(#|$)' "$here/../aws/stacks")}; do
     aws cloudformation describe-stacks --stack-name "registro-$env-$layer" --output text \
-      --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]'
+      --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' \
+      || die "cannot read the outputs of stack registro-$env-$layer (deployed? make deploy-aws ENV=$env)"
   done
 }
 
@@ -48,7 +50,7 @@ outputs() {
   local env=$1 all key value region
   region=${AWS_REGION:-$(aws configure get region || true)}
   [ -n "$region" ] || die "no AWS region (set AWS_REGION)"
-  all=$(AWS_REGION=$region stack_outputs "$env")
+  all=$(AWS_REGION=$region stack_outputs "$env") || exit 1
   # The keys are those the overlay's committed cloudformation-outputs.env names: one list.
   for key in $(grep -oE '^[A-Za-z0-9]+=' "$here/overlays/$env/cloudformation-outputs.env" | tr -d '='); do
     if [ "$key" = AwsRegion ]; then
@@ -195,7 +197,8 @@ rollback() {
     # Rollout's status, which the API server only changes through the status subresource.
     k patch rollout "$rollout" --subresource=status --type merge -p '{"status":{"abort":true}}'
   fi
-  k get rollout,replicaset -l app.kubernetes.io/name=registro -o json \
+  # The Rollout's own labels and its pods' (so its ReplicaSets') share only the component.
+  k get rollout,replicaset -l app.kubernetes.io/component=server -o json \
     | python3 "$here/tools/previous_template.py" > "$work/rollback-patch.json"
   k patch rollout "$rollout" --type merge --patch-file "$work/rollback-patch.json"
   wait_rollout

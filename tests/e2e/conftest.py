@@ -1,6 +1,7 @@
 """The drills run against the stack `make stack-up` started (make e2e does both, and stops it).
 
-A stack that is not up fails the drills: they are never skipped.
+A stack that is not up fails the drills: they are never skipped. Tests marked `offline` test the
+drills' own tools (make e2e-offline) and need no stack.
 """
 
 from __future__ import annotations
@@ -23,12 +24,19 @@ CA = str(ROOT / ".work" / "certs" / "ca.crt")
 SERVICES = ("etcd", "pg1", "pg2", "pgproxy", "app1", "app2", "app3", "haproxy", "prometheus")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def stack() -> None:
+@pytest.fixture(scope="session")
+def stack_up() -> None:
     states = {s: stackctl.container_state(s) for s in SERVICES}
     unhealthy = {s: state for s, state in states.items() if state != "healthy"}
     if unhealthy:
         pytest.fail(f"the stack is not up and healthy (make stack-up): {unhealthy}")
+
+
+@pytest.fixture(autouse=True)
+def stack(request: pytest.FixtureRequest) -> None:
+    """Every drill needs the stack; tests marked `offline` (the drills' own tools) do not."""
+    if request.node.get_closest_marker("offline") is None:
+        request.getfixturevalue("stack_up")
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ class Load:
         self.max_seconds, self.max_requests, self.timeout = max_seconds, max_requests, timeout
         self.results: list[Result] = []
         self.in_flight: dict[int, float] = {}  # request number -> start time
+        self.marks: list[tuple[str, float]] = []  # the drill's moments (kill, promotion...)
         self._numbers = itertools.count()
         self._stop = threading.Event()
         self._prefix = f"e2e-{uuid.uuid4().hex[:8]}"
@@ -74,6 +75,12 @@ class Load:
         if self._thread.is_alive():
             raise RuntimeError("load generator did not stop")
         return self.results
+
+    def mark(self, label: str, at: float | None = None) -> float:
+        """Record a moment of the drill (now, or `at`) for its timeline; return its time."""
+        moment = time.time() if at is None else at
+        self.marks.append((label, moment))
+        return moment
 
     def started_before(self, moment: float) -> list[float]:
         """Start times of the requests in flight at `moment` (call it at that moment)."""

@@ -1,6 +1,7 @@
 """docs/resilience.md, written by the drills: each drill stores its measurements in
 docs/resilience.json under its own name, and the page is rendered from all of them, so a run of
-one drill updates its section and keeps the others' last measurements (each dated)."""
+one drill updates its section and keeps the others' last measurements (each dated). Beside its
+numbers, each drill draws its timeline (tests/e2e/timeline.py) to docs/resilience/<drill>.png."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.e2e import timeline
+from tests.e2e.load import Load, failures
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "resilience.json"
 PAGE = ROOT / "docs" / "resilience.md"
+IMAGES = ROOT / "docs" / "resilience"  # <drill>.png, linked from the page relative to it
 
 ORDER = [
     "smoke",
@@ -28,7 +33,12 @@ ORDER = [
 
 
 def record(
-    drill: str, title: str, description: str, measurements: dict[str, object], passed: bool
+    drill: str,
+    title: str,
+    description: str,
+    measurements: dict[str, object],
+    passed: bool,
+    shown: dict[str, object] | None = None,
 ) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     commit = subprocess.run(
@@ -43,6 +53,8 @@ def record(
         "passed": passed,
         "measurements": measurements,
     }
+    if shown is not None:
+        results[drill]["timeline"] = {"image": image_name(drill), **shown}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     PAGE.write_text(render(results))
@@ -73,7 +85,23 @@ def render(results: dict[str, dict]) -> str:
         ]
         lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in r["measurements"].items()]
         lines.append("")
+        if "timeline" in r:
+            t = r["timeline"]
+            lines += [
+                f"![Timeline of the drill: {t['requests']} requests, {t['failed']} failed]"
+                f"({t['image']})",
+                "",
+                f"Requests per {t['bucket_ms']} ms by outcome (ok, failed) and in flight, and "
+                "each request's latency, with the drill's moments marked: "
+                + (", ".join(f"{k} at {v} s" for k, v in t["marks"].items()) or "none")
+                + ".",
+                "",
+            ]
     return "\n".join(lines)
+
+
+def image_name(drill: str) -> str:
+    return f"{IMAGES.name}/{drill}.png"
 
 
 def _fmt(value: object) -> str:
@@ -90,8 +118,21 @@ def conclude(
     description: str,
     measurements: dict[str, object],
     checks: dict[str, bool],
+    *,
+    load: Load,
 ) -> None:
-    """Record the drill's measurements and which checks held, then fail on any that did not."""
+    """Draw the drill's timeline from its load's requests and marks, record the measurements and
+    which checks held (one of them: the image plots exactly the run's requests), then fail on
+    any that did not."""
+    path = PAGE.parent / image_name(drill)
+    shown = timeline.draw(load.results, load.marks, title, path)
+    read_back = timeline.embedded(path)
+    checks = {
+        **checks,
+        "the timeline image plots every request of the run": read_back["requests"]
+        == len(load.results)
+        and read_back["failed"] == len(failures(load.results)),
+    }
     failed = [name for name, held in checks.items() if not held]
     record(
         drill,
@@ -103,5 +144,6 @@ def conclude(
             + (f"; failed: {', '.join(failed)}" if failed else ""),
         },
         passed=not failed,
+        shown=shown,
     )
     assert not failed, f"{drill}: checks failed: {failed}\nmeasurements: {measurements}"

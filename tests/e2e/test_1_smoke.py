@@ -57,6 +57,7 @@ def test_smoke_over_tls(ca: str, api_key: str) -> None:
             base_url=BASE, verify=ssl.create_default_context(cafile=ca), timeout=10
         ) as api,
     ):
+        load.mark("API contract checks")
         created = api.post("/data", json={"name": name}, headers=auth)
         body = created.json()
         checks["POST /data 200 with message, id, name"] = (
@@ -131,6 +132,7 @@ def test_smoke_over_tls(ca: str, api_key: str) -> None:
             and redirect.headers.get("location") == "https://127.0.0.1:8443/data?limit=1"
         )
 
+        load.mark("TLS handshakes")
         handshakes = {
             v.name: tls_handshake(ca, v)
             for v in (
@@ -145,6 +147,7 @@ def test_smoke_over_tls(ca: str, api_key: str) -> None:
         checks["TLS 1.2 accepted"] = handshakes["TLSv1_2"] == "TLSv1.2"
         checks["TLS 1.3 accepted"] = handshakes["TLSv1_3"] == "TLSv1.3"
 
+        load.mark("Prometheus targets")
         targets, waited = scraped_targets(EXPECTED_TARGETS, scrape_deadline_s())
         for job, expected in EXPECTED_TARGETS.items():
             up = [t for t in targets if t["labels"]["job"] == job and t["health"] == "up"]
@@ -153,6 +156,7 @@ def test_smoke_over_tls(ca: str, api_key: str) -> None:
         checks["replica targets labelled service=registro-stable"] = all(
             t["labels"].get("service") == "registro-stable" for t in stable
         )
+        load.mark("checks done")
         load.wait(10)  # keep the background load going for a while after the checks
         results = load.stop()
 
@@ -176,6 +180,7 @@ def test_smoke_over_tls(ca: str, api_key: str) -> None:
             },
         },
         checks,
+        load=load,
     )
 
 

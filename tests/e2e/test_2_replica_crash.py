@@ -3,8 +3,6 @@ failed requests are no more than those in flight at the kill, and the replica re
 
 from __future__ import annotations
 
-import time
-
 import stackctl
 
 from tests.e2e import load as loadgen
@@ -19,23 +17,25 @@ def test_replica_crash(ca: str, api_key: str) -> None:
     assert cid and stackctl.servers()[VICTIM].in_pool, f"{VICTIM} must be up before the drill"
     with loadgen.Load(ca=ca, key=api_key, rate=60, concurrency=12, max_seconds=150) as load:
         load.wait(8)
+        load.mark("docker kill sent")
         stackctl.docker("kill", "--signal", "KILL", cid)
-        killed_at = time.time()
+        killed_at = load.mark(f"kill -9 {VICTIM}")
         in_flight = len(load.started_before(killed_at))
         marked_down_after = stackctl.wait_for(
             f"HAProxy marks {VICTIM} down", lambda: not stackctl.servers()[VICTIM].up, 30, 0.1
         )
+        load.mark(f"{VICTIM} down in HAProxy")
         load.wait(12)
 
         stackctl.docker("start", cid)
-        restarted_at = time.time()
+        restarted_at = load.mark(f"docker start {VICTIM}")
         stackctl.wait_for(
             f"{VICTIM} healthy", lambda: stackctl.container_state(VICTIM) == "healthy", 120, 1
         )
         stackctl.wait_for(
             f"{VICTIM} back in HAProxy's pool", lambda: stackctl.servers()[VICTIM].in_pool, 60, 0.2
         )
-        rejoined_after = time.time() - restarted_at
+        rejoined_after = load.mark(f"{VICTIM} back in the pool") - restarted_at
         served_before = int(stackctl.stat(VICTIM)["stot"])
         load.wait(6)
         served_after_rejoin = int(stackctl.stat(VICTIM)["stot"]) - served_before
@@ -67,4 +67,5 @@ def test_replica_crash(ca: str, api_key: str) -> None:
             "no failure among requests started after kill + 3 s": not late,
             "rejoined and serves again": served_after_rejoin > 0,
         },
+        load=load,
     )

@@ -51,6 +51,14 @@ def run_make(*args: str, timeout: float) -> tuple[int, list[dict], float]:
     return proc.returncode, events, time.monotonic() - start
 
 
+def mark_events(load: loadgen.Load, events: list[dict], kinds: tuple[str, ...]) -> None:
+    """The moments stackctl reported (its JSON events, timed as they happened) on the timeline."""
+    for e in events:
+        if e["event"] in kinds:
+            label = " ".join(filter(None, (e["event"], e.get("server"), e.get("phase"))))
+            load.mark(label, e["t"])
+
+
 def test_rolling_update(ca: str, api_key: str) -> None:
     tag, commit = build_variant("rollout")
     watch = PoolWatch()
@@ -60,6 +68,7 @@ def test_rolling_update(ca: str, api_key: str) -> None:
         code, events, took = run_make("rollout-local", f"TAG={tag}", timeout=360)
         watch.stop.set()
         watch.join()
+        mark_events(load, events, ("rollout-start", "drain", "ready", "rollout-done"))
         done_at = time.time()
         load.wait(5)
         results = load.stop()
@@ -121,4 +130,5 @@ def test_rolling_update(ca: str, api_key: str) -> None:
             "every replica reports the new revision": set(commits.values()) == {commit},
             "all /version answers after the rollout are the new revision": after == {commit},
         },
+        load=load,
     )

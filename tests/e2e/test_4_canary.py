@@ -13,7 +13,7 @@ import yaml
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import build_variant, replica_commit
 from tests.e2e.report import conclude
-from tests.e2e.test_3_rolling_update import run_make
+from tests.e2e.test_3_rolling_update import mark_events, run_make
 
 DESCRIPTION = (
     "`make canary-local` follows the first step of the Kubernetes Rollout (deploy/k8s/base/"
@@ -27,6 +27,18 @@ DESCRIPTION = (
     "windows hold the same number of samples. Load: {c} clients, {r:.0f} requests/s."
 )
 PROMETHEUS_CONFIG = Path("deploy/docker/prometheus/prometheus.yml")
+# stackctl's events marked on the timeline (the promotion's rollout adds its drain/ready ones).
+CANARY_MOMENTS = (
+    "canary-start",
+    "canary-weight",
+    "analysis-start",
+    "analysis",
+    "canary-promoted",
+    "canary-aborted",
+    "canary-removed",
+    "drain",
+    "ready",
+)
 
 
 def describe(load: loadgen.Load) -> str:
@@ -66,6 +78,7 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
     with loadgen.Load(ca=ca, key=api_key, rate=40, concurrency=8, max_seconds=600) as load:
         load.wait(5)
         code, events, took = run_make("canary-local", f"TAG={tag}", timeout=540)
+        mark_events(load, events, CANARY_MOMENTS)
         done_at = time.time()
         load.wait(5)
         results = load.stop()
@@ -108,6 +121,7 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
             == {commit},
             "the canary replica is gone": stackctl.container(stackctl.CANARY_SERVICE) is None,
         },
+        load=load,
     )
 
 
@@ -119,6 +133,7 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
         code, events, took = run_make(
             "canary-local", f"TAG={tag}", "FAULT_ERROR_RATE=0.2", timeout=540
         )
+        mark_events(load, events, CANARY_MOMENTS)
         aborted_at = time.time()
         load.wait(10)
         results = load.stop()
@@ -160,4 +175,5 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
             "stable replicas untouched": {replica_commit(s) for s in stackctl.STABLE}
             == {stable_commit},
         },
+        load=load,
     )

@@ -79,8 +79,9 @@ def test_database_failover(ca: str, api_key: str) -> None:
         ca=ca, key=api_key, ops=("write",), rate=30, concurrency=6, max_seconds=120, timeout=10
     ) as load:
         load.wait(8)
+        load.mark("docker kill sent")
         stackctl.docker("kill", "--signal", "KILL", cid)
-        killed_at = time.time()
+        killed_at = load.mark(f"kill -9 {leader}")
         in_flight = len(load.started_before(killed_at))
         promoted_after = stackctl.wait_for(
             f"{standby} promoted",
@@ -88,6 +89,7 @@ def test_database_failover(ca: str, api_key: str) -> None:
             60,
             0.5,
         )
+        load.mark(f"{standby} promoted")
         load.wait(max(0.0, killed_at + RECOVERY_WITHIN + 10 - time.time()))
         results = load.stop()
 
@@ -159,4 +161,5 @@ def test_database_failover(ca: str, api_key: str) -> None:
             "nothing duplicated": duplicated == 0,
             "old primary rejoined as sync standby": rejoined_after is not None,
         },
+        load=load,
     )

@@ -38,8 +38,10 @@ def reach_from_replica(host: str, port: int) -> bool:
 def test_load_balancer_cannot_reach_the_database(ca: str, api_key: str) -> None:
     targets = {f"{svc}:5432": address(svc) for svc in ("pg1", "pg2", "pgproxy")}
     with loadgen.Load(ca=ca, key=api_key, rate=20, concurrency=4, max_seconds=120) as load:
+        load.mark("probes from HAProxy")
         from_lb = {name: reach("haproxy", ip, 5432) for name, ip in targets.items()}
         names_from_lb = {svc: resolves("haproxy", svc) for svc in ("pg1", "pg2", "pgproxy", "etcd")}
+        load.mark("probes from a replica")
         from_replica = {name: reach_from_replica(ip, 5432) for name, ip in targets.items()}
         lb_reaches_replica = reach("haproxy", "app1", 8000)
         results = load.stop()
@@ -63,4 +65,5 @@ def test_load_balancer_cannot_reach_the_database(ca: str, api_key: str) -> None:
             "HAProxy reaches the replicas (the probe works)": lb_reaches_replica,
             "no failed request": not loadgen.failures(results),
         },
+        load=load,
     )

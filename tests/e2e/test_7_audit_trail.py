@@ -56,6 +56,7 @@ def test_audit_trail_cannot_be_forged(ca: str, api_key: str) -> None:
             base_url=loadgen.BASE_URL, verify=ssl.create_default_context(cafile=ca), timeout=10
         ) as api,
     ):
+        load.mark("forged write")
         forged = {"X-Forwarded-For": f"{FORGED}, {'x' * 150}", "X-Request-ID": caller_id}
         created = api.post("/data", json={"name": caller_id}, headers={**auth, **forged})
         entry = next(
@@ -66,6 +67,7 @@ def test_audit_trail_cannot_be_forged(ca: str, api_key: str) -> None:
             ),
             {},
         )
+        load.mark("tampering from a replica")
         tamper = stackctl.run_in("app1", "python3", "-c", TAMPER)
         results = load.stop()
     outcome = json.loads(tamper.stdout) if tamper.returncode == 0 else {"error": tamper.stderr}
@@ -102,4 +104,5 @@ def test_audit_trail_cannot_be_forged(ca: str, api_key: str) -> None:
             and len(outcome) == 5,
             "no failed request": not loadgen.failures(results),
         },
+        load=load,
     )

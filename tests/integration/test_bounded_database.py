@@ -41,6 +41,7 @@ async def service(
     url: str, pool_size: int, lock_timeout: float = LOCK_TIMEOUT
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = load_settings(
+        env="dev",
         database_url=url,
         db_pool_size=pool_size,
         db_lock_timeout_seconds=lock_timeout,

@@ -174,6 +174,6 @@ def test_a_client_that_left_is_logged_as_such_not_as_the_status_it_never_got(
         httpx.get(f"{svc.url}/data", timeout=10, headers={"X-Request-ID": "waited"})
         time.sleep(0.5)
         lines = [json.loads(line) for line in svc.output().splitlines() if line.startswith("{")]
-    status = {line.get("request_id"): line.get("status") for line in lines}
+    status = {line.get("caller_request_id"): line.get("status") for line in lines}
     assert status["gave-up"] == 499
     assert status["waited"] == 200

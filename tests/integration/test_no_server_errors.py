@@ -28,7 +28,7 @@ HUGE_ID = "9" * 5000  # Python's int() refuses more than 4300 digits
 
 @contextlib.asynccontextmanager
 async def in_process(url: str, **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(load_settings(database_url=url, **overrides))
+    app = create_app(load_settings(env="dev", database_url=url, **overrides))
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://registro.test") as c:
@@ -53,10 +53,10 @@ async def test_a_bug_is_one_json_500_logged_once(
     client = await make_client()
     from registro.api import data
 
-    def broken(request: object) -> None:
+    def broken(record: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(data, "_store", broken)
+    monkeypatch.setattr(data, "_found", broken)
     response = await client.get("/data/1")
     assert response.status_code == 500
     assert response.json() == {"message": "Internal server error"}

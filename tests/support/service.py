@@ -54,6 +54,7 @@ def running_service(
         "REGISTRO_PORT": str(port),
         "REGISTRO_HOST": "127.0.0.1",
         "REGISTRO_ENV": "dev",  # explicit: PostgreSQL refuses an implicit dev
+        "REGISTRO_LOG_FORMAT": "json",  # the tests read the lines as a collector would
         **env,
     }
     with log.open("wb") as out:

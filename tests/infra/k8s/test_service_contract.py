@@ -24,6 +24,7 @@ from conftest import Service
 
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 ALERT_RULES = REPO / "deploy" / "docker" / "prometheus" / "alerts.yml"
+SLO_RULES = REPO / "deploy" / "docker" / "prometheus" / "slo.rules.yml"
 
 
 def platform_paths(manifests: Manifests) -> set[str]:
@@ -165,15 +166,18 @@ def test_analysis_queries_parse_and_read_what_the_service_exports(
             assert labels.get("service") == "registro-canary", (name, labels)
 
 
-def request_alert_expressions() -> dict[str, str]:
-    """The local stack's alert rules on the service's request metrics."""
-    groups = yaml.safe_load(ALERT_RULES.read_text())["groups"]
-    return {
-        rule["alert"]: rule["expr"]
-        for group in groups
-        for rule in group["rules"]
-        if "registro_http_request" in rule["expr"]
-    }
+def request_rule_expressions() -> dict[str, str]:
+    """The local stack's rules on the service's request metrics: its alerts and the SLO's
+    recording rules (the SLO's alerts read those; the clusters' rules are the same,
+    test_slo.py)."""
+    found = {}
+    for path in (ALERT_RULES, SLO_RULES):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "registro_http_request" in rule["expr"]:
+                    name = rule.get("alert") or f"{rule['record']}/{rule['labels']['slo']}"
+                    found[name] = rule["expr"]
+    return found
 
 
 def keeps(matcher: Any, value: str) -> bool:
@@ -194,9 +198,9 @@ def test_analysis_and_alerts_judge_client_requests_only(
     `unmatched` (requests that fail before routing: injected faults among them)."""
     platform = platform_paths(manifests)
     clients = (api_paths(service) - platform) | {"unmatched"}
-    alerts = request_alert_expressions()
-    assert set(alerts) == {"RegistroHighErrorRate", "RegistroHighLatencyP99"}
-    for name, query in {**analysis_queries(manifests), **alerts}.items():
+    rules = request_rule_expressions()
+    assert {name.rpartition("/")[2] for name in rules} == {"availability", "latency"}
+    for name, query in {**analysis_queries(manifests), **rules}.items():
         for selector in selectors(promql_parser.parse(query)):
             route = [m for m in selector.matchers.matchers if m.name == "route"]
             kept = {r for r in platform | clients if all(keeps(m, r) for m in route)}
