@@ -154,6 +154,10 @@ async def test_the_app_role_is_neither_owner_nor_superuser(as_app: asyncpg.Conne
         ("api_keys", "UPDATE"),
         ("audit", "INSERT"),
         ("audit", "SELECT"),
+        ("idempotency_keys", "DELETE"),
+        ("idempotency_keys", "INSERT"),
+        ("idempotency_keys", "SELECT"),
+        ("idempotency_keys", "UPDATE"),
         ("records", "DELETE"),
         ("records", "INSERT"),
         ("records", "SELECT"),
@@ -188,7 +192,11 @@ async def test_the_service_works_as_the_app_role(
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
         async with httpx.AsyncClient(transport=transport, base_url="http://registro.test") as c:
             assert (await c.get("/readyz")).status_code == 200
-            record = (await c.post("/data", json={"name": "a"}, headers=bearer(token))).json()
+            # With an Idempotency-Key: the role may claim, complete and purge keys.
+            keyed = {**bearer(token), "Idempotency-Key": "first"}
+            record = (await c.post("/data", json={"name": "a"}, headers=keyed)).json()
+            again = await c.post("/data", json={"name": "a"}, headers=keyed)
+            assert (again.json(), again.headers["Idempotent-Replayed"]) == (record, "true")
             path = f"/data/{record['id']}"
             assert (await c.put(path, json={"name": "b"}, headers=bearer(token))).status_code == 200
             assert (await c.delete(path, headers=bearer(token))).status_code == 200

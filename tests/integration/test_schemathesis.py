@@ -9,6 +9,7 @@ REGISTRO_AUTH=writes and an admin key, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.support.service import running_service
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 EXAMPLES_PER_OPERATION = 40
+HOOKS = Path(__file__).parents[1] / "support" / "schemathesis_hooks.py"
 
 
 def test_every_operation_honours_its_schema(database_url: str, tmp_path: Path) -> None:
@@ -48,6 +50,7 @@ def test_every_operation_honours_its_schema(database_url: str, tmp_path: Path) -
             text=True,
             timeout=600,
             cwd=tmp_path,
+            env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
         )
         server_log = service.output()
     assert result.returncode == 0, (

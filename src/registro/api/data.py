@@ -66,6 +66,7 @@ OPERATIONS = [
         scope="write",
         body=NameIn,
         errors=(409,),
+        idempotent=True,
     ),
     Operation(
         "GET",
@@ -91,6 +92,7 @@ OPERATIONS = [
         scope="write",
         body=NameIn,
         errors=(404, 409),
+        idempotent=True,
     ),
     Operation(
         "DELETE",
@@ -101,5 +103,6 @@ OPERATIONS = [
         Message,
         scope="write",
         errors=(404,),
+        idempotent=True,
     ),
 ]

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
+from registro.api import idempotency
 from registro.api.operation import ID_PARAMETER, Operation
 from registro.api.schemas import MAX_ID, Invalid, Message
 from registro.settings import AuthMode
@@ -70,6 +71,16 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
             if description:
                 parameter["description"] = description
             parameters.append(parameter)
+    if op.idempotent:
+        parameters.append(
+            {
+                "name": idempotency.HEADER,
+                "in": "header",
+                "required": False,
+                "description": idempotency.KEY_DESCRIPTION,
+                "schema": idempotency.KEY_SCHEMA,
+            }
+        )
     return parameters
 
 
@@ -87,6 +98,13 @@ def _responses(op: Operation, mode: AuthMode, schemas: dict[Key, Any]) -> dict[s
             "Link": {
                 "description": 'The next page: `<url>; rel="next"`',
                 "schema": {"type": "string"},
+            }
+        }
+    if op.idempotent:
+        ok["headers"] = {
+            idempotency.REPLAYED: {
+                "description": f"`true` on the stored response to a repeated {idempotency.HEADER}",
+                "schema": {"type": "string", "enum": ["true"]},
             }
         }
     responses = {"200": {"description": "OK", **ok}}

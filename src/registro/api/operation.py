@@ -20,12 +20,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Send
 from starlette.types import Scope as ASGIScope
 
-from registro.api import inputs
+from registro.api import idempotency, inputs
 from registro.api.access import key_holder
 from registro.api.responses import JSON
 from registro.auth import ANONYMOUS, Principal, Scope, needs_key
 from registro.settings import AuthMode
 from registro.store import Store
+from registro.store.idempotency import StoredResponse
 
 Body = TypeVar("Body")
 Query = TypeVar("Query")
@@ -76,6 +77,7 @@ class Operation:
     errors: Sequence[int] = ()  # what the handler itself answers (404, 409, ...)
     paginated: bool = False
     unavailable: bool = True  # may answer 503 when the database is down
+    idempotent: bool = False  # takes an Idempotency-Key (registro.api.idempotency)
 
     def needs_key(self, mode: AuthMode) -> bool:
         return self.scope is not None and needs_key(self.scope, mode)
@@ -110,12 +112,26 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
     query_model, body_model, handler = op.query, op.body, op.handler
     declared = _instance_check(Response if op.response is None else op.response)
     to_json = None if op.response is None else TypeAdapter(op.response).serializer.to_json
+    idempotent = op.idempotent
 
     async def call(request: Request) -> Response:
         principal = ANONYMOUS if scope is None else await key_holder(request, scope)
         record_id = inputs.record_id(request) if has_id else 0
         query = None if query_model is None else inputs.query(request, query_model)
         body = None if body_model is None else await inputs.body(request, body_model)
+        key = idempotency.key(request) if idempotent else None
+        if key is None:
+            return await respond(request, principal, body, query, record_id)
+
+        async def write() -> StoredResponse:
+            response = await respond(request, principal, body, query, record_id)
+            return StoredResponse(response.status_code, bytes(response.body))
+
+        return await idempotency.once(request, principal.name, key, write)
+
+    async def respond(
+        request: Request, principal: Principal, body: Any, query: Any, record_id: int
+    ) -> Response:
         result = await handler(Call(request, principal, body, query, record_id))
         headers = None
         if isinstance(result, Reply):

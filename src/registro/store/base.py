@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from registro.store.idempotency import IdempotentRequest, Outcome, Write
+
 
 class NameTaken(Exception):
     """The unique constraint refused a name that another row already has."""
@@ -84,6 +86,11 @@ class Store(Protocol):
 
     async def delete(self, record_id: int, actor: Actor) -> Record | None: ...
     async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]: ...
+
+    async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
+        """`write` (which calls create, rename or delete) run in one transaction with the claim
+        of the caller's key and the storing of its response; or, for a key already used by the
+        same request, the stored response and no write. Raises KeyReused for another request."""
 
     async def add_key(self, key: ApiKey) -> None:
         """Raises NameTaken when a key of that name exists."""

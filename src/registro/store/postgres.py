@@ -7,11 +7,15 @@ without an explicit transaction's extra round trips.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from registro.store import idempotency
 from registro.store.base import (
     Actor,
     ApiKey,
@@ -22,6 +26,7 @@ from registro.store.base import (
     Record,
     Timeouts,
 )
+from registro.store.idempotency import IdempotentRequest, Outcome, Write
 
 # The database is up but did not answer in time: answered 503 "busy".
 BUSY_ERRORS = (
@@ -93,6 +98,17 @@ AUDIT_PAGE = """
     FROM audit WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2
 """
 KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
+# Expired keys, a batch at a time; rows another transaction holds are left for the next purge.
+PURGE_KEYS = f"""
+    DELETE FROM idempotency_keys WHERE (actor, key) IN (
+        SELECT actor, key FROM idempotency_keys WHERE created_at < $1
+        LIMIT {idempotency.PURGE_BATCH} FOR UPDATE SKIP LOCKED
+    )
+"""
+# The connection whose transaction this task's idempotent write (PostgresStore.once) is in: the
+# write's statements run there, each in a savepoint, so one the database refuses (a taken name)
+# leaves the transaction usable for storing the response.
+_writing: ContextVar[asyncpg.Connection | None] = ContextVar("registro_pg_writing", default=None)
 
 
 def _actor(actor: Actor) -> tuple[str, str | None, str | None, str | None]:
@@ -124,6 +140,20 @@ DEADLOCK_RETRIES = 3
 CLIENT_GRACE_SECONDS = 1.0
 
 
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """asyncpg's failures as the store's (what _fetch maps, for the idempotent write's own
+    statements)."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise NameTaken from exc
+    except BUSY_ERRORS as exc:
+        raise DatabaseBusy(type(exc).__name__) from exc
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+
+
 def _milliseconds(seconds: float) -> str:
     return str(max(1, round(seconds * 1000)))
 
@@ -133,6 +163,7 @@ class PostgresStore:
         self._pool = pool
         self._acquire = timeouts.acquire
         self._client_timeout = timeouts.statement + CLIENT_GRACE_SECONDS
+        self._purge = idempotency.PurgeClock()
 
     @classmethod
     async def connect(
@@ -163,6 +194,9 @@ class PostgresStore:
         return cls(pool, timeouts)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        bound = _writing.get()
+        if bound is not None:
+            return await self._fetch_in(bound, query, *args)
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 # A timeout costs a task per call: only when there may be a wait.
@@ -182,6 +216,54 @@ class PostgresStore:
             except CONNECTION_ERRORS as exc:
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
         raise AssertionError("unreachable")
+
+    async def _fetch_in(
+        self, connection: asyncpg.Connection, query: str, *args: Any
+    ) -> list[asyncpg.Record]:
+        """A statement of an idempotent write, in its transaction. A deadlock is left for once()
+        to retry: it rolled back the whole transaction, not just this statement."""
+        with _database_errors():
+            async with connection.transaction():  # a savepoint
+                rows: list[asyncpg.Record] = await connection.fetch(
+                    query, *args, timeout=self._client_timeout
+                )
+                return rows
+
+    async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
+        cutoff = request.cutoff()
+        if self._purge.due():
+            await self._fetch(PURGE_KEYS, cutoff)
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                with _database_errors():
+                    return await self._once(request, cutoff, write)
+            except asyncpg.DeadlockDetectedError as exc:
+                if attempt == DEADLOCK_RETRIES:
+                    raise DatabaseBusy("deadlock, retries exhausted") from exc
+        raise AssertionError("unreachable")
+
+    async def _once(self, request: IdempotentRequest, cutoff: datetime, write: Write) -> Outcome:
+        key = (request.actor, request.key)
+        timeout = self._client_timeout
+        async with (
+            self._pool.acquire(timeout=self._acquire) as connection,
+            connection.transaction(),
+        ):
+            claim = (*key, request.fingerprint, datetime.now(UTC), cutoff)
+            if await connection.fetchval(idempotency.CLAIM, *claim, timeout=timeout) is None:
+                # The claim waited for, then locked, the key's row: it is committed.
+                row = await connection.fetchrow(idempotency.USED, *key, timeout=timeout)
+                return idempotency.replay(request.fingerprint, *row)
+            token = _writing.set(connection)
+            try:
+                response = await write()
+            finally:
+                _writing.reset(token)
+            body = response.body.decode()
+            await connection.execute(
+                idempotency.COMPLETE, *key, response.status, body, timeout=timeout
+            )
+            return Outcome(response, replayed=False)
 
     async def _one(self, query: str, *args: Any) -> Record | None:
         rows = await self._fetch(query, *args)

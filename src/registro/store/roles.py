@@ -28,6 +28,8 @@ GRANTS = {
     # `registro keys create/revoke` run with the service's credentials (from a pod or container).
     "api_keys": "SELECT, INSERT, UPDATE",
     "alembic_version": "SELECT",  # /readyz compares the schema with this release's
+    # Claimed, completed and, once expired, purged by the writes that carry an Idempotency-Key.
+    "idempotency_keys": "SELECT, INSERT, UPDATE, DELETE",
 }
 SCRAM_ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
 

@@ -52,3 +52,19 @@ api_keys = sa.Table(
     sa.UniqueConstraint("name", name="api_keys_name_key"),
     sa.UniqueConstraint("key_id", name="api_keys_key_id_key"),
 )
+
+# A write's Idempotency-Key, per caller, with the response it got (registro.store.idempotency).
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("key", sa.String(IDEMPOTENCY_KEY_MAX_LENGTH), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=True),  # null only inside the write's transaction
+    sa.Column("body", sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint("actor", "key", name="idempotency_keys_pkey"),
+    sa.Index("idempotency_keys_created_at", "created_at"),
+)

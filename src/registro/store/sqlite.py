@@ -11,12 +11,14 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from registro.store import idempotency
 from registro.store.base import (
     Actor,
     ApiKey,
@@ -27,12 +29,30 @@ from registro.store.base import (
     Record,
     Timeouts,
 )
+from registro.store.idempotency import IdempotentRequest, Outcome, Write
 
 KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
+CLAIM, USED, COMPLETE = map(
+    idempotency.sqlite_placeholders,
+    (idempotency.CLAIM, idempotency.USED, idempotency.COMPLETE),
+)
+PURGE = f"""
+    DELETE FROM idempotency_keys WHERE rowid IN (
+        SELECT rowid FROM idempotency_keys WHERE created_at < ? LIMIT {idempotency.PURGE_BATCH}
+    )
+"""
+# The store whose idempotent write (SqliteStore.once) this task is inside: its writes join that
+# transaction instead of starting their own.
+_writing: ContextVar[SqliteStore | None] = ContextVar("registro_sqlite_writing", default=None)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _timestamp(value: datetime) -> str:
+    """Fixed width, so that comparing the text compares the times."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _time(value: str | None) -> datetime | None:
@@ -80,6 +100,7 @@ class SqliteStore:
         self._lock = asyncio.Lock()
         self._busy = 0
         self._acquire = timeouts.acquire
+        self._purge = idempotency.PurgeClock()
 
     @classmethod
     async def connect(
@@ -128,6 +149,9 @@ class SqliteStore:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        if _writing.get() is self:  # inside once(): already in the write's transaction
+            yield self._db
+            return
         await self._locked()
         self._busy = 1
         try:
@@ -228,6 +252,29 @@ class SqliteStore:
             if record:
                 await self._audit(db, "delete", record_id, record, None, actor)
             return record
+
+    async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
+        cutoff = _timestamp(request.cutoff())
+        if self._purge.due():
+            async with self._transaction() as db:
+                await db.execute(PURGE, (cutoff,))
+        async with self._transaction() as db:
+            claim = (request.actor, request.key, request.fingerprint, _timestamp(datetime.now(UTC)))
+            cursor = await db.execute(CLAIM, (*claim, cutoff))
+            if await cursor.fetchone() is None:
+                cursor = await db.execute(USED, (request.actor, request.key))
+                row = await cursor.fetchone()
+                assert row is not None  # under the write lock: the conflicting row is there
+                return idempotency.replay(request.fingerprint, *row)
+            token = _writing.set(self)
+            try:
+                response = await write()
+            finally:
+                _writing.reset(token)
+            await db.execute(
+                COMPLETE, (request.actor, request.key, response.status, response.body.decode())
+            )
+            return Outcome(response, replayed=False)
 
     async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]:
         rows = await self._rows(

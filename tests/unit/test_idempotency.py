@@ -1,0 +1,71 @@
+"""The Idempotency-Key header: its format, what makes two requests one, and its documentation."""
+
+from __future__ import annotations
+
+import pytest
+
+from registro.api import idempotency
+from registro.api.inputs import InvalidInput
+from registro.api.openapi import document
+from registro.app import OPERATIONS
+from tests.support import idempotent
+
+
+def test_the_drills_writer_names_the_services_headers() -> None:
+    assert (idempotent.HEADER, idempotent.REPLAYED) == (idempotency.HEADER, idempotency.REPLAYED)
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [
+        ("4f8e7c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b", True),
+        ("~" * 255, True),
+        ("~" * 256, False),
+        ("", False),
+        ("a b", False),
+        ("caf\u00e9", False),
+        ("a\x7f", False),
+    ],
+)
+def test_a_key_is_1_to_255_printable_ascii_characters_without_spaces(key: str, valid: bool) -> None:
+    assert bool(idempotency.KEY.fullmatch(key)) is valid
+
+
+def test_method_path_and_body_each_make_another_request() -> None:
+    same = idempotency.fingerprint("POST", "/data", b'{"name":"a"}')
+    assert same == idempotency.fingerprint("POST", "/data", b'{"name":"a"}')
+    others = {
+        idempotency.fingerprint("PUT", "/data", b'{"name":"a"}'),
+        idempotency.fingerprint("POST", "/data/1", b'{"name":"a"}'),
+        idempotency.fingerprint("POST", "/data", b'{"name":"b"}'),
+        # Lengths are hashed too: moving a byte from the path to the body is another request.
+        idempotency.fingerprint("POST", "/dat", b'a{"name":"a"}'),
+    }
+    assert same not in others and len(others) == 4
+
+
+def test_the_header_is_documented_on_exactly_the_writes() -> None:
+    paths = document(OPERATIONS, "writes", "registro", "0", "")["paths"]
+    keyed = {
+        (method.upper(), path)
+        for path, methods in paths.items()
+        for method, operation in methods.items()
+        if any(p["name"] == idempotency.HEADER for p in operation.get("parameters", []))
+    }
+    assert keyed == {("POST", "/data"), ("PUT", "/data/{id}"), ("DELETE", "/data/{id}")}
+    header = next(p for p in paths["/data"]["post"]["parameters"] if p["in"] == "header")
+    assert (header["in"], header["required"], header["schema"]["maxLength"]) == (
+        "header",
+        False,
+        255,
+    )
+    assert idempotency.REPLAYED in paths["/data"]["post"]["responses"]["200"]["headers"]
+
+
+def test_a_malformed_key_names_the_header() -> None:
+    from starlette.requests import Request
+
+    request = Request({"type": "http", "headers": [(b"idempotency-key", b"a b")]})
+    with pytest.raises(InvalidInput) as raised:
+        idempotency.key(request)
+    assert raised.value.errors[0]["loc"] == "header.Idempotency-Key"
