@@ -142,8 +142,7 @@ CLIENT_GRACE_SECONDS = 1.0
 
 @contextmanager
 def _database_errors() -> Iterator[None]:
-    """asyncpg's failures as the store's (what _fetch maps, for the idempotent write's own
-    statements)."""
+    """asyncpg's failures as the store's; a deadlock passes through, for the caller to retry."""
     try:
         yield
     except asyncpg.UniqueViolationError as exc:
@@ -201,20 +200,15 @@ class PostgresStore:
             try:
                 # A timeout costs a task per call: only when there may be a wait.
                 timeout = None if self._pool.get_idle_size() else self._acquire
-                async with self._pool.acquire(timeout=timeout) as connection:
-                    rows: list[asyncpg.Record] = await connection.fetch(
-                        query, *args, timeout=self._client_timeout
-                    )
-                    return rows
+                with _database_errors():
+                    async with self._pool.acquire(timeout=timeout) as connection:
+                        rows: list[asyncpg.Record] = await connection.fetch(
+                            query, *args, timeout=self._client_timeout
+                        )
+                        return rows
             except asyncpg.DeadlockDetectedError as exc:
                 if attempt == DEADLOCK_RETRIES:
                     raise DatabaseBusy("deadlock, retries exhausted") from exc
-            except asyncpg.UniqueViolationError as exc:
-                raise NameTaken from exc
-            except BUSY_ERRORS as exc:
-                raise DatabaseBusy(type(exc).__name__) from exc
-            except CONNECTION_ERRORS as exc:
-                raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
         raise AssertionError("unreachable")
 
     async def _fetch_in(
