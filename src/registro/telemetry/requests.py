@@ -5,6 +5,7 @@ Kept as a single layer because it sits on every request (see docs/benchmarks.md)
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -58,6 +59,13 @@ def client_address(scope: Scope) -> str | None:
     host = client[0] if client else None
     if not isinstance(host, str) or len(host) > _IP_MAX_LENGTH:
         return None
+    return _canonical_address(host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_address(host: str) -> str | None:
+    """Parsing an address costs more than the rest of the request's telemetry, and the same few
+    clients (the load balancer's view of them) come back on every request."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
