@@ -7,8 +7,7 @@ without an explicit transaction's extra round trips.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -140,17 +139,56 @@ DEADLOCK_RETRIES = 3
 CLIENT_GRACE_SECONDS = 1.0
 
 
-@contextmanager
-def _database_errors() -> Iterator[None]:
-    """asyncpg's failures as the store's; a deadlock passes through, for the caller to retry."""
-    try:
-        yield
-    except asyncpg.UniqueViolationError as exc:
-        raise NameTaken from exc
-    except BUSY_ERRORS as exc:
-        raise DatabaseBusy(type(exc).__name__) from exc
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+class _DatabaseErrors:
+    """asyncpg's failures as the store's; a deadlock passes through, for the caller to retry.
+
+    A class rather than a @contextmanager: it sits on every statement, and a generator-based
+    one costs several times as much to enter and leave."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            raise NameTaken from exc
+        if isinstance(exc, BUSY_ERRORS):
+            raise DatabaseBusy(type(exc).__name__) from exc
+        if isinstance(exc, CONNECTION_ERRORS):
+            raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+
+
+_database_errors = _DatabaseErrors()
+
+
+class _Lease:
+    """A connection from the pool, waited for at most the acquire timeout.
+
+    The timeout costs a timer and a task per call, and a wait is only possible once every
+    connection is leased: the store counts its leases and passes a timeout only then. Below the
+    pool's size a free slot is there at once (at worst it connects, bounded by the connect
+    timeout the pool was made with)."""
+
+    __slots__ = ("_acquiring", "_store")
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        store._leased += 1
+        timeout = store._acquire if store._leased > store._size else None
+        self._acquiring = store._pool.acquire(timeout=timeout)
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        try:
+            connection: asyncpg.Connection = await self._acquiring.__aenter__()
+        except BaseException:
+            self._store._leased -= 1
+            raise
+        return connection
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self._acquiring.__aexit__(*exc)
+        finally:
+            self._store._leased -= 1
 
 
 def _milliseconds(seconds: float) -> str:
@@ -160,6 +198,8 @@ def _milliseconds(seconds: float) -> str:
 class PostgresStore:
     def __init__(self, pool: asyncpg.Pool, timeouts: Timeouts = Timeouts()) -> None:  # noqa: B008
         self._pool = pool
+        self._size = pool.get_max_size()
+        self._leased = 0  # see _Lease
         self._acquire = timeouts.acquire
         self._client_timeout = timeouts.statement + CLIENT_GRACE_SECONDS
         self._purge = idempotency.PurgeClock()
@@ -198,10 +238,8 @@ class PostgresStore:
             return await self._fetch_in(bound, query, *args)
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
-                # A timeout costs a task per call: only when there may be a wait.
-                timeout = None if self._pool.get_idle_size() else self._acquire
-                with _database_errors():
-                    async with self._pool.acquire(timeout=timeout) as connection:
+                with _database_errors:
+                    async with _Lease(self) as connection:
                         rows: list[asyncpg.Record] = await connection.fetch(
                             query, *args, timeout=self._client_timeout
                         )
@@ -216,7 +254,7 @@ class PostgresStore:
     ) -> list[asyncpg.Record]:
         """A statement of an idempotent write, in its transaction. A deadlock is left for once()
         to retry: it rolled back the whole transaction, not just this statement."""
-        with _database_errors():
+        with _database_errors:
             async with connection.transaction():  # a savepoint
                 rows: list[asyncpg.Record] = await connection.fetch(
                     query, *args, timeout=self._client_timeout
@@ -229,7 +267,7 @@ class PostgresStore:
             await self._fetch(PURGE_KEYS, cutoff)
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
-                with _database_errors():
+                with _database_errors:
                     return await self._once(request, cutoff, write)
             except asyncpg.DeadlockDetectedError as exc:
                 if attempt == DEADLOCK_RETRIES:
@@ -240,7 +278,7 @@ class PostgresStore:
         key = (request.actor, request.key)
         timeout = self._client_timeout
         async with (
-            self._pool.acquire(timeout=self._acquire) as connection,
+            _Lease(self) as connection,
             connection.transaction(),
         ):
             claim = (*key, request.fingerprint, datetime.now(UTC), cutoff)
