@@ -18,6 +18,8 @@ from asgi_lifespan import LifespanManager
 
 from registro.app import create_app
 from registro.settings import load_settings
+from registro.store.base import DatabaseBusy, Timeouts
+from registro.store.postgres import PostgresStore
 from tests.conftest import new_postgres_database
 
 pytestmark = pytest.mark.postgres
@@ -137,3 +139,24 @@ async def test_a_slow_statement_is_cancelled_by_the_server(pg_url: str) -> None:
         assert response.json() == {"message": "Database busy, try again"}
         assert STATEMENT_TIMEOUT <= seconds < STATEMENT_TIMEOUT + 1.5
         assert (await client.get("/readyz")).json() == {"message": "ready"}
+
+
+async def test_the_store_counts_every_lease_back_so_a_full_pool_still_bounds_the_wait(
+    pg_url: str,
+) -> None:
+    """The acquire timeout is only set once every connection is leased (store/postgres.py
+    _Lease): a lease not counted back would leave a full pool waiting without a bound."""
+    timeouts = Timeouts(statement=STATEMENT_TIMEOUT, lock=LOCK_TIMEOUT, acquire=ACQUIRE_TIMEOUT)
+    store = await PostgresStore.connect(pg_url, 1, timeouts=timeouts)
+    try:
+        async with records_locked(pg_url):
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*(store.get(1) for _ in range(3)), return_exceptions=True),
+                LOCK_HELD,
+            )
+        assert [type(o) for o in outcomes] == [DatabaseBusy] * 3
+        assert store._leased == 0
+        assert await store.get(1) is None  # the pool is usable again
+        assert store._leased == 0
+    finally:
+        await store.close()
