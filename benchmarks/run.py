@@ -440,7 +440,8 @@ The service runs with {WORKERS} workers, `REGISTRO_AUTH=writes` (POSTs carry an 
 access log line per request, Prometheus metrics over all workers, request ids, body limits, and
 the audit row written in the same statement as each insert. The reference
 (`benchmarks/reference.py`) is raw ASGI + asyncpg on the same server with the same worker
-count, running the same query (for POST, a plain insert without audit).
+count, running the same query (for POST, a plain insert without audit) through asyncpg's pool
+with its defaults; the service's pool skips asyncpg's reset query on release (docs/architecture.md).
 
 ## Targets
 

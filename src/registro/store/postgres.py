@@ -126,6 +126,13 @@ def _key(row: asyncpg.Record) -> ApiKey:
     )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing to undo. The store changes no session state (no SET,
+    advisory lock, LISTEN or cursor outside a transaction; tests/integration/test_postgres_session.py
+    checks), and asyncpg itself rolls back a transaction left open. Its default reset query is a
+    round trip to the server on every release: one more statement per request."""
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
@@ -219,6 +226,7 @@ class PostgresStore:
                 min_size=0,  # start (and answer /livez) even while the database is down
                 max_size=pool_size,
                 init=_init_connection,
+                reset=_keep_session,
                 timeout=timeouts.acquire,  # to connect
                 server_settings={
                     "application_name": "registro",
