@@ -24,6 +24,7 @@ classes, and does not run change sets, updates or rollbacks the way CloudFormati
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import warnings
@@ -530,18 +531,18 @@ def test_roles_trust_only_their_subjects(deployed: tuple[str, dict[str, Any]]) -
     env, _ = deployed
     iam, values = client("iam"), stacks.environment(env)
     subjects = {
-        a["output"]: f"system:serviceaccount:{a['namespace']}:{a['name']}"
+        (a["stack"], a["output"]): f"system:serviceaccount:{a['namespace']}:{a['name']}"
         for a in stacks.service_accounts()
         if a["output"]
     } | {
-        "ServiceRoleArn": (
+        ("edge", "ServiceRoleArn"): (
             f"system:serviceaccount:{values['ServiceNamespace']}:{values['ServiceAccountName']}"
         ),
     }
-    assert len(subjects) == 5
+    assert len(subjects) == 6
     issuer = exported(env, "cluster", "OidcIssuer")
-    for output, subject in subjects.items():
-        role = iam.get_role(RoleName=exported(env, "edge", output).rsplit("/", 1)[1])["Role"]
+    for (layer, output), subject in subjects.items():
+        role = iam.get_role(RoleName=exported(env, layer, output).rsplit("/", 1)[1])["Role"]
         (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
         assert statement["Condition"]["StringEquals"] == {
             f"{issuer}:aud": "sts.amazonaws.com",
@@ -570,6 +571,26 @@ def test_alarm_topic_encrypted(deployed: tuple[str, dict[str, Any]]) -> None:
     assert attributes["Attributes"]["KmsMasterKeyId"] == exported(
         env, "security", "TelemetryKeyArn"
     )
+
+
+def test_alertmanager_publishes_to_the_alarm_topic_only(
+    deployed: tuple[str, dict[str, Any]],
+) -> None:
+    """The role the cluster's Alertmanager signs with may publish to the exported topic and use
+    the key that topic is encrypted with, through SNS only (moto stores the policy; it does not
+    evaluate it: tests/infra/aws/test_alert_publisher.py reads the template)."""
+    env, _ = deployed
+    iam = client("iam")
+    name = exported(env, "observability", "AlertmanagerRoleArn").rsplit("/", 1)[1]
+    (policy,) = iam.list_role_policies(RoleName=name)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+    # moto's CloudFormation model stores an inline policy as the str() of its dict, not JSON.
+    statements = ast.literal_eval(document)["Statement"]
+    resources = {s["Sid"]: s["Resource"] for s in statements}
+    assert resources == {
+        "PublishToTheAlarmTopic": exported(env, "observability", "AlarmTopicArn"),
+        "EncryptForTheAlarmTopic": exported(env, "security", "TelemetryKeyArn"),
+    }
 
 
 def test_repository_tags_immutable(deployed: tuple[str, dict[str, Any]]) -> None:

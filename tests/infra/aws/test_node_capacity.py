@@ -32,7 +32,8 @@ KUBE_RESERVED_REST = 0.0025
 # with its network policy agent, kube-proxy, ebs-csi-node, the CloudWatch agent and Fluent Bit,
 # Prometheus' node exporter), and the cluster-wide controllers' (CoreDNS, metrics-server, the
 # EBS CSI controller, the load balancer controller, External Secrets, Argo Rollouts, ExternalDNS,
-# the Cluster Autoscaler, Prometheus). Revisit them with `kubectl describe nodes` on a real cluster.
+# the Cluster Autoscaler, Prometheus and its Alertmanager). Revisit them with `kubectl describe
+# nodes` on a real cluster.
 DAEMONS_MILLICPU_PER_NODE = 500
 PLATFORM_MILLICPU = 1500
 

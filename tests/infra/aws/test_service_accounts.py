@@ -64,13 +64,14 @@ def test_outputs_export_the_listed_roles(
 
 def test_the_charts_service_accounts(accounts: list[dict[str, Any]]) -> None:
     """The names the platform's charts must create (INTERFACES: ALB controller, ExternalDNS,
-    External Secrets, Cluster Autoscaler)."""
+    External Secrets, Cluster Autoscaler, the Alertmanager of the prometheus chart)."""
     by_output = {a["output"]: f"{a['namespace']}/{a['name']}" for a in accounts if a["output"]}
     assert by_output == {
         "LoadBalancerControllerRoleArn": "kube-system/aws-load-balancer-controller",
         "ExternalDnsRoleArn": "kube-system/external-dns",
         "ExternalSecretsRoleArn": "external-secrets/external-secrets",
         "ClusterAutoscalerRoleArn": "kube-system/cluster-autoscaler",
+        "AlertmanagerRoleArn": "monitoring/prometheus-alertmanager",
     }
 
 
