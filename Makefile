@@ -74,6 +74,10 @@ test-min-deps: venv ## the unit tests against the lowest dependency versions pyp
 	$(BIN)/uv pip install -q --python $(MIN_DEPS_VENV)/bin/python --no-deps -e .
 	$(MIN_DEPS_VENV)/bin/pytest -q -p no:cacheprovider -W error::pytest.PytestConfigWarning tests/unit
 
+.PHONY: verify-local
+verify-local: venv ## static checks of what runs on this machine: compose.yaml, tools/tools.txt, make bench's publishing
+	$(BIN)/pytest -p no:cacheprovider tests/infra/stack tests/infra/tools tests/bench
+
 .PHONY: lint
 lint: venv ## ruff (lint and format) and mypy --strict
 	$(BIN)/ruff check $(PYTHON_SOURCES)

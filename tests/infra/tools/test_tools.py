@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 LIST = ROOT / "tools" / "tools.txt"
 NEED = ROOT / "tools" / "need.sh"
 # Targets that need nothing but make and a shell (docker installs what it needs with apt itself).

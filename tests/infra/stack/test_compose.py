@@ -18,7 +18,7 @@ import yaml
 from registro.server import GRACEFUL_SHUTDOWN_SECONDS
 from registro.settings import Settings, load_settings
 
-COMPOSE = Path(__file__).resolve().parents[2] / "compose.yaml"
+COMPOSE = Path(__file__).resolve().parents[3] / "compose.yaml"
 GO_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
