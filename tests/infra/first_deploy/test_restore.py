@@ -193,3 +193,17 @@ def test_a_bad_duration_is_refused_in_one_line() -> None:
     assert done.stderr.splitlines() == [
         "restore.py: RESTORE_TIMEOUT='3h' must be a whole number of seconds"
     ]
+
+
+def test_no_region_is_refused_in_one_line_before_any_call(tmp_path: Path) -> None:
+    """The same line as preflight's (preflight.NO_REGION); awscli finds no region in an empty
+    configuration."""
+    (tmp_path / "config").write_text("")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "aws" / "restore.py"), "qa", "2026-12-01T10:00:00Z"],
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+             "AWS_CONFIG_FILE": str(tmp_path / "config")},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"restore.py: {restore.preflight.NO_REGION}"]
