@@ -166,7 +166,7 @@ verify-aws: aws-tools ## lint, policy-check and smoke-deploy the CloudFormation 
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact \
 	  --framework cloudformation -d $(AWS_DIR)/templates
 	@echo "== shellcheck $$(shellcheck --version | sed -n 's/^version: //p') (apt: shellcheck)"
-	shellcheck $(AWS_DIR)/*.sh
+	shellcheck -x $(AWS_DIR)/*.sh $(AWS_DIR)/lib/*.sh
 	@echo "== pytest: stack wiring, house rules, guard rules, deploy scripts, moto smoke deploy"
 	CFN_GUARD=$(CFN_GUARD) $(AWS_VENV)/bin/python -m pytest -q tests/infra/aws
 
@@ -186,6 +186,11 @@ deploy-aws: $(AWS_VENV)/.installed ## preflight, then deploy the stacks to ENV=q
 	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/preflight.py $(ENV)
 	PATH=$(AWS_CLI_PATH):$$PATH PYTHON=$(AWS_VENV)/bin/python DRY_RUN=$(DRY_RUN) \
 	  $(AWS_DIR)/deploy.sh $(ENV)
+
+.PHONY: restore-aws
+restore-aws: $(AWS_VENV)/.installed ## restore ENV=qa|prod's database to TIME=2026-12-01T10:00:00Z (UTC) into a new instance and check it
+	@test -n "$(ENV)" -a -n "$(TIME)" || { echo "usage: make restore-aws ENV=qa|prod TIME=2026-12-01T10:00:00Z" >&2; exit 2; }
+	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/restore.py "$(ENV)" "$(TIME)"
 
 .PHONY: teardown-aws
 teardown-aws: $(AWS_VENV)/.installed ## delete the stacks of ENV=qa|prod in reverse order (needs CONFIRM=ENV)

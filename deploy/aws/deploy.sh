@@ -23,11 +23,8 @@ poll=${DEPLOY_POLL_SECONDS:-30}
 backoff=${DEPLOY_BACKOFF_SECONDS:-2}
 die() { echo "deploy.sh: $*" >&2; exit 1; }
 
-# The region first: without one every call below fails, each in its own words.
-region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region 2>/dev/null || true)}}
-[ -n "$region" ] || die "no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1) or run 'aws configure'"
-# awscli v1 reads AWS_DEFAULT_REGION, other SDKs and release.sh AWS_REGION: set both.
-export AWS_REGION=$region AWS_DEFAULT_REGION=$region
+# shellcheck source-path=SCRIPTDIR source=lib/region.sh
+. "$here/lib/region.sh"
 
 stacks() { "$py" "$here/stacks.py" "$@"; }
 app=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["App"])' "$here/environments/$env.json")

@@ -38,6 +38,7 @@ PLACEHOLDER_ACCOUNTS = ("000000000000", "123456789012")
 # Values without which the stacks deploy but do not serve (no domain, alarms reaching no one).
 REQUIRED = ("DomainName", "HostedZoneId", "AlarmEmail", "GitHubRepository")
 READ_ONLY = re.compile(r"^(get|describe|list)-")
+NO_REGION = "no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1) or run 'aws configure'"
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,11 @@ def aws(*args: str) -> Any:
     verb = args[1] if len(args) > 1 else ""
     if not READ_ONLY.match(verb):
         raise ValueError(f"preflight makes read-only calls only, not {' '.join(args[:2])}")
+    return awscli(*args)
+
+
+def awscli(*args: str) -> Any:
+    """awscli's JSON answer, any call (restore.py writes too); AwsError when it fails."""
     done = subprocess.run(
         ["aws", *args, "--output", "json"], capture_output=True, text=True, check=False
     )
@@ -279,7 +285,7 @@ def quota_refusal(quota: Quota, values: dict[str, str]) -> str | None:
 def account_checks(values: dict[str, str]) -> list[str]:
     region = configured_region()
     if not region:
-        return ["no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1) or run 'aws configure'"]
+        return [NO_REGION]
     os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
     try:
         identity = aws("sts", "get-caller-identity")

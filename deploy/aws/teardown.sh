@@ -22,9 +22,8 @@ controller_timeout=${TEARDOWN_CONTROLLER_TIMEOUT:-300}
 poll=${TEARDOWN_POLL_SECONDS:-10}
 die() { echo "teardown.sh: $*" >&2; exit 1; }
 
-region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region 2>/dev/null || true)}}
-[ -n "$region" ] || die "no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1) or run 'aws configure'"
-export AWS_REGION=$region AWS_DEFAULT_REGION=$region
+# shellcheck source-path=SCRIPTDIR source=lib/region.sh
+. "$here/lib/region.sh"
 stack_name() { "$py" "$here/stacks.py" stack-name "$env" "$1"; }
 value() { "$py" -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$here/environments/$env.json" "$1"; }
 app=$(value App)

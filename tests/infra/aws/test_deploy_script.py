@@ -206,6 +206,15 @@ def test_no_region_stops_with_one_line_before_any_call(tmp_path: Path) -> None:
     assert [c["args"][:2] for c in calls] == [["configure", "get"]]
 
 
+def test_teardown_without_a_region_stops_with_the_same_line(tmp_path: Path) -> None:
+    """deploy.sh and teardown.sh share lib/region.sh: one check, one message."""
+    result, calls = run_script("teardown.sh", tmp_path, "qa", AWS_REGION="", CONFIRM="qa")
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("teardown.sh: no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1)")
+    assert [c["args"][:2] for c in calls] == [["configure", "get"]]
+
+
 def test_a_describe_failure_other_than_missing_is_an_error(tmp_path: Path) -> None:
     """DescribeStacks answers ValidationError "Stack with id X does not exist" for a missing
     stack (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeStacks.html);

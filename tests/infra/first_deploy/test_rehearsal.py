@@ -1,7 +1,8 @@
 """A first deployment rehearsed end to end, in the order a person follows docs/aws.md:
 preflight-aws, deploy-aws, bootstrap-k8s, deploy-k8s, a failing canary, a manual abort, a
-rollback, teardown-aws, each through its Makefile target, against moto (CloudFormation, STS,
-Route 53, ECR, EC2, RDS...) and the stand-ins of standins/ (what each cannot see: docs/aws.md).
+rollback, a point-in-time restore of the database (restore-aws), teardown-aws, each through its
+Makefile target, against moto (CloudFormation, STS, Route 53, ECR, EC2, RDS...) and the
+stand-ins of standins/ (what each cannot see: docs/aws.md).
 
 The tests run in file order on one account; each names the behaviour it relies on and its source.
 """
@@ -9,6 +10,9 @@ The tests run in file order on one account; each names the behaviour it relies o
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -246,6 +250,204 @@ def test_a_manual_abort_uses_the_status_subresource_and_rollback_returns_to_stab
     assert rollout["status"]["phase"] == "Healthy"
     image = rollout["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image.endswith(scenario["digests"][GOOD]), image
+
+
+RESTORE_API = "https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreDBInstanceToPointInTime.html"
+WRITES = ("restore-", "create-", "modify-", "delete-", "put-", "stop-", "start-", "reboot-")
+
+
+def source_db(rehearsal: Rehearsal) -> dict[str, Any]:
+    rds = rehearsal.client("rds")
+    (db,) = rds.describe_db_instances(DBInstanceIdentifier=f"registro-{ENV}")["DBInstances"]
+    return dict(db)
+
+
+def restorable_time(rehearsal: Rehearsal, after_seconds: int = 0) -> str:
+    """A whole second inside the source's window (moto: from its creation until now)."""
+    created = source_db(rehearsal)["InstanceCreateTime"]
+    moment = created.replace(microsecond=0) + timedelta(seconds=1 + after_seconds)
+    while datetime.now(UTC) < moment:
+        time.sleep(0.2)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def restored_name(moment: str) -> str:
+    """restore.py's name for a restore to `moment` (2026-12-01T10:00:00Z: ...-20261201-100000)."""
+    stamp = datetime.strptime(moment, "%Y-%m-%dT%H:%M:%SZ")
+    return f"registro-{ENV}-restore-{stamp:%Y%m%d-%H%M%S}"
+
+
+def restore_time_of(name: str) -> str:
+    stamp = datetime.strptime(name.rsplit("-restore-", 1)[1], "%Y%m%d-%H%M%S")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def restore_instances(rehearsal: Rehearsal) -> list[str]:
+    found = rehearsal.client("rds").describe_db_instances()["DBInstances"]
+    return sorted(
+        d["DBInstanceIdentifier"] for d in found if "-restore-" in d["DBInstanceIdentifier"]
+    )
+
+
+def aws_writes(calls: list[dict[str, Any]]) -> list[list[str]]:
+    return [c["args"] for c in calls if c["tool"] == "aws" and c["args"][1].startswith(WRITES)]
+
+
+def own_lines(stderr: str) -> list[str]:
+    """stderr less make's own closing line."""
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("make")]
+
+
+def check_logs(rehearsal: Rehearsal, moment: str, newest: str, outcome: str = "Complete") -> None:
+    """What the check Job of a restore to `moment` prints (the stand-in runs no pod)."""
+    job = restored_name(moment) + "-check"
+    schema = (
+        "schema is current (0004)" if outcome == "Complete" else "schema is at 0003, latest is 0004"
+    )
+    rehearsal.scenario(logs={job: f"{schema}\nnewest change: {newest}"}, jobs={job: outcome})
+
+
+@pytest.mark.parametrize(
+    ("env", "moment", "reason"),
+    [
+        ("staging", "2026-12-01T10:00:00Z", "unknown environment 'staging'"),
+        (ENV, "2026-12-01 10:00", "is not ISO 8601 UTC"),  # the other forms: test_restore.py
+        (ENV, "2020-01-01T00:00:00Z", "outside registro-qa's restorable window"),
+    ],
+)
+def test_restore_refuses_a_bad_env_or_time_in_one_line_creating_nothing(
+    rehearsal: Rehearsal, env: str, moment: str, reason: str
+) -> None:
+    """RestoreTime "must be a time in Universal Coordinated Time (UTC) format" and "before the
+    latest restorable time" (RESTORE_API); the earliest is the automated backups' RestoreWindow
+    (https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreWindow.html). Refused
+    before any writing call."""
+    result = rehearsal.make("restore-aws", ENV=env, TIME=moment)
+    assert result.returncode != 0
+    (line,) = own_lines(result.stderr)
+    assert reason in line, result.stderr
+    assert aws_writes(rehearsal.since_last()) == []
+    assert restore_instances(rehearsal) == []
+
+
+def test_restore_creates_one_instance_with_the_source_settings_and_checks_it(
+    rehearsal: Rehearsal,
+) -> None:
+    """A restore gets "the default security group, the default subnet group, and the default DB
+    parameter group" and is single-AZ unless told otherwise (RESTORE_API): the source's are
+    passed; single-AZ is asked. Then the data check runs as a Job in the cluster, with the
+    Rollout's image, and the restored address."""
+    moment = restorable_time(rehearsal)
+    check_logs(rehearsal, moment, newest=f"{moment[:-1]}+00:00")
+    result = rehearsal.make("restore-aws", ENV=ENV, TIME=moment, RESTORE_POLL_SECONDS="0")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    name = restored_name(moment)
+    assert restore_instances(rehearsal) == [name]
+    (restore,) = aws_calls(rehearsal.since_last(), "rds", "restore-db-instance-to-point-in-time")
+    assert option(restore, "--restore-time") == moment
+    assert aws_writes(rehearsal.since_last()) == [restore]
+    source = source_db(rehearsal)
+    (restored,) = rehearsal.client("rds").describe_db_instances(DBInstanceIdentifier=name)[
+        "DBInstances"
+    ]
+    same = ("DBSubnetGroup", "VpcSecurityGroups", "DBParameterGroups", "KmsKeyId",
+            "StorageEncrypted", "DBInstanceClass", "EngineVersion")  # fmt: skip
+    for key in (*same, "DeletionProtection"):
+        assert restored[key] == source[key], key
+    assert source["MultiAZ"] and not restored["MultiAZ"]
+    tags = {t["Key"]: t["Value"] for t in restored["TagList"]}
+    assert tags["restored-from"] == f"registro-{ENV}" and tags["restore-time"] == moment
+
+    job = rehearsal.kube()["objects"][f"Job/registro/{name}-check"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    rollout = rehearsal.kube()["objects"]["Rollout/registro/registro"]
+    assert container["image"] == rollout["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert {"name": "RESTORED_ADDRESS", "value": restored["Endpoint"]["Address"]} in container[
+        "env"
+    ]
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "registro"
+    assert restored["Endpoint"]["Address"] in result.stdout
+    assert f"--new-db-instance-identifier registro-{ENV} " in result.stdout
+
+
+def test_restore_run_again_finds_the_instance_instead_of_creating_another(
+    rehearsal: Rehearsal,
+) -> None:
+    """Identifiers are unique per account and region (CreateDBInstance's DBInstanceAlreadyExists):
+    the name made of the time is how a re-run finds its restore."""
+    (name,) = restore_instances(rehearsal)
+    check_logs(rehearsal, restore_time_of(name), newest="none")
+    result = rehearsal.make(
+        "restore-aws", ENV=ENV, TIME=restore_time_of(name), RESTORE_POLL_SECONDS="0"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"{name} exists" in result.stdout
+    assert aws_writes(rehearsal.since_last()) == []
+    assert restore_instances(rehearsal) == [name]
+
+
+def test_a_failed_check_job_fails_the_restore_loudly(rehearsal: Rehearsal) -> None:
+    """`registro migrate --check` exits 1 on a schema behind the release (src/registro/cli.py);
+    a Job whose pod fails ends with condition Failed
+    (https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions).
+    The verdict on the Job's log (an audit entry after TIME): test_restore.py."""
+    (name,) = restore_instances(rehearsal)
+    check_logs(rehearsal, restore_time_of(name), newest="none", outcome="Failed")
+    result = rehearsal.make(
+        "restore-aws", ENV=ENV, TIME=restore_time_of(name), RESTORE_POLL_SECONDS="0"
+    )
+    assert result.returncode != 0
+    assert f"{name}: check Job {name}-check failed (its log above)" in result.stderr, result.stderr
+    assert "schema is at 0003, latest is 0004" in result.stdout
+    assert "restored and checked" not in result.stdout
+
+
+def test_the_check_refuses_a_restore_that_differs_or_is_not_available(
+    rehearsal: Rehearsal,
+) -> None:
+    """The db-instance-available waiter (botocore waiters-2.json) succeeds only on `available`;
+    a restore must keep the source's encryption (an encrypted instance restores encrypted, with
+    its key: https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/Overview.Encryption.html).
+    Two instances stand in for bad restores under the names of two other times."""
+    rds, source = rehearsal.client("rds"), source_db(rehearsal)
+    bad = {restorable_time(rehearsal, 1): "unencrypted", restorable_time(rehearsal, 2): "stopped"}
+    for moment, kind in bad.items():
+        rds.create_db_instance(
+            DBInstanceIdentifier=restored_name(moment), DBInstanceClass=source["DBInstanceClass"],
+            Engine="postgres", EngineVersion=source["EngineVersion"], AllocatedStorage=20,
+            DBSubnetGroupName=source["DBSubnetGroup"]["DBSubnetGroupName"],
+            VpcSecurityGroupIds=[g["VpcSecurityGroupId"] for g in source["VpcSecurityGroups"]],
+            StorageEncrypted=kind != "unencrypted", KmsKeyId=source["KmsKeyId"],
+            Tags=[{"Key": "app", "Value": "registro"}, {"Key": "environment", "Value": ENV},
+                  {"Key": "restored-from", "Value": f"registro-{ENV}"},
+                  {"Key": "restore-time", "Value": moment}],
+        )  # fmt: skip
+        if kind == "stopped":
+            rds.stop_db_instance(DBInstanceIdentifier=restored_name(moment))
+    (unencrypted, stopped) = bad
+    result = rehearsal.make("restore-aws", ENV=ENV, TIME=unencrypted)
+    assert result.returncode != 0
+    assert "encryption is (False, None), the source's is (True," in result.stderr, result.stderr
+    result = rehearsal.make(
+        "restore-aws", ENV=ENV, TIME=stopped, RESTORE_TIMEOUT="0", RESTORE_POLL_SECONDS="0"
+    )
+    assert result.returncode != 0
+    assert "is still stopped, not available, after 0 s" in result.stderr, result.stderr
+    assert aws_writes(rehearsal.since_last()) == []
+
+
+def test_the_runbook_cleanup_deletes_the_restored_instances(rehearsal: Rehearsal) -> None:
+    """docs/runbooks/restore-aws.md's cleanup, which teardown-aws also needs: a restored instance
+    holds the data stack's subnet group and security group."""
+    for name in restore_instances(rehearsal):
+        result = subprocess.run(
+            ["aws", "rds", "delete-db-instance", "--db-instance-identifier", name,
+             "--skip-final-snapshot"], capture_output=True, text=True, check=False,
+            env=rehearsal.env, cwd=rehearsal.repo,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert restore_instances(rehearsal) == []
 
 
 def test_teardown_removes_the_controllers_resources_before_the_stacks(rehearsal: Rehearsal) -> None:

@@ -10,6 +10,11 @@ Answered here (moto has no such API, or nothing behind it):
   controller stand-in (kube.py) holds, tagged `elbv2.k8s.aws/cluster` as the controller tags them
   (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/configurations/).
 - `ec2 describe-security-groups` with the controller's tag: the ALB's security groups, likewise.
+- `rds describe-db-instance-automated-backups`: moto's answer lacks RestoreWindow, the only place
+  RDS gives a DB instance's earliest restorable time (DescribeDBInstances has only
+  LatestRestorableTime; https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreWindow.html).
+  Answered from moto's instance: EarliestTime its creation, LatestTime its LatestRestorableTime
+  (moto: now; RDS: typically 5 minutes ago), or the scenario's "restore_window".
 Injected (scenario "throttle_describe_stacks": N): the first N DescribeStacks calls fail with
 `Throttling: Rate exceeded`, as CloudFormation answers bursts
 (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/troubleshooting.html).
@@ -88,6 +93,19 @@ def main(args: list[str]) -> None:
         kube["context"] = name
         save(kube_path, kube)
         print(f"Added new context arn:aws:eks:{os.environ['AWS_REGION']}:0:cluster/{name}")
+        return
+    if command == ("rds", "describe-db-instance-automated-backups"):
+        import boto3
+
+        identifier = option(args, "--db-instance-identifier")
+        found = boto3.client("rds").describe_db_instances(DBInstanceIdentifier=identifier)
+        db = found["DBInstances"][0]
+        window = scenario.get("restore_window") or {
+            "EarliestTime": db["InstanceCreateTime"].isoformat(),
+            "LatestTime": db["LatestRestorableTime"].isoformat(),
+        }
+        backup = {"DBInstanceIdentifier": identifier, "Status": "active", "RestoreWindow": window}
+        print(json.dumps({"DBInstanceAutomatedBackups": [backup]}))
         return
     if command[0] == "service-quotas" and option(args, "--service-code") != "vpc":
         key = (option(args, "--service-code"), option(args, "--quota-code"))

@@ -19,6 +19,10 @@ Behaviours, each as documented:
 - Argo Rollouts: a new pod template is a new revision; the canary ends Healthy (stableRS becomes
   the new hash) or, when the scenario's verdict for its image is "fail", Degraded and aborted
   (stableRS unchanged); "pause" leaves it Paused mid-canary.
+- A Job runs to its end at once: condition Complete, or Failed when the scenario's "jobs" says so
+  for its name (https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions);
+  `kubectl logs job/NAME` prints the scenario's "logs" for it. No pod runs: what a Job's program
+  does (restore.py's data check) is tested apart, against a real PostgreSQL.
 - The load balancer controller creates an ALB for an Ingress and deletes it when the Ingress is
   deleted (finalizer `ingress.k8s.aws/resources`); with `deletion_protection.enabled=true` in
   the Ingress's load-balancer-attributes it cannot, and the Ingress stays.
@@ -320,6 +324,9 @@ def kubectl_apply(state: dict[str, Any], flags: dict[str, Any]) -> None:
             state["objects"][object_key] = obj
             if kind == "Ingress":
                 reconcile_ingress(state, obj)
+            if kind == "Job":
+                outcome = scenario().get("jobs", {}).get(name, "Complete")
+                obj["status"] = {"conditions": [{"type": outcome, "status": "True"}]}
         print(f"{kind.lower()}/{name} {'configured' if old else 'created'}")
 
 
@@ -456,7 +463,8 @@ def kubectl(args: list[str]) -> None:
                 else:
                     del state["objects"][object_key]
         elif verb == "logs":
-            print("(stand-in: no pod logs)")
+            _, name = target(rest)
+            print(scenario().get("logs", {}).get(name, "(stand-in: no pod logs)"))
         elif verb == "auth" and rest[:1] == ["can-i"]:
             print("yes")
         else:

@@ -12,6 +12,14 @@
   `!GetAtt A.B.C` wrongly).
 - EKS deletes the cluster security group it made, and a deleted NAT gateway releases its network
   interface, as the real services do (moto keeps both, which would hold the VPC).
+- RDS point-in-time restore: moto copies the source's settings and then applies only the truthy
+  overrides, so `--no-multi-az` / `--no-deletion-protection` are lost; here they apply, as on RDS,
+  whose restore is single-AZ unless asked
+  (https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreDBInstanceToPointInTime.html).
+  moto also copies the managed master secret, which RDS does not do for PostgreSQL
+  (ManageMasterUserPassword on restore "applies to RDS for Oracle only"): removed here. moto still
+  ignores RestoreTime (no data, no window: restore.py checks the window itself, and aws.py answers
+  the automated backups' RestoreWindow).
 - The amazon-cloudwatch-observability add-on creates its Container Insights log groups, as its
   Fluent Bit does (`auto_create_group true`,
   https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-setup-logs-FluentBit.html),
@@ -38,6 +46,7 @@ from moto.ec2.models import ec2_backends  # noqa: E402
 from moto.ec2.models.nat_gateways import NatGateway, NatGatewayBackend  # noqa: E402
 from moto.ec2.models.route_tables import RouteTable  # noqa: E402
 from moto.logs.models import logs_backends  # noqa: E402
+from moto.rds.models import RDSBackend  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
 CONTAINER_INSIGHTS_GROUPS = ("application", "dataplane", "host", "performance")
@@ -143,6 +152,21 @@ def delete_route_table(self: Any, account_id: str, region_name: str) -> None:
     ec2_backends[account_id][region_name].delete_route_table(self.id)
 
 
+def restore_with_false_overrides(original: Any) -> Any:
+    """RestoreDBInstanceToPointInTime as RDS does it for PostgreSQL: MultiAZ and
+    DeletionProtection applied even when false, no managed master secret."""
+
+    def restore(self: Any, source: str, target: str, overrides: dict[str, Any]) -> Any:
+        restored = original(self, source, target, overrides)
+        for name in ("multi_az", "deletion_protection"):
+            if name in overrides:
+                setattr(restored, name, bool(overrides[name]))
+        restored.update(manage_master_user_password=False)
+        return restored
+
+    return restore
+
+
 def main(port: int) -> None:
     # The smoke test's fixtures, entered and held open for the server's life.
     held = [smoke.stand_ins._get_wrapped_function()(), smoke.moto_fixes._get_wrapped_function()()]
@@ -157,6 +181,9 @@ def main(port: int) -> None:
         region_name
     ].delete_nat_gateway(self.id)
     RouteTable.delete = delete_route_table  # type: ignore[attr-defined]
+    RDSBackend.restore_db_instance_to_point_in_time = restore_with_false_overrides(
+        RDSBackend.restore_db_instance_to_point_in_time
+    )
     cfn.ChangeSet._parse_template = parse_change_set_template
     cfn.CloudFormationBackend.execute_change_set = execute_change_set
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
