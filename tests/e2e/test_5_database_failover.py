@@ -76,8 +76,8 @@ def stored_records(ca: str, prefix: str) -> list[tuple[int, str]]:
 
 
 async def send_again(ca: str, key: str, writes: list[loadgen.Result]) -> list[idempotent.Written]:
-    """Each write once more with its own key and body, 8 at a time: each should be answered
-    with its stored first response."""
+    """Each write once more with its own key and body, 8 at a time, retried as the writers
+    retry: each should be answered with its stored first response."""
     limit = asyncio.Semaphore(8)
     async with httpx.AsyncClient(base_url=STACK_URL, verify=loadgen.trust(ca), timeout=30) as api:
 
@@ -90,10 +90,19 @@ async def send_again(ca: str, key: str, writes: list[loadgen.Result]) -> list[id
                     json={"name": r.name},
                     headers={"Authorization": f"Bearer {key}"},
                     key=r.key,
-                    attempts=3,
+                    attempts=WRITE_ATTEMPTS,
+                    backoff=BACKOFF,
                 )
 
         return list(await asyncio.gather(*(again(r) for r in writes)))
+
+
+def answer(written: idempotent.Written) -> str:
+    """A write's last answer in short: status, replayed or not, body; or the last error."""
+    if written.response is None:
+        return written.errors[-1][:80]
+    replayed = ", replayed" if written.replayed else ""
+    return f"{written.response.status_code}{replayed}: {written.response.text[:80]}"
 
 
 def test_database_failover(ca: str, api_key: str) -> None:
@@ -202,13 +211,7 @@ def test_database_failover(ca: str, api_key: str) -> None:
             "replayed answers with another id than the stored one": len(replays_with_other_id),
             "unacknowledged writes that were nevertheless stored": len(unacknowledged_but_stored),
             "acknowledged writes sent again whose first answer was not replayed": len(not_replayed),
-            "their answers": dict(
-                Counter(
-                    f"{w.response.status_code if w.response else w.errors[-1][:60]}"
-                    f"{', replayed' if w.replayed else ''}: {w.response.text[:80] if w.response else ''}"
-                    for _, w in not_replayed
-                ).most_common(4)
-            ),
+            "their answers": dict(Counter(answer(w) for _, w in not_replayed).most_common(4)),
             "old primary rejoined as sync standby after (s)": (
                 round(rejoined_after, 1) if rejoined_after is not None else "not within 180 s"
             ),
