@@ -155,8 +155,13 @@ def stable_service() -> str:
 
 
 def query(target: Target, expression: str) -> float | None:
-    """The single value of an instant query, or None without one (no traffic: NaN, empty)."""
-    result = stackctl.prometheus_query(expression, target.prometheus)
+    """The single value of an instant query, or None without one (no traffic: NaN, empty; or
+    Prometheus failed to answer, which the check on it reports)."""
+    try:
+        result = stackctl.prometheus_query(expression, target.prometheus)
+    except (OSError, RuntimeError) as exc:
+        print(f"measure: query failed: {exc}", file=sys.stderr)
+        return None
     return result[0] if len(result) == 1 and not math.isnan(result[0]) else None
 
 
