@@ -419,6 +419,12 @@ canary-local: $(E2E_VENV)/.installed ## one replica of registro:$(TAG) at 10%, a
 e2e: $(E2E_VENV)/.installed docker ## start the stack and run the drills against it; always stops it
 	E2E_VENV=$(E2E_VENV) deploy/docker/e2e.sh $(E2E_ARGS)
 
+.PHONY: measure
+measure: $(E2E_VENV)/.installed ## smoke, load, SLIs and canary check against URL= (API_KEY_FILE=, PROMETHEUS_URL=; CA_FILE=, HTTP_URL=, MEASURE_SECONDS=); report in .work/measure/
+	@$(E2E_VENV)/bin/python -m tests.e2e.measure --url "$(URL)" --api-key-file "$(API_KEY_FILE)" \
+		--prometheus-url "$(PROMETHEUS_URL)" --ca-file "$(CA_FILE)" --http-url "$(HTTP_URL)" \
+		$(if $(MEASURE_SECONDS),--seconds "$(MEASURE_SECONDS)") $(if $(MEASURE_OUT),--out "$(MEASURE_OUT)")
+
 .PHONY: e2e-offline
 e2e-offline: $(E2E_VENV)/.installed ## the drills' own tools without the stack: the timeline images, and the published ones against their figures
 	$(E2E_VENV)/bin/pytest -c tests/e2e/pytest.ini --rootdir . tests/e2e -m offline

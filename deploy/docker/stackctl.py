@@ -433,6 +433,7 @@ class Metric:
     failure_limit: int
     inconclusive_limit: int
     consecutive_error_limit: int
+    conditions: dict[str, str]  # the template's successCondition / failureCondition, as written
     measurements: list[str] = field(default_factory=list)
     consecutive_errors: int = 0
 
@@ -504,6 +505,9 @@ def load_analysis(path: Path, name: str, args: dict[str, str]) -> list[Metric]:
                 failure_limit=int(spec.get("failureLimit", 0)),
                 inconclusive_limit=int(spec.get("inconclusiveLimit", 0)),
                 consecutive_error_limit=int(spec.get("consecutiveErrorLimit", 4)),
+                conditions={
+                    k: spec[k] for k in ("successCondition", "failureCondition") if k in spec
+                },
             )
         )
     return metrics
@@ -523,26 +527,32 @@ def prometheus_query(query: str, base: str = PROMETHEUS) -> list[float]:
     raise ExprError(f"unsupported result type {data['resultType']}")
 
 
-def measure(metric: Metric) -> str:
-    """One measurement, decided as Argo Rollouts does: a true failureCondition fails it; with
-    both conditions, neither true is inconclusive; a lone condition decides both ways."""
-    try:
-        result = prometheus_query(metric.query)
-        succeeded = bool(evaluate(metric.success, result)) if metric.success is not None else None
-        failed = bool(evaluate(metric.failure, result)) if metric.failure is not None else None
-    except (OSError, RuntimeError, IndexError, TypeError) as exc:
-        metric.consecutive_errors += 1
-        event("measurement", metric=metric.name, phase="Error", error=str(exc))
-        log(f"analysis: {metric.name}: error {exc}")
-        return "Error"
-    metric.consecutive_errors = 0
+def judge(metric: Metric, result: list[float]) -> str:
+    """A measurement's phase, decided as Argo Rollouts does: a true failureCondition fails it;
+    with both conditions, neither true is inconclusive; a lone condition decides both ways.
+    Raises IndexError or TypeError when a condition cannot be evaluated on `result`."""
+    succeeded = bool(evaluate(metric.success, result)) if metric.success is not None else None
+    failed = bool(evaluate(metric.failure, result)) if metric.failure is not None else None
     if succeeded is None and failed is None:
         succeeded, failed = True, False
     elif failed is None:
         failed = not succeeded
     elif succeeded is None:
         succeeded = not failed
-    phase = "Failed" if failed else ("Successful" if succeeded else "Inconclusive")
+    return "Failed" if failed else ("Successful" if succeeded else "Inconclusive")
+
+
+def measure(metric: Metric) -> str:
+    """One measurement against the local Prometheus, counted in the metric's tally."""
+    try:
+        result = prometheus_query(metric.query)
+        phase = judge(metric, result)
+    except (OSError, RuntimeError, IndexError, TypeError) as exc:
+        metric.consecutive_errors += 1
+        event("measurement", metric=metric.name, phase="Error", error=str(exc))
+        log(f"analysis: {metric.name}: error {exc}")
+        return "Error"
+    metric.consecutive_errors = 0
     metric.measurements.append(phase)
     event("measurement", metric=metric.name, phase=phase, result=[str(v) for v in result])
     log(f"analysis: {metric.name} = {result} -> {phase}")

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "docker"))
 import stackctl  # noqa: E402
 
 CA = str(ROOT / ".work" / "certs" / "ca.crt")
+STACK_URL = "https://127.0.0.1:8443"  # HAProxy's HTTPS port (compose.yaml)
 SERVICES = ("etcd", "pg1", "pg2", "pgproxy", "app1", "app2", "app3", "haproxy", "prometheus")
 
 

@@ -1,9 +1,12 @@
-"""Bounded load against the stack's public address, recording every request.
+"""Bounded load against a deployment's public address, recording every request.
 
+The drills point it at the local stack, `make measure` at any environment (tests/e2e/measure.py).
 A thread runs an asyncio loop with `concurrency` workers, together sending at most `rate`
 requests per second, stopping at `stop()`, after `max_seconds`, or after `max_requests`,
 whichever comes first. Every request is recorded with its start/end time and outcome, so the
-drills count failures instead of sampling them.
+drills count failures instead of sampling them. A write is one logical request: it is sent with
+an Idempotency-Key and retried with it up to `write_attempts` times (tests/support/idempotent.py),
+and recorded once, from its first attempt's start to its last answer, with its attempt count.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 
-BASE_URL = "https://127.0.0.1:8443"
+from tests.support import idempotent
 
 
 @dataclass
@@ -32,17 +35,27 @@ class Result:
     name: str | None = None
     id: int | None = None
     commit: str | None = None
+    key: str | None = None  # a write's Idempotency-Key
+    attempts: int = 1
+    retried: tuple[str, ...] = ()  # why each attempt but the last was retried
+    replayed: bool = False  # a write answered with the stored response of an earlier attempt
 
     @property
     def ok(self) -> bool:
         return self.status == 200
 
 
+def trust(ca: str | None) -> ssl.SSLContext:
+    """Verify servers against the CA file `ca`, or against the system's trust store."""
+    return ssl.create_default_context(cafile=ca)
+
+
 class Load:
     def __init__(
         self,
         *,
-        ca: str,
+        base_url: str,
+        ca: str | None,
         key: str,
         ops: Sequence[str] = ("read", "write", "version"),
         rate: float = 40,
@@ -50,16 +63,20 @@ class Load:
         max_seconds: float = 180,
         max_requests: int = 20_000,
         timeout: float = 10,
+        write_attempts: int = 1,
+        backoff: float = 0.2,
+        prefix: str = "e2e",
     ) -> None:
-        self.ca, self.key, self.ops = ca, key, tuple(ops)
+        self.base_url, self.ca, self.key, self.ops = base_url, ca, key, tuple(ops)
         self.rate, self.concurrency = rate, concurrency
         self.max_seconds, self.max_requests, self.timeout = max_seconds, max_requests, timeout
+        self.write_attempts, self.backoff = write_attempts, backoff
         self.results: list[Result] = []
         self.in_flight: dict[int, float] = {}  # request number -> start time
         self.marks: list[tuple[str, float]] = []  # the drill's moments (kill, promotion...)
         self._numbers = itertools.count()
         self._stop = threading.Event()
-        self._prefix = f"e2e-{uuid.uuid4().hex[:8]}"
+        self.prefix = f"{prefix}-{uuid.uuid4().hex[:8]}"  # of every name this load writes
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     def __enter__(self) -> Load:
@@ -70,8 +87,10 @@ class Load:
         self.stop()
 
     def stop(self) -> list[Result]:
+        """Stop sending; wait for the requests in flight, a write through all its retries."""
         self._stop.set()
-        self._thread.join(timeout=self.timeout + 15)
+        longest = idempotent.longest(self.write_attempts, self.backoff, self.timeout)
+        self._thread.join(timeout=longest + 15)
         if self._thread.is_alive():
             raise RuntimeError("load generator did not stop")
         return self.results
@@ -92,8 +111,8 @@ class Load:
     async def _run(self) -> None:
         limits = httpx.Limits(max_connections=self.concurrency)
         async with httpx.AsyncClient(
-            base_url=BASE_URL,
-            verify=ssl.create_default_context(cafile=self.ca),
+            base_url=self.base_url,
+            verify=trust(self.ca),
             timeout=self.timeout,
             limits=limits,
         ) as client:
@@ -118,33 +137,61 @@ class Load:
     async def _one(self, client: httpx.AsyncClient, number: int, op: str) -> None:
         start = time.time()
         self.in_flight[number] = start
-        name = None
         try:
             if op == "write":
-                name = f"{self._prefix}-{number}"
-                response = await client.post(
-                    "/data", json={"name": name}, headers={"Authorization": f"Bearer {self.key}"}
-                )
-            elif op == "read":
-                response = await client.get("/data", params={"limit": 10})
-            elif op == "version":
-                response = await client.get("/version")
+                result = await self._write(client, start, f"{self.prefix}-{number}")
             else:
-                raise ValueError(op)
-            result = Result(op, start, time.time(), response.status_code, None, name)
-            if response.status_code == 200 and op == "write":
-                result.id = response.json()["id"]
-            elif response.status_code == 200 and op == "version":
-                result.commit = response.json()["commit"]
-            elif response.status_code != 200:
-                result.error = response.text[:200]
+                if op == "read":
+                    response = await client.get("/data", params={"limit": 10})
+                elif op == "version":
+                    response = await client.get("/version")
+                else:
+                    raise ValueError(op)
+                result = answered(Result(op, start, time.time(), None, None), response)
         except httpx.HTTPError as exc:
-            result = Result(
-                op, start, time.time(), None, f"{type(exc).__name__}: {exc}"[:200], name
-            )
+            result = Result(op, start, time.time(), None, f"{type(exc).__name__}: {exc}"[:200])
         finally:
             self.in_flight.pop(number, None)
         self.results.append(result)
+
+    async def _write(self, client: httpx.AsyncClient, start: float, name: str) -> Result:
+        written = await idempotent.write_once(
+            client,
+            "POST",
+            "/data",
+            json={"name": name},
+            headers={"Authorization": f"Bearer {self.key}"},
+            attempts=self.write_attempts,
+            backoff=self.backoff,
+        )
+        result = Result(
+            "write",
+            start,
+            time.time(),
+            None,
+            None,
+            name,
+            key=written.key,
+            attempts=written.attempts,
+            replayed=written.replayed,
+        )
+        if written.response is None:  # no attempt was answered: the last one's error
+            result.retried, result.error = tuple(written.errors[:-1]), written.errors[-1]
+            return result
+        result.retried = tuple(written.errors[: written.attempts - 1])
+        return answered(result, written.response)
+
+
+def answered(result: Result, response: httpx.Response) -> Result:
+    """`result` with what the response says: its status, and the id, commit or error text."""
+    result.status = response.status_code
+    if response.status_code != 200:
+        result.error = response.text[:200]
+    elif result.op == "write":
+        result.id = response.json()["id"]
+    elif result.op == "version":
+        result.commit = response.json()["commit"]
+    return result
 
 
 def failures(results: Sequence[Result]) -> list[Result]:
@@ -163,4 +210,15 @@ def summary(results: Sequence[Result]) -> dict[str, object]:
         "duration_s": round(duration, 1),
         "rate_per_s": round(len(results) / duration, 1) if duration else None,
         "p99_ms": round(p99 * 1000, 1) if p99 is not None else None,
+    }
+
+
+def retries(writes: Sequence[Result]) -> dict[str, int]:
+    """How many attempts the logical writes took, how many were retried, and how many of them
+    were answered with the stored response of an attempt that had committed."""
+    return {
+        "writes": len(writes),
+        "attempts": sum(r.attempts for r in writes),
+        "retried writes": sum(1 for r in writes if r.attempts > 1),
+        "replayed answers": sum(1 for r in writes if r.replayed),
     }

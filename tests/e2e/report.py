@@ -1,7 +1,8 @@
 """docs/resilience.md, written by the drills: each drill stores its measurements in
 docs/resilience.json under its own name, and the page is rendered from all of them, so a run of
 one drill updates its section and keeps the others' last measurements (each dated). Beside its
-numbers, each drill draws its timeline (tests/e2e/timeline.py) to docs/resilience/<drill>.png."""
+numbers, each drill draws its timeline (tests/e2e/timeline.py) to docs/resilience/<drill>.png.
+`make measure` (tests/e2e/measure.py) writes the same three into a folder of its own."""
 
 from __future__ import annotations
 
@@ -16,9 +17,15 @@ from tests.e2e import timeline
 from tests.e2e.load import Load, failures
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "docs" / "resilience.json"
-PAGE = ROOT / "docs" / "resilience.md"
-IMAGES = ROOT / "docs" / "resilience"  # <drill>.png, linked from the page relative to it
+DOCS = ROOT / "docs"
+RESULTS_NAME, PAGE_NAME, IMAGES_NAME = "resilience.json", "resilience.md", "resilience"
+RESULTS = DOCS / RESULTS_NAME
+PAGE = DOCS / PAGE_NAME
+IMAGES = DOCS / IMAGES_NAME  # <drill>.png, linked from the page relative to it
+DRILLS_INTRO = (
+    "Each drill runs against the local production-like stack (compose.yaml) under bounded load\n"
+    "sent to https://127.0.0.1:8443, and records here what it measured."
+)
 
 ORDER = [
     "smoke",
@@ -39,8 +46,13 @@ def record(
     measurements: dict[str, object],
     passed: bool,
     shown: dict[str, object] | None = None,
+    *,
+    out: Path = DOCS,
+    intro: str = DRILLS_INTRO,
 ) -> None:
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    """Store the drill's entry in `out`'s results and render `out`'s page from all of them."""
+    results_path = out / RESULTS_NAME
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -55,19 +67,18 @@ def record(
     }
     if shown is not None:
         results[drill]["timeline"] = {"image": image_name(drill), **shown}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    PAGE.write_text(render(results))
+    out.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (out / PAGE_NAME).write_text(render(results, intro))
 
 
-def render(results: dict[str, dict]) -> str:
+def render(results: dict[str, dict], intro: str = DRILLS_INTRO) -> str:
     lines = [
         "# Resilience drills: measured results",
         "",
         "Written by the drills themselves (`make e2e`, tests/e2e/); do not edit by hand.",
-        "Each drill runs against the local production-like stack (compose.yaml) under bounded load",
-        "sent to https://127.0.0.1:8443, and records here what it measured. The raw figures are",
-        "in [resilience.json](resilience.json).",
+        intro,
+        f"The raw figures are in [{RESULTS_NAME}]({RESULTS_NAME}).",
         "",
     ]
     for drill in sorted(results, key=lambda d: ORDER.index(d) if d in ORDER else len(ORDER)):
@@ -101,7 +112,7 @@ def render(results: dict[str, dict]) -> str:
 
 
 def image_name(drill: str) -> str:
-    return f"{IMAGES.name}/{drill}.png"
+    return f"{IMAGES_NAME}/{drill}.png"
 
 
 def _fmt(value: object) -> str:
@@ -121,10 +132,26 @@ def conclude(
     *,
     load: Load,
 ) -> None:
+    """Write the drill's report into docs/ (`write`), then fail on any check that did not hold."""
+    failed = write(drill, title, description, measurements, checks, load=load)
+    assert not failed, f"{drill}: checks failed: {failed}\nmeasurements: {measurements}"
+
+
+def write(
+    drill: str,
+    title: str,
+    description: str,
+    measurements: dict[str, object],
+    checks: dict[str, bool],
+    *,
+    load: Load,
+    out: Path = DOCS,
+    intro: str = DRILLS_INTRO,
+) -> list[str]:
     """Draw the drill's timeline from its load's requests and marks, record the measurements and
-    which checks held (one of them: the image plots exactly the run's requests), then fail on
-    any that did not."""
-    path = PAGE.parent / image_name(drill)
+    which checks held (one of them: the image plots exactly the run's requests) into `out`;
+    return the checks that did not hold."""
+    path = out / image_name(drill)
     shown = timeline.draw(load.results, load.marks, title, path)
     read_back = timeline.embedded(path)
     checks = {
@@ -145,5 +172,7 @@ def conclude(
         },
         passed=not failed,
         shown=shown,
+        out=out,
+        intro=intro,
     )
-    assert not failed, f"{drill}: checks failed: {failed}\nmeasurements: {measurements}"
+    return failed

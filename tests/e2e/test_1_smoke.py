@@ -16,9 +16,9 @@ import httpx
 import yaml
 
 from tests.e2e import load as loadgen
+from tests.e2e.conftest import STACK_URL
 from tests.e2e.report import conclude
 
-BASE = loadgen.BASE_URL
 PROMETHEUS_CONFIG = Path("deploy/docker/prometheus/prometheus.yml")
 # Every replica, both HAProxies, the exporter and both Patroni members must be scraped.
 EXPECTED_TARGETS = {"registro": 3, "haproxy": 2, "postgres": 1, "patroni": 2}
@@ -52,9 +52,11 @@ def test_smoke_over_tls(ca: str, api_key: str) -> None:
     name = f"smoke-{uuid.uuid4().hex[:8]}"
     checks: dict[str, bool] = {}
     with (
-        loadgen.Load(ca=ca, key=api_key, rate=20, concurrency=4, max_seconds=120) as load,
+        loadgen.Load(
+            base_url=STACK_URL, ca=ca, key=api_key, rate=20, concurrency=4, max_seconds=120
+        ) as load,
         httpx.Client(
-            base_url=BASE, verify=ssl.create_default_context(cafile=ca), timeout=10
+            base_url=STACK_URL, verify=ssl.create_default_context(cafile=ca), timeout=10
         ) as api,
     ):
         load.mark("API contract checks")

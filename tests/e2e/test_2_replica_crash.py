@@ -6,6 +6,7 @@ from __future__ import annotations
 import stackctl
 
 from tests.e2e import load as loadgen
+from tests.e2e.conftest import STACK_URL
 from tests.e2e.report import conclude
 
 VICTIM = "app2"
@@ -15,7 +16,9 @@ ROUTED_AROUND_WITHIN = 3.0
 def test_replica_crash(ca: str, api_key: str) -> None:
     cid = stackctl.container(VICTIM)
     assert cid and stackctl.servers()[VICTIM].in_pool, f"{VICTIM} must be up before the drill"
-    with loadgen.Load(ca=ca, key=api_key, rate=60, concurrency=12, max_seconds=150) as load:
+    with loadgen.Load(
+        base_url=STACK_URL, ca=ca, key=api_key, rate=60, concurrency=12, max_seconds=150
+    ) as load:
         load.wait(8)
         load.mark("docker kill sent")
         stackctl.docker("kill", "--signal", "KILL", cid)

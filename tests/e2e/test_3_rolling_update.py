@@ -12,7 +12,7 @@ import time
 import stackctl
 
 from tests.e2e import load as loadgen
-from tests.e2e.conftest import build_variant, replica_commit
+from tests.e2e.conftest import STACK_URL, build_variant, replica_commit
 from tests.e2e.report import conclude
 
 
@@ -62,7 +62,9 @@ def mark_events(load: loadgen.Load, events: list[dict], kinds: tuple[str, ...]) 
 def test_rolling_update(ca: str, api_key: str) -> None:
     tag, commit = build_variant("rollout")
     watch = PoolWatch()
-    with loadgen.Load(ca=ca, key=api_key, rate=40, concurrency=8, max_seconds=400) as load:
+    with loadgen.Load(
+        base_url=STACK_URL, ca=ca, key=api_key, rate=40, concurrency=8, max_seconds=400
+    ) as load:
         load.wait(5)
         watch.start()
         code, events, took = run_make("rollout-local", f"TAG={tag}", timeout=360)

@@ -11,7 +11,7 @@ import stackctl
 import yaml
 
 from tests.e2e import load as loadgen
-from tests.e2e.conftest import build_variant, replica_commit
+from tests.e2e.conftest import STACK_URL, build_variant, replica_commit
 from tests.e2e.report import conclude
 from tests.e2e.test_3_rolling_update import mark_events, run_make
 
@@ -75,7 +75,9 @@ def measured(events: list[dict]) -> dict[str, str]:
 def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
     stable_commit = replica_commit("app1")
     tag, commit = build_variant("canary")
-    with loadgen.Load(ca=ca, key=api_key, rate=40, concurrency=8, max_seconds=600) as load:
+    with loadgen.Load(
+        base_url=STACK_URL, ca=ca, key=api_key, rate=40, concurrency=8, max_seconds=600
+    ) as load:
         load.wait(5)
         code, events, took = run_make("canary-local", f"TAG={tag}", timeout=540)
         mark_events(load, events, CANARY_MOMENTS)
@@ -128,7 +130,9 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
 def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
     stable_commit = replica_commit("app1")
     tag, commit = build_variant("faulty")
-    with loadgen.Load(ca=ca, key=api_key, rate=40, concurrency=8, max_seconds=600) as load:
+    with loadgen.Load(
+        base_url=STACK_URL, ca=ca, key=api_key, rate=40, concurrency=8, max_seconds=600
+    ) as load:
         load.wait(5)
         code, events, took = run_make(
             "canary-local", f"TAG={tag}", "FAULT_ERROR_RATE=0.2", timeout=540

@@ -6,6 +6,7 @@ from __future__ import annotations
 import stackctl
 
 from tests.e2e import load as loadgen
+from tests.e2e.conftest import STACK_URL
 from tests.e2e.report import conclude
 
 PROBE = "exec 3<>/dev/tcp/{host}/{port}"
@@ -37,7 +38,9 @@ def reach_from_replica(host: str, port: int) -> bool:
 
 def test_load_balancer_cannot_reach_the_database(ca: str, api_key: str) -> None:
     targets = {f"{svc}:5432": address(svc) for svc in ("pg1", "pg2", "pgproxy")}
-    with loadgen.Load(ca=ca, key=api_key, rate=20, concurrency=4, max_seconds=120) as load:
+    with loadgen.Load(
+        base_url=STACK_URL, ca=ca, key=api_key, rate=20, concurrency=4, max_seconds=120
+    ) as load:
         load.mark("probes from HAProxy")
         from_lb = {name: reach("haproxy", ip, 5432) for name, ip in targets.items()}
         names_from_lb = {svc: resolves("haproxy", svc) for svc in ("pg1", "pg2", "pgproxy", "etcd")}

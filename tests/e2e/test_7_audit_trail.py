@@ -13,6 +13,7 @@ import httpx
 import stackctl
 
 from tests.e2e import load as loadgen
+from tests.e2e.conftest import STACK_URL
 from tests.e2e.report import conclude
 
 FORGED = "198.51.100.66"
@@ -51,9 +52,11 @@ def test_audit_trail_cannot_be_forged(ca: str, api_key: str) -> None:
     auth = {"Authorization": f"Bearer {api_key}"}
     caller_id = f"e2e-{uuid.uuid4().hex[:8]}"
     with (
-        loadgen.Load(ca=ca, key=api_key, rate=20, concurrency=4, max_seconds=120) as load,
+        loadgen.Load(
+            base_url=STACK_URL, ca=ca, key=api_key, rate=20, concurrency=4, max_seconds=120
+        ) as load,
         httpx.Client(
-            base_url=loadgen.BASE_URL, verify=ssl.create_default_context(cafile=ca), timeout=10
+            base_url=STACK_URL, verify=ssl.create_default_context(cafile=ca), timeout=10
         ) as api,
     ):
         load.mark("forged write")

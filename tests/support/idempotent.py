@@ -34,6 +34,16 @@ class Written:
         return self.response is not None and self.response.headers.get(REPLAYED) == "true"
 
 
+def delays(attempts: int, backoff: float) -> list[float]:
+    """The waits between `attempts` attempts: `backoff`, doubled after each retry."""
+    return [backoff * 2**attempt for attempt in range(attempts - 1)]
+
+
+def longest(attempts: int, backoff: float, timeout: float) -> float:
+    """The most seconds one write can take: every attempt timing out, every wait waited."""
+    return attempts * timeout + sum(delays(attempts, backoff))
+
+
 async def write_once(
     client: httpx.AsyncClient,
     method: str,
@@ -48,6 +58,7 @@ async def write_once(
     """Send one write, retried up to `attempts` times with one key (new if not given)."""
     written = Written(key or str(uuid.uuid4()), None, 0)
     sent = {**(headers or {}), HEADER: written.key}
+    waits = delays(attempts, backoff)
     for attempt in range(attempts):
         written.attempts = attempt + 1
         try:
@@ -59,6 +70,6 @@ async def write_once(
             if response.status_code not in RETRY_STATUSES:
                 return written
             written.errors.append(f"HTTP {response.status_code}")
-        if attempt + 1 < attempts:
-            await asyncio.sleep(backoff * 2**attempt)
+        if attempt < len(waits):
+            await asyncio.sleep(waits[attempt])
     return written
