@@ -128,17 +128,21 @@ def in_member(
     return result.stdout
 
 
-def cluster() -> dict[str, dict[str, Any]]:
-    """patronictl's view of the members ({} when no member answers)."""
+def cluster(member: str | None = None) -> dict[str, dict[str, Any]]:
+    """patronictl's view of the members, asked in `member` or any running one ({} when no
+    member answers)."""
     try:
-        out = in_member("patronictl", "-c", PATRONI_CONFIG, "list", "-f", "json", timeout=30)
+        out = in_member(
+            "patronictl", "-c", PATRONI_CONFIG, "list", "-f", "json", member=member, timeout=30
+        )
     except (RuntimeError, subprocess.TimeoutExpired):
         return {}
     return {m["Member"]: m for m in json.loads(out)}
 
 
 def member_is(member: str, roles: tuple[str, ...], states: tuple[str, ...]) -> bool:
-    m = cluster().get(member, {})
+    """Asked of the member itself: it runs while it is waited for, though not yet healthy."""
+    m = cluster(member).get(member, {})
     return m.get("Role") in roles and m.get("State") in states
 
 

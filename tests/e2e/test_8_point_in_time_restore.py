@@ -19,7 +19,7 @@ import stackctl
 
 from tests.e2e import load as loadgen
 from tests.e2e.report import conclude
-from tests.e2e.test_5_database_failover import cluster, stored_records
+from tests.e2e.test_5_database_failover import stored_records
 
 WRITES_BEFORE_T = 8.0  # seconds of acknowledged writes the restore must keep
 WRITES_AFTER_DELETE = 3.0  # writes the restore must drop
@@ -47,7 +47,7 @@ def test_point_in_time_restore(ca: str, api_key: str) -> None:
         BACKUP_WAIT,
         2,
     )
-    leader = next(name for name, m in cluster().items() if m["Role"] == "Leader")
+    leader = next(name for name, m in pitr.cluster().items() if m["Role"] == "Leader")
 
     with loadgen.Load(
         ca=ca, key=api_key, ops=("write",), rate=20, concurrency=4, max_seconds=600, timeout=10
@@ -95,7 +95,7 @@ def test_point_in_time_restore(ca: str, api_key: str) -> None:
         (r.end for r in acknowledged if r.start <= target and r.name in present), default=None
     )
     first_write_back = min((r.end for r in after), default=None)
-    members = cluster()
+    members = pitr.cluster()
     conclude(
         "point-in-time-restore",
         "Point-in-time restore (an accidental DELETE undone)",
