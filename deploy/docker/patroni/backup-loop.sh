@@ -1,9 +1,9 @@
 #!/bin/sh
 # Continuous backups (start.sh runs this beside Patroni in every member): while this member is
-# the primary, a pgBackRest backup every BACKUP_INTERVAL_SECONDS, the first one full (at stack
-# start, and on a member newly primary after a failover or a restore, which is a new
-# timeline), incremental after. WAL is archived continuously by archive_command in between
-# (patroni.yml), so any moment since the oldest backup can be restored.
+# the primary, a pgBackRest backup every BACKUP_INTERVAL_SECONDS. The container's first one is
+# full (at stack start; on the standby promoted by a failover; on the member a restore started,
+# a new timeline), the next ones incremental. WAL is archived continuously by archive_command
+# in between (patroni.yml), so any moment since the oldest backup ended can be restored.
 set -u
 type=full
 while :; do
