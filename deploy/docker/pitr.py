@@ -47,25 +47,25 @@ RESTORE_TIMEOUT = 600.0  # restore and WAL replay, on a busy 2-core machine
 REJOIN_TIMEOUT = 300.0
 
 
-class TargetError(ValueError):
-    """The target time cannot be restored to: the message is the one line the operator sees."""
+class Refusal(ValueError):
+    """Why nothing is restored, found before anything changed: the one line the operator sees."""
 
 
 def parse_target(text: str, now: datetime) -> datetime:
     """The target as an aware datetime; refused when empty, unreadable, without a UTC offset
     (ambiguous), or later than `now` (WAL that does not exist yet)."""
     if not text.strip():
-        raise TargetError("TIME is empty: give e.g. TIME='2026-12-02 03:10:00.123+00'")
+        raise Refusal("TIME is empty: give e.g. TIME='2026-12-02 03:10:00.123+00'")
     try:
         target = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise TargetError(
+        raise Refusal(
             f"TIME {text!r} is not an ISO 8601 time such as '2026-12-02 03:10:00.123+00'"
         ) from None
     if target.tzinfo is None:
-        raise TargetError(f"TIME {text!r} has no UTC offset: add one, e.g. +00")
+        raise Refusal(f"TIME {text!r} has no UTC offset: add one, e.g. +00")
     if target > now:
-        raise TargetError(f"TIME {text!r} is in the future (now {now.isoformat(' ')})")
+        raise Refusal(f"TIME {text!r} is in the future (now {now.isoformat(' ')})")
     return target
 
 
@@ -79,9 +79,9 @@ def oldest_backup_end(info: list[dict[str, Any]]) -> datetime | None:
 def check_against_backups(target: datetime, info: list[dict[str, Any]]) -> None:
     earliest = oldest_backup_end(info)
     if earliest is None:
-        raise TargetError("the repository holds no backup yet: nothing to restore from")
+        raise Refusal("the repository holds no backup yet: nothing to restore from")
     if target < earliest:
-        raise TargetError(
+        raise Refusal(
             f"TIME {target.isoformat(' ')} is before the oldest backup ended "
             f"({earliest.isoformat(' ')}): that is as far back as the repository goes"
         )
@@ -91,8 +91,13 @@ def validate(text: str) -> datetime:
     """Everything checked before anything changes: the target and what the repository holds."""
     target = parse_target(text, datetime.now(UTC))
     if stackctl.container_state("etcd") != "healthy":
-        raise TargetError("the stack is not up (make stack-up)")
-    check_against_backups(target, repository_info())
+        raise Refusal("the stack is not up (make stack-up)")
+    try:
+        info = repository_info()
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        last = str(exc).strip().splitlines()[-1]
+        raise Refusal(f"cannot read the backup repository (pgbackrest info): {last}") from None
+    check_against_backups(target, info)
     return target
 
 
@@ -245,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         target = validate(args.time)
-    except TargetError as exc:
+    except Refusal as exc:
         print(f"restore-local: {exc}; nothing changed", file=sys.stderr)
         return 2
     restore(target)

@@ -55,7 +55,7 @@ def test_a_time_with_its_offset_is_taken(text: str, expected: datetime) -> None:
     ],
 )
 def test_a_bad_time_is_refused_with_one_line(text: str, message: str) -> None:
-    with pytest.raises(pitr.TargetError, match=message) as refused:
+    with pytest.raises(pitr.Refusal, match=message) as refused:
         pitr.parse_target(text, NOW)
     assert "\n" not in str(refused.value)
 
@@ -63,12 +63,12 @@ def test_a_bad_time_is_refused_with_one_line(text: str, message: str) -> None:
 def test_a_time_before_the_oldest_backup_ended_is_refused() -> None:
     newer = OLDEST_STOP + timedelta(minutes=5)
     pitr.check_against_backups(OLDEST_STOP, info(newer, OLDEST_STOP))
-    with pytest.raises(pitr.TargetError, match="before the oldest backup ended"):
+    with pytest.raises(pitr.Refusal, match="before the oldest backup ended"):
         pitr.check_against_backups(OLDEST_STOP - timedelta(seconds=1), info(newer, OLDEST_STOP))
 
 
 def test_without_a_backup_nothing_is_restored() -> None:
-    with pytest.raises(pitr.TargetError, match="no backup yet"):
+    with pytest.raises(pitr.Refusal, match="no backup yet"):
         pitr.check_against_backups(NOW, [{"name": "registro", "backup": []}])
 
 
@@ -85,11 +85,18 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     must not run."""
     state: dict[str, Any] = {"etcd": "healthy", "info": info(ago(hours=1))}
     monkeypatch.setattr(pitr.stackctl, "container_state", lambda s: state.get(s, "healthy"))
-    monkeypatch.setattr(pitr, "in_member", lambda *cmd, **kw: json.dumps(state["info"]))
+    monkeypatch.setattr(pitr, "in_member", lambda *cmd, **kw: answer(state["info"]))
     monkeypatch.setattr(pitr, "restore", Untouched())
     monkeypatch.setattr(pitr.stackctl, "docker", Untouched())
     monkeypatch.setattr(pitr.stackctl, "compose", Untouched())
     return state
+
+
+def answer(info: list[dict[str, Any]] | Exception) -> str:
+    """What `pgbackrest info --output=json` in a member prints, or how it fails."""
+    if isinstance(info, Exception):
+        raise info
+    return json.dumps(info)
 
 
 def ago(**delta: float) -> datetime:
@@ -104,6 +111,11 @@ def ago(**delta: float) -> datetime:
         (str(ago(hours=2)), {}, "before the oldest backup ended"),
         (str(ago(minutes=1)), {"info": info()}, "no backup yet"),
         (str(ago(minutes=1)), {"etcd": "missing"}, "the stack is not up"),
+        (
+            str(ago(minutes=1)),
+            {"info": RuntimeError("pgbackrest info --output=json failed:\nexec: not found")},
+            "cannot read the backup repository (pgbackrest info): exec: not found",
+        ),
     ],
 )
 def test_restore_local_refuses_and_changes_nothing(
