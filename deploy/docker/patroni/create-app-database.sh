@@ -1,7 +1,6 @@
 #!/bin/sh
 # Patroni's post_bootstrap hook, run once on the member that initialises the cluster: the
-# database and its owner, and a read-only monitoring role for the exporter; then the pgBackRest
-# stanza, so that WAL archiving (archive_command) and the backups (backup-loop) can start.
+# database and its owner, and a read-only monitoring role for the exporter.
 # The owner is what the RDS master is on AWS: not a superuser, allowed to create roles. Only
 # `registro migrate` logs in as it; it creates the service's own role (registro_app), which gets
 # CONNECT and data privileges only. Patroni passes a superuser connection string as $1.
@@ -17,5 +16,3 @@ REVOKE ALL ON DATABASE registro FROM PUBLIC;
 CREATE ROLE monitor LOGIN PASSWORD :'monitor_pw' IN ROLE pg_monitor;
 SQL
 fi
-# Idempotent: a restored cluster has the same system identifier as the stanza.
-pgbackrest stanza-create
