@@ -415,6 +415,10 @@ rollout-local: $(E2E_VENV)/.installed ## replace the replicas one at a time with
 canary-local: $(E2E_VENV)/.installed ## one replica of registro:$(TAG) at 10%, analysed, promoted or aborted (FAULT_ERROR_RATE=0.2 to inject)
 	$(E2E_VENV)/bin/python deploy/docker/stackctl.py canary $(TAG) --fault-error-rate $(or $(FAULT_ERROR_RATE),0)
 
+.PHONY: restore-local
+restore-local: $(E2E_VENV)/.installed ## restore the stack's database to TIME='2026-12-02 03:10:00.123+00' from its backups and WAL (docs/runbooks/restore-local.md)
+	$(E2E_VENV)/bin/python deploy/docker/pitr.py restore "$(TIME)"
+
 .PHONY: e2e
 e2e: $(E2E_VENV)/.installed docker ## start the stack and run the drills against it; always stops it
 	E2E_VENV=$(E2E_VENV) deploy/docker/e2e.sh $(E2E_ARGS)

@@ -194,6 +194,21 @@ def answered(result: Result, response: httpx.Response) -> Result:
     return result
 
 
+def stored_records(base_url: str, ca: str | None, prefix: str) -> list[tuple[int, str]]:
+    """(id, name) of every stored record whose name starts with `prefix`, read page by page."""
+    rows, after = [], 0
+    with httpx.Client(base_url=base_url, verify=trust(ca), timeout=30) as api:
+        for _ in range(1000):  # bounded: 1000 pages of 1000
+            page = api.get("/data", params={"limit": 1000, "after": after})
+            page.raise_for_status()
+            batch = page.json()
+            rows += [(r["id"], r["name"]) for r in batch if r["name"].startswith(prefix)]
+            if "next" not in page.headers.get("link", ""):
+                return rows
+            after = batch[-1]["id"]
+    raise AssertionError("more than 1,000,000 records: pagination does not end")
+
+
 def failures(results: Sequence[Result]) -> list[Result]:
     return [r for r in results if not r.ok]
 

@@ -34,6 +34,7 @@ ORDER = [
     "canary-healthy",
     "canary-faulty",
     "database-failover",
+    "point-in-time-restore",
     "isolation",
     "audit-trail",
 ]

@@ -61,20 +61,6 @@ def role(member: str) -> str:
     return f"{m.get('Role')}/{m.get('State')}"
 
 
-def stored_records(ca: str, prefix: str) -> list[tuple[int, str]]:
-    rows, after = [], 0
-    with httpx.Client(base_url=STACK_URL, verify=loadgen.trust(ca), timeout=30) as api:
-        for _ in range(1000):  # bounded: 1000 pages of 1000
-            page = api.get("/data", params={"limit": 1000, "after": after})
-            page.raise_for_status()
-            batch = page.json()
-            rows += [(r["id"], r["name"]) for r in batch if r["name"].startswith(prefix)]
-            if "next" not in page.headers.get("link", ""):
-                return rows
-            after = batch[-1]["id"]
-    raise AssertionError("more than 1,000,000 records: pagination does not end")
-
-
 async def send_again(ca: str, key: str, writes: list[loadgen.Result]) -> list[idempotent.Written]:
     """Each write once more with its own key and body, 8 at a time, retried as the writers
     retry: each should be answered with its stored first response."""
@@ -161,7 +147,7 @@ def test_database_failover(ca: str, api_key: str) -> None:
     first_success_after = min(
         (r.end - killed_at for r in acknowledged if r.start > killed_at), default=None
     )
-    stored = stored_records(ca, load.prefix)
+    stored = loadgen.stored_records(STACK_URL, ca, load.prefix)
     times_stored = Counter(name for _, name in stored)
     stored_ids = {name: rid for rid, name in stored}
     lost = [r for r in acknowledged if times_stored[r.name] != 1 or stored_ids[r.name] != r.id]

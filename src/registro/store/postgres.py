@@ -128,9 +128,9 @@ def _key(row: asyncpg.Record) -> ApiKey:
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """The pool's reset on release: nothing to undo. The store changes no session state (no SET,
-    advisory lock, LISTEN or cursor outside a transaction; tests/integration/test_postgres_session.py
-    checks), and asyncpg itself rolls back a transaction left open. Its default reset query is a
-    round trip to the server on every release: one more statement per request."""
+    advisory lock, LISTEN or cursor outside a transaction: test_postgres_session.py checks), and
+    asyncpg itself rolls back a transaction left open. Its default reset query is a round trip to
+    the server on every release: one more statement per request."""
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
