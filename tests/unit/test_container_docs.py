@@ -1,5 +1,5 @@
-"""The README's `docker run` line fits the image: the port it publishes is the one the image
-listens on, and a read-only container gets a writable place for its SQLite file."""
+"""The `docker run` line of docs/configuration.md fits the image: the port it publishes is the
+one the image listens on, and a read-only container gets a writable place for its SQLite file."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ DOCKERFILE = (ROOT / "deploy" / "docker" / "registro" / "Dockerfile").read_text(
 
 
 def docker_run() -> str:
-    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    text = (ROOT / "docs" / "configuration.md").read_text().replace("\\\n", " ")
     [line] = [line for line in text.splitlines() if line.startswith("docker run --rm -p")]
     return line
 

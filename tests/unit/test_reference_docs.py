@@ -1,4 +1,5 @@
-"""The README's tables say what the code does: the API table and the configuration table."""
+"""The reference docs' tables say what the code does: the API table (docs/api.md) and the
+configuration table (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ from starlette.types import ASGIApp
 from registro.app import create_app
 from registro.settings import ENVIRONMENT_VARIABLES, Settings, load_settings
 
-README = Path(__file__).parents[2] / "README.md"
+DOCS = Path(__file__).parents[2] / "docs"
 CODE_SPAN = re.compile(r"`([^`]*)`")
 Operation = tuple[str, str]
 OPERATION = re.compile(r"(GET|POST|PUT|PATCH|DELETE) (/\S*)")
 STATUS = re.compile(r"\b[1-5]\d\d\b")
 
 
-def table(heading: str) -> list[dict[str, str]]:
-    """The rows of the first table after the line `heading`, each keyed by the column headers."""
-    lines = README.read_text().splitlines()
+def table(doc: str, heading: str) -> list[dict[str, str]]:
+    """The rows of the first table after the line `heading` in docs/`doc`, each keyed by the
+    column headers."""
+    lines = (DOCS / doc).read_text().splitlines()
     after = lines[lines.index(heading) + 1 :]
     start = next(i for i, line in enumerate(after) if line.startswith("|"))
     block = itertools.takewhile(lambda line: line.startswith("|"), after[start:])
@@ -38,11 +40,11 @@ def table(heading: str) -> list[dict[str, str]]:
 # --- the API table against the routes and /openapi.json ---------------------------------------
 
 
-def readme_operations() -> dict[Operation, set[int]]:
+def documented_operations() -> dict[Operation, set[int]]:
     """Each operation the API table names, with the status codes its row states (the numbers
     outside code spans, which hold bodies and query strings)."""
     operations: dict[Operation, set[int]] = {}
-    for row in table("## API"):
+    for row in table("api.md", "## Operations"):
         outcomes = CODE_SPAN.sub("", row["success"] + " " + row["errors"])
         codes = {int(code) for code in STATUS.findall(outcomes)}
         for span in CODE_SPAN.findall(row["method and path"]):
@@ -80,7 +82,7 @@ async def served_openapi() -> dict[str, Any]:
 
 
 def test_every_route_has_a_row() -> None:
-    assert set(readme_operations()) == routed_operations(app())
+    assert set(documented_operations()) == routed_operations(app())
 
 
 async def test_each_row_states_the_status_codes_of_its_operation() -> None:
@@ -89,18 +91,18 @@ async def test_each_row_states_the_status_codes_of_its_operation() -> None:
         for path, methods in (await served_openapi())["paths"].items()
         for method, operation in methods.items()
     }
-    readme = readme_operations()
-    assert {operation: readme.get(operation) for operation in documented} == documented
+    table_codes = documented_operations()
+    assert {operation: table_codes.get(operation) for operation in documented} == documented
 
 
 # --- the configuration table against the settings --------------------------------------------
 
 
-def readme_dev_column() -> list[tuple[str, str]]:
+def documented_dev_column() -> list[tuple[str, str]]:
     """Each variable the configuration table names, with its "dev (default)" cell."""
     return [
         (variable, row["dev (default)"])
-        for row in table("## Configuration")
+        for row in table("configuration.md", "## Environment variables")
         for variable in CODE_SPAN.findall(row["variable"])
     ]
 
@@ -117,21 +119,23 @@ def effective(settings: Settings) -> dict[str, object]:
 
 
 def test_configuration_lists_exactly_the_variables_the_service_reads() -> None:
-    assert sorted(variable for variable, _ in readme_dev_column()) == sorted(ENVIRONMENT_VARIABLES)
+    documented = sorted(variable for variable, _ in documented_dev_column())
+    assert documented == sorted(ENVIRONMENT_VARIABLES)
 
 
 def test_configuration_dev_values_are_the_dev_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Setting a variable to the dev value the README states changes no setting."""
+    """Setting a variable to the dev value the table states changes no setting."""
     for name in ENVIRONMENT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     defaults = effective(load_settings())
     checked = []
-    for variable, dev in readme_dev_column():
+    for variable, dev in documented_dev_column():
         stated = re.fullmatch(r"`([^`]+)`", dev)
         if stated is None:
             continue  # not a value: "unset", or prose
         with monkeypatch.context() as patch:
             patch.setenv(variable, stated[1])
-            assert effective(load_settings()) == defaults, f"README: {variable}={stated[1]}"
+            stated_in = f"docs/configuration.md: {variable}={stated[1]}"
+            assert effective(load_settings()) == defaults, stated_in
         checked.append(variable)
     assert checked
