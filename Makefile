@@ -93,6 +93,14 @@ test-min-deps: $(MIN_DEPS_VENV)/.installed ## the unit tests against the lowest 
 	$(UV) pip install -q --python $(MIN_DEPS_VENV)/bin/python --no-deps --no-build-isolation -e .
 	$(MIN_DEPS_VENV)/bin/pytest -q -p no:cacheprovider -W error::pytest.PytestConfigWarning tests/unit
 
+# The README typed by a newcomer on stock Debian (tools/fresh-machine.sh): its install line, a
+# fresh clone, make run answering, make test passing with nothing skipped. testing has Python 3.14.
+FRESH_SUITES := bookworm trixie testing
+
+.PHONY: fresh-machines
+fresh-machines: ## as root: the README's steps on fresh Debian 12, 13 and testing root filesystems (FRESH_SUITES=)
+	for suite in $(FRESH_SUITES); do tools/fresh-machine.sh "$$suite"; done
+
 .PHONY: verify-local
 verify-local: venv ## static checks of what runs on this machine: compose.yaml, tools/tools.txt, make bench's publishing
 	$(BIN)/pytest -p no:cacheprovider tests/infra/stack tests/infra/tools tests/bench

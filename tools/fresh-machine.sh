@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The README, typed by a newcomer on a stock Debian machine: a minimal root filesystem of SUITE
+# (debootstrap), in it the README's install line for Debian, a fresh clone of this repository's
+# HEAD by an ordinary user, `make run` until a POST and a GET answer, then `make test`, which must
+# pass with nothing skipped. Fails when any README step fails, so wrong instructions fail CI.
+#
+#   tools/fresh-machine.sh SUITE      bookworm (Debian 12), trixie (Debian 13), testing, ...
+#
+# Run as root (debootstrap, chroot, mounts). The machine's own parts, not the README's: the base
+# root filesystem and downloaded .deb files are cached under FRESH_CACHE (a new machine only pays
+# once per suite); the chroot shares this machine's network, DNS and TLS trust (a proxy's CA, if
+# SSL_CERT_FILE names one), and has a policy-rc.d so that installing postgresql starts no server.
+# Writes a line of figures per step and .work/fresh/SUITE.json.
+set -euo pipefail
+suite=${1:?usage: tools/fresh-machine.sh SUITE}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${FRESH_CACHE:-/var/cache/registro-fresh}
+work=$repo/.work/fresh
+root=$work/$suite
+user=newcomer
+mkdir -p "$cache/apt-$suite" "$work"
+
+say() { printf 'fresh-machine %s: %s\n' "$suite" "$*"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+mirror=${FRESH_MIRROR:-$(sed -nE 's/^(URIs:|deb) *(https?:[^ ]+).*/\2/p' /etc/apt/sources.list \
+  /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null | grep -v security | head -n 1)}
+[ -n "$mirror" ] || { echo "fresh-machine: no Debian mirror in /etc/apt/sources*; set FRESH_MIRROR" >&2; exit 2; }
+
+# The install line the README gives for Debian, word for word.
+install_line=$(grep -E '^\| Debian 12' "$repo/README.md" | grep -oE '`apt-get install [^`]+`' | tr -d '`')
+[ -n "$install_line" ] || { echo "fresh-machine: README.md has no Debian install line" >&2; exit 1; }
+
+mounted=()
+cleanup() {
+  local m
+  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
+    m=${mounted[$i]}
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf "$root"
+}
+trap cleanup EXIT
+bind() { mkdir -p "$root$2"; mount --bind "$1" "$root$2"; mounted+=("$root$2"); }
+
+# 1. A stock minimal Debian: from the cached tarball, or debootstrapped once.
+started=$(now)
+tarball=$cache/rootfs-$suite.tar
+if [ ! -s "$tarball" ]; then
+  say "debootstrap --variant=minbase $suite from $mirror (once per machine)"
+  rm -rf "$root" && mkdir -p "$root"
+  debootstrap --variant=minbase --include=ca-certificates "$suite" "$root" "$mirror" >/dev/null
+  tar -C "$root" -cf "$tarball.new" . && mv "$tarball.new" "$tarball"
+  rm -rf "$root"
+fi
+rm -rf "$root" && mkdir -p "$root" && tar -C "$root" -xf "$tarball"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+if [ -n "${SSL_CERT_FILE:-}" ] && [ -s "$SSL_CERT_FILE" ]; then
+  cp "$SSL_CERT_FILE" "$root/usr/local/share/fresh-machine-ca.crt"
+fi
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" && chmod 755 "$root/usr/sbin/policy-rc.d"
+bind /proc /proc
+bind /sys /sys
+bind /dev /dev
+bind /dev/pts /dev/pts
+bind "$cache/apt-$suite" /var/cache/apt/archives
+mkdir -p "$root/mnt/origin" && mount --bind -o ro "$repo" "$root/mnt/origin" 2>/dev/null ||
+  { mount --bind "$repo" "$root/mnt/origin" && mount -o remount,bind,ro "$root/mnt/origin"; }
+mounted+=("$root/mnt/origin")
+say "root filesystem ready in $(since "$started") s"
+
+# Inside the machine: a clean environment, plus this machine's TLS trust when it has its own CA.
+inside() {
+  local ca=() 
+  if [ -s "$root/usr/local/share/fresh-machine-ca.crt" ]; then
+    ca=(SSL_CERT_FILE=/usr/local/share/fresh-machine-ca.crt PIP_CERT=/usr/local/share/fresh-machine-ca.crt
+        GIT_SSL_CAINFO=/usr/local/share/fresh-machine-ca.crt)
+  fi
+  chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "${ca[@]}" "$@"
+}
+as_user() { inside runuser -u "$user" -- env HOME=/home/$user "$@"; }
+
+# 2. The README's install line, as root.
+started=$(now)
+inside apt-get update -qq
+# shellcheck disable=SC2086 # the README's words, one package each
+inside ${install_line/apt-get install/apt-get install -y -qq} >/dev/null
+python=$(inside python3 -c 'import sys; print(sys.version.split()[0])')
+install_seconds=$(since "$started")
+say "README install line ($install_line): $install_seconds s; Python $python"
+
+# 3. A fresh clone by an ordinary user.
+inside useradd --create-home --shell /bin/bash "$user"
+as_user git -c safe.directory='*' clone -q /mnt/origin "/home/$user/registro"
+commit=$(as_user git -C "/home/$user/registro" rev-parse --short HEAD)
+
+# 4. make run, until a POST and a GET answer (the first run creates the venvs).
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+started=$(now)
+inside runuser -u "$user" -- env HOME=/home/$user setsid bash -c \
+  "cd ~/registro && exec make run PORT=$port" >"$work/$suite-run.log" 2>&1 &
+runner=$!
+answered=
+for _ in $(seq 600); do
+  if curl -sf "http://127.0.0.1:$port/data" -H 'Content-Type: application/json' \
+      -d '{"name": "fresh-machine"}' >/dev/null 2>&1 &&
+    curl -sf "http://127.0.0.1:$port/data" | grep -q '"fresh-machine"'; then
+    answered=yes
+    break
+  fi
+  kill -0 "$runner" 2>/dev/null || break
+  sleep 1
+done
+run_seconds=$(since "$started")
+pkill -TERM -f "registro serve --port $port" 2>/dev/null || true
+wait "$runner" 2>/dev/null || true
+if [ -z "$answered" ]; then
+  say "make run did not answer a POST and a GET; its output:"
+  cat "$work/$suite-run.log"
+  exit 1
+fi
+say "make run: a POST and a GET answered $run_seconds s after it started (installing .venv first)"
+
+# 5. make test: every test passes, none is skipped.
+started=$(now)
+status=0
+as_user bash -c 'cd ~/registro && make test' >"$work/$suite-test.log" 2>&1 || status=$?
+test_seconds=$(since "$started")
+summary=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$work/$suite-test.log" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
+say "make test: ${summary:-no summary} ($test_seconds s, exit $status)"
+if [ $status -ne 0 ] || ! grep -qE '^[0-9]+ passed' <<<"$summary" ||
+  grep -qE 'skipped|failed|error|xfail' <<<"$summary"; then
+  say "make test must pass with nothing skipped; the end of its output:"
+  tail -n 60 "$work/$suite-test.log"
+  exit 1
+fi
+
+printf '{"suite": "%s", "python": "%s", "commit": "%s", "install_seconds": %s, "run_seconds": %s, "test_seconds": %s, "test_summary": "%s"}\n' \
+  "$suite" "$python" "$commit" "$install_seconds" "$run_seconds" "$test_seconds" "$summary" >"$work/$suite.json"
+say "passed"
