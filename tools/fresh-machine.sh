@@ -24,8 +24,9 @@ say() { printf 'fresh-machine %s: %s\n' "$suite" "$*"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-mirror=${FRESH_MIRROR:-$(sed -nE 's/^(URIs:|deb) *(https?:[^ ]+).*/\2/p' /etc/apt/sources.list \
-  /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null | grep -v security | head -n 1)}
+mirror=${FRESH_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
+  /etc/apt/sources.list.d/*.list 2>/dev/null | sed -nE 's/^(URIs:|deb) *(https?:[^ ]+).*/\2/p' |
+  grep -v security | head -n 1 || true)}
 [ -n "$mirror" ] || { echo "fresh-machine: no Debian mirror in /etc/apt/sources*; set FRESH_MIRROR" >&2; exit 2; }
 
 # The install line the README gives for Debian, word for word.
@@ -93,7 +94,10 @@ say "README install line ($install_line): $install_seconds s; Python $python"
 
 # 3. A fresh clone by an ordinary user.
 inside useradd --create-home --shell /bin/bash "$user"
-as_user git -c safe.directory='*' clone -q /mnt/origin "/home/$user/registro"
+# (git refuses to read a repository another user owns, so the clone's origin is made by root and
+# handed over; from then on everything runs as the user)
+inside git clone -q --no-hardlinks /mnt/origin "/home/$user/registro"
+inside chown -R "$user:$user" "/home/$user/registro"
 commit=$(as_user git -C "/home/$user/registro" rev-parse --short HEAD)
 
 # 4. make run, until a POST and a GET answer (the first run creates the venvs).

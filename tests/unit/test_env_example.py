@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from registro.settings import ENVIRONMENT_VARIABLES, Settings, _variable_name, load_settings
-from tests.unit.test_readme import effective
+from tests.unit.test_reference_docs import effective
 
 EXAMPLE = Path(__file__).parents[2] / ".env.example"
 LINE = re.compile(r"# ([A-Z][A-Z0-9_]*)=(.*)")
