@@ -65,6 +65,7 @@ bind /proc /proc
 bind /sys /sys
 bind /dev /dev
 bind /dev/pts /dev/pts
+bind /dev/shm /dev/shm
 bind "$cache/apt-$suite" /var/cache/apt/archives
 mkdir -p "$root/mnt/origin" && mount --bind -o ro "$repo" "$root/mnt/origin" 2>/dev/null ||
   { mount --bind "$repo" "$root/mnt/origin" && mount -o remount,bind,ro "$root/mnt/origin"; }
