@@ -247,7 +247,8 @@ QUOTAS = (
           lambda: _count(aws("ec2", "describe-addresses"), "Addresses")),
     Quota("ec2", "L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
           "https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-quotas.html",
-          lambda v: int(v.get("NodeMaxSize", "0")) * _vcpus(v["NodeInstanceType"]),
+          lambda v: stacks.ZONES * int(v.get("NodeMaxSizePerZone", "0"))
+          * _vcpus(v["NodeInstanceType"]),
           _running_standard_vcpus),
     Quota("eks", "L-1194D53C", "Clusters",
           "https://docs.aws.amazon.com/eks/latest/userguide/service-quotas.html", lambda v: 1,

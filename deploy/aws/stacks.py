@@ -26,6 +26,9 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ENVIRONMENTS = tuple(sorted(p.stem for p in (HERE / "environments").glob("*.json")))
+# The network stack's private subnets, one per Availability Zone; the cluster stack runs one
+# managed node group in each (NodeGroupA..C), sized by the Node*SizePerZone values.
+ZONES = 3
 
 
 def layers() -> list[str]:
@@ -42,6 +45,16 @@ def environment(env: str) -> dict[str, str]:
         raise SystemExit(f"unknown environment {env!r}; expected one of {', '.join(ENVIRONMENTS)}")
     values: dict[str, str] = json.loads((HERE / "environments" / f"{env}.json").read_text())
     return values
+
+
+def node_counts(env: str) -> tuple[int, int, int]:
+    """The environment's nodes over all zones: (minimum, desired, maximum)."""
+    values = environment(env)
+    return (
+        ZONES * int(values["NodeMinSizePerZone"]),
+        ZONES * int(values["NodeDesiredSizePerZone"]),
+        ZONES * int(values["NodeMaxSizePerZone"]),
+    )
 
 
 def service_accounts() -> list[dict[str, Any]]:

@@ -147,10 +147,12 @@ def test_cluster_autoscaler_resizes_only_this_clusters_node_groups(
     assert policy["PolicyDocument"]["Fn::Sub"][1]["Cluster"] == {
         "Fn::ImportValue": {"Fn::Sub": "${ClusterStack}-ClusterName"}
     }
-    (nodegroup,) = [
+    nodegroups = [
         r for r in templates["cluster"]["Resources"].values() if r["Type"] == "AWS::EKS::Nodegroup"
     ]
-    assert not any(key.startswith("k8s.io/") for key in nodegroup["Properties"]["Tags"])
+    assert nodegroups
+    for nodegroup in nodegroups:
+        assert not any(key.startswith("k8s.io/") for key in nodegroup["Properties"]["Tags"])
 
 
 def test_external_secrets_reads_both_database_secrets(templates: dict[str, Any]) -> None:

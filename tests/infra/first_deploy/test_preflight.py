@@ -49,7 +49,7 @@ def test_the_committed_values_are_refused_key_by_key(env: str) -> None:
         ("AdminRoleArn", "arn:aws:iam::210987654321:role/admin", False),
         ("GitHubRepository", "example-org/registro", True),
         ("GitHubRepository", "registro-project/registro", False),
-        ("NodeMaxSize", "10", False),
+        ("NodeMaxSizePerZone", "10", False),
         ("KubernetesVersion", "1.36", False),
     ],
 )
