@@ -150,7 +150,8 @@ CASES = {
     ),
     "key deleted with its stack": (
         "security",
-        "    DeletionPolicy: Retain\n    UpdateReplacePolicy: Retain\n    Properties:\n"
+        "    DeletionPolicy: RetainExceptOnCreate\n    UpdateReplacePolicy: Retain\n"
+        "    Properties:\n"
         "      Description: !Sub '${App}-${Environment} telemetry",
         "    Properties:\n      Description: !Sub '${App}-${Environment} telemetry",
         "keys_retained",
