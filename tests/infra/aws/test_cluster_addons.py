@@ -187,3 +187,35 @@ def test_one_node_group_per_zone(templates: dict[str, Any]) -> None:
         }
         chosen.append(int(index))
     assert sorted(chosen) == list(range(stacks.ZONES))
+
+
+def test_upgrade_policy_is_standard_support(templates: dict[str, Any]) -> None:
+    """Without UpgradePolicy a cluster enters extended support when standard support ends, at
+    $0.60 instead of $0.10 a cluster-hour (Amazon EKS User Guide, "Configure cluster upgrade
+    policy", https://docs.aws.amazon.com/eks/latest/userguide/view-upgrade-policy.html;
+    AWS::EKS::Cluster UpgradePolicy.SupportType STANDARD | EXTENDED)."""
+    (cluster,) = resources_of(templates["cluster"], "AWS::EKS::Cluster").values()
+    assert cluster["Properties"]["UpgradePolicy"] == {"SupportType": "STANDARD"}
+
+
+def test_container_insights_mode_is_fixed_for_the_node_alarm(templates: dict[str, Any]) -> None:
+    """R8: the amazon-cloudwatch-observability add-on's mode comes from its configuration values
+    (agent.config.logs.metrics_collected.kubernetes.enhanced_container_insights; Amazon
+    CloudWatch User Guide, "Install the CloudWatch agent with the Amazon CloudWatch Observability
+    EKS add-on", https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/install-CloudWatch-Observability-EKS-addon.html).
+    Stated here, an add-on upgrade cannot change which metrics the node alarm reads
+    (node_cpu_utilization by ClusterName, "Amazon EKS and Kubernetes Container Insights with
+    enhanced observability metrics")."""
+    values = json.loads(
+        addon(templates["cluster"], "amazon-cloudwatch-observability")["Properties"][
+            "ConfigurationValues"
+        ]
+    )
+    kubernetes = values["agent"]["config"]["logs"]["metrics_collected"]["kubernetes"]
+    assert kubernetes["enhanced_container_insights"] is True
+    alarm = templates["observability"]["Resources"]["NodeCpuAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        "ContainerInsights",
+        "node_cpu_utilization",
+    )
+    assert [d["Name"] for d in alarm["Dimensions"]] == ["ClusterName"]
