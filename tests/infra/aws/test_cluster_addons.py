@@ -219,3 +219,15 @@ def test_container_insights_mode_is_fixed_for_the_node_alarm(templates: dict[str
         "node_cpu_utilization",
     )
     assert [d["Name"] for d in alarm["Dimensions"]] == ["ClusterName"]
+
+
+def test_node_groups_follow_the_control_planes_version(templates: dict[str, Any]) -> None:
+    """A managed node group without Version keeps the version it was created with when the
+    cluster is upgraded (AWS::EKS::Nodegroup Version: "If you don't specify a Kubernetes version
+    for node groups, the cluster's version is used" at creation only; Amazon EKS User Guide,
+    "Update a managed node group"). With the cluster's KubernetesVersion, one deploy upgrades
+    the control plane and then the nodes, which reference the cluster."""
+    groups = resources_of(templates["cluster"], "AWS::EKS::Nodegroup")
+    assert groups
+    for group in groups.values():
+        assert group["Properties"]["Version"] == {"Ref": "KubernetesVersion"}
