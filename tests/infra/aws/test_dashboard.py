@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+import stacks
 
 
 def body(template: dict[str, Any], has_load_balancer: bool, full_name: str) -> dict[str, Any]:
@@ -58,3 +59,23 @@ def test_alb_widgets_exist_only_with_the_alb(templates: dict[str, Any], full_nam
     else:
         assert alb_dimensions(dashboard) == []
     assert all("" not in alb_dimensions({"widgets": [w]}) for w in dashboard["widgets"])
+
+
+def test_the_alb_name_is_checked_against_the_pinned_one() -> None:
+    """R7: the alarms' dimension is app/<name>/<id>
+    (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html,
+    "LoadBalancer: app/load-balancer-name/1234567890123456"). The AWS Load Balancer Controller
+    names the ALB from the Ingress's alb.ingress.kubernetes.io/load-balancer-name, else
+    k8s-<namespace>-<ingress>-<hash> (kubernetes-sigs/aws-load-balancer-controller
+    docs/guide/ingress/annotations.md, load-balancer-name)."""
+    assert stacks.load_balancer_name_problem("qa", "") is None
+    assert stacks.load_balancer_name_problem("qa", "app/registro-qa/0123456789abcdef") is None
+    problem = stacks.load_balancer_name_problem("qa", "app/k8s-registro-registro-0a1b2c/0123abcd")
+    assert problem and "load-balancer-name: registro-qa" in problem
+    assert stacks.load_balancer_name_problem("prod", "app/registro-qa/0123abcd")
+
+
+def test_the_watched_alb_is_an_output(templates: dict[str, Any]) -> None:
+    """A release compares the ALB it finds by name with what the alarms watch."""
+    output = templates["observability"]["Outputs"]["LoadBalancerFullName"]
+    assert output["Value"] == {"Ref": "LoadBalancerFullName"}
