@@ -6,7 +6,8 @@
    address ranges and account ids, EXAMPLE ids, example GitHub owners, empty required values).
 2. The account, through awscli and read-only calls only (get-*, describe-*, list-*): a valid,
    enabled region; working credentials for the account the values name; a public hosted zone
-   for the domain that the internet is delegated to; the service quotas the stacks need.
+   for the domain that the internet is delegated to; the administrator role (AdminRoleArn) exists
+   under exactly that ARN; the service quotas the stacks need.
 All checks run; all refusals are listed at once.
 """
 
@@ -168,6 +169,24 @@ def account_refusals(values: dict[str, str], identity: dict[str, str]) -> list[s
     return refusals
 
 
+def admin_role_refusals(values: dict[str, str]) -> list[str]:
+    """AdminRoleArn must be an existing role's exact ARN, path included: EKS keeps the access entry
+    of an ARN that names no role, and nobody can then administer the cluster. IAM Identity Center
+    (SSO) roles live under /aws-reserved/sso.amazonaws.com/ (or .../<region>/), a path that
+    `aws sts get-caller-identity`'s assumed-role ARN does not show."""
+    arn = values.get("AdminRoleArn", "")
+    if not arn:
+        return []
+    name = arn.rsplit("/", 1)[-1]
+    try:
+        role = aws("iam", "get-role", "--role-name", name)["Role"]
+    except AwsError as error:
+        return [f"AdminRoleArn {arn}: no such role ({error}); see docs/aws.md, AdminRoleArn"]
+    if role["Arn"] != arn:
+        return [f"AdminRoleArn {arn} is not the role's ARN: set it to {role['Arn']}"]
+    return []
+
+
 def _names(records: Iterable[str]) -> set[str]:
     return {r.strip().lower().rstrip(".") for r in records if r.strip()}
 
@@ -247,7 +266,8 @@ QUOTAS = (
           lambda: _count(aws("ec2", "describe-addresses"), "Addresses")),
     Quota("ec2", "L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",
           "https://docs.aws.amazon.com/ec2/latest/instancetypes/ec2-instance-quotas.html",
-          lambda v: int(v.get("NodeMaxSize", "0")) * _vcpus(v["NodeInstanceType"]),
+          lambda v: stacks.ZONES * int(v.get("NodeMaxSizePerZone", "0"))
+          * _vcpus(v["NodeInstanceType"]),
           _running_standard_vcpus),
     Quota("eks", "L-1194D53C", "Clusters",
           "https://docs.aws.amazon.com/eks/latest/userguide/service-quotas.html", lambda v: 1,
@@ -294,9 +314,10 @@ def account_checks(values: dict[str, str]) -> list[str]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         region_check = pool.submit(region_refusals, region)
         zone_check = pool.submit(hosted_zone_refusals, values)
+        admin_check = pool.submit(admin_role_refusals, values)
         quota_checks = [pool.submit(quota_refusal, q, values) for q in QUOTAS]
         refusals = region_check.result() + account_refusals(values, identity)
-        refusals += zone_check.result()
+        refusals += zone_check.result() + admin_check.result()
         refusals += [r for r in (c.result() for c in quota_checks) if r]
     return refusals
 

@@ -26,6 +26,9 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ENVIRONMENTS = tuple(sorted(p.stem for p in (HERE / "environments").glob("*.json")))
+# The network stack's private subnets, one per Availability Zone; the cluster stack runs one
+# managed node group in each (NodeGroupA..C), sized by the Node*SizePerZone values.
+ZONES = 3
 
 
 def layers() -> list[str]:
@@ -42,6 +45,16 @@ def environment(env: str) -> dict[str, str]:
         raise SystemExit(f"unknown environment {env!r}; expected one of {', '.join(ENVIRONMENTS)}")
     values: dict[str, str] = json.loads((HERE / "environments" / f"{env}.json").read_text())
     return values
+
+
+def node_counts(env: str) -> tuple[int, int, int]:
+    """The environment's nodes over all zones: (minimum, desired, maximum)."""
+    values = environment(env)
+    return (
+        ZONES * int(values["NodeMinSizePerZone"]),
+        ZONES * int(values["NodeDesiredSizePerZone"]),
+        ZONES * int(values["NodeMaxSizePerZone"]),
+    )
 
 
 def service_accounts() -> list[dict[str, Any]]:
@@ -78,6 +91,22 @@ def template_parameters(layer: str) -> list[str]:
     return list(template.get("Parameters", {}))
 
 
+def load_balancer_name_problem(env: str, full_name: str) -> str | None:
+    """The ALB's name is pinned to <App>-<env> by the Ingress's load-balancer-name annotation, so
+    the alarms' dimension app/<name>/<id> names that ALB; another name means the annotation is
+    missing (the controller then names it k8s-<namespace>-<ingress>-<hash>)."""
+    if not full_name:
+        return None
+    expected = f"{environment(env)['App']}-{env}"
+    name = full_name.split("/")[1] if full_name.count("/") == 2 else ""
+    if name != expected:
+        return (
+            f"the ALB {full_name!r} is not named {expected!r}: pin it with the Ingress annotation"
+            f" alb.ingress.kubernetes.io/load-balancer-name: {expected}"
+        )
+    return None
+
+
 def parameters(env: str, layer: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
     values = dict(environment(env), Environment=env) | (overrides or {})
     values |= {f"{other.capitalize()}Stack": stack_name(env, other) for other in layers()}
@@ -104,6 +133,10 @@ def main(argv: list[str]) -> None:
             print(json.dumps(pairs, indent=2))
         case ["plan", env, directory, *assignments]:
             overrides = dict(a.split("=", 1) for a in assignments)
+            problem = load_balancer_name_problem(env, overrides.get("LoadBalancerFullName", ""))
+            if problem:
+                # A warning until the Ingress carries the annotation (deploy/k8s/base/ingress.yaml).
+                print(f"stacks.py: warning: {problem}", file=sys.stderr)
             for layer in layers():
                 chosen = parameters(env, layer, overrides)
                 pairs = [{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()]

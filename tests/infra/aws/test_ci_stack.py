@@ -13,7 +13,8 @@ AWS and GitHub behaviour these tests rely on:
   (https://docs.aws.amazon.com/eks/latest/userguide/access-policy-permissions.html): it must not
   come back.
 - A job that references a GitHub environment gets an OIDC token whose `sub` is
-  `repo:OWNER/REPO:environment:NAME`
+  `repo:OWNER/REPO:environment:NAME`, followed by `:job_workflow_ref:...` once the repository's
+  subject template includes that claim
   (https://docs.github.com/en/actions/reference/security/oidc); IAM's `StringEquals` with a list
   matches any of its values
   (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-logic-multiple-context-keys-or-values.html).
@@ -27,7 +28,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -130,14 +130,43 @@ def test_access_entry_group_is_bound_in_the_platform(templates: dict[str, Any]) 
         assert binding["roleRef"]["kind"] == "Role"
 
 
-@pytest.mark.parametrize("suffix", ["", "-rollback"])
-def test_role_trusts_the_environment_and_its_rollback_environment(
-    templates: dict[str, Any], suffix: str
-) -> None:
+WORKFLOWS = Path(__file__).resolve().parents[3] / ".github" / "workflows"
+
+
+def trusted_subjects(templates: dict[str, Any]) -> list[str]:
     (statement,) = templates["ci"]["Resources"]["DeployRole"]["Properties"][
         "AssumeRolePolicyDocument"
     ]["Statement"]
     subjects = statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
-    expected = {"Fn::Sub": f"repo:${{GitHubRepository}}:environment:${{GitHubEnvironment}}{suffix}"}
-    assert expected in subjects
-    assert len(subjects) == 2
+    return [s["Fn::Sub"] for s in subjects]
+
+
+def test_role_trusts_the_deploy_workflows_on_main_only(templates: dict[str, Any]) -> None:
+    """GitHub's default subject for a job in an environment is
+    `repo:OWNER/REPO:environment:NAME`: any workflow, from any branch, that names the environment
+    gets the role. AWS evaluates only `aud` and `sub` of the token ("AWS does not support custom
+    claims for OIDC": GitHub Docs, "Configuring OpenID Connect in Amazon Web Services"), so the
+    repository's subject template includes `job_workflow_ref` (GitHub Docs, "OpenID Connect
+    reference", "Customizing the subject claims for an organization or repository"): the subject
+    becomes `repo:...:environment:NAME:job_workflow_ref:OWNER/REPO/.github/workflows/F@REF`. The
+    role trusts the workflow files that use it, at refs/heads/main only."""
+    subjects = trusted_subjects(templates)
+    prefix = "repo:${GitHubRepository}:environment:${GitHubEnvironment}"
+    workflow = ":job_workflow_ref:${GitHubRepository}/.github/workflows/"
+    assert sorted(subjects) == sorted(
+        [
+            f"{prefix}{workflow}deploy.yml@refs/heads/main",
+            f"{prefix}-rollback{workflow}deploy.yml@refs/heads/main",
+            f"{prefix}-rollback{workflow}rollback.yml@refs/heads/main",
+        ]
+    )
+
+
+def test_the_trusted_workflows_are_those_that_assume_the_role() -> None:
+    """Each workflow file the trust names exists and configures AWS credentials; deploy.yml runs
+    on pushes to main only."""
+    for name in ("deploy.yml", "rollback.yml"):
+        text = (WORKFLOWS / name).read_text()
+        assert "aws-actions/configure-aws-credentials" in text, name
+    deploy = yaml.safe_load((WORKFLOWS / "deploy.yml").read_text())
+    assert deploy[True] == {"push": {"branches": ["main"]}}

@@ -102,8 +102,9 @@ def test_addons_the_platform_relies_on(templates: dict[str, Any]) -> None:
     assert "system:serviceaccount:kube-system:ebs-csi-controller-sa" in json.dumps(
         cluster["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]
     )
+    groups = set(resources_of(cluster, "AWS::EKS::Nodegroup"))
     for name in ("metrics-server", "aws-ebs-csi-driver", "coredns"):
-        assert "NodeGroup" in depends_on(addon(cluster, name)), name
+        assert groups <= depends_on(addon(cluster, name)), name
     # No pinned AddonVersion: EKS installs each add-on's default version for the cluster's
     # Kubernetes version, which it has validated for that version (an offline test cannot ask
     # DescribeAddonVersions which others exist).
@@ -144,3 +145,89 @@ def test_kubernetes_version_is_the_newest_in_standard_support() -> None:
     months = year * 12 + month - 1 + STANDARD_SUPPORT_MONTHS
     standard_until = f"{months // 12:04d}-{months % 12 + 1:02d}-{day:02d}"
     assert standard_until > DECIDED_ON
+
+
+def test_nodes_start_after_the_vpc_cni_addon(templates: dict[str, Any]) -> None:
+    """B4: a node's aws-node pod needs the CNI's permissions before the node can become Ready.
+    They come from the node role (AmazonEKS_CNI_Policy) or from the vpc-cni add-on's IRSA role;
+    EKS requires one of the two ("Amazon EKS node IAM role",
+    https://docs.aws.amazon.com/eks/latest/userguide/create-node-role.html). The node role here
+    holds no CNI policy (pods on the pod network could otherwise use it), so each node group
+    waits for the add-on that brings the IRSA role (terraform-aws-modules/terraform-aws-eks
+    creates `before_compute` add-ons for this reason)."""
+    cluster = templates["cluster"]
+    groups = resources_of(cluster, "AWS::EKS::Nodegroup")
+    (cni_logical_id,) = [
+        k
+        for k, r in resources_of(cluster, "AWS::EKS::Addon").items()
+        if r["Properties"]["AddonName"] == "vpc-cni"
+    ]
+    node_role_policies = json.dumps(cluster["Resources"]["NodeRole"]["Properties"])
+    assert groups
+    for logical_id, group in groups.items():
+        assert (
+            cni_logical_id in depends_on(group) or "AmazonEKS_CNI_Policy" in node_role_policies
+        ), logical_id
+
+
+def test_one_node_group_per_zone(templates: dict[str, Any]) -> None:
+    """R2: EBS volumes are zonal, and the Cluster Autoscaler scales a group without knowing which
+    zone its next node lands in; the EKS guide asks for one managed node group per Availability
+    Zone when workloads use EBS volumes and the autoscaler (Amazon EKS User Guide, "Create a
+    managed node group", https://docs.aws.amazon.com/eks/latest/userguide/create-managed-node-group.html;
+    kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md, "Common Notes and
+    Gotchas"). Each group has one private subnet, a different one (Fn::Select index)."""
+    groups = resources_of(templates["cluster"], "AWS::EKS::Nodegroup")
+    chosen = []
+    for group in groups.values():
+        (subnet,) = group["Properties"]["Subnets"]
+        index, split = subnet["Fn::Select"]
+        assert split["Fn::Split"][1] == {
+            "Fn::ImportValue": {"Fn::Sub": "${NetworkStack}-PrivateSubnetIds"}
+        }
+        chosen.append(int(index))
+    assert sorted(chosen) == list(range(stacks.ZONES))
+
+
+def test_upgrade_policy_is_standard_support(templates: dict[str, Any]) -> None:
+    """Without UpgradePolicy a cluster enters extended support when standard support ends, at
+    $0.60 instead of $0.10 a cluster-hour (Amazon EKS User Guide, "Configure cluster upgrade
+    policy", https://docs.aws.amazon.com/eks/latest/userguide/view-upgrade-policy.html;
+    AWS::EKS::Cluster UpgradePolicy.SupportType STANDARD | EXTENDED)."""
+    (cluster,) = resources_of(templates["cluster"], "AWS::EKS::Cluster").values()
+    assert cluster["Properties"]["UpgradePolicy"] == {"SupportType": "STANDARD"}
+
+
+def test_container_insights_mode_is_fixed_for_the_node_alarm(templates: dict[str, Any]) -> None:
+    """R8: the amazon-cloudwatch-observability add-on's mode comes from its configuration values
+    (agent.config.logs.metrics_collected.kubernetes.enhanced_container_insights; Amazon
+    CloudWatch User Guide, "Install the CloudWatch agent with the Amazon CloudWatch Observability
+    EKS add-on", https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/install-CloudWatch-Observability-EKS-addon.html).
+    Stated here, an add-on upgrade cannot change which metrics the node alarm reads
+    (node_cpu_utilization by ClusterName, "Amazon EKS and Kubernetes Container Insights with
+    enhanced observability metrics")."""
+    values = json.loads(
+        addon(templates["cluster"], "amazon-cloudwatch-observability")["Properties"][
+            "ConfigurationValues"
+        ]
+    )
+    kubernetes = values["agent"]["config"]["logs"]["metrics_collected"]["kubernetes"]
+    assert kubernetes["enhanced_container_insights"] is True
+    alarm = templates["observability"]["Resources"]["NodeCpuAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        "ContainerInsights",
+        "node_cpu_utilization",
+    )
+    assert [d["Name"] for d in alarm["Dimensions"]] == ["ClusterName"]
+
+
+def test_node_groups_follow_the_control_planes_version(templates: dict[str, Any]) -> None:
+    """A managed node group without Version keeps the version it was created with when the
+    cluster is upgraded (AWS::EKS::Nodegroup Version: "If you don't specify a Kubernetes version
+    for node groups, the cluster's version is used" at creation only; Amazon EKS User Guide,
+    "Update a managed node group"). With the cluster's KubernetesVersion, one deploy upgrades
+    the control plane and then the nodes, which reference the cluster."""
+    groups = resources_of(templates["cluster"], "AWS::EKS::Nodegroup")
+    assert groups
+    for group in groups.values():
+        assert group["Properties"]["Version"] == {"Ref": "KubernetesVersion"}

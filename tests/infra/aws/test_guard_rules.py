@@ -77,7 +77,7 @@ CASES = {
     ),
     "TLS not forced": ("data", "rds.force_ssl: '1'", "rds.force_ssl: '0'", "database_requires_tls"),
     "database ingress from a range": (
-        "data",
+        "cluster",
         "SourceSecurityGroupId:",
         "CidrIp: 0.0.0.0/0\n      SourceSecurityGroupId:",
         "standalone_ingress_only_from_security_groups",
@@ -150,7 +150,8 @@ CASES = {
     ),
     "key deleted with its stack": (
         "security",
-        "    DeletionPolicy: Retain\n    UpdateReplacePolicy: Retain\n    Properties:\n"
+        "    DeletionPolicy: RetainExceptOnCreate\n    UpdateReplacePolicy: Retain\n"
+        "    Properties:\n"
         "      Description: !Sub '${App}-${Environment} telemetry",
         "    Properties:\n      Description: !Sub '${App}-${Environment} telemetry",
         "keys_retained",

@@ -556,10 +556,13 @@ def test_roles_trust_only_their_subjects(deployed: tuple[str, dict[str, Any]]) -
 
     deploy = iam.get_role(RoleName=exported(env, "ci", "DeployRoleArn").rsplit("/", 1)[1])["Role"]
     (statement,) = deploy["AssumeRolePolicyDocument"]["Statement"]
-    subject = f"repo:{values['GitHubRepository']}:environment:{values['GitHubEnvironment']}"
+    repository, environment = values["GitHubRepository"], values["GitHubEnvironment"]
+    subject = f"repo:{repository}:environment:{environment}"
+    workflows = f":job_workflow_ref:{repository}/.github/workflows"
     assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == [
-        subject,
-        f"{subject}-rollback",
+        f"{subject}{workflows}/deploy.yml@refs/heads/main",
+        f"{subject}-rollback{workflows}/deploy.yml@refs/heads/main",
+        f"{subject}-rollback{workflows}/rollback.yml@refs/heads/main",
     ]
 
 

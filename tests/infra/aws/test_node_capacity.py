@@ -1,6 +1,7 @@
 """The node group can hold what the manifests ask for at their peak: the HPA's maximum during a
 canary, plus the daemons on every node and the platform's controllers. The Cluster Autoscaler adds
-nodes up to NodeMaxSize; past it, pods stay Pending and the HPA maximum is a number on paper.
+nodes up to NodeMaxSizePerZone in each zone's group; past it, pods stay Pending and the HPA
+maximum is a number on paper.
 
 Rendered from deploy/k8s/overlays/<env> with kubectl kustomize, so a change to the HPA maximum or
 to the pods' requests in the manifests is checked against the environment's node group.
@@ -86,17 +87,14 @@ def nodes_needed(env: str) -> int:
 
 @pytest.mark.parametrize("env", stacks.ENVIRONMENTS)
 def test_node_group_holds_the_hpa_maximum_during_a_canary(env: str) -> None:
-    values = stacks.environment(env)
-    assert int(values["NodeMaxSize"]) >= nodes_needed(env)
+    assert stacks.node_counts(env)[2] >= nodes_needed(env)
 
 
 @pytest.mark.parametrize("env", stacks.ENVIRONMENTS)
 def test_node_group_bounds_are_sensible(env: str) -> None:
     """At least two nodes (one lost node leaves the service running), desired within the bounds,
     and room to grow above the minimum for the autoscaler."""
-    low, desired, high = (
-        int(stacks.environment(env)[k]) for k in ("NodeMinSize", "NodeDesiredSize", "NodeMaxSize")
-    )
+    low, desired, high = stacks.node_counts(env)
     assert 2 <= low <= desired <= high and high > low
 
 

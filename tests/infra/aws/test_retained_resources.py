@@ -24,7 +24,8 @@ from cfnlint.decode import decode
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 from test_templates import walk
 
-KEPT = {"Retain", "Snapshot"}
+KEPT = {"Retain", "RetainExceptOnCreate", "Snapshot"}
+RETAINED = ("Retain", "RetainExceptOnCreate")
 
 
 def kept(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -66,9 +67,9 @@ def keys_not_kept(templates: dict[str, dict[str, Any]]) -> list[str]:
         for logical_id, resource in kept(template):
             for key_layer, key in sorted(keys_used(resource, layer, templates)):
                 policy = templates[key_layer]["Resources"][key]
-                if (policy.get("DeletionPolicy"), policy.get("UpdateReplacePolicy")) != (
-                    "Retain",
-                    "Retain",
+                if (
+                    policy.get("DeletionPolicy") not in RETAINED
+                    or policy.get("UpdateReplacePolicy") != "Retain"
                 ):
                     findings.append(f"{layer}/{logical_id} is kept, its key {key_layer}/{key} not")
     return findings
@@ -81,7 +82,7 @@ def fixed_names(layer: str, template: dict[str, Any]) -> list[str]:
         properties = resource.get("Properties", {})
         if resource["Type"] == "AWS::SecretsManager::Secret" and "Name" in properties:
             findings.append(f"{layer}/{logical_id}: secret Name (reserved after deletion)")
-        if resource.get("DeletionPolicy") != "Retain":
+        if resource.get("DeletionPolicy") not in RETAINED:
             continue  # Snapshot keeps a copy under a name of its own, not the resource
         schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource["Type"]).schema
         read_only = {p.rsplit("/", 1)[1] for p in schema.get("readOnlyProperties", [])}
@@ -101,6 +102,26 @@ def test_keys_of_what_is_kept_are_kept(templates: dict[str, Any]) -> None:
         for logical_id, _ in kept(t)
         if keys_used(t["Resources"][logical_id], layer, templates)
     } >= {("security", "TrailBucket"), ("data", "Database")}
+
+
+def test_a_failed_first_create_keeps_nothing(templates: dict[str, Any]) -> None:
+    """R10: DeletionPolicy Retain also keeps a resource when the stack's first create fails and
+    rolls back, so every failed first deploy left a KMS key (billed monthly) and a bucket behind.
+    RetainExceptOnCreate keeps it on stack deletion only (AWS CloudFormation User Guide,
+    "DeletionPolicy attribute",
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html).
+    UpdateReplacePolicy has no such value (Delete, Retain, Snapshot): a replaced key or bucket
+    stays Retain ("UpdateReplacePolicy attribute")."""
+    retained = [
+        (layer, logical_id, resource)
+        for layer, t in templates.items()
+        for logical_id, resource in t["Resources"].items()
+        if resource.get("DeletionPolicy") in RETAINED
+    ]
+    assert retained
+    for layer, logical_id, resource in retained:
+        assert resource["DeletionPolicy"] == "RetainExceptOnCreate", (layer, logical_id)
+        assert resource.get("UpdateReplacePolicy") == "Retain", (layer, logical_id)
 
 
 def test_nothing_kept_has_a_fixed_name(templates: dict[str, Any]) -> None:

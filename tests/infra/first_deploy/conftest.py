@@ -182,6 +182,12 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     name_servers = zone["DelegationSet"]["NameServers"]
     (base / "scenario.json").write_text(json.dumps({"delegations": {ZONE: name_servers}}))
     fill_values(repo, zone_id)
+    # The operators' role AdminRoleArn names: preflight refuses a role that does not exist.
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}]}  # fmt: skip
+    client("iam", endpoint).create_role(
+        RoleName="platform-admin", AssumeRolePolicyDocument=json.dumps(trust)
+    )
     try:
         yield Rehearsal(repo, env, base / "calls.jsonl", base / "scenario.json",
                         base / "kube.json", zone_id, name_servers)  # fmt: skip

@@ -52,6 +52,29 @@ def resources(resource_type: str) -> int:
     return count
 
 
+def zones() -> int:
+    """The cluster's node groups, one per zone of the network's private subnets."""
+    template = yaml.load((AWS / "templates" / "cluster.yaml").read_text(), Loader=_Tags)  # noqa: S506
+    return sum(1 for r in template["Resources"].values() if r["Type"] == "AWS::EKS::Nodegroup")
+
+
+def requested_gib(values_file: str, *path: str) -> Decimal:
+    """A volume size a chart's values request (deploy/k8s/platform/values), in GiB."""
+    node = yaml.safe_load(
+        (ROOT / "deploy" / "k8s" / "platform" / "values" / values_file).read_text()
+    )
+    for key in path:
+        node = node[key]
+    size = str(node)
+    assert size.endswith("Gi"), size
+    return Decimal(size[:-2])
+
+
+def web_acl_rules() -> int:
+    template = yaml.load((AWS / "templates" / "edge.yaml").read_text(), Loader=_Tags)  # noqa: S506
+    return len(template["Resources"]["WebAcl"]["Properties"]["Rules"])
+
+
 def quantity(rows: dict[str, tuple[Decimal, str, Decimal, Decimal]], prefix: str) -> Decimal:
     (match,) = [row[0] for item, row in rows.items() if item.startswith(prefix)]
     return match
@@ -70,9 +93,15 @@ def test_each_line_is_quantity_times_price_and_the_total_their_sum(env: str) -> 
 @pytest.mark.parametrize("env", ["qa", "prod"])
 def test_the_quantities_are_the_environments(env: str) -> None:
     rows, chosen = table(env), values(env)
-    nodes = Decimal(chosen["NodeDesiredSize"])
+    nodes = zones() * Decimal(chosen["NodeDesiredSizePerZone"])
     assert quantity(rows, f"EC2 nodes {chosen['NodeInstanceType']}") == nodes
     assert quantity(rows, "EBS gp3, node volumes") == nodes * Decimal(chosen["NodeVolumeGiB"])
+    # EBS bills GiB ("GB-month" on the price page is 2^30 bytes).
+    prometheus = requested_gib("prometheus.yaml", "server", "persistentVolume", "size")
+    assert quantity(rows, "EBS gp3, Prometheus volume") == prometheus
+    alertmanager = requested_gib("prometheus.yaml", "alertmanager", "persistence", "size")
+    assert quantity(rows, "EBS gp3, Alertmanager volume") == alertmanager
+    assert quantity(rows, "WAF rules") == web_acl_rules()
     assert quantity(rows, "NAT gateway") == Decimal(chosen["NatGateways"])
     # One public address per NAT gateway, and the ALB's one per zone (three zones).
     assert quantity(rows, "public IPv4") == Decimal(chosen["NatGateways"]) + 3

@@ -49,7 +49,7 @@ def test_the_committed_values_are_refused_key_by_key(env: str) -> None:
         ("AdminRoleArn", "arn:aws:iam::210987654321:role/admin", False),
         ("GitHubRepository", "example-org/registro", True),
         ("GitHubRepository", "registro-project/registro", False),
-        ("NodeMaxSize", "10", False),
+        ("NodeMaxSizePerZone", "10", False),
         ("KubernetesVersion", "1.36", False),
     ],
 )
@@ -74,6 +74,43 @@ def test_an_arn_of_another_account_is_refused() -> None:
     }
     (refusal,) = preflight.account_refusals(values, identity)
     assert refusal.startswith("AdminRoleArn names account 111122223333")
+
+
+@pytest.mark.parametrize(
+    ("configured", "existing", "refusal"),
+    [
+        ("arn:aws:iam::111122223333:role/admin", "arn:aws:iam::111122223333:role/admin", None),
+        (
+            "arn:aws:iam::111122223333:role/AWSReservedSSO_Admin_0123abcd",
+            "arn:aws:iam::111122223333:role/aws-reserved/sso.amazonaws.com/eu-west-1/"
+            "AWSReservedSSO_Admin_0123abcd",
+            "is not the role's ARN: set it to arn:aws:iam::111122223333:role/aws-reserved/",
+        ),
+        ("arn:aws:iam::111122223333:role/gone", None, "no such role"),
+    ],
+)
+def test_the_admin_role_must_exist_under_that_exact_arn(
+    configured: str, existing: str | None, refusal: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An access entry's principal ARN includes the role's path (Amazon EKS User Guide, "Create
+    access entries": "If the ARN is for an IAM role, it can include a path"); IAM Identity Center
+    creates its roles under /aws-reserved/sso.amazonaws.com/ (IAM Identity Center User Guide,
+    "Service-linked roles" and "Referencing permission sets in resource policies"), which
+    sts get-caller-identity's assumed-role ARN leaves out. iam get-role answers the real ARN."""
+
+    def answer(*args: str) -> Any:
+        assert args[:2] == ("iam", "get-role")
+        if existing is None:
+            raise preflight.AwsError("An error occurred (NoSuchEntity) when calling GetRole")
+        return {"Role": {"Arn": existing, "RoleName": existing.rsplit("/", 1)[-1]}}
+
+    monkeypatch.setattr(preflight, "aws", answer)
+    refusals = preflight.admin_role_refusals({"AdminRoleArn": configured})
+    if refusal is None:
+        assert refusals == []
+    else:
+        (only,) = refusals
+        assert refusal in only
 
 
 def test_the_read_only_guard_refuses_a_writing_call() -> None:
