@@ -273,6 +273,7 @@ helm: $(HELM) ## install the pinned Helm binary into .work/tools/ (hash-checked)
 
 .PHONY: verify-k8s
 verify-k8s: venv $(K8S_VENV)/.installed $(CHECKOV_VENV)/.installed $(HELM) ## render every overlay; validate, policy-check and test the manifests offline
+	@test -d "$(PLATFORM_UPSTREAM)/charts" -a -d "$(PLATFORM_UPSTREAM)/crds" || { echo "verify-k8s: no upstream charts and CRDs in $(PLATFORM_UPSTREAM): put ../shared/upstream beside the clone, or run make platform-upstream (it pulls the pinned charts from their repositories)" >&2; exit 1; }
 	@for env in $(K8S_OVERLAYS); do \
 		echo "== $$env: render (the overlay, then a release pinned by digest)"; \
 		kubectl kustomize deploy/k8s/overlays/$$env > /dev/null; \
