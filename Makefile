@@ -95,11 +95,17 @@ test-min-deps: $(MIN_DEPS_VENV)/.installed ## the unit tests against the lowest 
 
 # The README typed by a newcomer on stock Debian (tools/fresh-machine.sh): its install line, a
 # fresh clone, make run answering, make test passing with nothing skipped. testing has Python 3.14.
+# The machines run side by side (their tests mostly wait), each one's output shown when it ends.
 FRESH_SUITES := bookworm trixie testing
 
 .PHONY: fresh-machines
 fresh-machines: ## as root: the README's steps on fresh Debian 12, 13 and testing root filesystems (FRESH_SUITES=)
-	for suite in $(FRESH_SUITES); do tools/fresh-machine.sh "$$suite"; done
+	$(MAKE) --no-print-directory -j $(words $(FRESH_SUITES)) --output-sync=target \
+		$(addprefix fresh-machine-,$(FRESH_SUITES))
+
+.PHONY: fresh-machine-%
+fresh-machine-%:
+	tools/fresh-machine.sh $*
 
 .PHONY: verify-local
 verify-local: venv ## static checks of what runs on this machine: compose.yaml, tools/tools.txt, make bench's publishing

@@ -101,7 +101,21 @@ inside git clone -q --no-hardlinks /mnt/origin "/home/$user/registro"
 inside chown -R "$user:$user" "/home/$user/registro"
 commit=$(as_user git -C "/home/$user/registro" rev-parse --short HEAD)
 
-# 4. make run, until a POST and a GET answer (the first run creates the venvs).
+# 4. make doctor is truthful here: the README's groups (run, test) lack nothing, and every package
+# it tells to install, for any group, exists in this distribution.
+as_user bash -c 'cd ~/registro && make doctor' >"$work/$suite-doctor.log" 2>&1
+if awk '/^[a-z-]+ \(make/ { group = $1 } /MISSING|TOO OLD|TOO NEW/ && (group == "run" || group == "test")' \
+    "$work/$suite-doctor.log" | grep .; then
+  say "make doctor: the README's install line leaves the above missing"
+  exit 1
+fi
+for package in $(grep -oE 'apt-get install [a-z0-9.+-]+' "$work/$suite-doctor.log" | awk '{print $3}' | sort -u); do
+  inside apt-cache show "$package" >/dev/null 2>&1 ||
+    { say "make doctor tells to apt-get install $package, which $suite does not have"; exit 1; }
+done
+say "make doctor: run and test complete; every package it names exists in $suite"
+
+# 5. make run, until a POST and a GET answer (the first run creates the venvs).
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 started=$(now)
 inside runuser -u "$user" -- env HOME=/home/$user setsid bash -c \
@@ -128,7 +142,7 @@ if [ -z "$answered" ]; then
 fi
 say "make run: a POST and a GET answered $run_seconds s after it started (installing .venv first)"
 
-# 5. make test: every test passes, none is skipped.
+# 6. make test: every test passes, none is skipped.
 started=$(now)
 status=0
 as_user bash -c 'cd ~/registro && make test' >"$work/$suite-test.log" 2>&1 || status=$?
