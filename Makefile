@@ -140,8 +140,8 @@ LOCK_OLDEST_PYTHON := 3.11
 .PHONY: lock
 lock: $(UV) ## re-pin every lock after editing pyproject.toml or requirements/*.in (UPGRADE=1: newest releases)
 	$(UV) lock -q $(if $(UPGRADE),--upgrade)
-	$(UV) export -q --frozen --no-dev --no-emit-project -o requirements/runtime.lock
-	$(UV) export -q --frozen --only-group build --no-emit-project -o requirements/image-build.lock
+	$(UV) export -q --frozen --no-header --no-dev --no-emit-project -o requirements/runtime.lock
+	$(UV) export -q --frozen --no-header --only-group build --no-emit-project -o requirements/image-build.lock
 	$(UV) pip compile -q pyproject.toml --group dev --resolution lowest-direct --generate-hashes \
 		--python-version $(LOCK_OLDEST_PYTHON) $(if $(UPGRADE),--upgrade) -o requirements/min-deps.lock
 	for lock in $(TOOL_LOCKS); do \
@@ -152,8 +152,8 @@ lock: $(UV) ## re-pin every lock after editing pyproject.toml or requirements/*.
 .PHONY: lock-check
 lock-check: $(UV) ## fail when uv.lock is behind pyproject.toml, or an export of it is behind uv.lock
 	$(UV) lock --check
-	diff -u requirements/runtime.lock <($(UV) export -q --frozen --no-dev --no-emit-project)
-	diff -u requirements/image-build.lock <($(UV) export -q --frozen --only-group build --no-emit-project)
+	diff -u requirements/runtime.lock <($(UV) export -q --frozen --no-header --no-dev --no-emit-project)
+	diff -u requirements/image-build.lock <($(UV) export -q --frozen --no-header --only-group build --no-emit-project)
 
 # ---------------------------------------------------------------------------------------------
 # Service-level objectives (deploy/slo/slo.yaml: the one definition; docs/slo.md)
