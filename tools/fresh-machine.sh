@@ -9,7 +9,8 @@
 # Run as root (debootstrap, chroot, mounts). The machine's own parts, not the README's: the base
 # root filesystem and downloaded .deb files are cached under FRESH_CACHE (a new machine only pays
 # once per suite); the chroot shares this machine's network, DNS and TLS trust (a proxy's CA, if
-# SSL_CERT_FILE names one), and has a policy-rc.d so that installing postgresql starts no server.
+# SSL_CERT_FILE names one), has a policy-rc.d so that installing postgresql starts no server, and
+# accepts a mirror's Release files past their Valid-Until (a snapshot mirror's testing).
 # Writes a line of figures per step and .work/fresh/SUITE.json.
 set -euo pipefail
 suite=${1:?usage: tools/fresh-machine.sh SUITE}
@@ -61,6 +62,8 @@ if [ -n "${SSL_CERT_FILE:-}" ] && [ -s "$SSL_CERT_FILE" ]; then
   cp "$SSL_CERT_FILE" "$root/usr/local/share/fresh-machine-ca.crt"
 fi
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" && chmod 755 "$root/usr/sbin/policy-rc.d"
+# A mirror may serve a snapshot whose testing Release has passed its Valid-Until date.
+echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99fresh-machine-mirror"
 bind /proc /proc
 bind /sys /sys
 bind /dev /dev
