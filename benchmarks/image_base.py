@@ -31,7 +31,7 @@ DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
 CPUS = "1"
 CONNECTIONS = 16
 START_TIMEOUT_S = 60.0
-DEFAULT_ROUNDS, DEFAULT_STARTS, DEFAULT_SECONDS = 3, 3, 10
+DEFAULT_ROUNDS, DEFAULT_STARTS, DEFAULT_SECONDS = 5, 3, 10
 WARM_UP_SECONDS = 2
 # A SQLite database in the container's tmpfs: the load measures the image, not a disk.
 TMPFS = "/tmp"  # noqa: S108 (inside the container, a tmpfs of its own)
@@ -48,6 +48,7 @@ class Figures:
     starts_ms: list[float] = field(default_factory=list)
     rps: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
+    cpu_us_per_request: list[float] = field(default_factory=list)
     memory_mib: list[float] = field(default_factory=list)
     errors: int = 0
 
@@ -56,6 +57,7 @@ class Figures:
 class Load:
     rps: float
     p99_ms: float
+    requests: int
     errors: int
 
 
@@ -124,7 +126,8 @@ def _ms(value: str, unit: str) -> float:
 def parse_wrk(out: str) -> Load:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    if not (rps and p99):
+    total = re.search(r"(\d+) requests in", out)
+    if not (rps and p99 and total):
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sockets = re.search(
@@ -132,7 +135,7 @@ def parse_wrk(out: str) -> Load:
     )
     errors = int(non_2xx.group(1)) if non_2xx else 0
     errors += sum(int(g) for g in sockets.groups()) if sockets else 0
-    return Load(float(rps.group(1)), _ms(*p99.groups()), errors)
+    return Load(float(rps.group(1)), _ms(*p99.groups()), int(total.group(1)), errors)
 
 
 def wrk(url: str, seconds: int) -> Load:
@@ -144,6 +147,25 @@ def wrk(url: str, seconds: int) -> Load:
         timeout=seconds + 30,
     ).stdout
     return parse_wrk(out)
+
+
+# Where the engine keeps a container's CPU account: cgroup v1, then v2 (systemd, cgroupfs driver).
+CPU_ACCOUNTS = (
+    ("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage", 1e-9),
+    ("/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat", 1e-6),
+    ("/sys/fs/cgroup/docker/{id}/cpu.stat", 1e-6),
+)
+
+
+def cpu_seconds(container: str) -> float | None:
+    """CPU time the container has used so far (every process in it), None where unreadable."""
+    for template, unit in CPU_ACCOUNTS:
+        path = Path(template.format(id=container))
+        if path.is_file():
+            text = path.read_text()
+            found = re.search(r"usage_usec (\d+)", text) if path.name == "cpu.stat" else None
+            return int(found.group(1) if found else text.split()[0]) * unit
+    return None
 
 
 def memory_mib(container: str) -> float:
@@ -164,7 +186,11 @@ def load_run(figures: Figures, seconds: int) -> None:
         if status(f"{base}/data/1") != 200:
             raise RuntimeError(f"{figures.image}: GET /data/1 is not 200")
         wrk(f"{base}/data/1", WARM_UP_SECONDS)
+        cpu_before = cpu_seconds(container)
         load = wrk(f"{base}/data/1", seconds)
+        cpu_after = cpu_seconds(container)
+        if cpu_before is not None and cpu_after is not None and load.requests:
+            figures.cpu_us_per_request.append((cpu_after - cpu_before) / load.requests * 1e6)
         figures.rps.append(load.rps)
         figures.p99_ms.append(load.p99_ms)
         figures.errors += load.errors
@@ -177,6 +203,7 @@ def table(rows: list[Figures]) -> str:
     header = [
         "image", "Debian", "Python", "size (MB)", "start, median (ms)", "starts (ms)",
         "GET /data/1, median (req/s)", "per round (req/s)", "p99, median (ms)",
+        "CPU per GET, median (µs)", "per round (µs)",
         "memory after load (MiB)", "errors",
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -191,6 +218,8 @@ def table(rows: list[Figures]) -> str:
             f"{statistics.median(f.rps):.0f}",
             ", ".join(f"{v:.0f}" for v in f.rps),
             f"{statistics.median(f.p99_ms):.1f}",
+            f"{statistics.median(f.cpu_us_per_request):.0f}" if f.cpu_us_per_request else "n/a",
+            ", ".join(f"{v:.0f}" for v in f.cpu_us_per_request),
             f"{statistics.median(f.memory_mib):.0f}",
             str(f.errors),
         ]
@@ -213,7 +242,9 @@ Machine: {os.cpu_count()} CPUs, 1-minute load average {load_before:.2f} at the s
 
 Size is `docker image inspect`'s (uncompressed). Start time runs from `docker run` to the first
 200 from /livez (polled every 10 ms), so it includes creating the container and the migration of
-the empty SQLite database.
+the empty SQLite database. CPU per GET is the container's CPU time (its cgroup's account) during
+the timed load divided by the requests served: unlike requests per second, it hardly depends on
+what else the machine runs, so it is the figure to compare on a busy machine.
 """
 
 
