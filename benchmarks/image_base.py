@@ -243,8 +243,9 @@ Machine: {os.cpu_count()} CPUs, 1-minute load average {load_before:.2f} at the s
 Size is `docker image inspect`'s (uncompressed). Start time runs from `docker run` to the first
 200 from /livez (polled every 10 ms), so it includes creating the container and the migration of
 the empty SQLite database. CPU per GET is the container's CPU time (its cgroup's account) during
-the timed load divided by the requests served: unlike requests per second, it hardly depends on
-what else the machine runs, so it is the figure to compare on a busy machine.
+the timed load divided by the requests served: it depends far less than requests per second on
+what else the machine runs, so it is the figure to compare on a busy machine (the 1-minute load
+average was {os.getloadavg()[0]:.2f} at the end).
 """
 
 
