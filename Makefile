@@ -126,6 +126,13 @@ fmt: venv ## format and auto-fix what ruff can
 bench: venv ## the service against the raw reference on PostgreSQL, report in .work/bench/ (PUBLISH=1: also docs/benchmarks.md)
 	$(BIN)/python benchmarks/run.py $(if $(PUBLISH),--publish) $(BENCH_ARGS)
 
+.PHONY: bench-image
+bench-image: venv ## the service image on debian:bookworm-slim vs trixie-slim: size, start time, GET req/s (report in .work/bench/)
+	for suite in bookworm trixie; do \
+		$(MAKE) --no-print-directory image BASE_IMAGE=debian:$$suite-slim TAG=$(TAG)-$$suite || exit 1; \
+	done
+	$(BIN)/python benchmarks/image_base.py registro:$(TAG)-bookworm registro:$(TAG)-trixie
+
 .PHONY: bench-cpu
 bench-cpu: venv ## the service's own CPU per GET and POST, in-process (steady on a busy machine)
 	$(BIN)/python benchmarks/inprocess.py

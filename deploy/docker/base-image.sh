@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Provide the base image every Dockerfile starts FROM (default debian:bookworm-slim).
+# Provide the base image every Dockerfile starts FROM (default debian:bookworm-slim; or trixie-slim).
 # Anywhere with Docker Hub it is simply pulled. Where the registry is unreachable, it is built from
 # Debian packages with debootstrap and slimmed the way the official slim image is.
 set -euo pipefail
@@ -13,12 +13,21 @@ fi
 if timeout 60 "$DOCKER" pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
     exit 0
 fi
-echo "base-image: cannot pull $BASE_IMAGE; building it with debootstrap" >&2
+# The Debian suite comes from the tag; only the slim images of the releases the images are built on.
+case "$BASE_IMAGE" in
+    debian:bookworm-slim) suite=bookworm ;;
+    debian:trixie-slim) suite=trixie ;;
+    *)
+        echo "base-image: cannot pull $BASE_IMAGE and can only build debian:bookworm-slim or debian:trixie-slim" >&2
+        exit 2
+        ;;
+esac
+echo "base-image: cannot pull $BASE_IMAGE; building it with debootstrap ($suite)" >&2
 command -v debootstrap >/dev/null || { echo "base-image: debootstrap is not installed" >&2; exit 1; }
 
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
-debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >/dev/null
+debootstrap --variant=minbase "$suite" "$rootfs" "$MIRROR" >/dev/null
 
 # What the official slim image leaves out: documentation, manuals, translations, apt caches.
 cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker" <<'CFG'
