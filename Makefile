@@ -32,6 +32,18 @@ help: ## list the targets
 doctor: ## per group of targets: the tools present (with versions) and those missing, with how to install them
 	@PYTHON=$(PYTHON) tools/need.sh --doctor
 
+# apt-get as root, or through sudo for an ordinary user (a CI runner).
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: packages
+packages: ## apt-get install what the groups GROUPS="run test ..." need and this machine lacks (Debian, Ubuntu)
+	@test -n "$(GROUPS)" || { echo "usage: make packages GROUPS=\"run test ...\" (the groups of make doctor)" >&2; exit 2; }
+	@packages="$$(tools/need.sh --apt $(GROUPS))"; \
+	if [ -z "$${packages// /}" ]; then echo "packages: nothing missing for $(GROUPS)"; exit 0; fi; \
+	echo "packages: installing $$packages"; \
+	$(AS_ROOT) apt-get update -qq; \
+	DEBIAN_FRONTEND=noninteractive $(AS_ROOT) apt-get install -y -qq --no-install-recommends $$packages >/dev/null
+
 # ---------------------------------------------------------------------------------------------
 # The service: run it, test it, measure it
 # ---------------------------------------------------------------------------------------------
