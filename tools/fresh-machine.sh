@@ -6,7 +6,7 @@
 #
 #   tools/fresh-machine.sh SUITE      bookworm (Debian 12), trixie (Debian 13), testing, ...
 #
-# Run as root (debootstrap, chroot, mounts). The machine's own parts, not the README's: the base
+# Run as root, or it asks sudo (debootstrap, chroot, mounts). The machine's own parts, not the README's: the base
 # root filesystem and downloaded .deb files are cached under FRESH_CACHE (a new machine only pays
 # once per suite); the chroot shares this machine's network, DNS and TLS trust (a proxy's CA, if
 # SSL_CERT_FILE names one), has a policy-rc.d so that installing postgresql starts no server, and
@@ -14,6 +14,8 @@
 # Writes a line of figures per step and .work/fresh/SUITE.json.
 set -euo pipefail
 suite=${1:?usage: tools/fresh-machine.sh SUITE}
+# debootstrap, chroot and mounts need root: an ordinary user (a CI runner) goes through sudo.
+[ "$(id -u)" = 0 ] || exec sudo --preserve-env=SSL_CERT_FILE,FRESH_CACHE,FRESH_MIRROR "$0" "$@"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${FRESH_CACHE:-/var/cache/registro-fresh}
 work=$repo/.work/fresh
@@ -31,6 +33,7 @@ mirror=${FRESH_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sou
 [ -n "$mirror" ] || { echo "fresh-machine: no Debian mirror in /etc/apt/sources*; set FRESH_MIRROR" >&2; exit 2; }
 
 # The install line the README gives for Debian, word for word.
+# shellcheck disable=SC2016 # the backquotes are the README's code span, not a command
 install_line=$(grep -E '^\| Debian 12' "$repo/README.md" | grep -oE '`apt-get install [^`]+`' | tr -d '`')
 [ -n "$install_line" ] || { echo "fresh-machine: README.md has no Debian install line" >&2; exit 1; }
 
@@ -70,8 +73,9 @@ bind /dev /dev
 bind /dev/pts /dev/pts
 bind /dev/shm /dev/shm
 bind "$cache/apt-$suite" /var/cache/apt/archives
-mkdir -p "$root/mnt/origin" && mount --bind -o ro "$repo" "$root/mnt/origin" 2>/dev/null ||
-  { mount --bind "$repo" "$root/mnt/origin" && mount -o remount,bind,ro "$root/mnt/origin"; }
+mkdir -p "$root/mnt/origin"
+mount --bind "$repo" "$root/mnt/origin"
+mount -o remount,bind,ro "$root/mnt/origin"
 mounted+=("$root/mnt/origin")
 say "root filesystem ready in $(since "$started") s"
 
@@ -112,10 +116,11 @@ if awk '/^[a-z-]+ \(make/ { group = $1 } /MISSING|TOO OLD|TOO NEW/ && (group == 
   say "make doctor: the README's install line leaves the above missing"
   exit 1
 fi
-for package in $(grep -oE 'apt-get install [a-z0-9.+-]+' "$work/$suite-doctor.log" | awk '{print $3}' | sort -u); do
-  inside apt-cache show "$package" >/dev/null 2>&1 ||
-    { say "make doctor tells to apt-get install $package, which $suite does not have"; exit 1; }
-done
+grep -oE 'apt-get install [a-z0-9.+-]+' "$work/$suite-doctor.log" | awk '{print $3}' | sort -u |
+  while read -r package; do
+    inside apt-cache show "$package" >/dev/null 2>&1 ||
+      { say "make doctor tells to apt-get install $package, which $suite does not have"; exit 1; }
+  done
 say "make doctor: run and test complete; every package it names exists in $suite"
 
 # 5. make run, until a POST and a GET answer (the first run creates the venvs).
