@@ -419,6 +419,42 @@ images: image ## build every image of the stack (service, HAProxy, Patroni, etcd
 		echo "registro-$$c:$(INFRA_TAG)"; \
 	done
 
+# The deploy toolchain in one image (deploy/docker/toolbox/, docs/operator-toolchain.md), built
+# for this machine's own architecture from exactly these files, sent as the whole build context.
+TOOLBOX_IMAGE := registro-toolbox:local
+TOOLBOX_INPUTS := Makefile tools/need.sh tools/tools.txt tools/pins.txt tools/get-tool.sh \
+	tools/get-kubectl.sh tools/find-docker.sh requirements/uv.lock requirements/aws.lock \
+	requirements/k8s.lock requirements/helm.lock deploy/k8s/tools/install_helm.py \
+	deploy/docker/toolbox/Dockerfile deploy/docker/toolbox/entrypoint.sh
+# What a verb run in it needs from the workstation: the checkout; the AWS profile or keys (the
+# variables by name only, so their values never appear in a command line; ~/.aws read-only); the
+# Docker engine, for the image verbs. The checkout's .venvs and .work/tools hold the host's own
+# builds: volumes over them carry the image's instead, named after the image so that they are
+# filled once per build (about a minute for 0.6 GB), and those of older builds are removed.
+TOOLBOX_AWS_VARIABLES := AWS_PROFILE AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID \
+	AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
+
+.PHONY: toolbox
+toolbox: base-image ## build the deploy toolchain image registro-toolbox:local (make, awscli, kubectl, helm, docker CLI)
+	tar -c $(TOOLBOX_INPUTS) | $(DOCKER) build -f deploy/docker/toolbox/Dockerfile -t $(TOOLBOX_IMAGE) \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		$(if $(wildcard $(PIP_CA_BUNDLE)),--secret id=cacert$(comma)src=$(PIP_CA_BUNDLE)) -
+
+.PHONY: in-toolbox
+in-toolbox: toolbox ## run CMD="make deploy-aws ENV=qa" in the toolbox image, with this checkout and your AWS credentials
+	@test -n "$(CMD)" || { echo 'in-toolbox: set CMD, e.g. make in-toolbox CMD="make deploy-aws ENV=qa"' >&2; exit 2; }
+	build=$$($(DOCKER) image inspect -f '{{.Id}}' $(TOOLBOX_IMAGE) | cut -c 8-19); \
+	for volume in $$($(DOCKER) volume ls -q --filter name=registro-toolbox-); do \
+		case $$volume in *-$$build) ;; *) $(DOCKER) volume rm $$volume >/dev/null 2>&1 || true ;; esac; \
+	done; \
+	$(DOCKER) run --rm $$(test -t 0 && echo --interactive --tty) --volume $(CURDIR):/src \
+		--mount type=volume,src=registro-toolbox-venvs-$$build,dst=/src/.venvs \
+		--mount type=volume,src=registro-toolbox-tools-$$build,dst=/src/.work/tools \
+		$(if $(wildcard $(HOME)/.aws),--volume $(HOME)/.aws:/root/.aws:ro) \
+		$(addprefix --env ,$(TOOLBOX_AWS_VARIABLES)) \
+		$(if $(wildcard /var/run/docker.sock),--volume /var/run/docker.sock:/var/run/docker.sock) \
+		$(TOOLBOX_IMAGE) bash -c '$(CMD)'
+
 .PHONY: image-push
 image-push: ## push the images as $(REGISTRY)/<name>:$(TAG) (pipelines; needs REGISTRY and a login)
 	@test -n "$(REGISTRY)" || { echo "image-push: set REGISTRY=..." >&2; exit 1; }

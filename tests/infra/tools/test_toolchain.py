@@ -300,10 +300,23 @@ def test_an_image_for_another_platform_fails_the_check(
         assert "built for linux/arm64, but the nodes run linux/amd64" in result.stderr
 
 
+def test_the_toolbox_is_built_from_files_that_exist_and_passes_credentials_by_name() -> None:
+    inputs = MAKEFILE.split("TOOLBOX_INPUTS := ", 1)[1].split("\n\n", 1)[0].split("\n#", 1)[0]
+    files = inputs.replace("\\\n", " ").split()
+    assert files and all((ROOT / f).is_file() for f in files), files
+    dockerfile = (ROOT / "deploy" / "docker" / "toolbox" / "Dockerfile").read_text()
+    assert "FROM ${BASE_IMAGE}" in dockerfile
+    recipe = MAKEFILE.split("\nin-toolbox: ", 1)[1].split("\n\n", 1)[0]
+    assert "$(HOME)/.aws:/root/.aws:ro" in recipe
+    assert "$(addprefix --env ,$(TOOLBOX_AWS_VARIABLES))" in recipe
+    assert "AWS_SECRET_ACCESS_KEY" in MAKEFILE.split("TOOLBOX_AWS_VARIABLES := ", 1)[1]
+
+
 def test_the_toolchain_scripts_are_clean_shell() -> None:
     if shutil.which("shellcheck") is None:
         reason = "shellcheck is not installed (apt-get install shellcheck)"
         (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(reason)
     scripts = [GET_TOOL, GET_KUBECTL, FIND_DOCKER, CHECK_PLATFORM]
+    scripts.append(ROOT / "deploy" / "docker" / "toolbox" / "entrypoint.sh")
     result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
