@@ -198,6 +198,33 @@ def test_get_kubectl_off_linux_x86_64_installs_the_pinned_official_binary(tmp_pa
     assert (tmp_path / "dest" / "kubectl").read_bytes() == binary
 
 
+@pytest.mark.parametrize(
+    ("system", "machine", "recipe"),
+    [
+        ("Linux", "x86_64", "deploy/k8s/tools/install_helm.py"),
+        ("Linux", "aarch64", "tools/get-tool.sh helm"),
+        ("Darwin", "arm64", "tools/get-tool.sh helm"),
+        ("Darwin", "x86_64", "tools/get-tool.sh helm"),
+    ],
+)
+def test_make_helm_installs_the_pin_of_the_workstation(
+    tmp_path: Path, system: str, machine: str, recipe: str
+) -> None:
+    if shutil.which("make") is None:
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)("make is not installed")
+    env = {
+        k: v
+        for k, v in fake_uname(tmp_path, system, machine).items()
+        if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}
+    }
+    helm = f".work/tools/helm-{make_variable('HELM_VERSION')}/helm"
+    result = subprocess.run(
+        ["make", "-n", "-B", helm], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert recipe in result.stdout
+
+
 def dockers(tmp_path: Path, *versions: tuple[str, bool]) -> dict[str, str]:
     """One docker stand-in per PATH entry, in order: (its --version, whether buildx answers)."""
     entries = []
