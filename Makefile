@@ -430,7 +430,7 @@ TOOLBOX_INPUTS := Makefile tools/need.sh tools/tools.txt tools/pins.txt tools/ge
 # variables by name only, so their values never appear in a command line; ~/.aws read-only); the
 # Docker engine, for the image verbs. The checkout's .venvs and .work/tools hold the host's own
 # builds: volumes over them carry the image's instead, named after the image so that they are
-# filled once per build (about a minute for 0.6 GB), and those of older builds are removed.
+# filled once per build (under a minute here, for 0.6 GB), and those of older builds are removed.
 TOOLBOX_AWS_VARIABLES := AWS_PROFILE AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID \
 	AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
 
