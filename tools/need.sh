@@ -11,6 +11,11 @@
 # Plain bash and awk: it has to work on a machine that has nothing else yet.
 set -uo pipefail
 set -f  # no globbing: "test?" in a group list is a name, not a pattern
+# macOS's own /bin/bash is 3.2, without associative arrays; Homebrew's is current.
+if [ "${BASH_VERSINFO[0]}" -lt 4 ]; then
+  echo "tools/need.sh needs bash 4 or newer first on PATH, found $BASH_VERSION (macOS: brew install bash)"
+  exit 0
+fi
 LIST=${TOOLS_LIST:-$(dirname "$0")/tools.txt}
 
 # The clusters' Kubernetes minor: the Makefile's one definition.
