@@ -25,6 +25,7 @@ STACKS = [f"registro-{ENV}-{layer}" for layer in
           ("security", "network", "cluster", "data", "edge", "observability", "ci")]  # fmt: skip
 # Three releases, by the digest of what was pushed under each tag.
 GOOD, BAD, SLOW = "a1b2c3d", "b2c3d4e", "c3d4e5f"
+QUIET, NEXT = "d4e5f6a", "e5f6a7b"
 READ_ONLY = ("get-", "describe-", "list-")
 
 
@@ -250,6 +251,80 @@ def test_a_manual_abort_uses_the_status_subresource_and_rollback_returns_to_stab
     assert rollout["status"]["phase"] == "Healthy"
     image = rollout["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image.endswith(scenario["digests"][GOOD]), image
+
+
+def test_a_quiet_canary_stops_the_release_at_once_naming_the_inconclusive_analysis(
+    rehearsal: Rehearsal,
+) -> None:
+    """R1: with no traffic the analysis has nothing to measure; Argo Rollouts then pauses the
+    Rollout (argo-rollouts docs/features/analysis.md, "Inconclusive Runs"; message
+    InconclusiveAnalysisRun). The release stops on it at once, saying why, instead of waiting out
+    ROLLOUT_TIMEOUT (40 min) for the pipeline's rollback."""
+    digest = push(rehearsal, QUIET)
+    scenario = json.loads(rehearsal.scenario_path.read_text())
+    rehearsal.scenario(digests=scenario["digests"] | {QUIET: digest})
+    started = time.monotonic()
+    quiet = rehearsal.make(
+        "deploy-k8s", ENV=ENV, TAG=QUIET, identity="deployer", RELEASE_TRAFFIC_RATE="0"
+    )
+    assert quiet.returncode != 0
+    assert "an analysis was inconclusive" in quiet.stderr, quiet.stdout[-2000:] + quiet.stderr
+    assert time.monotonic() - started < 120
+    status = rehearsal.kube()["objects"]["Rollout/registro/registro"]["status"]
+    assert (status["phase"], status["message"]) == ("Paused", "InconclusiveAnalysisRun")
+
+    back = rehearsal.make("rollback-k8s", ENV=ENV, identity="deployer")
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+    image = rehearsal.kube()["objects"]["Rollout/registro/registro"]["spec"]["template"]
+    assert image["spec"]["containers"][0]["image"].endswith(scenario["digests"][GOOD])
+
+
+def test_synthetic_traffic_lets_the_analysis_judge_a_canary(rehearsal: Rehearsal) -> None:
+    """R1: the release sends read-only requests through the public name while the canary is
+    judged; with them the analysis reaches a verdict and the canary is promoted."""
+    log = rehearsal.repo.parent / "traffic.log"
+    before = len(log.read_text().splitlines()) if log.exists() else 0
+    digest = push(rehearsal, NEXT)
+    scenario = json.loads(rehearsal.scenario_path.read_text())
+    rehearsal.scenario(digests=scenario["digests"] | {NEXT: digest})
+    result = rehearsal.make("deploy-k8s", ENV=ENV, TAG=NEXT, identity="deployer")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rollout = rehearsal.kube()["objects"]["Rollout/registro/registro"]
+    assert rollout["status"]["phase"] == "Healthy"
+    assert rollout["spec"]["template"]["spec"]["containers"][0]["image"].endswith(digest)
+    paths = log.read_text().splitlines()[before:]
+    assert len(paths) >= 5 and set(paths) <= {"/data?limit=1", "/version"}, paths
+
+
+def test_a_failed_migration_stops_the_release_at_once(rehearsal: Rehearsal) -> None:
+    """R6: a failed Job has condition Failed, never Complete
+    (https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions): the
+    release stops on it, naming its reason, and the Rollout is untouched."""
+    before = rehearsal.kube()["objects"]["Rollout/registro/registro"]["spec"]
+    rehearsal.scenario(jobs={"registro-migrate": "Failed"})
+    try:
+        result = rehearsal.make("deploy-k8s", ENV=ENV, TAG=GOOD, identity="deployer")
+    finally:
+        rehearsal.scenario(jobs={})
+    assert result.returncode != 0
+    assert "migration Failed BackoffLimitExceeded" in result.stderr, result.stderr[-2000:]
+    assert "timed out" not in result.stderr
+    assert rehearsal.kube()["objects"]["Rollout/registro/registro"]["spec"] == before
+
+
+def test_each_release_refreshes_both_database_secrets_first(rehearsal: Rehearsal) -> None:
+    """R5: both ExternalSecrets were annotated force-sync before the migration Job was applied
+    (external-secrets.io FAQ, "Can I manually trigger a secret refresh?")."""
+    calls = [c["args"] for c in rehearsal.calls() if c["tool"] == "kubectl"]
+    last_migration = max(
+        i for i, a in enumerate(calls) if "app.kubernetes.io/component=migration" in a
+    )
+    annotated = {
+        a[a.index("externalsecret") + 1]
+        for a in calls[:last_migration][-40:]
+        if "annotate" in a and "externalsecret" in a
+    }
+    assert annotated == {"registro-database", "registro-database-owner"}
 
 
 RESTORE_API = "https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreDBInstanceToPointInTime.html"
