@@ -123,3 +123,31 @@ def test_the_wait_polls_until_the_name_resolves(resolves_after: int) -> None:
         "https://api.example.com", deadline_seconds=10, poll_seconds=0, resolve=resolve, ready=ready
     )
     assert attempts == ["api.example.com"] * (resolves_after + 1)
+
+
+def requests_counted(service: Service) -> float:
+    """Client requests the analysis counts: registro_http_requests_total outside platform-routes."""
+    total = 0.0
+    for line in httpx.get(service.url + "/metrics").text.splitlines():
+        if line.startswith("registro_http_requests_total{") and not any(
+            f'route="{r}"' in line for r in ("/livez", "/readyz", "/metrics")
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_release_traffic_is_what_the_analysis_counts(
+    manifests: Manifests, service: Service
+) -> None:
+    """R1: deploy/k8s/tools/traffic.py, which release.sh runs while the canary is judged, reaches
+    the service through the Ingress's rules on routes the analysis counts (not its
+    platform-routes), so a quiet canary still gets a verdict."""
+    before = requests_counted(service)
+    with alb(manifests.one("Ingress", "registro"), service.url) as url:
+        command = [sys.executable, str(K8S / "tools" / "traffic.py"), url, "--rate", "20"]
+        result = subprocess.run(
+            [*command, "--seconds", "1"], capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 0, result.stderr
+    assert "200 x" in result.stdout and "404" not in result.stdout, result.stdout
+    assert requests_counted(service) - before >= 10
