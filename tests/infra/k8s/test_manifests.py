@@ -369,3 +369,15 @@ def test_no_trace_exporter_is_configured(manifests: Manifests) -> None:
     would make every pod log export errors forever."""
     env = manifests.container_environment()
     assert not [k for k in env if k.startswith("OTEL_EXPORTER_")]
+
+
+def test_the_cluster_version_is_one_number_everywhere_the_upgrade_runbook_names() -> None:
+    """docs/runbooks/cluster-upgrade.md changes the version in these places together: the stacks'
+    KubernetesVersion per environment and the Makefile's K8S_VERSION (what verify-k8s validates
+    against); the autoscaler's image is tied to it in test_platform.py."""
+    runbook = (K8S.parents[1] / "docs" / "runbooks" / "cluster-upgrade.md").read_text()
+    for place in ("KubernetesVersion", "K8S_VERSION", "cluster-autoscaler.yaml"):
+        assert place in runbook, place
+    environments = K8S.parents[1] / "deploy" / "aws" / "environments"
+    for path in sorted(environments.glob("*.json")):
+        assert json.loads(path.read_text())["KubernetesVersion"] == k8s_version(), path.name
