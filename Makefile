@@ -317,12 +317,13 @@ image-load: ## load .work/image/registro.tar into Docker
 
 .PHONY: publish-image
 # EXPECT_DIGEST given, even empty (a missing job output), is checked: never silently skipped.
-publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a re-run finds it there (EXPECT_DIGEST=sha256:...: fail unless TAG holds it)
+publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a re-run finds it there (EXPECT_DIGEST=sha256:...: fail unless TAG holds it; COPY_FROM=<repository URI>: copy that digest from there, digest preserved, instead of pushing)
 	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "publish-image: set ENV=qa|prod TAG=<git commit> [EXPECT_DIGEST=sha256:...]" >&2; exit 1; }
 	repository=$$($(K8S_RELEASE) output $(ENV) RepositoryUri); \
 	test -n "$$repository"; \
 	DOCKER=$(DOCKER) $(PYTHON) deploy/image/publish.py "$$repository" registro:$(TAG) \
-	  $(if $(filter command line,$(origin EXPECT_DIGEST)),--expect-digest "$(EXPECT_DIGEST)")
+	  $(if $(filter command line,$(origin EXPECT_DIGEST)),--expect-digest "$(EXPECT_DIGEST)") \
+	  $(if $(COPY_FROM),--copy-from "$(COPY_FROM)")
 
 .PHONY: deploy-k8s
 deploy-k8s: ## release TAG to ENV=qa|prod: migration Job, then the canary Rollout, waited for (needs AWS credentials)

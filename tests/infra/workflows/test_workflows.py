@@ -259,6 +259,13 @@ def test_production_deploys_the_digest_qa_deployed() -> None:
     publish = step(production, "publish-image")
     assert 'EXPECT_DIGEST="$QA_DIGEST"' in publish["run"]
     assert publish["env"]["QA_DIGEST"] == "${{ needs.qa.outputs.digest }}"
+    # R15: copied from QA's repository by digest, not pushed again (test_publish_image.py).
+    assert 'COPY_FROM="$QA_REPOSITORY"' in publish["run"]
+    assert publish["env"]["QA_REPOSITORY"] == "${{ needs.qa.outputs.repository }}"
+    assert qa["outputs"]["repository"] == "${{ steps.publish.outputs.repository }}"
+    assert '--copy-from "111.dkr"' in publish_recipe(
+        "EXPECT_DIGEST=sha256:" + "c" * 64, "COPY_FROM=111.dkr"
+    )
     assert production["needs"] == "qa"
     order = [s.get("run", "").split()[1:2] for s in production["steps"]]
     assert order.index(["publish-image"]) < order.index(["deploy-k8s"])
