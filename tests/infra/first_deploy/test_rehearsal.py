@@ -525,11 +525,43 @@ def test_the_runbook_cleanup_deletes_the_restored_instances(rehearsal: Rehearsal
     assert restore_instances(rehearsal) == []
 
 
+# The EBS CSI driver tags each volume with its claim's namespace and name.
+PVC_NAMESPACE = {"Name": "tag:kubernetes.io/created-for/pvc/namespace", "Values": ["monitoring"]}
+
+
+def external_dns_records(rehearsal: Rehearsal) -> set[str]:
+    """What ExternalDNS (policy sync, TXT registry) publishes for the service's name: an alias
+    record and its ownership TXT records (external-dns docs/registry/txt.md); the rehearsal has no
+    ExternalDNS, so they are created here as it would."""
+    name = f"{ENV}.{ZONE}."
+    owner = (
+        '"heritage=external-dns,external-dns/owner=registro-qa,'
+        'external-dns/resource=ingress/registro/registro"'
+    )
+    changes = [
+        {"Action": "CREATE", "ResourceRecordSet": {"Name": name, "Type": "A", "TTL": 60,
+                                                   "ResourceRecords": [{"Value": "192.0.2.10"}]}},
+        {"Action": "CREATE", "ResourceRecordSet": {"Name": name, "Type": "TXT", "TTL": 300,
+                                                   "ResourceRecords": [{"Value": owner}]}},
+        {"Action": "CREATE", "ResourceRecordSet": {"Name": f"a-{name}", "Type": "TXT", "TTL": 300,
+                                                   "ResourceRecords": [{"Value": owner}]}},
+    ]  # fmt: skip
+    rehearsal.client("route53").change_resource_record_sets(
+        HostedZoneId=rehearsal.zone_id, ChangeBatch={"Changes": changes}
+    )
+    return {name, f"a-{name}"}
+
+
 def test_teardown_removes_the_controllers_resources_before_the_stacks(rehearsal: Rehearsal) -> None:
     """The ALB, created by the load balancer controller, holds interfaces in the VPC: it must be
     gone (Ingress deleted, finalizer done) before the network stack can be deleted
     (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/ingress/annotations/)."""
     assert rehearsal.kube()["albs"], "the release created no ALB to tear down"
+    ec2 = rehearsal.client("ec2")
+    volumes = ec2.describe_volumes(Filters=[PVC_NAMESPACE])["Volumes"]
+    assert len(volumes) == 2, "bootstrap made no Prometheus and Alertmanager volumes"
+    published = external_dns_records(rehearsal)
+    rehearsal.scenario(externaldns_race=True)
     result = rehearsal.make("teardown-aws", ENV=ENV, CONFIRM=ENV, identity="admin")
     assert result.returncode == 0, (
         result.stdout[-3000:] + result.stderr[-3000:] + vpc_leftovers(rehearsal)
@@ -549,4 +581,10 @@ def test_teardown_removes_the_controllers_resources_before_the_stacks(rehearsal:
     assert deleted == STACKS[::-1]
     assert not [s for s in STACKS if s in stack_statuses(rehearsal)]
     assert "Kept on purpose" in result.stdout and "TrailBucket" in result.stdout
+    # R9: no EBS volume of the platform outlives the cluster (they bill by the GB-month).
+    assert ec2.describe_volumes(Filters=[PVC_NAMESPACE])["Volumes"] == []
+    # ExternalDNS raced the record deletion; what it left is gone all the same.
+    zone = rehearsal.client("route53").list_resource_record_sets(HostedZoneId=rehearsal.zone_id)
+    left = {r["Name"] for r in zone["ResourceRecordSets"]}
+    assert not left & published, left
     assert ACCOUNT  # the rehearsal's account, not a documentation one

@@ -35,6 +35,14 @@ Behaviours, each as documented:
 - External Secrets reads the store when an ExternalSecret is created or its annotations change
   (external-secrets.io FAQ, "Can I manually trigger a secret refresh?"): status.refreshTime (now,
   to the second) and condition Ready True.
+- The prometheus chart's Prometheus server (a Deployment) and Alertmanager (a StatefulSet) claim
+  gp3 volumes: each PVC is bound to a PV the EBS CSI driver provisions as an EC2 volume (created
+  in moto, tagged as the driver tags it: kubernetes.io/created-for/pvc/namespace and /name). The
+  StorageClass's reclaimPolicy Delete deletes the PV and its volume when the PVC goes
+  (https://kubernetes.io/docs/concepts/storage/persistent-volumes/#delete), but a PVC in use by a
+  pod is kept until no pod uses it (`kubernetes.io/pvc-protection`, same page, "Storage Object in
+  Use Protection"), and a StatefulSet's claims outlive it (https://kubernetes.io/docs/concepts/workloads/controllers/statefulset/#persistentvolumeclaim-retention).
+  Deleting the cluster leaves the volumes: that is what teardown must not do.
 - The load balancer controller creates an ALB for an Ingress and deletes it when the Ingress is
   deleted (finalizer `ingress.k8s.aws/resources`); with `deletion_protection.enabled=true` in
   the Ingress's load-balancer-attributes it cannot, and the Ingress stays.
@@ -73,6 +81,9 @@ RESOURCES = {
     "Job": ("batch", "jobs"),
     "ReplicaSet": ("apps", "replicasets"),
     "Role": ("rbac.authorization.k8s.io", "roles"),
+    "PersistentVolumeClaim": ("", "persistentvolumeclaims"),
+    "Deployment": ("apps", "deployments"),
+    "StatefulSet": ("apps", "statefulsets"),
     "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"),
 }
 # Kinds of the API groups Kubernetes itself serves; any other group is a CRD's.
@@ -87,6 +98,7 @@ def built_in(api_version: str) -> bool:
 CLUSTER_SCOPED = {
     "Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "PriorityClass",
     "CustomResourceDefinition", "IngressClass", "ValidatingWebhookConfiguration",
+    "PersistentVolume",
 }  # fmt: skip
 # The CRDs each vendored chart installs (../shared/upstream/charts/*/crds, templates).
 CHART_CRDS = {
@@ -263,6 +275,68 @@ def abort(rollout: dict[str, Any]) -> None:
         status.update(phase="Degraded", message="RolloutAborted: aborted by the user")
 
 
+# The prometheus chart's workloads and their claims: (kind, workload, claim, size in GiB).
+PROMETHEUS_VOLUMES = [
+    ("Deployment", "prometheus-server", "prometheus-server", 8),
+    ("StatefulSet", "prometheus-alertmanager", "storage-prometheus-alertmanager-0", 1),
+]
+
+
+def ec2() -> Any:
+    import boto3  # the rehearsal's moto, as the EBS CSI driver calls EC2
+
+    return boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+
+
+def install_prometheus(state: dict[str, Any]) -> None:
+    for kind, workload, claim, size in PROMETHEUS_VOLUMES:
+        state["objects"][key(kind, workload, "monitoring")] = {
+            "kind": kind, "metadata": {"name": workload, "namespace": "monitoring"},
+        }  # fmt: skip
+        if key("PersistentVolumeClaim", claim, "monitoring") in state["objects"]:
+            continue
+        tags = [
+            {"Key": "kubernetes.io/created-for/pvc/namespace", "Value": "monitoring"},
+            {"Key": "kubernetes.io/created-for/pvc/name", "Value": claim},
+        ]
+        volume = ec2().create_volume(
+            AvailabilityZone=os.environ.get("AWS_REGION", "eu-west-1") + "a", Size=size,
+            VolumeType="gp3", Encrypted=True,
+            TagSpecifications=[{"ResourceType": "volume", "Tags": tags}],
+        )["VolumeId"]  # fmt: skip
+        pv = f"pvc-{hashlib.sha256(claim.encode()).hexdigest()[:12]}"
+        state["objects"][key("PersistentVolumeClaim", claim, "monitoring")] = {
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": "monitoring",
+                         "finalizers": ["kubernetes.io/pvc-protection"]},
+            "spec": {"volumeName": pv, "storageClassName": "gp3"},
+            "user": [kind, workload],
+        }  # fmt: skip
+        state["objects"][key("PersistentVolume", pv, None)] = {
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {"claimRef": {"namespace": "monitoring", "name": claim},
+                     "persistentVolumeReclaimPolicy": "Delete",
+                     "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": volume}},
+        }  # fmt: skip
+
+
+def release_claims(state: dict[str, Any]) -> None:
+    """The PV controller and the EBS CSI driver: a deleted claim no pod uses goes, and with it
+    its PV and (reclaimPolicy Delete) its EBS volume."""
+    for object_key, claim in list(state["objects"].items()):
+        if claim["kind"] != "PersistentVolumeClaim" or "deletionTimestamp" not in claim["metadata"]:
+            continue
+        user = claim.get("user") or ["", ""]
+        if key(user[0], user[1], "monitoring") in state["objects"]:
+            continue  # kubernetes.io/pvc-protection: a pod still uses it
+        del state["objects"][object_key]
+        pv_key = key("PersistentVolume", claim["spec"]["volumeName"], None)
+        pv = state["objects"].pop(pv_key, None)
+        if pv is not None:
+            ec2().delete_volume(VolumeId=pv["spec"]["csi"]["volumeHandle"])
+
+
 def reconcile_ingress(state: dict[str, Any], ingress: dict[str, Any]) -> None:
     arn = (
         "arn:aws:elasticloadbalancing:eu-west-1:0:loadbalancer/app/k8s-registro-"
@@ -418,6 +492,9 @@ def find(
 KIND_NAMES = {
     "rollout": "Rollout", "rollouts": "Rollout", "replicaset": "ReplicaSet", "ingress": "Ingress",
     "job": "Job", "externalsecret": "ExternalSecret", "pods": "Pod", "pod": "Pod",
+    "pvc": "PersistentVolumeClaim", "persistentvolumeclaim": "PersistentVolumeClaim",
+    "pv": "PersistentVolume", "persistentvolume": "PersistentVolume",
+    "deployment": "Deployment", "statefulset": "StatefulSet",
 }  # fmt: skip
 
 
@@ -521,6 +598,9 @@ def kubectl(args: list[str]) -> None:
                 k for k, o in state["objects"].items()
                 if o["kind"] in kinds and (name is None or o["metadata"]["name"] == name)
             ]:  # fmt: skip
+                if kinds == ["PersistentVolumeClaim"]:
+                    state["objects"][object_key]["metadata"]["deletionTimestamp"] = "now"
+                    continue
                 if kinds == ["Ingress"]:
                     # Deletion marks it; the controller's finalizer decides when it goes.
                     state["objects"][object_key]["metadata"]["deletionTimestamp"] = "now"
@@ -531,6 +611,7 @@ def kubectl(args: list[str]) -> None:
                         raise Refused("error: timed out waiting for the Ingress finalizer")
                 else:
                     del state["objects"][object_key]
+            release_claims(state)
         elif verb == "annotate":
             kinds, name = target(rest)
             authorize(state, kinds[0], "patch", name or "")
@@ -613,6 +694,8 @@ def helm(args: list[str]) -> None:
         if kind not in state["crds"]:
             state["crds"].append(kind)
     state["releases"][release] = {"chart": chart, "args": args}
+    if chart_name == "prometheus":
+        install_prometheus(state)
     save(state)
     print(f'Release "{release}" has been upgraded. Happy Helming!')
 
