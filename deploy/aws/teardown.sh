@@ -110,9 +110,12 @@ import json, sys
 domain = sys.argv[1].rstrip(".") + "."
 records = json.load(sys.stdin)["ResourceRecordSets"]
 def ends(name): return name == domain or name.endswith("." + domain)
-owned = {r["Name"] for r in records if r["Type"] == "TXT" and ends(r["Name"])
+def owner_of(name):  # the TXT registry names its record <type>-<name>, or <name> (older format)
+    kind, _, rest = name.partition("-")
+    return rest if kind in ("a", "aaaa", "cname") and ends(rest) else name
+owned = {r["Name"] for r in records if r["Type"] == "TXT" and ends(owner_of(r["Name"]))
          and any("heritage=external-dns" in v["Value"] for v in r.get("ResourceRecords", []))}
-names = owned | {n.split("-", 1)[1] for n in owned if n.split(".")[0].split("-", 1)[0] in ("a", "aaaa", "cname")}
+names = owned | {owner_of(n) for n in owned}
 changes = [{"Action": "DELETE", "ResourceRecordSet": r} for r in records
            if r["Name"] in names and (r["Type"] in ("A", "AAAA", "CNAME", "TXT"))]
 if changes:
