@@ -325,6 +325,20 @@ verify-k8s: venv $(K8S_VENV)/.installed $(CHECKOV_VENV)/.installed $(HELM) ## re
 	HELM=$(CURDIR)/$(HELM) KUBERNETES_VALIDATE=$(CURDIR)/$(K8S_BIN)/kubernetes-validate \
 		$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
 
+# promtool and amtool for verify-k8s on a machine where they cannot be installed as packages (a
+# GitHub-hosted runner): the distribution's own packages, fetched by apt (its signed index checks
+# each package's sha256; the runner image pins the release) and unpacked into .work/tools, never
+# installed or started. Under GitHub Actions the directory is added to the PATH of later steps.
+PROMETHEUS_TOOLS := .work/tools/prometheus
+.PHONY: prometheus-tools
+prometheus-tools: ## fetch promtool and amtool (Debian/Ubuntu packages, unpacked, not installed) into .work/tools
+	rm -rf $(PROMETHEUS_TOOLS) && mkdir -p $(PROMETHEUS_TOOLS)
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q
+	cd $(PROMETHEUS_TOOLS) && apt-get download prometheus prometheus-alertmanager \
+	  && for deb in *.deb; do dpkg -x "$$deb" root; done
+	$(PROMETHEUS_TOOLS)/root/usr/bin/promtool --version && $(PROMETHEUS_TOOLS)/root/usr/bin/amtool --version
+	test -z "$${GITHUB_PATH:-}" || echo "$(CURDIR)/$(PROMETHEUS_TOOLS)/root/usr/bin" >> "$$GITHUB_PATH"
+
 .PHONY: platform-upstream
 platform-upstream: $(HELM) ## pull the pinned platform charts (and render External Secrets' CRDs) into .work/upstream; needs the chart repositories
 	deploy/k8s/tools/platform_upstream.sh $(HELM) deploy/k8s/platform/charts $(PLATFORM_UPSTREAM_WORK)
@@ -354,12 +368,13 @@ image-load: ## load .work/image/registro.tar into Docker
 
 .PHONY: publish-image
 # EXPECT_DIGEST given, even empty (a missing job output), is checked: never silently skipped.
-publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a re-run finds it there (EXPECT_DIGEST=sha256:...: fail unless TAG holds it)
+publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a re-run finds it there (EXPECT_DIGEST=sha256:...: fail unless TAG holds it; COPY_FROM=<repository URI>: copy that digest from there, digest preserved, instead of pushing)
 	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "publish-image: set ENV=qa|prod TAG=<git commit> [EXPECT_DIGEST=sha256:...]" >&2; exit 1; }
 	repository=$$($(K8S_RELEASE) output $(ENV) RepositoryUri); \
 	test -n "$$repository"; \
 	DOCKER=$(DOCKER) $(PYTHON) deploy/image/publish.py "$$repository" registro:$(TAG) \
-	  $(if $(filter command line,$(origin EXPECT_DIGEST)),--expect-digest "$(EXPECT_DIGEST)")
+	  $(if $(filter command line,$(origin EXPECT_DIGEST)),--expect-digest "$(EXPECT_DIGEST)") \
+	  $(if $(COPY_FROM),--copy-from "$(COPY_FROM)")
 
 .PHONY: deploy-k8s
 deploy-k8s: ## release TAG to ENV=qa|prod: migration Job, then the canary Rollout, waited for (needs AWS credentials)

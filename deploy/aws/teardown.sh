@@ -4,7 +4,11 @@
 # 1. What the controllers created outside CloudFormation: the Ingress, so that the AWS Load
 #    Balancer Controller deletes the ALB, its target groups and security groups (they hold
 #    interfaces in the VPC, which would block the network stack); then the ExternalDNS records
-#    left for the domain (a record pointing at a deleted ALB could be taken over).
+#    left for the domain (a record pointing at a deleted ALB could be taken over); then the
+#    platform's volumes: Prometheus's and Alertmanager's claims, whose EBS volumes outlive the
+#    cluster unless their PVCs go first (reclaimPolicy Delete deletes a volume when its claim
+#    goes, https://kubernetes.io/docs/concepts/storage/persistent-volumes/#delete, and only while
+#    the EBS CSI driver still runs; a claim in use is kept until its pod stops).
 # 2. The images in the ECR repository (CloudFormation cannot delete a repository with images).
 # 3. The stacks, in the reverse order of deploy/aws/stacks; a missing one is skipped, so a
 #    teardown that stopped half-way can be run again.
@@ -56,6 +60,15 @@ controller_security_groups() {
     "Name=tag:elbv2.k8s.aws/cluster,Values=$app-$env" --query 'SecurityGroups[].GroupId' --output text
 }
 
+# The PVs still bound to a claim of namespace monitoring: their EBS volumes still exist.
+monitoring_volumes() {
+  $kubectl get pv -o json | "$py" -c '
+import json, sys
+for pv in json.load(sys.stdin).get("items", []):
+    if pv.get("spec", {}).get("claimRef", {}).get("namespace") == "monitoring":
+        print(pv["metadata"]["name"], pv["spec"].get("csi", {}).get("volumeHandle", ""))'
+}
+
 # 0. Prod's database: refuse before deleting anything rather than half-way.
 db=$(output data DbInstanceId)
 if [ -n "$db" ] && [ "$(aws rds describe-db-instances --db-instance-identifier "$db" \
@@ -75,29 +88,50 @@ if [ -n "$cluster" ]; then
       "and is the ALB's deletion protection off?)"
   until_empty "ALB of $app-$env" load_balancers
   until_empty "security groups of the ALB" controller_security_groups
+  echo "== $cluster: deleting the platform's volumes (Prometheus, Alertmanager)"
+  # The workloads first (their pods hold the claims), then the claims; the PVs (and so the EBS
+  # volumes) go as the driver deletes them.
+  $kubectl -n monitoring delete statefulset,deployment --all --ignore-not-found --cascade=foreground
+  $kubectl -n monitoring delete pvc --all --ignore-not-found --wait=false
+  until_empty "volumes of the monitoring namespace" monitoring_volumes
 fi
 zone=$(value HostedZoneId) domain=$(value DomainName)
 if [ -n "$zone" ] && [ -n "$domain" ]; then
-  # ExternalDNS owns a name through a TXT record "heritage=external-dns,..." beside it.
-  aws route53 list-resource-record-sets --hosted-zone-id "$zone" --output json \
-    | "$py" -c '
+  # ExternalDNS owns a name through a TXT record "heritage=external-dns,..." beside it. It may
+  # still be deleting them itself (the Ingress is gone, policy sync): a batch that names a record
+  # it deleted first fails whole (InvalidChangeBatch "Tried to delete resource record set ... but
+  # it was not found"; a change batch is all or nothing,
+  # https://docs.aws.amazon.com/Route53/latest/APIReference/API_ChangeResourceRecordSets.html):
+  # then read the zone again and delete what is left.
+  for attempt in 1 2 3 4 5; do
+    aws route53 list-resource-record-sets --hosted-zone-id "$zone" --output json \
+      | "$py" -c '
 import json, sys
 domain = sys.argv[1].rstrip(".") + "."
 records = json.load(sys.stdin)["ResourceRecordSets"]
 def ends(name): return name == domain or name.endswith("." + domain)
-owned = {r["Name"] for r in records if r["Type"] == "TXT" and ends(r["Name"])
+def owner_of(name):  # the TXT registry names its record <type>-<name>, or <name> (older format)
+    kind, _, rest = name.partition("-")
+    return rest if kind in ("a", "aaaa", "cname") and ends(rest) else name
+owned = {r["Name"] for r in records if r["Type"] == "TXT" and ends(owner_of(r["Name"]))
          and any("heritage=external-dns" in v["Value"] for v in r.get("ResourceRecords", []))}
-names = owned | {n.split("-", 1)[1] for n in owned if n.split(".")[0].split("-", 1)[0] in ("a", "aaaa", "cname")}
+names = owned | {owner_of(n) for n in owned}
 changes = [{"Action": "DELETE", "ResourceRecordSet": r} for r in records
            if r["Name"] in names and (r["Type"] in ("A", "AAAA", "CNAME", "TXT"))]
 if changes:
     print(json.dumps({"Changes": changes}))
 ' "$domain" >"$work/records.json"
-  if [ -s "$work/records.json" ]; then
+    [ -s "$work/records.json" ] || break
     echo "== $zone: deleting the records ExternalDNS left for $domain"
-    aws route53 change-resource-record-sets --hosted-zone-id "$zone" \
-      --change-batch "file://$work/records.json" >/dev/null
-  fi
+    if aws route53 change-resource-record-sets --hosted-zone-id "$zone" \
+      --change-batch "file://$work/records.json" >/dev/null 2>"$work/records.err"; then
+      break
+    fi
+    grep -q "but it was not found" "$work/records.err" || die "$(cat "$work/records.err")"
+    ((attempt < 5)) || die "the records of $domain keep changing: $(cat "$work/records.err")"
+    echo "   ExternalDNS deleted some of them meanwhile: reading the zone again"
+    sleep "$poll"
+  done
 fi
 
 # 2. The repository's images.

@@ -10,6 +10,13 @@ same layers, compared through the image's config) and fails loudly if it holds a
 --expect-digest: the manifest digest the repository must end up holding for TAG (production
 passes the digest QA deployed: the bytes QA tested); any other digest fails, pushed or found.
 
+--copy-from SOURCE_REPOSITORY_URI (with --expect-digest): instead of pushing the local image
+again, copy the manifest SOURCE@DIGEST and its blobs to REPOSITORY_URI:TAG with
+`skopeo copy --all --preserve-digests` (SKOPEO, default `skopeo`): a second `docker push` of the
+same image may compress its layers anew and so produce another manifest digest than QA's; a copy
+keeps the manifest's bytes, and so its digest, or fails (skopeo-copy(1), --preserve-digests).
+Registry logins go through a temporary auth file, never the command line.
+
 Prints the digest; under GitHub Actions also writes `digest=...` to $GITHUB_OUTPUT. Needs the
 AWS CLI (credentials for the repository's account) and Docker (DOCKER, default `docker`).
 """
@@ -17,12 +24,15 @@ AWS CLI (credentials for the repository's account) and Docker (DOCKER, default `
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 NOT_FOUND = "ImageNotFoundException"
@@ -143,10 +153,40 @@ def push(docker: str, repository: Repository, image: str, tag: str) -> None:
     checked(docker, "push", f"{repository.uri}:{tag}")
 
 
-def publish(repository: Repository, image: str, docker: str, expected: str | None) -> str:
+def copy(skopeo: str, source: Repository, target: Repository, digest: str, tag: str) -> None:
+    """SOURCE@DIGEST to TARGET:TAG, manifest bytes (so digest) preserved."""
+    auths = {}
+    for registry in (source, target):
+        password = checked("aws", "ecr", "get-login-password", "--region", registry.region)
+        token = base64.b64encode(f"AWS:{password.strip()}".encode()).decode()
+        auths[registry.host] = {"auth": token}
+    with tempfile.TemporaryDirectory() as work:
+        authfile = Path(work) / "auth.json"
+        authfile.touch(mode=0o600)
+        authfile.write_text(json.dumps({"auths": auths}))
+        checked(
+            skopeo, "copy", "--all", "--preserve-digests", "--authfile", str(authfile),
+            f"docker://{source.uri}@{digest}", f"docker://{target.uri}:{tag}",
+        )  # fmt: skip
+
+
+def publish(
+    repository: Repository,
+    image: str,
+    docker: str,
+    expected: str | None,
+    source: Repository | None = None,
+    skopeo: str = "skopeo",
+) -> str:
     tag = image.rpartition(":")[2]
     found = repository.digest(tag)
-    if found is None:
+    if found is None and source is not None and expected is not None:
+        copy(skopeo, source, repository, expected, tag)
+        found = repository.digest(tag)
+        if found is None:
+            raise PublishError(f"copied to {repository.uri}:{tag} but ECR does not list it")
+        print(f"copied {source.uri}@{expected} to {repository.uri}:{tag} ({found})")
+    elif found is None:
         push(docker, repository, image, tag)
         found = repository.digest(tag)
         if found is None:
@@ -172,7 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("repository", help="the ECR repository URI")
     parser.add_argument("image", help="the local image, name:TAG")
     parser.add_argument("--expect-digest", help="the digest TAG must hold (sha256:...)")
+    parser.add_argument(
+        "--copy-from", help="copy EXPECT_DIGEST from this ECR repository instead of pushing"
+    )
     args = parser.parse_args(argv)
+    if args.copy_from and args.expect_digest is None:
+        print("publish: --copy-from needs --expect-digest (the digest to copy)", file=sys.stderr)
+        return 2
     if args.expect_digest is not None and not args.expect_digest.startswith("sha256:"):
         print(
             f"publish: --expect-digest must be sha256:..., got {args.expect_digest!r}",
@@ -185,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             args.image,
             os.environ.get("DOCKER", "docker"),
             args.expect_digest,
+            Repository(args.copy_from) if args.copy_from else None,
+            os.environ.get("SKOPEO", "skopeo"),
         )
     except PublishError as error:
         print(f"publish: {error}", file=sys.stderr)
@@ -192,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     print(digest)
     if output := os.environ.get("GITHUB_OUTPUT"):
         with open(output, "a", encoding="utf-8") as file:
-            file.write(f"digest={digest}\n")
+            file.write(f"digest={digest}\nrepository={args.repository}\n")
     return 0
 
 

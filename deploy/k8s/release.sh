@@ -22,8 +22,9 @@
 #   apply DIR           apply DIR/manifests.yaml: everything but the workload, then the migration
 #                       Job (waited for), then the Rollout (waited for)
 #
-# Needs kubectl >= 1.24 (built-in kustomize, --subresource), the AWS CLI and python3; bootstrap
-# also helm (make helm).
+# Needs kubectl within one minor of the clusters' Kubernetes (K8S_VERSION in the Makefile; the
+# version skew policy: https://kubernetes.io/releases/version-skew-policy/#kubectl), the AWS CLI
+# and python3; bootstrap also helm (make helm). Nothing here names a kubectl version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${RELEASE_WORK:-$here/../../.work/release}
@@ -88,42 +89,122 @@ YAML
 }
 
 # Wait until the Rollout has taken in its latest spec and is Healthy; fail as soon as it is
-# Degraded (an aborted canary is Degraded). While it is Paused (an inconclusive analysis), a
-# person decides: see docs/delivery.md.
+# Degraded (an aborted canary is Degraded) or paused by an inconclusive analysis: Argo Rollouts
+# pauses the Rollout when an AnalysisRun is Inconclusive (argo-rollouts docs/features/analysis.md,
+# "Inconclusive Runs") and reports the pause's reason as the status message
+# (utils/rollout/rolloututil.go CalculateRolloutPhase); the canary's own timed pause steps
+# (CanaryPauseStep) are waited through.
 wait_rollout() {
-  local deadline=$((SECONDS + ${ROLLOUT_TIMEOUT:-2400})) status phase generation observed
+  local deadline=$((SECONDS + ${ROLLOUT_TIMEOUT:-2400})) status phase generation observed message
   while :; do
     status=$(k get rollout "$rollout" -o jsonpath='{.status.phase}|{.metadata.generation}|{.status.observedGeneration}|{.status.message}')
-    IFS='|' read -r phase generation observed _ <<<"$status"
+    IFS='|' read -r phase generation observed message <<<"$status"
     echo "rollout: ${status//|/ }"
     if [ "$generation" = "$observed" ]; then
       case $phase in
         Healthy) return 0 ;;
-        Degraded) die "rollout degraded: ${status##*|}" ;;
+        Degraded) die "rollout degraded: $message" ;;
+        Paused)
+          [ "$message" != InconclusiveAnalysisRun ] \
+            || die "rollout paused: an analysis was inconclusive (InconclusiveAnalysisRun:" \
+              "no data to judge, see docs/delivery.md); the canary still takes its share of" \
+              "traffic: make rollback-k8s ENV=... to abort, or promote it by hand" ;;
       esac
     fi
     ((SECONDS < deadline)) || die "rollout not healthy after ${ROLLOUT_TIMEOUT:-2400} s"
-    sleep 15
+    sleep "${ROLLOUT_POLL_SECONDS:-15}"
   done
 }
 
+# Force both ExternalSecrets to read Secrets Manager now, and wait for that read: a rotated RDS
+# password would otherwise reach the Secrets only at the next refreshInterval (1h). External
+# Secrets refreshes an ExternalSecret whose annotations change (external-secrets.io FAQ, "Can I
+# manually trigger a secret refresh?": `kubectl annotate es NAME force-sync=$(date +%s)
+# --overwrite`); status.refreshTime says when it last read (same FAQ).
+sync_secrets() {
+  local name before state deadline
+  for name in registro-database registro-database-owner; do
+    before=$(k get externalsecret "$name" -o jsonpath='{.status.refreshTime}')
+    sleep 1 # refreshTime has a resolution of a second: the next read must differ from `before`
+    k annotate externalsecret "$name" "force-sync=$(date +%s)" --overwrite >/dev/null
+    deadline=$((SECONDS + ${SECRET_TIMEOUT:-120}))
+    while :; do
+      state=$(k get externalsecret "$name" -o json | python3 -c '
+import json, sys
+status = json.load(sys.stdin).get("status", {})
+ready = [c for c in status.get("conditions", []) if c.get("type") == "Ready"]
+print(status.get("refreshTime", ""),
+      *(":".join((c.get("status", ""), c.get("reason", ""), c.get("message", ""))) for c in ready[:1]))')
+      case $state in
+        "$before "*) ;;
+        *" True:"*) echo "externalsecret/$name: read from Secrets Manager at ${state%% *}"; break ;;
+        *" False:"*) die "externalsecret/$name cannot read its secret: ${state#* False:}" ;;
+      esac
+      ((SECONDS < deadline)) || die "externalsecret/$name not refreshed after ${SECRET_TIMEOUT:-120} s: $state"
+      sleep 2
+    done
+  done
+}
+
+# Wait until the Job has ended, Complete or Failed (its terminal conditions:
+# https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions):
+# `kubectl wait --for=condition=Complete` alone would wait out its whole timeout on a failure.
+# Prints Complete, or Failed and the condition's reason and message.
+wait_job() {
+  local name=$1 deadline=$((SECONDS + $2)) outcome
+  while :; do
+    outcome=$(k get job "$name" -o json | python3 -c '
+import json, sys
+for c in json.load(sys.stdin).get("status", {}).get("conditions", []):
+    if c.get("status") == "True" and c.get("type") in ("Complete", "Failed"):
+        print(c["type"], c.get("reason", ""), c.get("message", ""))
+        break')
+    [ -z "$outcome" ] || { echo "$outcome"; return 0; }
+    ((SECONDS < deadline)) || { echo "Unfinished after $2 s"; return 0; }
+    sleep "${JOB_POLL_SECONDS:-5}"
+  done
+}
+
+# Synthetic traffic through the public name while the canary is judged (docs/delivery.md, "Quiet
+# canaries"): read-only requests at RELEASE_TRAFFIC_RATE per second (0: none), of which the ALB
+# gives the canary its weight's share. Stopped when the release ends.
+traffic_pid=
+start_traffic() {
+  local manifests=$1 url=${RELEASE_TRAFFIC_URL:-} rate=${RELEASE_TRAFFIC_RATE:-2}
+  if [ -z "$url" ]; then
+    url=https://$(sed -nE 's/^ *external-dns\.alpha\.kubernetes\.io\/hostname: *"?([^" ]+)"?$/\1/p' "$manifests" | head -1)
+  fi
+  [ "$rate" != 0 ] || { echo "traffic: none (RELEASE_TRAFFIC_RATE=0)"; return 0; }
+  python3 "$here/tools/traffic.py" "$url" --rate "$rate" \
+    --seconds "$((${ROLLOUT_TIMEOUT:-2400} + 60))" &
+  traffic_pid=$!
+  trap stop_traffic EXIT
+}
+stop_traffic() {
+  [ -z "$traffic_pid" ] || kill "$traffic_pid" 2>/dev/null || true
+  traffic_pid=
+}
+
 apply() {
-  local manifests=$1/manifests.yaml
+  local manifests=$1/manifests.yaml outcome
   [ -f "$manifests" ] || die "nothing rendered at $manifests"
   # 1. Config, secrets, services, ingress, policies, autoscaling, analysis (not the namespace:
   #    that is bootstrap's).
   $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component notin (namespace,migration,server)'
-  k wait externalsecret/registro-database --for=condition=Ready --timeout=120s
+  sync_secrets
   # 2. The schema migration, once per release; a Job's pod template is immutable, so replace it.
   k delete job registro-migrate --ignore-not-found --wait=true
   $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component=migration'
-  if ! k wait job/registro-migrate --for=condition=Complete --timeout=600s; then
+  outcome=$(wait_job registro-migrate "${MIGRATION_TIMEOUT:-600}")
+  if [ "${outcome%% *}" != Complete ]; then
     k logs job/registro-migrate --tail=100 || true
-    die "migration failed: the release stops here and the running version is untouched"
+    die "migration $outcome: the release stops here and the running version is untouched"
   fi
-  # 3. The workload: Argo Rollouts runs the canary.
+  # 3. The workload: Argo Rollouts runs the canary, judged on the traffic it gets.
+  start_traffic "$manifests"
   $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component=server'
   wait_rollout
+  stop_traffic
 }
 
 connect() {

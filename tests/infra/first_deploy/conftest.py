@@ -10,10 +10,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +139,27 @@ def fill_values(repo: Path, zone_id: str) -> None:
         path.write_text(json.dumps(values, indent=2) + "\n")
 
 
+def public_endpoint(log: Path) -> ThreadingHTTPServer:
+    """The service's public name as release.sh's synthetic traffic reaches it: every request is
+    logged (the stand-in's Argo Rollouts counts them as the canary's traffic) and answered 200."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with log.open("a") as lines:
+                lines.write(self.path + "\n")
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     base = tmp_path_factory.mktemp("first-deploy")
@@ -162,6 +185,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
             time.sleep(0.3)
     bin_dir = base / "bin"
     stand_in_bin(bin_dir)
+    public = public_endpoint(base / "traffic.log")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAKE", "MFLAGS"))},
         "PATH": f"{bin_dir}:{ROOT / '.venvs' / 'aws' / 'bin'}:{os.environ['PATH']}",
@@ -176,6 +200,10 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
         "STANDIN_REAL_KUBECTL": shutil.which("kubectl") or "/usr/bin/kubectl",
         "DEPLOY_POLL_SECONDS": "0", "DEPLOY_BACKOFF_SECONDS": "0", "TEARDOWN_POLL_SECONDS": "0",
         "RELEASE_WORK": str(base / "release"), "KUBECTL": "kubectl",
+        # The public name, served on 127.0.0.1 (release.sh's synthetic traffic goes there).
+        "RELEASE_TRAFFIC_URL": f"http://127.0.0.1:{public.server_address[1]}",
+        "RELEASE_TRAFFIC_RATE": "20", "STANDIN_TRAFFIC": str(base / "traffic.log"),
+        "ROLLOUT_POLL_SECONDS": "0.5",
     }  # fmt: skip
     zone = client("route53", endpoint).create_hosted_zone(Name=ZONE, CallerReference="rehearsal")
     zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
@@ -192,6 +220,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
         yield Rehearsal(repo, env, base / "calls.jsonl", base / "scenario.json",
                         base / "kube.json", zone_id, name_servers)  # fmt: skip
     finally:
+        public.shutdown()
         server.terminate()
         server.wait(timeout=10)
         moto_log.close()

@@ -25,6 +25,7 @@ STACKS = [f"registro-{ENV}-{layer}" for layer in
           ("security", "network", "cluster", "data", "edge", "observability", "ci")]  # fmt: skip
 # Three releases, by the digest of what was pushed under each tag.
 GOOD, BAD, SLOW = "a1b2c3d", "b2c3d4e", "c3d4e5f"
+QUIET, NEXT = "d4e5f6a", "e5f6a7b"
 READ_ONLY = ("get-", "describe-", "list-")
 
 
@@ -252,6 +253,80 @@ def test_a_manual_abort_uses_the_status_subresource_and_rollback_returns_to_stab
     assert image.endswith(scenario["digests"][GOOD]), image
 
 
+def test_a_quiet_canary_stops_the_release_at_once_naming_the_inconclusive_analysis(
+    rehearsal: Rehearsal,
+) -> None:
+    """R1: with no traffic the analysis has nothing to measure; Argo Rollouts then pauses the
+    Rollout (argo-rollouts docs/features/analysis.md, "Inconclusive Runs"; message
+    InconclusiveAnalysisRun). The release stops on it at once, saying why, instead of waiting out
+    ROLLOUT_TIMEOUT (40 min) for the pipeline's rollback."""
+    digest = push(rehearsal, QUIET)
+    scenario = json.loads(rehearsal.scenario_path.read_text())
+    rehearsal.scenario(digests=scenario["digests"] | {QUIET: digest})
+    started = time.monotonic()
+    quiet = rehearsal.make(
+        "deploy-k8s", ENV=ENV, TAG=QUIET, identity="deployer", RELEASE_TRAFFIC_RATE="0"
+    )
+    assert quiet.returncode != 0
+    assert "an analysis was inconclusive" in quiet.stderr, quiet.stdout[-2000:] + quiet.stderr
+    assert time.monotonic() - started < 120
+    status = rehearsal.kube()["objects"]["Rollout/registro/registro"]["status"]
+    assert (status["phase"], status["message"]) == ("Paused", "InconclusiveAnalysisRun")
+
+    back = rehearsal.make("rollback-k8s", ENV=ENV, identity="deployer")
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+    image = rehearsal.kube()["objects"]["Rollout/registro/registro"]["spec"]["template"]
+    assert image["spec"]["containers"][0]["image"].endswith(scenario["digests"][GOOD])
+
+
+def test_synthetic_traffic_lets_the_analysis_judge_a_canary(rehearsal: Rehearsal) -> None:
+    """R1: the release sends read-only requests through the public name while the canary is
+    judged; with them the analysis reaches a verdict and the canary is promoted."""
+    log = rehearsal.repo.parent / "traffic.log"
+    before = len(log.read_text().splitlines()) if log.exists() else 0
+    digest = push(rehearsal, NEXT)
+    scenario = json.loads(rehearsal.scenario_path.read_text())
+    rehearsal.scenario(digests=scenario["digests"] | {NEXT: digest})
+    result = rehearsal.make("deploy-k8s", ENV=ENV, TAG=NEXT, identity="deployer")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rollout = rehearsal.kube()["objects"]["Rollout/registro/registro"]
+    assert rollout["status"]["phase"] == "Healthy"
+    assert rollout["spec"]["template"]["spec"]["containers"][0]["image"].endswith(digest)
+    paths = log.read_text().splitlines()[before:]
+    assert len(paths) >= 5 and set(paths) <= {"/data?limit=1", "/version"}, paths
+
+
+def test_a_failed_migration_stops_the_release_at_once(rehearsal: Rehearsal) -> None:
+    """R6: a failed Job has condition Failed, never Complete
+    (https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions): the
+    release stops on it, naming its reason, and the Rollout is untouched."""
+    before = rehearsal.kube()["objects"]["Rollout/registro/registro"]["spec"]
+    rehearsal.scenario(jobs={"registro-migrate": "Failed"})
+    try:
+        result = rehearsal.make("deploy-k8s", ENV=ENV, TAG=GOOD, identity="deployer")
+    finally:
+        rehearsal.scenario(jobs={})
+    assert result.returncode != 0
+    assert "migration Failed BackoffLimitExceeded" in result.stderr, result.stderr[-2000:]
+    assert "timed out" not in result.stderr
+    assert rehearsal.kube()["objects"]["Rollout/registro/registro"]["spec"] == before
+
+
+def test_each_release_refreshes_both_database_secrets_first(rehearsal: Rehearsal) -> None:
+    """R5: both ExternalSecrets were annotated force-sync before the migration Job was applied
+    (external-secrets.io FAQ, "Can I manually trigger a secret refresh?")."""
+    calls = [c["args"] for c in rehearsal.calls() if c["tool"] == "kubectl"]
+    last_migration = max(
+        i for i, a in enumerate(calls) if "app.kubernetes.io/component=migration" in a
+    )
+    annotated = {
+        a[a.index("externalsecret") + 1]
+        for a in calls[:last_migration][-40:]
+        if "annotate" in a and "externalsecret" in a
+    }
+    assert annotated == {"registro-database", "registro-database-owner"}
+
+
 RESTORE_API = "https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreDBInstanceToPointInTime.html"
 WRITES = ("restore-", "create-", "modify-", "delete-", "put-", "stop-", "start-", "reboot-")
 
@@ -450,11 +525,43 @@ def test_the_runbook_cleanup_deletes_the_restored_instances(rehearsal: Rehearsal
     assert restore_instances(rehearsal) == []
 
 
+# The EBS CSI driver tags each volume with its claim's namespace and name.
+PVC_NAMESPACE = {"Name": "tag:kubernetes.io/created-for/pvc/namespace", "Values": ["monitoring"]}
+
+
+def external_dns_records(rehearsal: Rehearsal) -> set[str]:
+    """What ExternalDNS (policy sync, TXT registry) publishes for the service's name: an alias
+    record and its ownership TXT records (external-dns docs/registry/txt.md); the rehearsal has no
+    ExternalDNS, so they are created here as it would."""
+    name = f"{ENV}.{ZONE}."
+    owner = (
+        '"heritage=external-dns,external-dns/owner=registro-qa,'
+        'external-dns/resource=ingress/registro/registro"'
+    )
+    changes = [
+        {"Action": "CREATE", "ResourceRecordSet": {"Name": name, "Type": "A", "TTL": 60,
+                                                   "ResourceRecords": [{"Value": "192.0.2.10"}]}},
+        {"Action": "CREATE", "ResourceRecordSet": {"Name": name, "Type": "TXT", "TTL": 300,
+                                                   "ResourceRecords": [{"Value": owner}]}},
+        {"Action": "CREATE", "ResourceRecordSet": {"Name": f"a-{name}", "Type": "TXT", "TTL": 300,
+                                                   "ResourceRecords": [{"Value": owner}]}},
+    ]  # fmt: skip
+    rehearsal.client("route53").change_resource_record_sets(
+        HostedZoneId=rehearsal.zone_id, ChangeBatch={"Changes": changes}
+    )
+    return {name, f"a-{name}"}
+
+
 def test_teardown_removes_the_controllers_resources_before_the_stacks(rehearsal: Rehearsal) -> None:
     """The ALB, created by the load balancer controller, holds interfaces in the VPC: it must be
     gone (Ingress deleted, finalizer done) before the network stack can be deleted
     (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/ingress/annotations/)."""
     assert rehearsal.kube()["albs"], "the release created no ALB to tear down"
+    ec2 = rehearsal.client("ec2")
+    volumes = ec2.describe_volumes(Filters=[PVC_NAMESPACE])["Volumes"]
+    assert len(volumes) == 2, "bootstrap made no Prometheus and Alertmanager volumes"
+    published = external_dns_records(rehearsal)
+    rehearsal.scenario(externaldns_race=True)
     result = rehearsal.make("teardown-aws", ENV=ENV, CONFIRM=ENV, identity="admin")
     assert result.returncode == 0, (
         result.stdout[-3000:] + result.stderr[-3000:] + vpc_leftovers(rehearsal)
@@ -474,4 +581,10 @@ def test_teardown_removes_the_controllers_resources_before_the_stacks(rehearsal:
     assert deleted == STACKS[::-1]
     assert not [s for s in STACKS if s in stack_statuses(rehearsal)]
     assert "Kept on purpose" in result.stdout and "TrailBucket" in result.stdout
+    # R9: no EBS volume of the platform outlives the cluster (they bill by the GB-month).
+    assert ec2.describe_volumes(Filters=[PVC_NAMESPACE])["Volumes"] == []
+    # ExternalDNS raced the record deletion; what it left is gone all the same.
+    zone = rehearsal.client("route53").list_resource_record_sets(HostedZoneId=rehearsal.zone_id)
+    left = {r["Name"] for r in zone["ResourceRecordSets"]}
+    assert not left & published, left
     assert ACCOUNT  # the rehearsal's account, not a documentation one

@@ -308,6 +308,34 @@ def test_ingress_can_be_deleted_and_is_named_in_dns(manifests: Manifests) -> Non
     assert a["external-dns.alpha.kubernetes.io/hostname"] == outputs["DomainName"]
 
 
+def test_the_alb_has_the_environments_name(manifests: Manifests) -> None:
+    """R7: without alb.ingress.kubernetes.io/load-balancer-name the controller names the ALB from
+    a hash of the Ingress, and alarms on `app/<name>/<id>` lose it when it is recreated; the name
+    is at most 32 characters (kubernetes-sigs/aws-load-balancer-controller v3.5.0
+    docs/guide/ingress/annotations.md, "load-balancer-name"), letters, digits and hyphens, not
+    beginning with `internal-` (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateLoadBalancer.html)."""
+    name = manifests.one("Ingress")["metadata"]["annotations"][
+        "alb.ingress.kubernetes.io/load-balancer-name"
+    ]
+    assert name == overlay_outputs(manifests.overlay)["ClusterName"]
+    assert re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?", name), name
+    assert not name.startswith("internal-")
+
+
+def test_readiness_outlasts_the_services_database_check(manifests: Manifests) -> None:
+    """/readyz waits up to READY_CHECK_TIMEOUT for the database (src/registro/api/health.py); a
+    kubelet probe timing out first fails a pod whose database is only slow (a failover), and a
+    slow database slows every pod alike: all would leave the endpoints and the ALB at once
+    (https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/#configure-probes,
+    timeoutSeconds)."""
+    source = (K8S.parents[1] / "src" / "registro" / "api" / "health.py").read_text()
+    found = re.search(r"^READY_CHECK_TIMEOUT = ([0-9.]+)$", source, re.M)
+    assert found, "src/registro/api/health.py: no READY_CHECK_TIMEOUT"
+    probe = manifests.server_container()["readinessProbe"]
+    assert probe["timeoutSeconds"] >= float(found.group(1)) + 1
+    assert probe["timeoutSeconds"] < probe["periodSeconds"]
+
+
 NOT_PUBLIC = ("/metrics", "/docs", "/openapi.json")
 
 
@@ -341,3 +369,15 @@ def test_no_trace_exporter_is_configured(manifests: Manifests) -> None:
     would make every pod log export errors forever."""
     env = manifests.container_environment()
     assert not [k for k in env if k.startswith("OTEL_EXPORTER_")]
+
+
+def test_the_cluster_version_is_one_number_everywhere_the_upgrade_runbook_names() -> None:
+    """docs/runbooks/cluster-upgrade.md changes the version in these places together: the stacks'
+    KubernetesVersion per environment and the Makefile's K8S_VERSION (what verify-k8s validates
+    against); the autoscaler's image is tied to it in test_platform.py."""
+    runbook = (K8S.parents[1] / "docs" / "runbooks" / "cluster-upgrade.md").read_text()
+    for place in ("KubernetesVersion", "K8S_VERSION", "cluster-autoscaler.yaml"):
+        assert place in runbook, place
+    environments = K8S.parents[1] / "deploy" / "aws" / "environments"
+    for path in sorted(environments.glob("*.json")):
+        assert json.loads(path.read_text())["KubernetesVersion"] == k8s_version(), path.name

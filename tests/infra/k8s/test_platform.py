@@ -141,6 +141,87 @@ def test_external_dns_manages_only_the_service_name_in_its_zone(platform: Platfo
     assert [a for a in args if a.startswith("--source=")] == ["--source=ingress"]
 
 
+# ExternalDNS v0.21.0 (chart 1.21.1's appVersion), restated from its source so that our rendered
+# arguments can be judged against it (kubernetes-sigs/external-dns at tag v0.21.0):
+# provider/aws/aws.go `Zones()` lines 421-436 (zone id filter, zone type filter, then the domain
+# filter, the parent match only under --aws-zone-match-parent, default false:
+# pkg/apis/externaldns/types.go line 260), endpoint/domain_filter.go `matchFilter` (line 134) and
+# `MatchParent` (line 258), provider/zone_id_filter.go `Match` (a suffix of the zone id).
+EXTERNAL_DNS_SOURCE = "kubernetes-sigs/external-dns v0.21.0 provider/aws/aws.go Zones()"
+
+
+def _match_filter(filters: list[str], domain: str, empty: bool) -> bool:
+    if not filters:
+        return empty
+    domain = domain.rstrip(".")
+    for f in filter(None, filters):
+        if f.startswith(".") and domain.endswith(f):
+            return True
+        if domain.count(".") == f.count(".") and domain == f:
+            return True
+        if domain.endswith("." + f):
+            return True
+    return False
+
+
+def _match_parent(filters: list[str], domain: str) -> bool:
+    if not filters:
+        return True
+    domain = domain.rstrip(".")
+    return any(f and not f.startswith(".") and f.endswith("." + domain) for f in filters)
+
+
+def external_dns_selects_zone(args: list[str], zone_id: str, zone_name: str) -> bool:
+    """Whether ExternalDNS run with `args` manages the public hosted zone (zone_id, zone_name)."""
+    values: dict[str, list[str]] = {}
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        values.setdefault(name, []).append(value if equals else "true")
+    zone_ids = [z for z in values.get("--zone-id-filter", []) if z]
+    if zone_ids and not any(f"/hostedzone/{zone_id}".endswith(z) for z in zone_ids):
+        return False
+    if values.get("--aws-zone-type", [""])[-1] not in ("", "public"):
+        return False
+    domains = [d for d in values.get("--domain-filter", []) if d]
+    if _match_filter(domains, zone_name, True):
+        return True
+    parent = values.get("--aws-zone-match-parent", ["false"])[-1] == "true"
+    return parent and _match_parent(domains, zone_name)
+
+
+@pytest.mark.parametrize("zone", ["parent", "own"])
+def test_external_dns_selects_the_zone_that_holds_the_service_name(
+    platform: Platform, zone: str
+) -> None:
+    """B1: the service's name (DomainName) usually lives in a parent zone (docs/aws.md's
+    registro-qa.yourcompany.com in yourcompany.com). ExternalDNS drops every hosted zone the
+    domain filter does not match unless --aws-zone-match-parent is set (kubernetes-sigs/
+    external-dns v0.21.0 provider/aws/aws.go Zones() lines 429-436; docs/tutorials/aws.md
+    "aws-zone-match-parent"): no zone, no record, the name never resolves. Our rendered arguments
+    are evaluated against that rule, restated above."""
+    outputs = overlay_outputs(platform.overlay)
+    args = container_args(platform, "external-dns")
+    name, zone_id = outputs["DomainName"], outputs["HostedZoneId"]
+    zone_name = name.split(".", 1)[1] if zone == "parent" else name
+    assert external_dns_selects_zone(args, zone_id, zone_name + "."), (EXTERNAL_DNS_SOURCE, args)
+    # ...and only ours: the zone id filter keeps it to the stack's zone.
+    assert not external_dns_selects_zone(args, "ZOTHERZONE", zone_name + ".")
+
+
+def test_the_restated_zone_rule_drops_a_parent_zone_without_the_flag() -> None:
+    """The restated rule on the cases of its source's own tests (external-dns v0.21.0
+    endpoint/domain_filter_test.go TestDomainFilterMatchParent; provider/aws/aws_test.go)."""
+    args = ["--domain-filter=registro-qa.yourcompany.com", "--zone-id-filter=Z1"]
+    with_parent = [*args, "--aws-zone-match-parent"]
+    assert not external_dns_selects_zone(args, "Z1", "yourcompany.com.")
+    assert external_dns_selects_zone(with_parent, "Z1", "yourcompany.com.")
+    assert external_dns_selects_zone(args, "Z1", "registro-qa.yourcompany.com.")
+    assert not external_dns_selects_zone(with_parent, "Z1", "othercompany.com.")
+    assert not external_dns_selects_zone(
+        [*with_parent, "--aws-zone-type=private"], "Z1", "yourcompany.com."
+    )
+
+
 def test_external_secrets_release_installs_its_crds() -> None:
     """The published chart carries the CRDs as templates gated by installCRDs (generated into the
     package by external-secrets hack/helm.generate.sh; the source chart's templates/crds/README.md

@@ -20,8 +20,12 @@ from k8s_support import CHARTS, K8S, TEST_IMAGE, Manifests
 RELEASE = K8S / "release.sh"
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(RELEASE), *args], capture_output=True, text=True, env=env)
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(RELEASE), *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 LAYERS = "network cluster data edge"
@@ -241,21 +245,36 @@ def test_apply_phases_cover_every_object_once(manifests: Manifests) -> None:
         assert chosen == [expected.get(doc["kind"], config)], (doc["kind"], doc["metadata"]["name"])
 
 
-def fake_kubectl(tmp_path: Path, migration_ok: bool, phase: str) -> dict[str, str]:
-    """A `kubectl` that records its calls and answers like a cluster where the migration Job
-    succeeds or fails and the Rollout ends in `phase` (it cannot see anything real)."""
+def fake_kubectl(
+    tmp_path: Path, migration_ok: bool, phase: str, message: str = "message"
+) -> dict[str, str]:
+    """A `kubectl` that records its calls and answers like a cluster where both ExternalSecrets
+    refresh when annotated, the migration Job ends Complete or Failed (with its reason), and the
+    Rollout ends in `phase` with `message` (it cannot see anything real)."""
     calls = tmp_path / "calls"
     script = tmp_path / "kubectl"
+    job = {"type": "Complete", "status": "True"}
+    if not migration_ok:
+        job = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+               "message": "Job has reached the specified backoff limit"}  # fmt: skip
+    ready = {"type": "Ready", "status": "True", "reason": "SecretSynced"}
+    secret = {"status": {"refreshTime": "2026-12-06T03:00:01Z", "conditions": [ready]}}
+    job_json = json.dumps({"status": {"conditions": [job]}})
     script.write_text(
         "#!/usr/bin/env bash\n"
         f'echo "$*" >> {calls}\n'
         'case "$*" in\n'
-        f"  *'wait job/registro-migrate'*) exit {0 if migration_ok else 1} ;;\n"
-        f"  *'get rollout registro'*) echo '{phase}|4|4|message' ;;\n"
+        f"  *'get job registro-migrate -o json'*) echo '{job_json}' ;;\n"
+        "  *'get externalsecret'*'jsonpath={.status.refreshTime}'*) echo 2026-12-06T03:00:00Z ;;\n"
+        f"  *'get externalsecret'*'-o json'*) echo '{json.dumps(secret)}' ;;\n"
+        f"  *'get rollout registro'*) echo '{phase}|4|4|{message}' ;;\n"
         "esac\n"
     )
     script.chmod(0o755)
-    return {**os.environ, "KUBECTL": str(script)}
+    return {
+        **os.environ, "KUBECTL": str(script), "RELEASE_TRAFFIC_RATE": "0", "ROLLOUT_TIMEOUT": "0",
+        "JOB_POLL_SECONDS": "0",
+    }  # fmt: skip
 
 
 def applied(tmp_path: Path) -> list[str]:
@@ -287,8 +306,60 @@ def test_a_failed_migration_never_touches_the_rollout(tmp_path: Path, rendered: 
         "apply", str(rendered), env=fake_kubectl(tmp_path, migration_ok=False, phase="Healthy")
     )
     assert result.returncode != 0
-    assert "migration failed" in result.stderr
+    assert "migration Failed BackoffLimitExceeded" in result.stderr
     assert not any("component=server" in a for a in applied(tmp_path))
+
+
+def test_a_failed_migration_stops_at_once_not_at_the_timeout(
+    tmp_path: Path, rendered: Path
+) -> None:
+    """R6: a Job ends Complete or Failed (https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions);
+    `kubectl wait --for=condition=Complete` ignores Failed and waits out its timeout. The release
+    reads both conditions and stops on the first look at a Failed Job."""
+    env = fake_kubectl(tmp_path, migration_ok=False, phase="Healthy")
+    result = run("apply", str(rendered), env=env | {"MIGRATION_TIMEOUT": "600"}, timeout=60)
+    assert result.returncode != 0
+    job_reads = [c for c in calls(tmp_path) if "registro-migrate" in c and " get " in f" {c}"]
+    assert len(job_reads) == 1, job_reads
+    assert not [c for c in calls(tmp_path) if c.startswith("-n registro wait job")]
+
+
+def test_both_external_secrets_are_refreshed_before_the_migration(
+    tmp_path: Path, rendered: Path
+) -> None:
+    """R5: External Secrets re-reads an ExternalSecret whose annotations change (external-secrets.io
+    FAQ, "Can I manually trigger a secret refresh?"): both are annotated force-sync, and their new
+    refreshTime waited for, before the migration Job (which reads the owner's password)."""
+    result = run("apply", str(rendered), env=fake_kubectl(tmp_path, True, "Healthy"))
+    assert result.returncode == 0, result.stderr
+    made = calls(tmp_path)
+    migration = next(i for i, c in enumerate(made) if "component=migration" in c)
+    for name in ("registro-database", "registro-database-owner"):
+        annotate = next(
+            i for i, c in enumerate(made) if f"annotate externalsecret {name} force-sync=" in c
+        )
+        assert annotate < migration, name
+        assert f"externalsecret/{name}: read from Secrets Manager" in result.stdout
+
+
+def test_an_inconclusive_analysis_fails_the_release_at_once(tmp_path: Path, rendered: Path) -> None:
+    """R1: Argo Rollouts pauses a Rollout whose AnalysisRun is Inconclusive (argo-rollouts
+    docs/features/analysis.md, "Inconclusive Runs"), phase Paused with the reason
+    InconclusiveAnalysisRun as its message (utils/rollout/rolloututil.go CalculateRolloutPhase);
+    the release says so instead of waiting out ROLLOUT_TIMEOUT."""
+    env = fake_kubectl(tmp_path, True, "Paused", "InconclusiveAnalysisRun")
+    result = run("apply", str(rendered), env=env | {"ROLLOUT_TIMEOUT": "600"}, timeout=60)
+    assert result.returncode != 0
+    assert "rollout paused: an analysis was inconclusive" in result.stderr
+
+
+def test_a_timed_pause_step_is_waited_through(tmp_path: Path, rendered: Path) -> None:
+    """The canary's own `pause: {duration}` steps also show phase Paused (reason CanaryPauseStep):
+    not a reason to stop."""
+    env = fake_kubectl(tmp_path, True, "Paused", "CanaryPauseStep")
+    result = run("apply", str(rendered), env=env)
+    assert result.returncode != 0
+    assert "rollout not healthy after 0 s" in result.stderr
 
 
 def test_an_aborted_canary_fails_the_release(tmp_path: Path, rendered: Path) -> None:

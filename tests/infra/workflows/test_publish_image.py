@@ -111,6 +111,25 @@ sys.exit(f"docker stand-in: unexpected {args}")
 """
 
 
+SKOPEO_STUB = r"""
+import base64, json, os, sys
+path = os.environ["STUB_STATE"]; state = json.load(open(path)); args = sys.argv[1:]
+state["calls"].append(["skopeo", *args])
+def save(): json.dump(state, open(path, "w"))
+assert args[:1] == ["copy"], args
+auths = json.load(open(args[args.index("--authfile") + 1]))["auths"]
+for ref in args[-2:]:
+    host = ref.removeprefix("docker://").split("/", 1)[0]
+    assert base64.b64decode(auths[host]["auth"]).decode() == "AWS:stub-password", host
+source, target = args[-2].split("@", 1)[1], args[-1].rsplit(":", 1)[1]
+if target in state["images"]:
+    save(); print("tag invalid: immutable", file=sys.stderr); sys.exit(1)
+# --preserve-digests: the manifest's bytes, so its digest, as they are in the source.
+state["images"][target] = {"digest": source, "layers": state["local_layers"]}
+save()
+"""
+
+
 class StandIns:
     def __init__(self, tmp: Path, monkeypatch: pytest.MonkeyPatch, publish: ModuleType) -> None:
         self.path = tmp / "state.json"
@@ -126,13 +145,14 @@ class StandIns:
         self.save()
         bin_dir = tmp / "bin"
         bin_dir.mkdir()
-        for name, body in (("aws", AWS_STUB), ("docker", DOCKER_STUB)):
+        for name, body in (("aws", AWS_STUB), ("docker", DOCKER_STUB), ("skopeo", SKOPEO_STUB)):
             (bin_dir / name).write_text(f"#!{sys.executable}\n{body}")
             (bin_dir / name).chmod(0o755)
         monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("STUB_STATE", str(self.path))
         monkeypatch.setenv("GITHUB_OUTPUT", str(self.output))
         monkeypatch.delenv("DOCKER", raising=False)
+        monkeypatch.delenv("SKOPEO", raising=False)
         monkeypatch.setattr(publish, "fetch", self.fetch)
 
     def save(self) -> None:
@@ -170,7 +190,7 @@ def test_first_push_publishes_and_outputs_the_digest(
 ) -> None:
     assert run(publish) == 0
     assert stand_ins.pushes() == [["docker", "push", f"{URI}:{TAG}"]]
-    assert stand_ins.output.read_text() == f"digest={DIGEST}\n"
+    assert stand_ins.output.read_text() == f"digest={DIGEST}\nrepository={URI}\n"
 
 
 def test_rerun_with_the_same_image_succeeds_without_pushing(
@@ -180,7 +200,7 @@ def test_rerun_with_the_same_image_succeeds_without_pushing(
     stand_ins.save()
     assert run(publish) == 0
     assert stand_ins.pushes() == []
-    assert stand_ins.output.read_text() == f"digest={DIGEST}\n"
+    assert stand_ins.output.read_text() == f"digest={DIGEST}\nrepository={URI}\n"
 
 
 def test_rerun_finds_the_image_inside_an_index(publish: ModuleType, stand_ins: StandIns) -> None:
@@ -227,7 +247,7 @@ def test_production_accepts_the_digest_qa_deployed(
     publish: ModuleType, stand_ins: StandIns
 ) -> None:
     assert run(publish, "--expect-digest", DIGEST) == 0
-    assert stand_ins.output.read_text() == f"digest={DIGEST}\n"
+    assert stand_ins.output.read_text() == f"digest={DIGEST}\nrepository={URI}\n"
 
 
 def test_an_empty_expected_digest_is_refused_before_anything(
@@ -279,3 +299,38 @@ def test_fetch_downloads_over_https_only(publish: ModuleType) -> None:
         publish.fetch("http://example.invalid/config")
     with pytest.raises(publish.PublishError):
         publish.fetch("file:///etc/passwd")
+
+
+QA_URI = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/registro-qa"
+
+
+def test_production_copies_the_manifest_qa_deployed_instead_of_pushing_again(
+    publish: ModuleType, stand_ins: StandIns
+) -> None:
+    """R15: a second `docker push` of the loaded image may compress its layers anew, so another
+    manifest digest than QA's (here: push_digest), and production would refuse to release. The
+    manifest is copied instead, by digest, with `skopeo copy --preserve-digests`, which keeps the
+    manifest's bytes or fails (containers/skopeo docs/skopeo-copy.1.md, --preserve-digests)."""
+    stand_ins.state["push_digest"] = OTHER_DIGEST
+    stand_ins.save()
+    assert run(publish, "--expect-digest", DIGEST, "--copy-from", QA_URI) == 0
+    assert stand_ins.pushes() == []
+    (copy,) = [c for c in stand_ins.load()["calls"] if c[0] == "skopeo"]
+    assert "--preserve-digests" in copy
+    assert copy[-2:] == [f"docker://{QA_URI}@{DIGEST}", f"docker://{URI}:{TAG}"]
+    assert stand_ins.output.read_text() == f"digest={DIGEST}\nrepository={URI}\n"
+    assert not [c for c in stand_ins.load()["calls"] if "stub-password" in " ".join(c)]
+
+
+def test_a_copy_rerun_finds_the_tested_digest_and_copies_nothing(
+    publish: ModuleType, stand_ins: StandIns
+) -> None:
+    stand_ins.state["images"][TAG] = {"digest": DIGEST, "layers": LAYERS}
+    stand_ins.save()
+    assert run(publish, "--expect-digest", DIGEST, "--copy-from", QA_URI) == 0
+    assert not [c for c in stand_ins.load()["calls"] if c[0] == "skopeo"]
+
+
+def test_a_copy_needs_the_digest_to_copy(publish: ModuleType, stand_ins: StandIns) -> None:
+    assert run(publish, "--copy-from", QA_URI) == 2
+    assert stand_ins.load()["calls"] == []

@@ -259,6 +259,13 @@ def test_production_deploys_the_digest_qa_deployed() -> None:
     publish = step(production, "publish-image")
     assert 'EXPECT_DIGEST="$QA_DIGEST"' in publish["run"]
     assert publish["env"]["QA_DIGEST"] == "${{ needs.qa.outputs.digest }}"
+    # R15: copied from QA's repository by digest, not pushed again (test_publish_image.py).
+    assert 'COPY_FROM="$QA_REPOSITORY"' in publish["run"]
+    assert publish["env"]["QA_REPOSITORY"] == "${{ needs.qa.outputs.repository }}"
+    assert qa["outputs"]["repository"] == "${{ steps.publish.outputs.repository }}"
+    assert '--copy-from "111.dkr"' in publish_recipe(
+        "EXPECT_DIGEST=sha256:" + "c" * 64, "COPY_FROM=111.dkr"
+    )
     assert production["needs"] == "qa"
     order = [s.get("run", "").split()[1:2] for s in production["steps"]]
     assert order.index(["publish-image"]) < order.index(["deploy-k8s"])
@@ -319,3 +326,22 @@ def test_no_workflow_assumes_an_endpoint_allow_list(path: Path) -> None:
             assert len(credentials) == 1, job_id
             assert set(credentials[0]["with"]) == {"role-to-assume", "aws-region"}, job_id
             assert job["permissions"]["id-token"] == "write", job_id
+
+
+def test_the_infrastructure_job_has_the_tools_verify_k8s_needs() -> None:
+    """R14: verify-k8s needs promtool and amtool (tools/tools.txt), which GitHub's ubuntu-24.04
+    runner image does not include (actions/runner-images images/ubuntu/Ubuntu2404-Readme.md lists
+    no Prometheus tools): a job that runs verify-k8s fetches them first."""
+    tools = {
+        line.split("|")[0].strip(): line.split("|")[1]
+        for line in (REPO / "tools" / "tools.txt").read_text().splitlines()
+        if "|" in line and not line.startswith(("#", "@"))
+    }
+    assert "verify-k8s" in tools["promtool"] and "verify-k8s" in tools["amtool"]
+    for path in WORKFLOWS:
+        for job, spec in load(path)["jobs"].items():
+            runs = [s["run"] for s in spec["steps"] if "run" in s]
+            verify = [i for i, r in enumerate(runs) if r.split()[:2] == ["make", "verify-k8s"]]
+            if verify:
+                fetched = [i for i, r in enumerate(runs) if r == "make prometheus-tools"]
+                assert fetched and fetched[0] < verify[0], (path.name, job)

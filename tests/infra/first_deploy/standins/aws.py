@@ -15,6 +15,12 @@ Answered here (moto has no such API, or nothing behind it):
   LatestRestorableTime; https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreWindow.html).
   Answered from moto's instance: EarliestTime its creation, LatestTime its LatestRestorableTime
   (moto: now; RDS: typically 5 minutes ago), or the scenario's "restore_window".
+Injected (scenario "externaldns_race": true): the first `route53 change-resource-record-sets`
+finds ExternalDNS (policy sync, its Ingress deleted) has just deleted the same records: they are
+deleted here first and the batch fails whole, as Route 53 answers a DELETE of a record that is
+gone: `InvalidChangeBatch: Tried to delete resource record set [name=..., type=...] but it was not
+found` (boto/boto#2887 quotes the answer; a batch is all or nothing:
+https://docs.aws.amazon.com/Route53/latest/APIReference/API_ChangeResourceRecordSets.html).
 Injected (scenario "throttle_describe_stacks": N): the first N DescribeStacks calls fail with
 `Throttling: Rate exceeded`, as CloudFormation answers bursts
 (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/troubleshooting.html).
@@ -79,6 +85,21 @@ def main(args: list[str]) -> None:
         save(scenario_path, scenario)
         fail("An error occurred (Throttling) when calling the DescribeStacks operation: "
              "Rate exceeded")  # fmt: skip
+    if command == ("route53", "change-resource-record-sets") and scenario.get("externaldns_race"):
+        scenario["externaldns_race"] = False
+        save(scenario_path, scenario)
+        import boto3
+
+        batch = json.loads(Path(option(args, "--change-batch").removeprefix("file://")).read_text())
+        boto3.client("route53").change_resource_record_sets(
+            HostedZoneId=option(args, "--hosted-zone-id"), ChangeBatch=batch
+        )
+        first = batch["Changes"][0]["ResourceRecordSet"]
+        fail(
+            "An error occurred (InvalidChangeBatch) when calling the ChangeResourceRecordSets "
+            f"operation: [Tried to delete resource record set [name='{first['Name']}', "
+            f"type='{first['Type']}'] but it was not found]"
+        )
     if command == ("eks", "update-kubeconfig"):
         name = option(args, "--name")
         import boto3

@@ -16,13 +16,33 @@ Behaviours, each as documented:
   argo-rollouts manifests/crds/rollout-crd.yaml `subresources: status`). Setting
   `status.abort` aborts the canary: traffic back to stable, phase Degraded
   (https://argo-rollouts.readthedocs.io/en/stable/features/specification/).
-- Argo Rollouts: a new pod template is a new revision; the canary ends Healthy (stableRS becomes
-  the new hash) or, when the scenario's verdict for its image is "fail", Degraded and aborted
-  (stableRS unchanged); "pause" leaves it Paused mid-canary.
-- A Job runs to its end at once: condition Complete, or Failed when the scenario's "jobs" says so
-  for its name (https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions);
+- Argo Rollouts: a new pod template is a new revision. The first has no stable revision to
+  compare with and is Healthy at once; a canary pauses at its timed step (phase Paused, message
+  CanaryPauseStep: the pause reason, argo-rollouts v1.9.0 utils/rollout/rolloututil.go
+  CalculateRolloutPhase) while its analysis measures the canary's traffic. The analysis judges
+  requests only: each `get` of the Rollout is a measurement, and once STANDIN_TRAFFIC (the ALB's
+  request log) holds 5 requests more than when the canary began, the scenario's verdict for its
+  image applies: "pass" (default) Healthy, stableRS the new hash; "fail" Degraded and aborted,
+  stableRS unchanged. After 4 measurements with no traffic the run is Inconclusive, which pauses
+  the Rollout (docs/features/analysis.md, "Inconclusive Runs"): phase Paused, message
+  InconclusiveAnalysisRun. "pause" leaves it Paused at its step for good.
+- A Job runs to its end at once: condition Complete, or Failed (reason BackoffLimitExceeded) when
+  the scenario's "jobs" says so for its name (https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions);
+  `kubectl wait --for=condition=C` on a Job without condition C times out, as the real one does
+  after --timeout;
   `kubectl logs job/NAME` prints the scenario's "logs" for it. No pod runs: what a Job's program
   does (restore.py's data check) is tested apart, against a real PostgreSQL.
+- External Secrets reads the store when an ExternalSecret is created or its annotations change
+  (external-secrets.io FAQ, "Can I manually trigger a secret refresh?"): status.refreshTime (now,
+  to the second) and condition Ready True.
+- The prometheus chart's Prometheus server (a Deployment) and Alertmanager (a StatefulSet) claim
+  gp3 volumes: each PVC is bound to a PV the EBS CSI driver provisions as an EC2 volume (created
+  in moto, tagged as the driver tags it: kubernetes.io/created-for/pvc/namespace and /name). The
+  StorageClass's reclaimPolicy Delete deletes the PV and its volume when the PVC goes
+  (https://kubernetes.io/docs/concepts/storage/persistent-volumes/#delete), but a PVC in use by a
+  pod is kept until no pod uses it (`kubernetes.io/pvc-protection`, same page, "Storage Object in
+  Use Protection"), and a StatefulSet's claims outlive it (https://kubernetes.io/docs/concepts/workloads/controllers/statefulset/#persistentvolumeclaim-retention).
+  Deleting the cluster leaves the volumes: that is what teardown must not do.
 - The load balancer controller creates an ALB for an Ingress and deletes it when the Ingress is
   deleted (finalizer `ingress.k8s.aws/resources`); with `deletion_protection.enabled=true` in
   the Ingress's load-balancer-attributes it cannot, and the Ingress stays.
@@ -35,6 +55,7 @@ import json
 import os
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +81,9 @@ RESOURCES = {
     "Job": ("batch", "jobs"),
     "ReplicaSet": ("apps", "replicasets"),
     "Role": ("rbac.authorization.k8s.io", "roles"),
+    "PersistentVolumeClaim": ("", "persistentvolumeclaims"),
+    "Deployment": ("apps", "deployments"),
+    "StatefulSet": ("apps", "statefulsets"),
     "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"),
 }
 # Kinds of the API groups Kubernetes itself serves; any other group is a CRD's.
@@ -74,6 +98,7 @@ def built_in(api_version: str) -> bool:
 CLUSTER_SCOPED = {
     "Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "PriorityClass",
     "CustomResourceDefinition", "IngressClass", "ValidatingWebhookConfiguration",
+    "PersistentVolume",
 }  # fmt: skip
 # The CRDs each vendored chart installs (../shared/upstream/charts/*/crds, templates).
 CHART_CRDS = {
@@ -201,22 +226,115 @@ def reconcile_rollout(state: dict[str, Any], rollout: dict[str, Any]) -> None:
     verdict = scenario().get("canary", {}).get(image.rsplit("@", 1)[-1], "pass")
     status.update(currentPodHash=new, observedGeneration=str(rollout["metadata"]["generation"]))
     status.pop("abort", None)
-    if status.get("stableRS") is None or verdict == "pass" or new == status.get("stableRS"):
+    state.pop("analysis", None)
+    if status.get("stableRS") is None or new == status.get("stableRS"):
         status.update(phase="Healthy", stableRS=new, message="")
-    elif verdict == "pause":
-        status.update(phase="Paused", message="CanaryPauseStep")
-    else:
+        return
+    status.update(phase="Paused", message="CanaryPauseStep")
+    if verdict != "pause":
+        state["analysis"] = {
+            "hash": new, "verdict": verdict, "revision": revision, "from": traffic(), "looks": 0,
+        }  # fmt: skip
+
+
+def traffic() -> int:
+    """Requests the ALB has served so far (the rehearsal's request log)."""
+    path = Path(os.environ.get("STANDIN_TRAFFIC", "/nonexistent"))
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def measure(state: dict[str, Any], rollout: dict[str, Any]) -> None:
+    """One measurement of the canary's analysis (each time the Rollout is read)."""
+    analysis = state.get("analysis")
+    status = rollout.get("status", {})
+    if not analysis or status.get("currentPodHash") != analysis["hash"]:
+        return
+    analysis["looks"] += 1
+    if traffic() - analysis["from"] >= 5:
+        state.pop("analysis")
+        if analysis["verdict"] == "fail":
+            status.update(
+                phase="Degraded", abort=True,
+                message="RolloutAborted: Rollout aborted update to revision "
+                f"{analysis['revision']}: Metric \"success-rate\" assessed Failed",
+            )  # fmt: skip
+        else:
+            status.update(phase="Healthy", stableRS=analysis["hash"], message="")
+    elif analysis["looks"] >= 4:
+        state.pop("analysis")
         status.update(
-            phase="Degraded", abort=True,
-            message="RolloutAborted: Rollout aborted update to revision "
-            f"{revision}: Metric \"error-rate\" assessed Failed",
+            phase="Paused", message="InconclusiveAnalysisRun",
+            pauseConditions=[{"reason": "InconclusiveAnalysisRun"}],
         )  # fmt: skip
 
 
 def abort(rollout: dict[str, Any]) -> None:
     status = rollout["status"]
+    status.pop("pauseConditions", None)
     if status.get("abort") and status.get("phase") != "Healthy":
         status.update(phase="Degraded", message="RolloutAborted: aborted by the user")
+
+
+# The prometheus chart's workloads and their claims: (kind, workload, claim, size in GiB).
+PROMETHEUS_VOLUMES = [
+    ("Deployment", "prometheus-server", "prometheus-server", 8),
+    ("StatefulSet", "prometheus-alertmanager", "storage-prometheus-alertmanager-0", 1),
+]
+
+
+def ec2() -> Any:
+    import boto3  # the rehearsal's moto, as the EBS CSI driver calls EC2
+
+    return boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+
+
+def install_prometheus(state: dict[str, Any]) -> None:
+    for kind, workload, claim, size in PROMETHEUS_VOLUMES:
+        state["objects"][key(kind, workload, "monitoring")] = {
+            "kind": kind, "metadata": {"name": workload, "namespace": "monitoring"},
+        }  # fmt: skip
+        if key("PersistentVolumeClaim", claim, "monitoring") in state["objects"]:
+            continue
+        tags = [
+            {"Key": "kubernetes.io/created-for/pvc/namespace", "Value": "monitoring"},
+            {"Key": "kubernetes.io/created-for/pvc/name", "Value": claim},
+        ]
+        volume = ec2().create_volume(
+            AvailabilityZone=os.environ.get("AWS_REGION", "eu-west-1") + "a", Size=size,
+            VolumeType="gp3", Encrypted=True,
+            TagSpecifications=[{"ResourceType": "volume", "Tags": tags}],
+        )["VolumeId"]  # fmt: skip
+        pv = f"pvc-{hashlib.sha256(claim.encode()).hexdigest()[:12]}"
+        state["objects"][key("PersistentVolumeClaim", claim, "monitoring")] = {
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": "monitoring",
+                         "finalizers": ["kubernetes.io/pvc-protection"]},
+            "spec": {"volumeName": pv, "storageClassName": "gp3"},
+            "user": [kind, workload],
+        }  # fmt: skip
+        state["objects"][key("PersistentVolume", pv, None)] = {
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {"claimRef": {"namespace": "monitoring", "name": claim},
+                     "persistentVolumeReclaimPolicy": "Delete",
+                     "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": volume}},
+        }  # fmt: skip
+
+
+def release_claims(state: dict[str, Any]) -> None:
+    """The PV controller and the EBS CSI driver: a deleted claim no pod uses goes, and with it
+    its PV and (reclaimPolicy Delete) its EBS volume."""
+    for object_key, claim in list(state["objects"].items()):
+        if claim["kind"] != "PersistentVolumeClaim" or "deletionTimestamp" not in claim["metadata"]:
+            continue
+        user = claim.get("user") or ["", ""]
+        if key(user[0], user[1], "monitoring") in state["objects"]:
+            continue  # kubernetes.io/pvc-protection: a pod still uses it
+        del state["objects"][object_key]
+        pv_key = key("PersistentVolume", claim["spec"]["volumeName"], None)
+        pv = state["objects"].pop(pv_key, None)
+        if pv is not None:
+            ec2().delete_volume(VolumeId=pv["spec"]["csi"]["volumeHandle"])
 
 
 def reconcile_ingress(state: dict[str, Any], ingress: dict[str, Any]) -> None:
@@ -326,8 +444,22 @@ def kubectl_apply(state: dict[str, Any], flags: dict[str, Any]) -> None:
                 reconcile_ingress(state, obj)
             if kind == "Job":
                 outcome = scenario().get("jobs", {}).get(name, "Complete")
-                obj["status"] = {"conditions": [{"type": outcome, "status": "True"}]}
+                condition = {"type": outcome, "status": "True"}
+                if outcome == "Failed":
+                    condition["reason"] = "BackoffLimitExceeded"
+                obj["status"] = {"conditions": [condition]}
+            if kind == "ExternalSecret":
+                refresh_secret(obj)
         print(f"{kind.lower()}/{name} {'configured' if old else 'created'}")
+
+
+def refresh_secret(obj: dict[str, Any]) -> None:
+    """External Secrets' controller reading the store for this ExternalSecret."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    obj["status"] = {
+        "refreshTime": now,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced"}],
+    }
 
 
 def jsonpath(obj: Any, expression: str) -> str:
@@ -360,6 +492,9 @@ def find(
 KIND_NAMES = {
     "rollout": "Rollout", "rollouts": "Rollout", "replicaset": "ReplicaSet", "ingress": "Ingress",
     "job": "Job", "externalsecret": "ExternalSecret", "pods": "Pod", "pod": "Pod",
+    "pvc": "PersistentVolumeClaim", "persistentvolumeclaim": "PersistentVolumeClaim",
+    "pv": "PersistentVolume", "persistentvolume": "PersistentVolume",
+    "deployment": "Deployment", "statefulset": "StatefulSet",
 }  # fmt: skip
 
 
@@ -392,6 +527,8 @@ def kubectl(args: list[str]) -> None:
             for kind in kinds:
                 authorize(state, kind, "get" if name else "list", name or "")
             found = find(state, kinds, name, str(flags.get("selector", "")))
+            for rollout in (o for o in found if o["kind"] == "Rollout"):
+                measure(state, rollout)
             if name and not found:
                 raise Refused(f'Error from server (NotFound): {rest[0]} "{name}" not found')
             output = str(flags.get("output", flags.get("o", "")))
@@ -413,6 +550,8 @@ def kubectl(args: list[str]) -> None:
             )
             if subresource == "status":
                 rollout["status"].update(patch.get("status", {}))
+                if rollout["status"].get("abort"):
+                    state.pop("analysis", None)
                 abort(rollout)
             else:
                 # The status subresource: the main resource ignores changes to status.
@@ -442,8 +581,15 @@ def kubectl(args: list[str]) -> None:
             else:
                 kinds, name = target(rest)
                 authorize(state, kinds[0], "get", name or "")
-                if not find(state, kinds, name, ""):
+                found = find(state, kinds, name, "")
+                if not found:
                     raise Refused(f'Error from server (NotFound): "{name}" not found')
+                wanted = condition.removeprefix("condition=")
+                conditions = found[0].get("status", {}).get("conditions", [])
+                if found[0]["kind"] == "Job" and not any(
+                    c["type"] == wanted and c["status"] == "True" for c in conditions
+                ):
+                    raise Refused(f"error: timed out waiting for the condition on jobs/{name}")
             print("condition met")
         elif verb == "delete":
             kinds, name = target(rest)
@@ -452,6 +598,9 @@ def kubectl(args: list[str]) -> None:
                 k for k, o in state["objects"].items()
                 if o["kind"] in kinds and (name is None or o["metadata"]["name"] == name)
             ]:  # fmt: skip
+                if kinds == ["PersistentVolumeClaim"]:
+                    state["objects"][object_key]["metadata"]["deletionTimestamp"] = "now"
+                    continue
                 if kinds == ["Ingress"]:
                     # Deletion marks it; the controller's finalizer decides when it goes.
                     state["objects"][object_key]["metadata"]["deletionTimestamp"] = "now"
@@ -462,6 +611,19 @@ def kubectl(args: list[str]) -> None:
                         raise Refused("error: timed out waiting for the Ingress finalizer")
                 else:
                     del state["objects"][object_key]
+            release_claims(state)
+        elif verb == "annotate":
+            kinds, name = target(rest)
+            authorize(state, kinds[0], "patch", name or "")
+            found = find(state, kinds, name, "")
+            if not found:
+                raise Refused(f'Error from server (NotFound): {rest[0]} "{name}" not found')
+            for pair in rest[2:] if "/" not in rest[0] else rest[1:]:
+                annotation, value = pair.split("=", 1)
+                found[0]["metadata"].setdefault("annotations", {})[annotation] = value
+            if found[0]["kind"] == "ExternalSecret":
+                refresh_secret(found[0])
+            print(f"{rest[0]}/{name} annotated")
         elif verb == "logs":
             _, name = target(rest)
             print(scenario().get("logs", {}).get(name, "(stand-in: no pod logs)"))
@@ -532,6 +694,8 @@ def helm(args: list[str]) -> None:
         if kind not in state["crds"]:
             state["crds"].append(kind)
     state["releases"][release] = {"chart": chart, "args": args}
+    if chart_name == "prometheus":
+        install_prometheus(state)
     save(state)
     print(f'Release "{release}" has been upgraded. Happy Helming!')
 
