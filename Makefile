@@ -333,7 +333,7 @@ PROMETHEUS_TOOLS := .work/tools/prometheus
 .PHONY: prometheus-tools
 prometheus-tools: ## fetch promtool and amtool (Debian/Ubuntu packages, unpacked, not installed) into .work/tools
 	rm -rf $(PROMETHEUS_TOOLS) && mkdir -p $(PROMETHEUS_TOOLS)
-	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q
+	$(AS_ROOT) apt-get update -q
 	cd $(PROMETHEUS_TOOLS) && apt-get download prometheus prometheus-alertmanager \
 	  && for deb in *.deb; do dpkg -x "$$deb" root; done
 	$(PROMETHEUS_TOOLS)/root/usr/bin/promtool --version && $(PROMETHEUS_TOOLS)/root/usr/bin/amtool --version

@@ -135,8 +135,7 @@ def main(argv: list[str]) -> None:
             overrides = dict(a.split("=", 1) for a in assignments)
             problem = load_balancer_name_problem(env, overrides.get("LoadBalancerFullName", ""))
             if problem:
-                # A warning until the Ingress carries the annotation (deploy/k8s/base/ingress.yaml).
-                print(f"stacks.py: warning: {problem}", file=sys.stderr)
+                raise SystemExit(f"stacks.py: {problem}")
             for layer in layers():
                 chosen = parameters(env, layer, overrides)
                 pairs = [{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()]

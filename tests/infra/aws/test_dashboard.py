@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,6 +74,13 @@ def test_the_alb_name_is_checked_against_the_pinned_one() -> None:
     problem = stacks.load_balancer_name_problem("qa", "app/k8s-registro-registro-0a1b2c/0123abcd")
     assert problem and "load-balancer-name: registro-qa" in problem
     assert stacks.load_balancer_name_problem("prod", "app/registro-qa/0123abcd")
+
+
+def test_a_deploy_stops_on_an_alb_of_another_name(tmp_path: Path) -> None:
+    """Alarms on an ALB that is not the pinned one would watch nothing: the plan refuses it."""
+    with pytest.raises(SystemExit, match="load-balancer-name: registro-qa"):
+        stacks.main(["plan", "qa", str(tmp_path), "LoadBalancerFullName=app/k8s-registro-x/0123"])
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_watched_alb_is_an_output(templates: dict[str, Any]) -> None:
