@@ -3,7 +3,8 @@ body of at most REGISTRO_MAX_BODY_BYTES of JSON.
 
 The body is checked before the application reads anything, so an oversize or foreign body costs
 nothing and changes nothing: 413 for size (declared or streamed), 415 for a content type that is
-not JSON.
+not JSON, and 400 for a body on a method that takes none (GET, HEAD, DELETE, OPTIONS: RFC 9110
+gives it no meaning), whatever its size below the limit.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ class RequestLimitsMiddleware:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in METHODS_WITH_BODY:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["method"] not in METHODS_WITH_BODY:
+            await self._no_body(scope, receive, send)
             return
         content_type = b""
         declared = b""
@@ -81,3 +85,20 @@ class RequestLimitsMiddleware:
                 await send(message)
 
         await self.app(scope, receive_limited, send_unless_rejected)
+
+    async def _no_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A method that takes no body: a declared or chunked one is refused before a byte of
+        it is read (413 past the limit, like any body; 400 below it)."""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value != b"0":
+                if value.isdigit() and int(value) > self.max_body_bytes:
+                    message = f"Request body larger than {self.max_body_bytes} bytes"
+                    await error(413, message)(scope, receive, send)
+                    return
+                break
+            if name == b"transfer-encoding":
+                break
+        else:
+            await self.app(scope, receive, send)
+            return
+        await error(400, f"{scope['method']} takes no request body")(scope, receive, send)
