@@ -8,6 +8,8 @@ plain text). This subclass adds those bounds, each a setting, and answers every 
 
 - the request head must arrive within `header_timeout` (408) and fit in `max_header_bytes` (431);
 - the body must arrive within `body_timeout` of the head (408);
+- a response may wait at most `send_timeout` for a client that takes none of it (uvicorn waits
+  on a full write buffer without a bound): then the connection is aborted;
 - at most `max_connections` per worker: past it an idle keep-alive connection is closed to make
   room, and when none is idle the new one gets 503 and is closed at once;
 - a request httptools cannot parse gets a JSON 400 instead of uvicorn's plain-text one.
@@ -53,6 +55,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _idle = False
     _timer: asyncio.TimerHandle | None = None
+    _send_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -71,6 +74,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._writable()
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.scope[CLIENT_DISCONNECTED] = True  # type: ignore[literal-required]
         super().connection_lost(exc)
@@ -120,6 +124,26 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._idle = not self.pipeline and not self.transport.is_closing()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.limits.send_timeout, self._not_reading)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._writable()
+
+    def _writable(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _not_reading(self) -> None:
+        """The client took nothing for send_timeout: abort, as close() would wait for the
+        buffer to drain. connection_lost then ends the response as a disconnect."""
+        self._send_timer = None
+        self.transport.abort()
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "Invalid HTTP request")

@@ -25,6 +25,9 @@ class HttpLimits:
     max_header_bytes: int = 16_384
     header_timeout: float = 5.0  # seconds for the request line and headers
     body_timeout: float = 10.0  # seconds for the body, once the headers are in
+    # Seconds a response may wait, without any of it being taken, for a client that does not
+    # read. No setting: a client reading at any pace resets it, so one bound suits every client.
+    send_timeout: float = 10.0
     max_connections: int = 1000  # per worker
 
 
