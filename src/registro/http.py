@@ -24,7 +24,8 @@ import asyncio
 from typing import ClassVar
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from registro.limits import HttpLimits
 from registro.telemetry.requests import CLIENT_DISCONNECTED
@@ -44,6 +45,33 @@ def json_response(status: int, message: str) -> bytes:
     if status == 503:
         head += "retry-after: 1\r\n"
     return head.encode() + b"\r\n" + body
+
+
+class _SendUnlessGone:
+    """A cycle's send that notices the client is gone before uvicorn does.
+
+    A client that resets the connection (it closed with our responses unread) makes uvloop
+    close the transport at once but call connection_lost only on the next loop iteration; and
+    connection_lost marks only the newest cycle disconnected, not an older pipelined one still
+    answering. A write from either raised RuntimeError on the closed handle, which the
+    application took for its own error (a 500 and an ERROR traceback). Here that response is
+    dropped, as uvicorn drops one after connection_lost, and counted as the client's leaving
+    (499)."""
+
+    __slots__ = ("_cycle", "_send")
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+        self._send = cycle.send
+
+    async def __call__(self, message: ASGISendEvent) -> None:
+        cycle = self._cycle
+        if cycle.flow.write_paused and not cycle.disconnected:
+            await cycle.flow.drain()  # before the check: the client may leave meanwhile
+        if not cycle.disconnected and cycle.transport.is_closing():
+            cycle.disconnected = True
+            cycle.scope[CLIENT_DISCONNECTED] = True  # type: ignore[literal-required]
+        await self._send(message)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -114,6 +142,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_body = True
         self._head_bytes = 0
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and not isinstance(cycle.send, _SendUnlessGone):
+            cycle.send = _SendUnlessGone(cycle)  # type: ignore[method-assign]
 
     def on_message_complete(self) -> None:
         self._disarm()
