@@ -100,11 +100,14 @@ AUDIT_PAGE = """
 """
 KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
 # Expired keys, a batch at a time; rows another transaction holds are left for the next purge.
-PURGE_KEYS = f"""
-    DELETE FROM idempotency_keys WHERE (actor, key) IN (
-        SELECT actor, key FROM idempotency_keys WHERE created_at < $1
-        LIMIT {idempotency.PURGE_BATCH} FOR UPDATE SKIP LOCKED
+PURGE_KEYS = """
+    WITH gone AS (
+        DELETE FROM idempotency_keys WHERE (actor, key) IN (
+            SELECT actor, key FROM idempotency_keys WHERE created_at < $1
+            LIMIT $2 FOR UPDATE SKIP LOCKED
+        ) RETURNING 1
     )
+    SELECT count(*) FROM gone
 """
 # The connection whose transaction this task's idempotent write (PostgresStore.once) is in: the
 # write's statements run there, each in a savepoint, so one the database refuses (a taken name)
@@ -293,7 +296,7 @@ class PostgresStore:
     async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
         cutoff = request.cutoff()
         if self._purge.due():
-            await self._fetch(PURGE_KEYS, cutoff)
+            self._purge.purged((await self._fetch(PURGE_KEYS, cutoff, self._purge.batch))[0][0])
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 with _database_errors:

@@ -36,9 +36,9 @@ CLAIM, USED, COMPLETE = map(
     idempotency.sqlite_placeholders,
     (idempotency.CLAIM, idempotency.USED, idempotency.COMPLETE),
 )
-PURGE = f"""
+PURGE = """
     DELETE FROM idempotency_keys WHERE rowid IN (
-        SELECT rowid FROM idempotency_keys WHERE created_at < ? LIMIT {idempotency.PURGE_BATCH}
+        SELECT rowid FROM idempotency_keys WHERE created_at < ? LIMIT ?
     )
 """
 # The store whose idempotent write (SqliteStore.once) this task is inside: its writes join that
@@ -257,7 +257,8 @@ class SqliteStore:
         cutoff = _timestamp(request.cutoff())
         if self._purge.due():
             async with self._transaction() as db:
-                await db.execute(PURGE, (cutoff,))
+                purge = await db.execute(PURGE, (cutoff, self._purge.batch))
+            self._purge.purged(purge.rowcount)
         async with self._transaction() as db:
             claim = (request.actor, request.key, request.fingerprint, _timestamp(datetime.now(UTC)))
             cursor = await db.execute(CLAIM, (*claim, cutoff))
