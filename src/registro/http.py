@@ -177,7 +177,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.abort()
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(400, "Invalid HTTP request")
+        # In a body (a malformed chunk), the request is already the application's: answer it.
+        self._refuse(400, "Invalid HTTP request", self._awaiting_body)
 
     def _arm(self, seconds: float, status: int, message: str, body: bool = False) -> None:
         self._disarm()
@@ -191,8 +192,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, message: str, body: bool = False) -> None:
         """Answer in JSON and close, unless a response is already on its way (then just close).
 
-        `body`: the refused request is the current cycle's (its body was too slow), whose
-        application then sees a disconnect and whose own reply is dropped.
+        `body`: the refused request is the current cycle's (its body was too slow or malformed),
+        whose application then sees a disconnect and whose own reply is dropped.
         """
         self._disarm()
         if self.transport.is_closing():

@@ -157,6 +157,17 @@ def test_an_unparsable_request_gets_a_json_400(service: Service, request_bytes: 
     assert status == 400 and body == {"message": "Invalid HTTP request"}
 
 
+def test_a_malformed_chunk_gets_a_json_400(service: Service) -> None:
+    """The parse error comes once the application has the request (its head was fine): the
+    400 answers that request instead of a silent close."""
+    request = (
+        b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"nam\r\nzz\r\n"
+    )
+    status, body, _ = _refused_after(service, request)
+    assert status == 400 and body == {"message": "Invalid HTTP request"}
+
+
 def test_a_request_without_host_is_answered_in_json(service: Service) -> None:
     with _connect(service) as sock:
         sock.sendall(b"GET /data/1 HTTP/1.1\r\nConnection: close\r\n\r\n")
