@@ -47,6 +47,10 @@ def json_response(status: int, message: str) -> bytes:
     return head.encode() + b"\r\n" + body
 
 
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: httptools stops and reports it as a parse error."""
+
+
 class _SendUnlessGone:
     """A cycle's send that notices the client is gone before uvicorn does.
 
@@ -81,9 +85,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_started = False
     _awaiting_body = False
     _head_bytes = 0
+    _request_head = 0
     _idle = False
     _timer: asyncio.TimerHandle | None = None
     _send_timer: asyncio.TimerHandle | None = None
+    # A later pipelined request's refusal, answered once the responses before it are written.
+    _deferred: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -109,6 +116,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._idle = False
+        if self._deferred is not None:
+            return  # the rest belongs to the refused request
         # Feed the head no more than the limit allows, so an oversized one is never buffered.
         while data and self._in_head:
             room = self.limits.max_header_bytes - self._head_bytes
@@ -120,13 +129,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             chunk, data = data[:room], data[room:]
             self._head_bytes += len(chunk)
             super().data_received(chunk)
-            if self.transport.is_closing():
+            if self.transport.is_closing() or self._deferred is not None:
                 return
         if data:
             super().data_received(data)
         # Timers only for what is still incomplete once these bytes are parsed: a request that
         # arrived whole (the usual case) costs none.
-        if self._timer is None and not self.transport.is_closing():
+        if self._timer is None and not self.transport.is_closing() and self._deferred is None:
             if self._awaiting_body:
                 self._arm(self.limits.body_timeout, 408, BODY_TOO_SLOW, True)
             elif self._head_started:
@@ -135,6 +144,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_started = True
+        self._request_head = 0
+
+    # The head's size per request, from what the parser hands over: the feeding above bounds what
+    # it buffers, but counts per read, and one read may end a request and begin the next.
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        self._request_head += size
+        if self._request_head > self.limits.max_header_bytes:
+            self._refuse(431, f"Request headers larger than {self.limits.max_header_bytes} bytes")
+            raise _HeadTooLarge  # stops the parser; uvicorn's handling finds the answer sent
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -154,6 +180,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._deferred is not None and not self.pipeline:
+            self._answer(*self._deferred)
+            return
         self._idle = not self.pipeline and not self.transport.is_closing()
 
     def pause_writing(self) -> None:
@@ -177,6 +206,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.abort()
 
     def send_400_response(self, msg: str) -> None:
+        if self._deferred is not None:
+            return  # the parser stopped on a refusal of ours (_HeadTooLarge)
         # In a body (a malformed chunk), the request is already the application's: answer it.
         self._refuse(400, "Invalid HTTP request", self._awaiting_body)
 
@@ -190,15 +221,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._timer = None
 
     def _refuse(self, status: int, message: str, body: bool = False) -> None:
-        """Answer in JSON and close, unless a response is already on its way (then just close).
+        """Answer in JSON and close.
 
         `body`: the refused request is the current cycle's (its body was too slow or malformed),
-        whose application then sees a disconnect and whose own reply is dropped.
+        whose application then sees a disconnect and whose own reply is dropped; if that reply
+        has begun, the connection is just closed. Otherwise the refused request is a later one
+        than the current cycle's (pipelined): it is answered after the responses before it.
         """
         self._disarm()
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._deferred is not None:
             return
         cycle = self.cycle
         if cycle is None or cycle.response_complete or (body and not cycle.response_started):
-            self.transport.write(json_response(status, message))
+            self._answer(status, message)
+        elif body:
+            self.transport.close()
+        else:
+            self._deferred = (status, message)
+            self._idle = False
+
+    def _answer(self, status: int, message: str) -> None:
+        self.transport.write(json_response(status, message))
         self.transport.close()

@@ -109,6 +109,23 @@ def test_an_oversized_head_is_431_before_it_is_buffered(service: Service) -> Non
         assert _status_and_json(_read_all(sock))[0] == 200
 
 
+def test_the_head_limit_is_per_request_not_per_read(service: Service) -> None:
+    """A head over the limit, pipelined behind a small request in the same read, is refused
+    like one sent alone; a head just under it, likewise pipelined, is served."""
+    small = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"
+    over = b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEADER_BYTES + b"\r\n\r\n"
+    with _connect(service) as sock:
+        sock.sendall(small + over)
+        raw = _read_all(sock)
+    first, _, rest = raw.partition(b"HTTP/1.1 ")[2].partition(b"HTTP/1.1 ")
+    assert first.startswith(b"200"), raw[:300]
+    assert rest.startswith(b"431"), raw[:600]
+    under = b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"a" * (MAX_HEADER_BYTES - 200)
+    with _connect(service) as sock:
+        sock.sendall(small + under + b"\r\nConnection: close\r\n\r\n")
+        assert _read_all(sock).count(b"HTTP/1.1 200") == 2
+
+
 def test_a_body_that_never_ends_is_408_after_the_body_timeout(service: Service) -> None:
     request = (
         b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -162,7 +179,7 @@ def test_a_malformed_chunk_gets_a_json_400(service: Service) -> None:
     400 answers that request instead of a silent close."""
     request = (
         b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"nam\r\nzz\r\n"
+        b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"nam\r\nzz\r\n'
     )
     status, body, _ = _refused_after(service, request)
     assert status == 400 and body == {"message": "Invalid HTTP request"}
