@@ -21,14 +21,16 @@ tests/integration/test_http_limits.py exercise each bound over raw sockets).
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import orjson
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from registro.limits import HttpLimits
-from registro.telemetry.requests import CLIENT_DISCONNECTED
+from registro.telemetry.requests import ANSWERED_BY_SERVER, CLIENT_DISCONNECTED, record_refusal
 
 HEAD_TOO_SLOW = "Request headers not received in time"
 BODY_TOO_SLOW = "Request body not received in time"
@@ -36,11 +38,11 @@ REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fiel
 REASONS[503] = "Service Unavailable"
 
 
-def json_response(status: int, message: str) -> bytes:
+def json_response(status: int, message: str, request_id: str) -> bytes:
     body = orjson.dumps({"message": message})
     head = (
         f"HTTP/1.1 {status} {REASONS[status]}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\nx-request-id: {request_id}\r\n"
     )
     if status == 503:
         head += "retry-after: 1\r\n"
@@ -86,6 +88,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _awaiting_body = False
     _head_bytes = 0
     _request_head = 0
+    _began = 0.0  # loop time the connection, then each request, began
     _idle = False
     _timer: asyncio.TimerHandle | None = None
     _send_timer: asyncio.TimerHandle | None = None
@@ -94,6 +97,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._began = self.loop.time()
         if len(self.connections) > self.limits.max_connections and not self._close_an_idle_one():
             self._refuse(503, "Too many connections, try again")
             return
@@ -145,6 +149,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_started = True
         self._request_head = 0
+        self._began = self.loop.time()
 
     # The head's size per request, from what the parser hands over: the feeding above bounds what
     # it buffers, but counts per read, and one read may end a request and begin the next.
@@ -181,7 +186,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self._deferred is not None and not self.pipeline:
-            self._answer(*self._deferred)
+            self._answer(*self._deferred)  # a head refused: no scope of its own
             return
         self._idle = not self.pipeline and not self.transport.is_closing()
 
@@ -232,14 +237,27 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self._deferred is not None:
             return
         cycle = self.cycle
-        if cycle is None or cycle.response_complete or (body and not cycle.response_started):
-            self._answer(status, message)
+        if cycle is None or cycle.response_complete:
+            self._answer(status, message, self.scope if self._head_read() else None)
+        elif body and not cycle.response_started:
+            cycle.scope[ANSWERED_BY_SERVER] = True  # type: ignore[literal-required]
+            self._answer(status, message, cycle.scope)
         elif body:
             self.transport.close()
         else:
             self._deferred = (status, message)
             self._idle = False
 
-    def _answer(self, status: int, message: str) -> None:
-        self.transport.write(json_response(status, message))
+    def _head_read(self) -> bool:
+        """Whether self.scope is the refused request's, its head read (else the parse of a new
+        head began, or none did)."""
+        return not self._in_head and not self._head_started
+
+    def _answer(self, status: int, message: str, scope: Mapping[str, Any] | None = None) -> None:
+        """Write the refusal and close; log and count it as the application does a request."""
+        state = scope.get("state", {}) if scope is not None else {}
+        rid = state.get("request_id") or os.urandom(16).hex()
+        self.transport.write(json_response(status, message, rid))
         self.transport.close()
+        peer = self.client[0] if self.client else None
+        record_refusal(scope, status, self.loop.time() - self._began, rid, peer)
