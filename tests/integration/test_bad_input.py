@@ -164,3 +164,15 @@ async def test_wrong_methods_and_paths_are_json(
     response = await client.request(method, url, content=content, headers=NOT_JSON)
     assert response.status_code == status
     assert response.json()["message"]
+
+
+@pytest.mark.parametrize("path", ["/data/", "/livez/", "/audit/", "/data/1/"])
+async def test_a_trailing_slash_is_a_404_never_a_redirect_to_the_callers_host(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """Starlette's router redirects /data/ to /data (Router.redirect_slashes) with a Location
+    built from the request's Host header, which the caller writes: a redirect to any host."""
+    response = await client.get(path, headers={"Host": "evil.example"})
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert response.json()["message"]
