@@ -395,6 +395,9 @@ class PostgresStore:
             return None
         return rows[0][0] if rows else None
 
+    def storage_full(self) -> bool:
+        return False  # the server's disk: its errors say so (class 53, answered 503)
+
     def pool_usage(self) -> tuple[int, int]:
         idle = self._pool.get_idle_size()
         return self._pool.get_size() - idle, idle
