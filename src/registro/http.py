@@ -25,28 +25,15 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import orjson
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from registro import error_responses
 from registro.limits import HttpLimits
 from registro.telemetry.requests import ANSWERED_BY_SERVER, CLIENT_DISCONNECTED, record_refusal
 
 HEAD_TOO_SLOW = "Request headers not received in time"
 BODY_TOO_SLOW = "Request body not received in time"
-REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
-REASONS[503] = "Service Unavailable"
-
-
-def json_response(status: int, message: str, request_id: str) -> bytes:
-    body = orjson.dumps({"message": message})
-    head = (
-        f"HTTP/1.1 {status} {REASONS[status]}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\nx-request-id: {request_id}\r\n"
-    )
-    if status == 503:
-        head += "retry-after: 1\r\n"
-    return head.encode() + b"\r\n" + body
 
 
 class _HeadTooLarge(Exception):
@@ -257,7 +244,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Write the refusal and close; log and count it as the application does a request."""
         state = scope.get("state", {}) if scope is not None else {}
         rid = state.get("request_id") or os.urandom(16).hex()
-        self.transport.write(json_response(status, message, rid))
+        self.transport.write(error_responses.raw(status, message, rid))
         self.transport.close()
         peer = self.client[0] if self.client else None
         record_refusal(scope, status, self.loop.time() - self._began, rid, peer)

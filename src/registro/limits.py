@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from registro.api.responses import error
+from registro.error_responses import error
 
 METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
