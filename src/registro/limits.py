@@ -3,8 +3,10 @@ body of at most REGISTRO_MAX_BODY_BYTES of JSON.
 
 The body is checked before the application reads anything, so an oversize or foreign body costs
 nothing and changes nothing: 413 for size (declared or streamed), 415 for a content type that is
-not JSON, and 400 for a body on a method that takes none (GET, HEAD, DELETE, OPTIONS: RFC 9110
-gives it no meaning), whatever its size below the limit.
+not JSON. A body on a method that takes none (GET, HEAD, DELETE: RFC 9110 gives it no meaning)
+is bounded by size alone here and marked (UNEXPECTED_BODY): the operation then refuses it with a
+400 before reading it (registro.api.operation), after routing, so that a method the path does
+not have is still a 405. Any other method's body is bounded by size alone.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from registro.error_responses import error
 
 METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "DELETE"})
+UNEXPECTED_BODY = "registro.unexpected_body"
 
 
 @dataclass(frozen=True)  # no slots: its class attributes are the settings' defaults
@@ -29,6 +33,13 @@ class HttpLimits:
     # read. No setting: a client reading at any pace resets it, so one bound suits every client.
     send_timeout: float = 10.0
     max_connections: int = 1000  # per worker
+
+
+def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if (name == b"content-length" and value != b"0") or name == b"transfer-encoding":
+            return True
+    return False
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -45,9 +56,11 @@ class RequestLimitsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] not in METHODS_WITH_BODY:
-            await self._no_body(scope, receive, send)
-            return
+        if scope["method"] in METHODS_WITHOUT_BODY:
+            if not _declares_body(scope["headers"]):
+                await self.app(scope, receive, send)
+                return
+            scope[UNEXPECTED_BODY] = True
         content_type = b""
         declared = b""
         chunked = False
@@ -63,7 +76,8 @@ class RequestLimitsMiddleware:
             await error(413, too_large)(scope, receive, send)
             return
         has_body = chunked or declared not in (b"", b"0")
-        if (content_type or has_body) and not _is_json(content_type):
+        json_only = scope["method"] in METHODS_WITH_BODY
+        if json_only and (content_type or has_body) and not _is_json(content_type):
             await error(415, "Content-Type must be application/json")(scope, receive, send)
             return
 
@@ -88,20 +102,3 @@ class RequestLimitsMiddleware:
                 await send(message)
 
         await self.app(scope, receive_limited, send_unless_rejected)
-
-    async def _no_body(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A method that takes no body: a declared or chunked one is refused before a byte of
-        it is read (413 past the limit, like any body; 400 below it)."""
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value != b"0":
-                if value.isdigit() and int(value) > self.max_body_bytes:
-                    message = f"Request body larger than {self.max_body_bytes} bytes"
-                    await error(413, message)(scope, receive, send)
-                    return
-                break
-            if name == b"transfer-encoding":
-                break
-        else:
-            await self.app(scope, receive, send)
-            return
-        await error(400, f"{scope['method']} takes no request body")(scope, receive, send)

@@ -116,6 +116,21 @@ async def test_a_body_where_none_is_expected_is_refused_unread(
     assert deleted.status_code == 200, deleted.text
 
 
+@pytest.mark.parametrize("method", ["TRACE", "OPTIONS", "PROPFIND"])
+async def test_a_method_no_route_has_is_405_and_its_body_still_bounded(
+    client: httpx.AsyncClient, method: str
+) -> None:
+    """Not refused as a body where none is expected: the method is the error (schemathesis's
+    ST204 expects 405 for an undeclared method, body or not)."""
+    small = await client.request(method, "/data", content=b'{"name": "a"}', headers=NOT_JSON)
+    assert small.status_code == 405, small.text
+    large = await client.request(method, "/data", content=b"x" * 70_000, headers=NOT_JSON)
+    assert large.status_code == 413, large.text
+    # A method that takes no body, on a path without it: the method is still the error.
+    wrong = await client.request("DELETE", "/data", content=b'{"name": "a"}', headers=NOT_JSON)
+    assert wrong.status_code == 405, wrong.text
+
+
 @pytest.mark.parametrize(
     "record_id",
     [
