@@ -97,6 +97,9 @@ def create_app(
         middleware=[Middleware(FailsafeMiddleware)],
         lifespan=_lifespan(settings, drain_on_sigterm),
     )
+    # /data/ is a 404, as any path no route has. Starlette's default redirect to /data builds
+    # its Location from the Host header, which the caller writes.
+    api.router.redirect_slashes = False
     api.state.settings = settings
     api.state.lifecycle = lifecycle or Lifecycle()
     api.state.tracer_provider = None

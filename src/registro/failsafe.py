@@ -11,7 +11,7 @@ import logging
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registro.api import responses
+from registro import error_responses
 
 logger = logging.getLogger("registro.errors")
 
@@ -28,6 +28,6 @@ class FailsafeMiddleware:
                 raise
             fields = {"method": scope["method"], "path": scope["path"]}
             logger.exception("unhandled error", extra={"fields": fields})
-            reply = responses.error(500, "Internal server error")
+            reply = error_responses.error(500, "Internal server error")
             with contextlib.suppress(Exception):  # a response already started: nothing to add
                 await reply(scope, receive, send)

@@ -12,7 +12,7 @@ import random
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registro.api.responses import error
+from registro.error_responses import error
 
 FAULTY_PREFIXES = ("/data", "/audit")
 

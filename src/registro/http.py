@@ -8,6 +8,8 @@ plain text). This subclass adds those bounds, each a setting, and answers every 
 
 - the request head must arrive within `header_timeout` (408) and fit in `max_header_bytes` (431);
 - the body must arrive within `body_timeout` of the head (408);
+- a response may wait at most `send_timeout` for a client that takes none of it (uvicorn waits
+  on a full write buffer without a bound): then the connection is aborted;
 - at most `max_connections` per worker: past it an idle keep-alive connection is closed to make
   room, and when none is idle the new one gets 503 and is closed at once;
 - a request httptools cannot parse gets a JSON 400 instead of uvicorn's plain-text one.
@@ -19,29 +21,50 @@ tests/integration/test_http_limits.py exercise each bound over raw sockets).
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from registro import error_responses
 from registro.limits import HttpLimits
-from registro.telemetry.requests import CLIENT_DISCONNECTED
+from registro.telemetry.requests import ANSWERED_BY_SERVER, CLIENT_DISCONNECTED, record_refusal
 
 HEAD_TOO_SLOW = "Request headers not received in time"
 BODY_TOO_SLOW = "Request body not received in time"
-REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
-REASONS[503] = "Service Unavailable"
 
 
-def json_response(status: int, message: str) -> bytes:
-    body = orjson.dumps({"message": message})
-    head = (
-        f"HTTP/1.1 {status} {REASONS[status]}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n"
-    )
-    if status == 503:
-        head += "retry-after: 1\r\n"
-    return head.encode() + b"\r\n" + body
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: httptools stops and reports it as a parse error."""
+
+
+class _SendUnlessGone:
+    """A cycle's send that notices the client is gone before uvicorn does.
+
+    A client that resets the connection (it closed with our responses unread) makes uvloop
+    close the transport at once but call connection_lost only on the next loop iteration; and
+    connection_lost marks only the newest cycle disconnected, not an older pipelined one still
+    answering. A write from either raised RuntimeError on the closed handle, which the
+    application took for its own error (a 500 and an ERROR traceback). Here that response is
+    dropped, as uvicorn drops one after connection_lost, and counted as the client's leaving
+    (499)."""
+
+    __slots__ = ("_cycle", "_send")
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+        self._send = cycle.send
+
+    async def __call__(self, message: ASGISendEvent) -> None:
+        cycle = self._cycle
+        if cycle.flow.write_paused and not cycle.disconnected:
+            await cycle.flow.drain()  # before the check: the client may leave meanwhile
+        if not cycle.disconnected and cycle.transport.is_closing():
+            cycle.disconnected = True
+            cycle.scope[CLIENT_DISCONNECTED] = True  # type: ignore[literal-required]
+        await self._send(message)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -51,11 +74,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_started = False
     _awaiting_body = False
     _head_bytes = 0
+    _request_head = 0
+    _began = 0.0  # loop time the connection, then each request, began
     _idle = False
     _timer: asyncio.TimerHandle | None = None
+    _send_timer: asyncio.TimerHandle | None = None
+    # A later pipelined request's refusal, answered once the responses before it are written.
+    _deferred: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._began = self.loop.time()
         if len(self.connections) > self.limits.max_connections and not self._close_an_idle_one():
             self._refuse(503, "Too many connections, try again")
             return
@@ -71,12 +100,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._writable()
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.scope[CLIENT_DISCONNECTED] = True  # type: ignore[literal-required]
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._idle = False
+        if self._deferred is not None:
+            return  # the rest belongs to the refused request
         # Feed the head no more than the limit allows, so an oversized one is never buffered.
         while data and self._in_head:
             room = self.limits.max_header_bytes - self._head_bytes
@@ -88,13 +120,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             chunk, data = data[:room], data[room:]
             self._head_bytes += len(chunk)
             super().data_received(chunk)
-            if self.transport.is_closing():
+            if self.transport.is_closing() or self._deferred is not None:
                 return
         if data:
             super().data_received(data)
         # Timers only for what is still incomplete once these bytes are parsed: a request that
         # arrived whole (the usual case) costs none.
-        if self._timer is None and not self.transport.is_closing():
+        if self._timer is None and not self.transport.is_closing() and self._deferred is None:
             if self._awaiting_body:
                 self._arm(self.limits.body_timeout, 408, BODY_TOO_SLOW, True)
             elif self._head_started:
@@ -103,6 +135,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_started = True
+        self._request_head = 0
+        self._began = self.loop.time()
+
+    # The head's size per request, from what the parser hands over: the feeding above bounds what
+    # it buffers, but counts per read, and one read may end a request and begin the next.
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        self._request_head += size
+        if self._request_head > self.limits.max_header_bytes:
+            self._refuse(431, f"Request headers larger than {self.limits.max_header_bytes} bytes")
+            raise _HeadTooLarge  # stops the parser; uvicorn's handling finds the answer sent
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -110,6 +160,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_body = True
         self._head_bytes = 0
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and not isinstance(cycle.send, _SendUnlessGone):
+            cycle.send = _SendUnlessGone(cycle)  # type: ignore[method-assign]
 
     def on_message_complete(self) -> None:
         self._disarm()
@@ -119,10 +172,36 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._deferred is not None and not self.pipeline:
+            self._answer(*self._deferred)  # a head refused: no scope of its own
+            return
         self._idle = not self.pipeline and not self.transport.is_closing()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.limits.send_timeout, self._not_reading)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._writable()
+
+    def _writable(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _not_reading(self) -> None:
+        """The client took nothing for send_timeout: abort, as close() would wait for the
+        buffer to drain. connection_lost then ends the response as a disconnect."""
+        self._send_timer = None
+        self.transport.abort()
+
     def send_400_response(self, msg: str) -> None:
-        self._refuse(400, "Invalid HTTP request")
+        if self._deferred is not None:
+            return  # the parser stopped on a refusal of ours (_HeadTooLarge)
+        # In a body (a malformed chunk), the request is already the application's: answer it.
+        self._refuse(400, "Invalid HTTP request", self._awaiting_body)
 
     def _arm(self, seconds: float, status: int, message: str, body: bool = False) -> None:
         self._disarm()
@@ -134,15 +213,38 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._timer = None
 
     def _refuse(self, status: int, message: str, body: bool = False) -> None:
-        """Answer in JSON and close, unless a response is already on its way (then just close).
+        """Answer in JSON and close.
 
-        `body`: the refused request is the current cycle's (its body was too slow), whose
-        application then sees a disconnect and whose own reply is dropped.
+        `body`: the refused request is the current cycle's (its body was too slow or malformed),
+        whose application then sees a disconnect and whose own reply is dropped; if that reply
+        has begun, the connection is just closed. Otherwise the refused request is a later one
+        than the current cycle's (pipelined): it is answered after the responses before it.
         """
         self._disarm()
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._deferred is not None:
             return
         cycle = self.cycle
-        if cycle is None or cycle.response_complete or (body and not cycle.response_started):
-            self.transport.write(json_response(status, message))
+        if cycle is None or cycle.response_complete:
+            self._answer(status, message, self.scope if self._head_read() else None)
+        elif body and not cycle.response_started:
+            cycle.scope[ANSWERED_BY_SERVER] = True  # type: ignore[literal-required]
+            self._answer(status, message, cycle.scope)
+        elif body:
+            self.transport.close()
+        else:
+            self._deferred = (status, message)
+            self._idle = False
+
+    def _head_read(self) -> bool:
+        """Whether self.scope is the refused request's, its head read (else the parse of a new
+        head began, or none did)."""
+        return not self._in_head and not self._head_started
+
+    def _answer(self, status: int, message: str, scope: Mapping[str, Any] | None = None) -> None:
+        """Write the refusal and close; log and count it as the application does a request."""
+        state = scope.get("state", {}) if scope is not None else {}
+        rid = state.get("request_id") or os.urandom(16).hex()
+        self.transport.write(error_responses.raw(status, message, rid))
         self.transport.close()
+        peer = self.client[0] if self.client else None
+        record_refusal(scope, status, self.loop.time() - self._began, rid, peer)

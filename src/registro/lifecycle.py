@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from registro.api import responses
+from registro import error_responses
 
 logger = logging.getLogger("registro.lifecycle")
 
@@ -98,7 +98,9 @@ class DrainMiddleware:
             if scope["type"] != "http":
                 raise
             logger.warning("request cut at the shutdown deadline", extra=_where(scope))
-            reply = responses.error(503, "Server shutting down, try again", {"Retry-After": "1"})
+            reply = error_responses.error(
+                503, "Server shutting down, try again", {"Retry-After": "1"}
+            )
             with contextlib.suppress(Exception):  # a response already started: nothing to add
                 await reply(scope, receive, send)
 

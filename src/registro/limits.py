@@ -3,7 +3,10 @@ body of at most REGISTRO_MAX_BODY_BYTES of JSON.
 
 The body is checked before the application reads anything, so an oversize or foreign body costs
 nothing and changes nothing: 413 for size (declared or streamed), 415 for a content type that is
-not JSON.
+not JSON. A body on a method that takes none (GET, HEAD, DELETE: RFC 9110 gives it no meaning)
+is bounded by size alone here and marked (UNEXPECTED_BODY): the operation then refuses it with a
+400 before reading it (registro.api.operation), after routing, so that a method the path does
+not have is still a 405. Any other method's body is bounded by size alone.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from registro.api.responses import error
+from registro.error_responses import error
 
 METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "DELETE"})
+UNEXPECTED_BODY = "registro.unexpected_body"
 
 
 @dataclass(frozen=True)  # no slots: its class attributes are the settings' defaults
@@ -24,7 +29,17 @@ class HttpLimits:
     max_header_bytes: int = 16_384
     header_timeout: float = 5.0  # seconds for the request line and headers
     body_timeout: float = 10.0  # seconds for the body, once the headers are in
+    # Seconds a response may wait, without any of it being taken, for a client that does not
+    # read. No setting: a client reading at any pace resets it, so one bound suits every client.
+    send_timeout: float = 10.0
     max_connections: int = 1000  # per worker
+
+
+def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if (name == b"content-length" and value != b"0") or name == b"transfer-encoding":
+            return True
+    return False
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -38,9 +53,14 @@ class RequestLimitsMiddleware:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in METHODS_WITH_BODY:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] in METHODS_WITHOUT_BODY:
+            if not _declares_body(scope["headers"]):
+                await self.app(scope, receive, send)
+                return
+            scope[UNEXPECTED_BODY] = True
         content_type = b""
         declared = b""
         chunked = False
@@ -56,7 +76,8 @@ class RequestLimitsMiddleware:
             await error(413, too_large)(scope, receive, send)
             return
         has_body = chunked or declared not in (b"", b"0")
-        if (content_type or has_body) and not _is_json(content_type):
+        json_only = scope["method"] in METHODS_WITH_BODY
+        if json_only and (content_type or has_body) and not _is_json(content_type):
             await error(415, "Content-Type must be application/json")(scope, receive, send)
             return
 

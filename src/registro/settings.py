@@ -98,16 +98,19 @@ class Settings(BaseSettings):
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _proxy_networks(cls, value: str) -> str:
+        everyone = ValueError(
+            "`*`, 0.0.0.0/0 or ::/0 lets any caller choose the address the audit records; name"
+            " the load balancer's addresses or CIDRs"
+        )
         for entry in value.split(","):
             if entry.strip() == "*":
-                raise ValueError(
-                    "`*` lets any caller choose the address the audit records; name the load"
-                    " balancer's addresses or CIDRs"
-                )
+                raise everyone
             try:
-                ipaddress.ip_network(entry.strip())
+                network = ipaddress.ip_network(entry.strip())
             except ValueError:
                 raise ValueError("each entry must be an IP address or a CIDR") from None
+            if network.prefixlen == 0:
+                raise everyone
         return value
 
     @field_validator("database_password_file", "app_password_file")

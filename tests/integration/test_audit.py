@@ -76,6 +76,25 @@ async def test_audit_is_paginated_newest_first(client: httpx.AsyncClient, make_k
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == 5
 
 
+async def test_the_first_page_leaves_before_out_and_an_empty_one_is_422(
+    client: httpx.AsyncClient, make_key
+) -> None:
+    """`before` is an audit id (an integer from 1); an empty value is not one, on /audit as
+    `after=` is not on /data. README's `GET /audit?limit=100&before=` stood for "before= an id":
+    the example was wrong (issue 17, defect 11), not the service."""
+    admin = await make_key("auditor", "admin")
+    await client.post("/data", json={"name": "n"})
+    first = await client.get("/audit?limit=100", headers=bearer(admin))
+    assert first.status_code == 200 and len(first.json()) == 1
+    older = await client.get(
+        f"/audit?limit=100&before={first.json()[0]['id']}", headers=bearer(admin)
+    )
+    assert older.status_code == 200 and older.json() == []
+    empty = await client.get("/audit?limit=100&before=", headers=bearer(admin))
+    assert empty.status_code == 422
+    assert "query.before" in empty.json()["message"]
+
+
 @pytest.mark.parametrize("statement", ["UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"])
 async def test_the_database_refuses_to_change_audit_rows(
     client: httpx.AsyncClient, database_url: str, statement: str

@@ -85,6 +85,52 @@ async def test_a_chunked_body_without_content_type_is_415(client: httpx.AsyncCli
     assert await _count(client) == 0
 
 
+BODILESS = [("DELETE", "/data/{id}"), ("GET", "/data/{id}"), ("GET", "/data"), ("HEAD", "/livez")]
+
+
+@pytest.mark.parametrize(("method", "path"), BODILESS, ids=[" ".join(m) for m in BODILESS])
+async def test_a_body_where_none_is_expected_is_refused_unread(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    """Past REGISTRO_MAX_BODY_BYTES it is 413, as for any method; below it, 400: these methods
+    take no body (RFC 9110 9.3.1, 9.3.5: it has no defined semantics). The idempotency key
+    makes DELETE hash its body (api/idempotency.py), which read a body of any size whole."""
+    existing = (await client.post("/data", json={"name": "keep"})).json()["id"]
+    url = path.format(id=existing)
+    headers = {"Idempotency-Key": "body-on-delete", **NOT_JSON}
+
+    async def streamed():  # chunked, no Content-Length: the body cannot be judged by its head
+        for _ in range(10):
+            yield b"x" * 10_000
+
+    for content, status in ((b"x" * 70_000, 413), (b"{}", 400), (streamed(), 400)):
+        response = await client.request(method, url, content=content, headers=headers)
+        assert response.status_code == status, (method, response.text)
+        assert response.headers["content-type"] == "application/json"
+        if method != "HEAD":
+            assert response.json()["message"]
+    assert (await client.get(f"/data/{existing}")).json()["name"] == "keep"
+    assert await _count(client) == 1
+    # Content-Length: 0, as some clients send on DELETE, is no body.
+    deleted = await client.request("DELETE", f"/data/{existing}", headers={"content-length": "0"})
+    assert deleted.status_code == 200, deleted.text
+
+
+@pytest.mark.parametrize("method", ["TRACE", "OPTIONS", "PROPFIND"])
+async def test_a_method_no_route_has_is_405_and_its_body_still_bounded(
+    client: httpx.AsyncClient, method: str
+) -> None:
+    """Not refused as a body where none is expected: the method is the error (schemathesis's
+    ST204 expects 405 for an undeclared method, body or not)."""
+    small = await client.request(method, "/data", content=b'{"name": "a"}', headers=NOT_JSON)
+    assert small.status_code == 405, small.text
+    large = await client.request(method, "/data", content=b"x" * 70_000, headers=NOT_JSON)
+    assert large.status_code == 413, large.text
+    # A method that takes no body, on a path without it: the method is still the error.
+    wrong = await client.request("DELETE", "/data", content=b'{"name": "a"}', headers=NOT_JSON)
+    assert wrong.status_code == 405, wrong.text
+
+
 @pytest.mark.parametrize(
     "record_id",
     [
@@ -128,6 +174,20 @@ async def test_largest_id_is_a_clean_404(client: httpx.AsyncClient) -> None:
 async def test_wrong_methods_and_paths_are_json(
     client: httpx.AsyncClient, method: str, url: str, status: int
 ) -> None:
-    response = await client.request(method, url, content=b"{}", headers=NOT_JSON)
+    # A body only where the method takes one: on GET or DELETE it is refused first (400).
+    content = b"{}" if method in {"POST", "PUT", "PATCH"} else None
+    response = await client.request(method, url, content=content, headers=NOT_JSON)
     assert response.status_code == status
+    assert response.json()["message"]
+
+
+@pytest.mark.parametrize("path", ["/data/", "/livez/", "/audit/", "/data/1/"])
+async def test_a_trailing_slash_is_a_404_never_a_redirect_to_the_callers_host(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """Starlette's router redirects /data/ to /data (Router.redirect_slashes) with a Location
+    built from the request's Host header, which the caller writes: a redirect to any host."""
+    response = await client.get(path, headers={"Host": "evil.example"})
+    assert response.status_code == 404
+    assert "location" not in response.headers
     assert response.json()["message"]

@@ -141,11 +141,9 @@ async def test_a_slow_statement_is_cancelled_by_the_server(pg_url: str) -> None:
         assert (await client.get("/readyz")).json() == {"message": "ready"}
 
 
-async def test_the_store_counts_every_lease_back_so_a_full_pool_still_bounds_the_wait(
-    pg_url: str,
-) -> None:
-    """The acquire timeout is only set once every connection is leased (store/postgres.py
-    _Lease): a lease not counted back would leave a full pool waiting without a bound."""
+async def test_a_full_pool_bounds_every_wait_and_is_usable_again(pg_url: str) -> None:
+    """Each lease waits at most the acquire timeout for a connection (store/postgres.py _Lease),
+    and every connection comes back to the pool after its statement was cancelled."""
     timeouts = Timeouts(statement=STATEMENT_TIMEOUT, lock=LOCK_TIMEOUT, acquire=ACQUIRE_TIMEOUT)
     store = await PostgresStore.connect(pg_url, 1, timeouts=timeouts)
     try:
@@ -155,8 +153,7 @@ async def test_the_store_counts_every_lease_back_so_a_full_pool_still_bounds_the
                 LOCK_HELD,
             )
         assert [type(o) for o in outcomes] == [DatabaseBusy] * 3
-        assert store._leased == 0
         assert await store.get(1) is None  # the pool is usable again
-        assert store._leased == 0
+        assert store.pool_usage()[0] == 0
     finally:
         await store.close()

@@ -109,6 +109,23 @@ def test_an_oversized_head_is_431_before_it_is_buffered(service: Service) -> Non
         assert _status_and_json(_read_all(sock))[0] == 200
 
 
+def test_the_head_limit_is_per_request_not_per_read(service: Service) -> None:
+    """A head over the limit, pipelined behind a small request in the same read, is refused
+    like one sent alone; a head just under it, likewise pipelined, is served."""
+    small = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"
+    over = b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEADER_BYTES + b"\r\n\r\n"
+    with _connect(service) as sock:
+        sock.sendall(small + over)
+        raw = _read_all(sock)
+    first, _, rest = raw.partition(b"HTTP/1.1 ")[2].partition(b"HTTP/1.1 ")
+    assert first.startswith(b"200"), raw[:300]
+    assert rest.startswith(b"431"), raw[:600]
+    under = b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Ok: " + b"a" * (MAX_HEADER_BYTES - 200)
+    with _connect(service) as sock:
+        sock.sendall(small + under + b"\r\nConnection: close\r\n\r\n")
+        assert _read_all(sock).count(b"HTTP/1.1 200") == 2
+
+
 def test_a_body_that_never_ends_is_408_after_the_body_timeout(service: Service) -> None:
     request = (
         b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -155,6 +172,71 @@ def test_connections_past_the_cap_are_refused_unless_an_idle_one_can_go(
 def test_an_unparsable_request_gets_a_json_400(service: Service, request_bytes: bytes) -> None:
     status, body, _ = _refused_after(service, request_bytes)
     assert status == 400 and body == {"message": "Invalid HTTP request"}
+
+
+def test_a_malformed_chunk_gets_a_json_400(service: Service) -> None:
+    """The parse error comes once the application has the request (its head was fine): the
+    400 answers that request instead of a silent close."""
+    request = (
+        b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"nam\r\nzz\r\n'
+    )
+    time.sleep(0.5)  # earlier lines written
+    before = _access_lines(service)
+    with _connect(service) as sock:
+        sock.sendall(request)
+        raw = _read_all(sock)
+    status, body = _status_and_json(raw)
+    assert status == 400 and body == {"message": "Invalid HTTP request"}
+    time.sleep(0.5)  # the log writer's batch
+    new = _access_lines(service)[len(before) :]
+    # One line, the 400's: not the application's 499 besides.
+    assert [line["status"] for line in new] == [400], new
+    assert new[0]["method"] == "POST" and new[0]["path"] == "/data"
+    assert new[0]["request_id"].encode() in raw
+
+
+def _access_lines(service: Service) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in service.output().splitlines() if line.startswith("{")]
+    return [line for line in lines if line["logger"] == "registro.access"]
+
+
+def test_every_refusal_has_a_request_id_a_log_line_and_a_metric(service: Service) -> None:
+    """A refusal of the HTTP layer is a request like any other to whoever watches: a flood of
+    connections or of malformed requests shows in the logs and the metrics."""
+    refusals = {
+        400: b"NOT A REQUEST\r\n\r\n",
+        408: b"GET /livez HTTP/1.1\r\n",
+        431: b"GET /livez HTTP/1.1\r\nX-Big: " + b"a" * (2 * MAX_HEADER_BYTES),
+    }
+    ids = {}
+    for status, request in refusals.items():
+        with _connect(service) as sock:
+            sock.sendall(request)
+            raw = _read_all(sock)
+        assert raw.startswith(b"HTTP/1.1 %d" % status), raw[:200]
+        head = raw.partition(b"\r\n\r\n")[0].decode().lower()
+        ids[status] = head.partition("x-request-id: ")[2].partition("\r\n")[0]
+        assert len(ids[status]) == 32, head
+    held = [_connect(service) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)
+        with _connect(service) as sock:
+            raw = _read_all(sock)
+        assert raw.startswith(b"HTTP/1.1 503") and b"x-request-id: " in raw, raw[:200]
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.5)  # the log writer's batch
+    lines = [json.loads(line) for line in service.output().splitlines() if line.startswith("{")]
+    logged = {line["request_id"]: line for line in lines if line["logger"] == "registro.access"}
+    for status, rid in ids.items():
+        assert logged[rid]["status"] == status, logged[rid]
+        assert logged[rid]["route"] == "unmatched"
+    assert any(line.get("status") == 503 for line in logged.values())
+    exposition = httpx.get(f"{service.url}/metrics", timeout=5).text
+    for status in (400, 408, 431, 503):
+        assert f'route="unmatched",status="{status}"' in exposition, status
 
 
 def test_a_request_without_host_is_answered_in_json(service: Service) -> None:

@@ -4,10 +4,11 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -18,7 +19,13 @@ from registro.api.idempotency import HEADER, REPLAYED, fingerprint
 from registro.app import create_app
 from registro.settings import load_settings
 from registro.store import open_store
-from registro.store.idempotency import IdempotentRequest, KeyReused, StoredResponse
+from registro.store.idempotency import (
+    PURGE_BATCH,
+    IdempotentRequest,
+    KeyReused,
+    StoredResponse,
+    sqlite_placeholders,
+)
 from tests.conftest import ClientFactory, bearer, new_postgres_database
 from tests.support.idempotent import write_once
 
@@ -217,6 +224,61 @@ async def test_expired_keys_are_purged(database_url: str) -> None:
         assert (await store.once(claim("d", body=b"a"), ok)).replayed is True
     finally:
         await store.close()
+
+
+async def _add_expired_keys(database_url: str, count: int, first: int) -> None:
+    """`count` keys created a day and more ago, as writes at any rate leave behind."""
+    created = datetime.now(UTC) - timedelta(days=2)
+    rows = [("load", f"expired-{first + n}", "f" * 64, created, 200, "{}") for n in range(count)]
+    insert = "INSERT INTO idempotency_keys VALUES ($1, $2, $3, $4, $5, $6)"
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            db.executemany(
+                sqlite_placeholders(insert),
+                [(*row[:3], row[3].isoformat(timespec="microseconds"), *row[4:]) for row in rows],
+            )
+        return
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.executemany(insert, rows)
+    finally:
+        await connection.close()
+
+
+async def _ok() -> StoredResponse:
+    return StoredResponse(200, b"{}")
+
+
+async def test_the_purge_keeps_up_with_a_write_rate_far_above_a_batch_a_minute(
+    database_url: str,
+) -> None:
+    """Minute after minute, 6,000 keyed writes expire in a worker (100/s: six times the 1,000
+    a minute, about 17/s, that a batch per PURGE_INTERVAL_SECONDS could delete). Only a few of
+    that minute's writes are made here; each deletes a batch while a full batch came back, so
+    the expired keys are gone by the end of each minute instead of piling up."""
+    store = await open_store(database_url, 2)
+    per_minute = 6 * PURGE_BATCH
+    try:
+        for minute in range(3):
+            await _add_expired_keys(database_url, per_minute, minute * per_minute)
+            store._purge._next = 0.0  # type: ignore[attr-defined]  # a minute went by
+            for n in range(per_minute // PURGE_BATCH + 2):
+                await store.once(claim(f"minute-{minute}-{n}"), _ok)
+            assert await _count_keys(database_url, "load") == 0, f"minute {minute}"
+    finally:
+        await store.close()
+
+
+async def _count_keys(database_url: str, actor: str) -> int:
+    query = "SELECT count(*) FROM idempotency_keys WHERE actor = $1"
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            return int(db.execute(sqlite_placeholders(query), (actor,)).fetchone()[0])
+    connection = await asyncpg.connect(database_url)
+    try:
+        return int(await connection.fetchval(query, actor))
+    finally:
+        await connection.close()
 
 
 class LosesTheFirstAnswer(httpx.AsyncBaseTransport):

@@ -13,7 +13,13 @@ import time
 import pytest
 
 from registro.settings import load_settings
-from registro.telemetry.logs import AccessLog, JsonFormatter, LineWriter, TextFormatter
+from registro.telemetry.logs import (
+    AccessLog,
+    JsonFormatter,
+    LineWriter,
+    TextFormatter,
+    text_line,
+)
 
 
 def test_a_record_becomes_one_json_line_with_its_fields() -> None:
@@ -51,6 +57,30 @@ def test_text_lines_carry_the_same_fields_for_a_person() -> None:
         os.close(read_end)
         os.close(write_end)
     assert out.endswith("registro.access: request method=GET status=200\n")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/data/\x1b[2J\x1b[31mred", "/data/\x07bell", "/\x9b31m", "/a\x7fb", "/a\u2028b", "/\x00"],
+)
+def test_control_characters_from_a_request_are_escaped_in_text_lines(path: str) -> None:
+    """uvicorn decodes %1b in a path to ESC: raw, it would drive the terminal of whoever reads
+    the dev log (clear the screen, recolour or fake lines). Quoted as JSON strings are, with
+    every character that is not printable escaped."""
+    line = text_line(
+        {
+            "time": "2026-12-06T00:00:00.000",
+            "level": "INFO",
+            "logger": "registro.access",
+            "message": "request",
+            "path": path,
+            "name": "café",
+        }
+    )
+    assert line.isprintable(), repr(line)
+    quoted = line.partition(" path=")[2].partition(" name=")[0]
+    assert json.loads(quoted) == path
+    assert line.endswith(" name=café")
 
 
 @pytest.mark.parametrize(

@@ -63,12 +63,16 @@ def test_bad_values_name_the_variable(
     assert "secret" not in str(error.value)
 
 
-@pytest.mark.parametrize("value", ["*", "127.0.0.1,*", "haproxy", "10.0.0.1/8", ""])
+@pytest.mark.parametrize(
+    "value",
+    ["*", "127.0.0.1,*", "0.0.0.0/0", "10.0.0.1, ::/0", "0::0/0", "haproxy", "10.0.0.1/8", ""],
+)
 def test_forwarded_allow_ips_names_proxies_never_everyone(
     value: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`*` makes uvicorn take the leftmost X-Forwarded-For entry, which the caller writes; a name
-    or a malformed CIDR would be compared as text and never match (uvicorn's _TrustedHosts)."""
+    """`*` makes uvicorn take the leftmost X-Forwarded-For entry, which the caller writes, and so
+    does a network holding every address (0.0.0.0/0, ::/0); a name or a malformed CIDR would be
+    compared as text and never match (uvicorn's _TrustedHosts)."""
     monkeypatch.setenv("REGISTRO_FORWARDED_ALLOW_IPS", value)
     with pytest.raises(SettingsError, match="REGISTRO_FORWARDED_ALLOW_IPS"):
         load_settings()

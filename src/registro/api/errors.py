@@ -9,8 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registro.api.inputs import InvalidInput
-from registro.api.responses import JSON, error
-from registro.api.schemas import Invalid, Problem
+from registro.error_responses import error, invalid
 from registro.store import DatabaseBusy, DatabaseUnavailable
 
 logger = logging.getLogger("registro.errors")
@@ -24,11 +23,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def invalid_input(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InvalidInput)
     first = exc.errors[0]
-    body = Invalid(
-        message=f"Invalid request: {first['loc']}: {first['msg']}",
-        errors=[Problem(**problem) for problem in exc.errors],
-    )
-    return Response(body.model_dump_json(), 422, media_type=JSON)
+    return invalid(f"Invalid request: {first['loc']}: {first['msg']}", exc.errors)
 
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:

@@ -31,6 +31,8 @@ async def readyz(call: Call[None, None]) -> Message:
         raise HTTPException(503, "database busy") from None
     except Exception:
         raise HTTPException(503, "database unreachable") from None
+    if state.store.storage_full():  # writes would fail: a person must make room
+        raise HTTPException(503, "database storage full")
     if schema_state(revision) == "behind":
         raise HTTPException(503, f"schema at {revision}, expected {head_revision()}")
     return Message(message="ready")

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registro.api.inputs import InvalidInput
-from registro.api.responses import JSON, error
+from registro.api.responses import JSON
+from registro.error_responses import error
 from registro.store import Store
 from registro.store.idempotency import IdempotentRequest, KeyReused, StoredResponse, Write
 from registro.store.schema import IDEMPOTENCY_KEY_MAX_LENGTH

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter
 from starlette.endpoints import HTTPEndpoint
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,6 +25,7 @@ from registro.api import idempotency, inputs
 from registro.api.access import key_holder
 from registro.api.responses import JSON
 from registro.auth import ANONYMOUS, Principal, Scope, needs_key
+from registro.limits import UNEXPECTED_BODY
 from registro.settings import AuthMode
 from registro.store import Store
 from registro.store.idempotency import StoredResponse
@@ -118,7 +120,12 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
         principal = ANONYMOUS if scope is None else await key_holder(request, scope)
         record_id = inputs.record_id(request) if has_id else 0
         query = None if query_model is None else inputs.query(request, query_model)
-        body = None if body_model is None else await inputs.body(request, body_model)
+        if body_model is not None:
+            body = await inputs.body(request, body_model)
+        elif UNEXPECTED_BODY in request.scope:  # never read: its size is all that was checked
+            raise HTTPException(400, f"{request.method} takes no request body")
+        else:
+            body = None
         key = idempotency.key(request) if idempotent else None
         if key is None:
             return await respond(request, principal, body, query, record_id)

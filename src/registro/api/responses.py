@@ -1,20 +1,11 @@
-"""JSON responses: the error body (one shape, `Message`) and pages of results."""
+"""JSON responses: pages of results (error bodies: registro.error_responses)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from starlette.responses import JSONResponse, Response
-
-from registro.api.schemas import Message
-
-JSON = "application/json"
-
-
-def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    """An error reply, in the one error shape. Also an ASGI app: middleware answers with it."""
-    return JSONResponse(Message(message=message).model_dump(), status, headers)
+from registro.error_responses import JSON as JSON
 
 
 class _HasId(Protocol):

@@ -102,6 +102,9 @@ class Store(Protocol):
     async def schema_revision(self) -> str | None:
         """The migration the database is at; None when it was never migrated."""
 
+    def storage_full(self) -> bool:
+        """The database's own storage has no room for writes (SQLite's file system)."""
+
     def pool_usage(self) -> tuple[int, int]:
         """(connections in use, idle connections)."""
 

@@ -14,8 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-# Expired keys are deleted a batch at a time, at most once an interval per process: a bounded
-# statement on the created_at index, never a scan of the table inside a request.
+# Expired keys are deleted a batch at a time, a bounded statement on the created_at index, never
+# a scan of the table inside a request: once an interval per process while the batches come back
+# short, and on the next keyed write after a full one (more are left). A request runs at most
+# one batch, and a process that is behind purges a batch per keyed write, so the purge keeps up
+# with any write rate (each keyed write adds one key).
 PURGE_BATCH = 1000
 PURGE_INTERVAL_SECONDS = 60.0
 
@@ -54,7 +57,8 @@ Write = Callable[[], Awaitable[StoredResponse]]
 class PurgeClock:
     """Says when this process is due to delete a batch of expired keys."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch: int = PURGE_BATCH) -> None:
+        self.batch = batch
         self._next = 0.0
 
     def due(self) -> bool:
@@ -63,6 +67,11 @@ class PurgeClock:
             return False
         self._next = now + PURGE_INTERVAL_SECONDS
         return True
+
+    def purged(self, deleted: int) -> None:
+        """A full batch: more may be left, so the next keyed write purges again."""
+        if deleted >= self.batch:
+            self._next = 0.0
 
 
 def replay(fingerprint: str, row_fingerprint: str, status: int | None, body: str | None) -> Outcome:

@@ -6,6 +6,8 @@ without an explicit transaction's extra round trips.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -98,11 +100,14 @@ AUDIT_PAGE = """
 """
 KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
 # Expired keys, a batch at a time; rows another transaction holds are left for the next purge.
-PURGE_KEYS = f"""
-    DELETE FROM idempotency_keys WHERE (actor, key) IN (
-        SELECT actor, key FROM idempotency_keys WHERE created_at < $1
-        LIMIT {idempotency.PURGE_BATCH} FOR UPDATE SKIP LOCKED
+PURGE_KEYS = """
+    WITH gone AS (
+        DELETE FROM idempotency_keys WHERE (actor, key) IN (
+            SELECT actor, key FROM idempotency_keys WHERE created_at < $1
+            LIMIT $2 FOR UPDATE SKIP LOCKED
+        ) RETURNING 1
     )
+    SELECT count(*) FROM gone
 """
 # The connection whose transaction this task's idempotent write (PostgresStore.once) is in: the
 # write's statements run there, each in a savepoint, so one the database refuses (a taken name)
@@ -134,9 +139,16 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
-    await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-    )
+    try:
+        await connection.set_type_codec(
+            "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+    except BaseException:
+        # asyncpg closes a connection whose init failed gracefully (pool.py
+        # _get_new_connection), which first waits for a timed-out query's cancellation without
+        # a bound: a terminated connection has nothing to wait for.
+        connection.terminate()
+        raise
 
 
 # Each operation is one statement, so one that lost a deadlock (rolled back whole) is retried.
@@ -167,35 +179,40 @@ class _DatabaseErrors:
 _database_errors = _DatabaseErrors()
 
 
+# A statement that timed out on the client's side or was cancelled: the server is silent or the
+# request is being cut. asyncpg's next use of that connection (a ROLLBACK, the reset on release,
+# a graceful close) would first wait for the server to confirm the cancellation, without a
+# bound (asyncpg/protocol/protocol.pyx awaits `cancel_waiter` before any timeout applies).
+ABANDON = (TimeoutError, asyncio.CancelledError)
+
+
 class _Lease:
-    """A connection from the pool, waited for at most the acquire timeout.
+    """A connection from the pool, with every wait on the way in and out bounded.
 
-    The timeout costs a timer and a task per call, and a wait is only possible once every
-    connection is leased: the store counts its leases and passes a timeout only then. Below the
-    pool's size a free slot is there at once (at worst it connects, bounded by the connect
-    timeout the pool was made with)."""
+    - The acquire, by the acquire timeout, always. asyncio.timeout costs a timer; asyncpg's own
+      `acquire(timeout=)` wraps it in asyncio.wait_for, a task per call on Python 3.11.
+    - The release, by an explicit timeout: asyncpg's default is the acquire's, here None
+      (asyncpg/pool.py Pool.release), which let a release wait on a silent server forever.
+    - A connection abandoned mid-statement (ABANDON) is terminated rather than released.
 
-    __slots__ = ("_acquiring", "_store")
+    A failed release does not fail the operation, which is done: asyncpg has then terminated
+    the connection, and the pool connects a new one when it needs it."""
+
+    __slots__ = ("_connection", "_store")
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
-        store._leased += 1
-        timeout = store._acquire if store._leased > store._size else None
-        self._acquiring = store._pool.acquire(timeout=timeout)
 
     async def __aenter__(self) -> asyncpg.Connection:
-        try:
-            connection: asyncpg.Connection = await self._acquiring.__aenter__()
-        except BaseException:
-            self._store._leased -= 1
-            raise
-        return connection
+        async with asyncio.timeout(self._store._acquire):
+            self._connection: asyncpg.Connection = await self._store._pool.acquire()
+        return self._connection
 
-    async def __aexit__(self, *exc: Any) -> None:
-        try:
-            await self._acquiring.__aexit__(*exc)
-        finally:
-            self._store._leased -= 1
+    async def __aexit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, ABANDON):
+            self._connection.terminate()
+        with contextlib.suppress(Exception):
+            await self._store._pool.release(self._connection, timeout=self._store._release)
 
 
 def _milliseconds(seconds: float) -> str:
@@ -205,9 +222,9 @@ def _milliseconds(seconds: float) -> str:
 class PostgresStore:
     def __init__(self, pool: asyncpg.Pool, timeouts: Timeouts = Timeouts()) -> None:  # noqa: B008
         self._pool = pool
-        self._size = pool.get_max_size()
-        self._leased = 0  # see _Lease
         self._acquire = timeouts.acquire
+        # The reset on release only rolls back a transaction left open: as long as an acquire.
+        self._release = timeouts.acquire
         self._client_timeout = timeouts.statement + CLIENT_GRACE_SECONDS
         self._purge = idempotency.PurgeClock()
 
@@ -227,7 +244,10 @@ class PostgresStore:
                 max_size=pool_size,
                 init=_init_connection,
                 reset=_keep_session,
-                timeout=timeouts.acquire,  # to connect
+                timeout=timeouts.acquire,  # to connect: TCP, TLS, authentication, startup
+                # Statements asyncpg sends on its own (BEGIN, COMMIT, ROLLBACK, savepoints, the
+                # type introspection of _init_connection) and have no timeout= of their own.
+                command_timeout=timeouts.statement + CLIENT_GRACE_SECONDS,
                 server_settings={
                     "application_name": "registro",
                     "statement_timeout": _milliseconds(timeouts.statement),
@@ -264,15 +284,19 @@ class PostgresStore:
         to retry: it rolled back the whole transaction, not just this statement."""
         with _database_errors:
             async with connection.transaction():  # a savepoint
-                rows: list[asyncpg.Record] = await connection.fetch(
-                    query, *args, timeout=self._client_timeout
-                )
+                try:
+                    rows: list[asyncpg.Record] = await connection.fetch(
+                        query, *args, timeout=self._client_timeout
+                    )
+                except ABANDON:
+                    connection.terminate()  # before the savepoint's rollback waits on it
+                    raise
                 return rows
 
     async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
         cutoff = request.cutoff()
         if self._purge.due():
-            await self._fetch(PURGE_KEYS, cutoff)
+            self._purge.purged((await self._fetch(PURGE_KEYS, cutoff, self._purge.batch))[0][0])
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 with _database_errors:
@@ -283,27 +307,35 @@ class PostgresStore:
         raise AssertionError("unreachable")
 
     async def _once(self, request: IdempotentRequest, cutoff: datetime, write: Write) -> Outcome:
+        async with _Lease(self) as connection, connection.transaction():
+            try:
+                return await self._once_in(connection, request, cutoff, write)
+            except ABANDON:
+                connection.terminate()  # before the transaction's rollback waits on it
+                raise
+
+    async def _once_in(
+        self,
+        connection: asyncpg.Connection,
+        request: IdempotentRequest,
+        cutoff: datetime,
+        write: Write,
+    ) -> Outcome:
         key = (request.actor, request.key)
         timeout = self._client_timeout
-        async with (
-            _Lease(self) as connection,
-            connection.transaction(),
-        ):
-            claim = (*key, request.fingerprint, datetime.now(UTC), cutoff)
-            if await connection.fetchval(idempotency.CLAIM, *claim, timeout=timeout) is None:
-                # The claim waited for, then locked, the key's row: it is committed.
-                row = await connection.fetchrow(idempotency.USED, *key, timeout=timeout)
-                return idempotency.replay(request.fingerprint, *row)
-            token = _writing.set(connection)
-            try:
-                response = await write()
-            finally:
-                _writing.reset(token)
-            body = response.body.decode()
-            await connection.execute(
-                idempotency.COMPLETE, *key, response.status, body, timeout=timeout
-            )
-            return Outcome(response, replayed=False)
+        claim = (*key, request.fingerprint, datetime.now(UTC), cutoff)
+        if await connection.fetchval(idempotency.CLAIM, *claim, timeout=timeout) is None:
+            # The claim waited for, then locked, the key's row: it is committed.
+            row = await connection.fetchrow(idempotency.USED, *key, timeout=timeout)
+            return idempotency.replay(request.fingerprint, *row)
+        token = _writing.set(connection)
+        try:
+            response = await write()
+        finally:
+            _writing.reset(token)
+        body = response.body.decode()
+        await connection.execute(idempotency.COMPLETE, *key, response.status, body, timeout=timeout)
+        return Outcome(response, replayed=False)
 
     async def _one(self, query: str, *args: Any) -> Record | None:
         rows = await self._fetch(query, *args)
@@ -363,9 +395,16 @@ class PostgresStore:
             return None
         return rows[0][0] if rows else None
 
+    def storage_full(self) -> bool:
+        return False  # the server's disk: its errors say so (class 53, answered 503)
+
     def pool_usage(self) -> tuple[int, int]:
         idle = self._pool.get_idle_size()
         return self._pool.get_size() - idle, idle
 
     async def close(self) -> None:
-        await self._pool.close()
+        """Gracefully within the acquire timeout; past it asyncpg terminates every connection
+        (asyncpg/pool.py Pool.close: any error, cancellation included, ends in terminate())."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._acquire):
+                await self._pool.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -36,9 +37,9 @@ CLAIM, USED, COMPLETE = map(
     idempotency.sqlite_placeholders,
     (idempotency.CLAIM, idempotency.USED, idempotency.COMPLETE),
 )
-PURGE = f"""
+PURGE = """
     DELETE FROM idempotency_keys WHERE rowid IN (
-        SELECT rowid FROM idempotency_keys WHERE created_at < ? LIMIT {idempotency.PURGE_BATCH}
+        SELECT rowid FROM idempotency_keys WHERE created_at < ? LIMIT ?
     )
 """
 # The store whose idempotent write (SqliteStore.once) this task is inside: its writes join that
@@ -94,9 +95,26 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
+# The file system failed the database (full, or an I/O error): answered 503, never 500.
+_STORAGE_ERRORS = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
+# Below this much free space where the database lives, /readyz says not ready: SQLite needs room
+# for its WAL and new pages, and a write that finds none fails.
+MIN_FREE_BYTES = 1 << 20
+
+
+def _is_storage_failure(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in _STORAGE_ERRORS
+
+
 class SqliteStore:
-    def __init__(self, connection: aiosqlite.Connection, timeouts: Timeouts = Timeouts()) -> None:  # noqa: B008
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        timeouts: Timeouts = Timeouts(),  # noqa: B008 (immutable)
+        directory: Path | None = None,
+    ) -> None:
         self._db = connection
+        self._directory = directory
         self._lock = asyncio.Lock()
         self._busy = 0
         self._acquire = timeouts.acquire
@@ -120,7 +138,7 @@ class SqliteStore:
         await connection.execute("PRAGMA journal_mode=WAL")
         # Another process holding the write lock: wait this long, then "database is locked".
         await connection.execute(f"PRAGMA busy_timeout={round(timeouts.lock * 1000)}")
-        return cls(connection, timeouts)
+        return cls(connection, timeouts, Path(path).parent)
 
     async def _locked(self) -> None:
         """Take the one connection, or DatabaseBusy when other requests hold it too long."""
@@ -135,6 +153,8 @@ class SqliteStore:
         except sqlite3.OperationalError as exc:
             if _is_locked(exc):
                 raise DatabaseBusy(str(exc)) from exc
+            if _is_storage_failure(exc):
+                raise DatabaseUnavailable(str(exc)) from exc
             raise
 
     async def _rows(self, query: str, *args: Any) -> list[sqlite3.Row]:
@@ -158,18 +178,27 @@ class SqliteStore:
             await self._busy_is_503(self._db.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._db
+            except sqlite3.OperationalError as exc:
+                await self._rollback()
+                if _is_storage_failure(exc):
+                    raise DatabaseUnavailable(str(exc)) from exc
+                raise
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                await self._rollback()
                 raise
             else:
                 try:
                     await self._busy_is_503(self._db.execute("COMMIT"))
                 except BaseException:
-                    await self._db.execute("ROLLBACK")
+                    await self._rollback()
                     raise
         finally:
             self._busy = 0
             self._lock.release()
+
+    async def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite rolls back itself on some errors (a full disk)
+            await self._db.execute("ROLLBACK")
 
     async def _one(self, db: aiosqlite.Connection, query: str, *args: Any) -> Record | None:
         cursor = await db.execute(query, args)
@@ -257,7 +286,8 @@ class SqliteStore:
         cutoff = _timestamp(request.cutoff())
         if self._purge.due():
             async with self._transaction() as db:
-                await db.execute(PURGE, (cutoff,))
+                purge = await db.execute(PURGE, (cutoff, self._purge.batch))
+            self._purge.purged(purge.rowcount)
         async with self._transaction() as db:
             claim = (request.actor, request.key, request.fingerprint, _timestamp(datetime.now(UTC)))
             cursor = await db.execute(CLAIM, (*claim, cutoff))
@@ -340,6 +370,12 @@ class SqliteStore:
         except sqlite3.OperationalError:
             return None
         return rows[0][0] if rows else None
+
+    def storage_full(self) -> bool:
+        if self._directory is None:
+            return False
+        stats = os.statvfs(self._directory)
+        return stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES
 
     def pool_usage(self) -> tuple[int, int]:
         return self._busy, 1 - self._busy

@@ -38,8 +38,15 @@ _HEAD = frozenset({"time", "level", "logger", "message", "exception"})
 
 
 def _value(value: object) -> str:
+    """As is when plain; else quoted as a JSON string, with every character that is not
+    printable escaped (a request's path may carry ESC and other terminal controls)."""
     text = str(value)
-    return orjson.dumps(text).decode() if not text or any(c.isspace() for c in text) else text
+    if text and text.isprintable() and " " not in text:
+        return text
+    quoted = orjson.dumps(text).decode()  # escapes U+0000 to U+001F, not DEL, C1 or U+2028
+    if quoted.isprintable():
+        return quoted
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in quoted)
 
 
 def text_line(entry: dict[str, object]) -> str:

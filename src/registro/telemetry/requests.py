@@ -9,6 +9,7 @@ import functools
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from time import perf_counter
 from typing import Any
 
@@ -22,6 +23,10 @@ REQUEST_ID_HEADER = b"x-request-id"
 # Logged and counted for a client that left before its response was written (nginx's code).
 CLIENT_CLOSED_REQUEST = 499
 CLIENT_DISCONNECTED = "registro.client_disconnected"  # set by registro.http
+# Set by registro.http when it answered the request itself (its body was too slow or malformed):
+# the line and the metric are its own, and the application's are left out.
+ANSWERED_BY_SERVER = "registro.answered_by_server"
+UNMATCHED = "unmatched"  # the route label of a request no route took
 # A caller's id is kept only if it is short and plain; anything else could forge log lines.
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,%d}" % REQUEST_ID_MAX_LENGTH)
 # The longest text form of an IP address (IPv6 with an embedded IPv4 address).
@@ -41,13 +46,13 @@ def request_id(scope: Scope) -> str | None:
     return rid
 
 
-def caller_request_id(scope: Scope) -> str | None:
+def caller_request_id(scope: Mapping[str, Any]) -> str | None:
     """The X-Request-ID the caller sent, if it was a plain token of at most 128 characters."""
     rid: str | None = scope.get("state", {}).get("caller_request_id")
     return rid
 
 
-def client_address(scope: Scope) -> str | None:
+def client_address(scope: Mapping[str, Any]) -> str | None:
     """The client's IP address, or None when what the server was given is not one.
 
     uvicorn (proxy_headers) has already replaced the peer with the rightmost X-Forwarded-For entry
@@ -60,6 +65,33 @@ def client_address(scope: Scope) -> str | None:
     if not isinstance(host, str) or len(host) > _IP_MAX_LENGTH:
         return None
     return _canonical_address(host)
+
+
+def record_refusal(
+    scope: Mapping[str, Any] | None, status: int, seconds: float, rid: str, peer: str | None
+) -> None:
+    """The line and the metric of a request the HTTP layer refused (registro.http), with what
+    is known of it: its scope once its head was read, else nothing but the peer's address."""
+    method = path = None
+    template = UNMATCHED
+    client = _canonical_address(peer) if peer and len(peer) <= _IP_MAX_LENGTH else None
+    if scope is not None:
+        method, path = scope.get("method"), scope.get("path")
+        template = getattr(scope.get("route"), "path", None) or UNMATCHED
+        client = client_address(scope)
+    metrics.record_request(method or "OTHER", template, status, seconds)
+    access_log.write(
+        {
+            "method": method,
+            "path": path,
+            "route": template,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "request_id": rid,
+            "caller_request_id": caller_request_id(scope) if scope is not None else None,
+            "client": client,
+        }
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -105,20 +137,26 @@ class RequestTelemetryMiddleware:
             metrics.in_flight -= 1
             if scope.get(CLIENT_DISCONNECTED):
                 status = CLIENT_CLOSED_REQUEST  # what the client got: nothing
-            seconds = perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            metrics.record_request(method, template, status, seconds)
-            access_log.write(
-                {
-                    "method": method,
-                    "path": scope["path"],
-                    "route": template,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "request_id": rid.decode(),
-                    "caller_request_id": caller_rid,
-                    "client": client_address(scope),
-                }
-            )
+            if not scope.get(ANSWERED_BY_SERVER):
+                self._record(scope, status, perf_counter() - started, rid, caller_rid)
+
+    @staticmethod
+    def _record(
+        scope: Scope, status: int, seconds: float, rid: bytes, caller_rid: str | None
+    ) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or UNMATCHED
+        method = scope["method"]
+        metrics.record_request(method, template, status, seconds)
+        access_log.write(
+            {
+                "method": method,
+                "path": scope["path"],
+                "route": template,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "request_id": rid.decode(),
+                "caller_request_id": caller_rid,
+                "client": client_address(scope),
+            }
+        )
