@@ -19,6 +19,8 @@ from registro.settings import DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, Settings, load_s
 
 # What deployment manifests size their grace period by (REGISTRO_SHUTDOWN_TIMEOUT_SECONDS unset).
 GRACEFUL_SHUTDOWN_SECONDS = DEFAULT_SHUTDOWN_TIMEOUT_SECONDS
+# How long the supervisor of several workers waits for a worker to answer before it replaces it.
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 def worker_app() -> ASGIApp:
@@ -104,6 +106,10 @@ def serve(settings: Settings) -> None:
             proxy_headers=True,
             forwarded_allow_ips=settings.forwarded_allow_ips,
             timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+            # A spawned worker answers the supervisor's pings only once it has imported the
+            # service; on a starved CPU (a throttled pod, a busy host) that can take longer than
+            # uvicorn's default 5 s, and the supervisor would kill and respawn it forever.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
         if settings.workers > 1:
             _Supervisor(config).run()
