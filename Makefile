@@ -429,7 +429,11 @@ docker: ## install Docker (docker.io, docker-compose) and start dockerd if absen
 
 .PHONY: docker-stop
 docker-stop: ## stop the dockerd that `make docker` started (if it did)
-	if [ -s /run/registro-dockerd.pid ]; then kill "$$(cat /run/registro-dockerd.pid)"; rm -f /run/registro-dockerd.pid; fi
+	@if [ -s /run/registro-dockerd.pid ]; then \
+		pid=$$(cat /run/registro-dockerd.pid); rm -f /run/registro-dockerd.pid; \
+		kill "$$pid" 2>/dev/null && echo "docker-stop: stopped dockerd $$pid" \
+			|| echo "docker-stop: dockerd $$pid had already stopped"; \
+	fi
 
 .PHONY: base-image
 base-image: ## pull $(BASE_IMAGE), or build it with debootstrap where it cannot be pulled
