@@ -345,8 +345,20 @@ def test_the_base_image_debian_release_is_covered() -> None:
         for base in bases:
             name, tag = base.split(":")
             assert_captured(config, path, name, tag.removesuffix("-slim"), "docker")
+        # the dockerfile manager is not enabled: every stage must start from BASE_IMAGE
+        for image in re.findall(r"^FROM\s+(\S+)", text, re.M):
+            assert image == "${BASE_IMAGE}", f"{path}: FROM {image} is covered by no manager"
     debian = [m for m in config["customManagers"] if m.get("versioningTemplate") == "debian"]
     assert len(debian) == 1  # codenames (bookworm -> trixie), not docker tag versioning
+
+
+def test_compose_runs_only_images_built_here() -> None:
+    """The docker-compose manager is not enabled: compose.yaml may only run the images this
+    repository builds (from BASE_IMAGE, covered above)."""
+    images = re.findall(r"^\s+image:\s*(\S+)", (ROOT / "compose.yaml").read_text(), re.M)
+    assert images
+    for image in images:
+        assert image.startswith("registro"), f"compose.yaml: {image} is covered by no manager"
 
 
 def test_the_database_engine_version_is_covered() -> None:
