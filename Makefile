@@ -165,7 +165,7 @@ lock: $(UV) ## re-pin every lock after editing pyproject.toml or requirements/*.
 		--python-version $(LOCK_OLDEST_PYTHON) $(if $(UPGRADE),--upgrade) -o requirements/min-deps.lock
 	for lock in $(TOOL_LOCKS); do \
 		$(UV) pip compile -q $${lock%.lock}.in --universal --generate-hashes \
-			--python-version $(LOCK_OLDEST_PYTHON) $(if $(UPGRADE),--upgrade) -o $$lock; \
+			--python-version=$(LOCK_OLDEST_PYTHON) $(if $(UPGRADE),--upgrade) --output-file=$$lock; \
 	done
 
 .PHONY: lock-check

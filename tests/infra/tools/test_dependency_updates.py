@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 ROOT = Path(__file__).parents[3]
 CONFIG_PATH = ROOT / ".github" / "renovate.json"
 MAKEFILE = ROOT / "Makefile"
@@ -218,11 +216,6 @@ def test_every_python_lock_is_covered() -> None:
             assert f"requirements/{Path(lock).name}" in MAKEFILE.read_text(), lock
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Makefile's lock recipe writes `--python-version 3.11` and `-o FILE`; Renovate's "
-    "pip-compile manager stops on both (use --python-version=... --output-file=...)",
-)
 def test_pip_compile_headers_are_ones_renovate_parses() -> None:
     """Renovate's pip-compile manager re-runs the header's command and refuses options it does
     not know and options with an argument not joined by '=' (renovatebot/renovate
