@@ -17,11 +17,12 @@ import httpx
 from tests.support.service import running_service
 
 # Imported by every Python that starts with this directory on its path; it delays only the
-# workers, which multiprocessing's spawn starts with `-c "from multiprocessing.spawn import ..."`.
+# workers, which multiprocessing's spawn starts with `-c "from multiprocessing.spawn import ..."`,
+# past uvicorn's 5 s (on a busy machine their imports add to it).
 SLOW_IMPORT = """
 import sys, time
 if any("multiprocessing" in argument for argument in sys.argv):
-    time.sleep(8)
+    time.sleep(6.5)
 """
 
 
@@ -32,6 +33,7 @@ def test_two_workers_that_start_slowly_are_waited_for(tmp_path: Path) -> None:
     with running_service(
         f"sqlite:///{tmp_path / 'registro.db'}",
         tmp_path / "service.log",
+        start_timeout=90,
         REGISTRO_WORKERS="2",
         PYTHONPATH=str(site),
     ) as service:

@@ -43,9 +43,10 @@ def wait_until(url: str, timeout: float = 20.0) -> None:
 
 @contextlib.contextmanager
 def running_service(
-    database_url: str, log: Path, wait_for: str = "/readyz", **env: str
+    database_url: str, log: Path, wait_for: str = "/readyz", start_timeout: float = 20.0, **env: str
 ) -> Iterator[Service]:
-    """Start `registro serve`; yield once `wait_for` answers 200; SIGTERM it after."""
+    """Start `registro serve`; yield once `wait_for` answers 200 (within `start_timeout`);
+    SIGTERM it after."""
     port = free_port()
     inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     environment = {
@@ -63,7 +64,7 @@ def running_service(
         )
     service = Service(f"http://127.0.0.1:{port}", process, log)
     try:
-        wait_until(service.url + wait_for)
+        wait_until(service.url + wait_for, start_timeout)
         yield service
     except TimeoutError:
         raise RuntimeError(f"service did not start:\n{service.output()}") from None
