@@ -126,6 +126,9 @@ def test_config_records_everything_into_the_trail_bucket(templates: dict[str, An
     assert recorder["RecordingGroup"] == {"AllSupported": True, "IncludeGlobalResourceTypes": True}
     assert recorder["RoleARN"] == {"Fn::GetAtt": ["ConfigRole", "Arn"]}
     channel = only(baseline, "AWS::Config::DeliveryChannel")
+    # "Before you can create a delivery channel, you must create a configuration recorder"
+    # (AWS::Config::DeliveryChannel, CloudFormation Template Reference).
+    assert baseline["Resources"]["ConfigDeliveryChannel"]["DependsOn"] == "ConfigRecorder"
     assert channel["S3BucketName"] == TRAIL_BUCKET
     assert channel["S3KmsKeyArn"] == TELEMETRY_KEY
     role = baseline["Resources"]["ConfigRole"]["Properties"]
