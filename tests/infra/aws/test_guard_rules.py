@@ -168,6 +168,24 @@ CASES = {
         "ImageTagMutability: MUTABLE",
         "images_immutable_and_scanned",
     ),
+    "detector without EKS audit logs": (
+        "baseline",
+        "{Name: EKS_AUDIT_LOGS, Status: ENABLED}",
+        "{Name: EKS_AUDIT_LOGS, Status: DISABLED}",
+        "detector_watches_eks_rds_and_s3",
+    ),
+    "basic registry scanning": (
+        "baseline",
+        "ScanType: ENHANCED",
+        "ScanType: BASIC",
+        "registry_scanning_enhanced",
+    ),
+    "hub with the default standards": (
+        "baseline",
+        "EnableDefaultStandards: false",
+        "EnableDefaultStandards: true",
+        "hub_enables_only_the_named_standard",
+    ),
     "key without rotation": (
         "security",
         "EnableKeyRotation: true",
@@ -204,3 +222,10 @@ def test_prod_needs_a_nat_gateway_per_zone(tmp_path: Path) -> None:
     assert guard(network, "qa", tmp_path, NatGateways="1").returncode == 0
     result = guard(network, "prod", tmp_path, NatGateways="1")
     assert result.returncode != 0 and "prod_nat_per_zone" in result.stdout
+
+
+def test_prod_runs_the_security_baseline(tmp_path: Path) -> None:
+    baseline = stacks.template_path("baseline").read_text()
+    assert guard(baseline, "qa", tmp_path, EnableSecurityBaseline="false").returncode == 0
+    result = guard(baseline, "prod", tmp_path, EnableSecurityBaseline="false")
+    assert result.returncode != 0 and "prod_runs_the_security_baseline" in result.stdout

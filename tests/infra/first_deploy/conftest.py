@@ -134,6 +134,9 @@ def fill_values(repo: Path, zone_id: str) -> None:
             "GitHubRepository": "registro-project/registro",
             "PublicEndpointCidrs": "0.0.0.0/0",
         }
+        # Each environment in an account of its own, as the rehearsal's one account stands for:
+        # the security baseline is rehearsed in qa (docs/aws.md, "The security baseline").
+        values["EnableSecurityBaseline"] = "true" if env == "qa" else "false"
         if "AdminRoleArn" in values:
             values["AdminRoleArn"] = f"arn:aws:iam::{ACCOUNT}:role/platform-admin"
         path.write_text(json.dumps(values, indent=2) + "\n")

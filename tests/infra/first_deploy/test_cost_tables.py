@@ -112,3 +112,31 @@ def test_the_quantities_are_the_environments(env: str) -> None:
     assert quantity(rows, "Secrets Manager") == 1 + resources("AWS::SecretsManager::Secret")
     assert quantity(rows, "CloudWatch alarms") == resources("AWS::CloudWatch::Alarm")
     assert quantity(rows, "CloudWatch dashboard") == resources("AWS::CloudWatch::Dashboard")
+
+
+# The doc's assumption: each conformance pack rule evaluated about 300 times a month.
+EVALUATIONS_PER_RULE = Decimal(300)
+BASELINE_LINES = ("GuardDuty ", "Inspector ", "Config ", "Security Hub ")
+
+
+def conformance_pack_rules() -> int:
+    template = yaml.load((AWS / "templates" / "baseline.yaml").read_text(), Loader=_Tags)  # noqa: S506
+    (pack,) = [
+        r for r in template["Resources"].values() if r["Type"] == "AWS::Config::ConformancePack"
+    ]
+    return len(yaml.safe_load(pack["Properties"]["TemplateBody"])["Resources"])
+
+
+@pytest.mark.parametrize("env", ["qa", "prod"])
+def test_the_security_baseline_is_priced_where_it_is_enabled(env: str) -> None:
+    """GuardDuty, Inspector, Config and Security Hub lines appear exactly for the environments
+    whose EnableSecurityBaseline is true; the conformance pack's evaluations follow its rules."""
+    rows = table(env)
+    priced = sorted(item for item in rows if item.startswith(BASELINE_LINES))
+    if values(env)["EnableSecurityBaseline"] != "true":
+        assert priced == []
+        return
+    assert [p.split(" ", 1)[0] for p in priced].count("GuardDuty") == 4
+    assert {p.split(" ", 1)[0] for p in priced} == {"GuardDuty", "Inspector", "Config", "Security"}
+    evaluations = quantity(rows, "Config conformance pack evaluations")
+    assert evaluations == conformance_pack_rules() * EVALUATIONS_PER_RULE

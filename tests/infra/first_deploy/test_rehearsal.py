@@ -22,7 +22,8 @@ from conftest import ACCOUNT, ZONE, Rehearsal
 
 ENV = "qa"
 STACKS = [f"registro-{ENV}-{layer}" for layer in
-          ("security", "network", "cluster", "data", "edge", "observability", "ci")]  # fmt: skip
+          ("security", "network", "cluster", "data", "edge", "observability", "baseline",
+           "ci")]  # fmt: skip
 # Three releases, by the digest of what was pushed under each tag.
 GOOD, BAD, SLOW = "a1b2c3d", "b2c3d4e", "c3d4e5f"
 QUIET, NEXT = "d4e5f6a", "e5f6a7b"
@@ -159,6 +160,29 @@ def test_deploy_recovers_from_throttling_and_a_stack_left_in_rollback_complete(
         option(a, "--stack-name") for a in aws_calls(calls, "cloudformation", "delete-stack")
     ]
     assert deleted == [STACKS[-1]]
+
+
+def test_the_security_baseline_sends_high_findings_to_the_alarm_topic(
+    rehearsal: Rehearsal,
+) -> None:
+    """The rehearsal's qa has an account of its own (conftest.fill_values enables the baseline, as
+    docs/aws.md says for that case): its three EventBridge rules exist on the default bus with the
+    alarm topic as their only target. moto stands in for GuardDuty, ECR's registry scanning,
+    Config and Security Hub (tests/infra/aws/test_moto_smoke.py: STAND_INS) and delivers no
+    event; what the rules match is pinned in test_moto_smoke.py and test_security_baseline.py."""
+    events = rehearsal.client("events")
+    rules = events.list_rules(NamePrefix=f"registro-{ENV}-")["Rules"]
+    assert sorted(r["Name"] for r in rules) == [
+        f"registro-{ENV}-{name}"
+        for name in ("guardduty-high", "inspector-high", "securityhub-high")
+    ]
+    outputs = rehearsal.client("cloudformation").describe_stacks(
+        StackName=f"registro-{ENV}-observability"
+    )["Stacks"][0]["Outputs"]
+    topic = next(o["OutputValue"] for o in outputs if o["OutputKey"] == "AlarmTopicArn")
+    for rule in rules:
+        targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        assert [t["Arn"] for t in targets] == [topic]
 
 
 def test_an_immutable_tag_cannot_be_pushed_twice(rehearsal: Rehearsal) -> None:
