@@ -172,7 +172,7 @@ def test_dry_run_of_an_existing_environment_previews_every_stack(tmp_path: Path)
 def test_the_albs_cloudwatch_name_reaches_the_alarms(tmp_path: Path) -> None:
     arn = (
         "arn:aws:elasticloadbalancing:us-east-1:123456789012:"
-        "loadbalancer/app/k8s-registro-abc/0123456789abcdef"
+        "loadbalancer/app/registro-qa/0123456789abcdef"
     )
     result, calls = run_script("deploy.sh", tmp_path, "qa", FAKE_ALB_ARNS=arn)
     assert result.returncode == 0, result.stderr
@@ -180,7 +180,7 @@ def test_the_albs_cloudwatch_name_reaches_the_alarms(tmp_path: Path) -> None:
         c for c in change_sets(calls) if option(c, "--stack-name").endswith("-observability")
     ]
     values = {p["ParameterKey"]: p["ParameterValue"] for p in observability["parameters"]}
-    assert values["LoadBalancerFullName"] == "app/k8s-registro-abc/0123456789abcdef"
+    assert values["LoadBalancerFullName"] == "app/registro-qa/0123456789abcdef"
 
 
 STATUS_CODES = (
