@@ -185,13 +185,36 @@ stop_traffic() {
   traffic_pid=
 }
 
+# The ALB's CloudWatch dimension, app/<name>/<id>, for the canary's load-balancer-errors metric:
+# the ALB the Ingress names (alb.ingress.kubernetes.io/load-balancer-name), found by that name
+# (https://docs.aws.amazon.com/cli/latest/reference/elbv2/describe-load-balancers.html). The
+# controller creates it from the Ingress: on a first deploy it may not exist yet, so wait for it.
+load_balancer() {
+  local manifests=$1 errors=$2 name arn deadline=$((SECONDS + ${ALB_TIMEOUT:-300}))
+  name=$(sed -nE 's/^ *alb\.ingress\.kubernetes\.io\/load-balancer-name: *"?([^" ]+)"?$/\1/p' "$manifests" | head -1)
+  [ -n "$name" ] || die "the Ingress names no ALB (alb.ingress.kubernetes.io/load-balancer-name)"
+  while ! arn=$(aws elbv2 describe-load-balancers --names "$name" \
+      --query 'LoadBalancers[0].LoadBalancerArn' --output text 2>"$errors"); do
+    grep -q LoadBalancerNotFound "$errors" || die "cannot look up the ALB $name: $(cat "$errors")"
+    ((SECONDS < deadline)) \
+      || die "no ALB $name after ${ALB_TIMEOUT:-300} s (kubectl -n $namespace describe ingress: the load balancer controller's events)"
+    sleep "${ALB_POLL_SECONDS:-10}"
+  done
+  [[ $arn =~ :loadbalancer/(app/"$name"/[0-9a-f]+)$ ]] || die "ALB $name has an unexpected ARN '$arn'"
+  echo "${BASH_REMATCH[1]}"
+}
+
 apply() {
-  local manifests=$1/manifests.yaml outcome
+  local manifests=$1/manifests.yaml outcome alb
   [ -f "$manifests" ] || die "nothing rendered at $manifests"
   # 1. Config, secrets, services, ingress, policies, autoscaling, analysis (not the namespace:
   #    that is bootstrap's).
   $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component notin (namespace,migration,server)'
   sync_secrets
+  # The canary's analysis judges this ALB's own errors: its name goes into the Rollout's steps.
+  alb=$(load_balancer "$manifests" "$1/alb-lookup.err") || exit 1
+  echo "analysis: load-balancer $alb"
+  sed "s|value: load-balancer-full-name\$|value: $alb|" "$manifests" > "$1/workload.yaml"
   # 2. The schema migration, once per release; a Job's pod template is immutable, so replace it.
   k delete job registro-migrate --ignore-not-found --wait=true
   $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component=migration'
@@ -202,7 +225,7 @@ apply() {
   fi
   # 3. The workload: Argo Rollouts runs the canary, judged on the traffic it gets.
   start_traffic "$manifests"
-  $kubectl apply -f "$manifests" --selector 'app.kubernetes.io/component=server'
+  $kubectl apply -f "$1/workload.yaml" --selector 'app.kubernetes.io/component=server'
   wait_rollout
   stop_traffic
 }

@@ -339,13 +339,72 @@ which every comparison is false) is inconclusive, never a pass. Up to {failures}
 is tolerated, one more aborts the rollout; more than {inconclusive} inconclusive pauses it for a
 person to judge.
 
-Both queries judge the requests clients make. They leave out the routes the platform calls on
-its own schedule (platform-routes: the kubelet's and the load balancer's probes, Prometheus's
-scrape): frequent and cheap, they say little about the release and would hide a failing canary
-that gets little traffic. Excluding them, rather than listing the API's routes, keeps what a
-list would miss: a request that fails before routing (an injected fault, a middleware's error)
-is counted under route `unmatched`; a route added later is judged with no edit here.
+The Prometheus queries judge the requests clients make. They leave out the routes the platform
+calls on its own schedule (platform-routes: the kubelet's and the load balancer's probes,
+Prometheus's scrape): frequent and cheap, they say little about the release and would hide a
+failing canary that gets little traffic. Excluding them, rather than listing the API's routes,
+keeps what a list would miss: a request that fails before routing (an injected fault, a
+middleware's error) is counted under route `unmatched`; a route added later is judged with no
+edit here.
+
+{lb_metric} judges what the service never sees: the ALB's own 5xx (no healthy target,
+a target gone mid-request, a timeout), from the ALB's CloudWatch metrics in dimension
+LoadBalancer = the load-balancer arg (app/<name>/<id>: release.sh looks the ALB up by its pinned
+name). It counts the whole ALB's requests, per minute over the last {lookback}, and fails when a
+minute's share of them exceeds {most}, the share of bad requests {objective} fails above.
 """
+
+
+def max_error_share(spec: Spec, objective: str) -> Decimal:
+    """The share of bad requests above which a canary measurement fails."""
+    o = next(o for o in spec.objectives if o.name == objective)
+    return (decimal(spec.raw["canary"]["max_burn_rate"]) * o.budget).normalize()
+
+
+def cloudwatch_sum(metric_name: str, period: int) -> dict[str, Any]:
+    dimension = {"name": "LoadBalancer", "value": "{{args.load-balancer}}"}
+    metric = {"namespace": "AWS/ApplicationELB", "metricName": metric_name}
+    return {"metric": {**metric, "dimensions": [dimension]}, "period": period, "stat": "Sum"}
+
+
+def load_balancer_metric(spec: Spec) -> dict[str, Any]:
+    """The ALB's own 5xx share, per minute, from CloudWatch (Argo Rollouts' cloudWatch provider:
+    GetMetricData over `interval` before now; `result` is its MetricDataResults). A minute
+    without errors has no HTTPCode_ELB_5XX_Count datapoint (the ALB reports it only when
+    non-zero): FILL makes it 0. No request, no datapoint: inconclusive, as for the others."""
+    canary = spec.raw["canary"]
+    lb = canary["load_balancer"]
+    most = max_error_share(spec, lb["objective"])
+    values = "result[0].Values"
+    return {
+        "name": lb["metric"],
+        "interval": canary["interval"],
+        "count": canary["count"],
+        "failureLimit": canary["failure_limit"],
+        "inconclusiveLimit": canary["inconclusive_limit"],
+        "successCondition": (
+            f"len(result) > 0 && len({values}) > 0 && all({values}, {{# <= {most}}})"
+        ),
+        "failureCondition": f"len(result) > 0 && any({values}, {{# > {most}}})",
+        "provider": {
+            "cloudWatch": {
+                "interval": lb["lookback"],
+                "metricDataQueries": [
+                    {"id": "share", "expression": "FILL(elb5xx, 0) / requests", "returnData": True},
+                    {
+                        "id": "elb5xx",
+                        "metricStat": cloudwatch_sum("HTTPCode_ELB_5XX_Count", lb["period"]),
+                        "returnData": False,
+                    },
+                    {
+                        "id": "requests",
+                        "metricStat": cloudwatch_sum("RequestCount", lb["period"]),
+                        "returnData": False,
+                    },
+                ],
+            }
+        },
+    }
 
 
 def analysis_template(spec: Spec) -> str:
@@ -373,6 +432,7 @@ def analysis_template(spec: Spec) -> str:
                 },
             }
         )
+    metrics.append(load_balancer_metric(spec))
     document = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisTemplate",
@@ -382,6 +442,8 @@ def analysis_template(spec: Spec) -> str:
                 {"name": "service-name"},
                 {"name": "prometheus-address", "value": canary["prometheus_address"]},
                 {"name": "platform-routes", "value": spec.platform_regex},
+                # app/<name>/<id>: the ALB's CloudWatch dimension, which release.sh looks up.
+                {"name": "load-balancer"},
             ],
             "metrics": metrics,
         },
@@ -395,6 +457,12 @@ def analysis_template(spec: Spec) -> str:
         slo_window=spec.window,
         failures=canary["failure_limit"],
         inconclusive=canary["inconclusive_limit"],
+        lb_metric=canary["load_balancer"]["metric"],
+        lookback=canary["load_balancer"]["lookback"],
+        most=max_error_share(spec, canary["load_balancer"]["objective"]),
+        objective=next(
+            m for m, o in canary["metrics"].items() if o == canary["load_balancer"]["objective"]
+        ),
     )
     return comment(head) + dump(document)
 
@@ -437,6 +505,7 @@ def budget_table(spec: Spec) -> str:
                     f"{days_to_exhaust(spec, p)} days |"
                 )
     canary = spec.raw["canary"]
+    lb = canary["load_balancer"]
     burn = decimal(canary["max_burn_rate"])
     by_name = {o.name: o for o in spec.objectives}
     checks = ", ".join(
@@ -446,7 +515,10 @@ def budget_table(spec: Spec) -> str:
     lines += [
         "",
         f"No alert fires below {spec.min_request_rate} client requests per second over its short "
-        f"window. The canary fails at {burn}x over {canary['window']}: {checks} good.",
+        f"window. The canary fails at {burn}x over {canary['window']}: {checks} good; "
+        f"`{lb['metric']}` fails when more than "
+        f"{percent(max_error_share(spec, lb['objective']))} of a minute's requests at the ALB "
+        "get the ALB's own 5xx.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[3]
 PLATFORM = ROOT / "deploy" / "k8s" / "platform"
 
 # What the pipelines run with this role: `make publish-image` (ECR), release.sh's `outputs`
-# (CloudFormation) and `connect` (EKS). Everything else in the cluster is RBAC's.
+# (CloudFormation), `connect` (EKS) and `apply` (ELB). Everything else in the cluster is RBAC's.
 EXPECTED_ACTIONS = {
     "ecr:GetAuthorizationToken": "*",
     "ecr:BatchCheckLayerAvailability": "repository",
@@ -47,6 +47,9 @@ EXPECTED_ACTIONS = {
     "ecr:PutImage": "repository",
     "cloudformation:DescribeStacks": "stacks",
     "eks:DescribeCluster": "cluster",
+    # release.sh's lookup of the ALB for the canary analysis (R4); no resource-level permissions
+    # (Service Authorization Reference, Elastic Load Balancing V2: DescribeLoadBalancers).
+    "elasticloadbalancing:DescribeLoadBalancers": "*",
 }
 
 

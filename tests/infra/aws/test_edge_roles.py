@@ -191,3 +191,31 @@ def test_set_web_acl_is_granted_as_the_controllers_policy_grants_it(
     ]
     assert granting, "SetWebAcl is not granted"
     assert all(s["Resource"] == "*" and "Condition" not in s for s in granting)
+
+
+# argoproj/argo-rollouts v1.9.0 docs/features/traffic-management/alb.md ("TargetGroup
+# Verification", Usage): the Elastic Load Balancing reads the controller makes with
+# --aws-verify-target-group, on Resource '*'.
+ARGO_VERIFY_TARGET_GROUP_ACTIONS = {
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:DescribeTargetHealth",
+}
+
+
+def test_argo_rollouts_role_verifies_target_groups_and_reads_metrics(
+    templates: dict[str, Any],
+) -> None:
+    """R4: Argo Rollouts verifies the ALB's target groups (argo-rollouts v1.9.0
+    docs/features/traffic-management/alb.md lists the actions above, on '*') and its CloudWatch
+    analysis calls GetMetricData (docs/analysis/cloudwatch.md: "This analysis is required IAM
+    permission for `cloudwatch:GetMetricData`"). Nothing else: the role only reads."""
+    statements = role_statements(templates["edge"], "ArgoRolloutsRole")
+    assert allowed_actions(statements) == ARGO_VERIFY_TARGET_GROUP_ACTIONS | {
+        "cloudwatch:GetMetricData"
+    }
+    assert all(s["Effect"] == "Allow" and s["Resource"] == "*" for s in statements)
+    assert "ArgoRolloutsRoleArn" in exports(templates["edge"])

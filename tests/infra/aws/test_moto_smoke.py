@@ -564,7 +564,7 @@ def test_roles_trust_only_their_subjects(deployed: tuple[str, dict[str, Any]]) -
             f"system:serviceaccount:{values['ServiceNamespace']}:{values['ServiceAccountName']}"
         ),
     }
-    assert len(subjects) == 6
+    assert len(subjects) == 7  # six add-ons (argo-rollouts among them) and the service
     issuer = exported(env, "cluster", "OidcIssuer")
     for (layer, output), subject in subjects.items():
         role = iam.get_role(RoleName=exported(env, layer, output).rsplit("/", 1)[1])["Role"]

@@ -72,6 +72,7 @@ def test_the_charts_service_accounts(accounts: list[dict[str, Any]]) -> None:
         "ExternalSecretsRoleArn": "external-secrets/external-secrets",
         "ClusterAutoscalerRoleArn": "kube-system/cluster-autoscaler",
         "AlertmanagerRoleArn": "monitoring/prometheus-alertmanager",
+        "ArgoRolloutsRoleArn": "argo-rollouts/argo-rollouts",
     }
 
 

@@ -320,6 +320,18 @@ def test_synthetic_traffic_lets_the_analysis_judge_a_canary(rehearsal: Rehearsal
     assert len(paths) >= 5 and set(paths) <= {"/data?limit=1", "/version"}, paths
 
 
+def test_the_release_looks_up_the_alb_the_controller_named(rehearsal: Rehearsal) -> None:
+    """R4: the canary's load-balancer-errors metric reads CloudWatch in dimension LoadBalancer =
+    app/<name>/<id>, the end of the ALB's ARN (Elastic Load Balancing, "CloudWatch metrics for
+    your Application Load Balancer"). Each release finds the ALB by the name the Ingress pins
+    (elbv2 describe-load-balancers --names, https://docs.aws.amazon.com/cli/latest/reference/elbv2/describe-load-balancers.html),
+    the name the controller gave it (kube.py alb_arn); tests/infra/k8s/test_release_script.py
+    pins what it does with the answer (QA's canary has no analysis step to carry it)."""
+    lookups = aws_calls(rehearsal.calls(), "elbv2", "describe-load-balancers")
+    assert lookups and {option(c, "--names") for c in lookups} == {f"registro-{ENV}"}
+    assert [a.split("/")[-2] for a in rehearsal.kube()["albs"]] == [f"registro-{ENV}"]
+
+
 def test_a_failed_migration_stops_the_release_at_once(rehearsal: Rehearsal) -> None:
     """R6: a failed Job has condition Failed, never Complete
     (https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions): the

@@ -98,7 +98,11 @@ def test_production_canary_is_judged_at_each_weight(manifests: Manifests) -> Non
     template = manifests.one("AnalysisTemplate")["metadata"]["name"]
     for analysis in analysis_steps(manifests):
         assert [t["templateName"] for t in analysis["templates"]] == [template]
-        assert analysis["args"] == [{"name": "service-name", "value": "registro-canary"}]
+        # load-balancer: a placeholder release.sh apply replaces with the ALB's app/<name>/<id>
+        assert analysis["args"] == [
+            {"name": "service-name", "value": "registro-canary"},
+            {"name": "load-balancer", "value": "load-balancer-full-name"},
+        ]
     if manifests.overlay == "prod":
         # every weight gets a minute of traffic, then an analysis, before the next weight
         kinds = [next(iter(s)) for s in steps]

@@ -92,6 +92,7 @@ def test_irsa_annotations_are_the_stack_outputs(platform: Platform) -> None:
         "ExternalDnsRoleArn",
         "ClusterAutoscalerRoleArn",
         "AlertmanagerRoleArn",
+        "ArgoRolloutsRoleArn",
     }
     for output, namespace, name in accounts:
         account = platform.one("ServiceAccount", name, namespace)
@@ -477,3 +478,24 @@ def test_every_value_set_is_one_the_chart_has() -> None:
             and not key.startswith(PASSED_THROUGH.get(chart.release, "\0"))
         }
         assert not missing, (chart.release, sorted(missing))
+
+
+def test_argo_rollouts_verifies_target_groups_in_the_region(platform: Platform) -> None:
+    """R4: --aws-verify-target-group makes the controller check in AWS, before each next step, the
+    weights and targets it set through the Ingress (argoproj/argo-rollouts v1.9.0
+    docs/features/traffic-management/alb.md). Its AWS clients read the region from the SDK's
+    default chain (utils/aws/aws.go, metricproviders/cloudwatch/cloudwatch.go:
+    config.LoadDefaultConfig; cmd/rollouts-controller/main.go has no region flag), so AWS_REGION
+    is the stacks' region (docs/analysis/cloudwatch.md)."""
+    assert "--aws-verify-target-group" in container_args(platform, "argo-rollouts")
+    assert not [a for a in container_args(platform, "argo-rollouts") if "region" in a]
+    deployment = next(
+        d
+        for d in platform.charts["argo-rollouts"]
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "argo-rollouts"
+    )
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["AWS_REGION"] == overlay_outputs(platform.overlay)["AwsRegion"]

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from k8s_support import CHARTS, K8S, TEST_IMAGE, Manifests
 
 RELEASE = K8S / "release.sh"
@@ -245,12 +246,50 @@ def test_apply_phases_cover_every_object_once(manifests: Manifests) -> None:
         assert chosen == [expected.get(doc["kind"], config)], (doc["kind"], doc["metadata"]["name"])
 
 
+# The ALB the prod overlay's Ingress names (load-balancer-name: ClusterName), as ELBv2 gives it.
+ALB_ARN = (
+    "arn:aws:elasticloadbalancing:eu-west-1:000000000000:loadbalancer/app/registro-prod/"
+    "50dc6c495c0c9188"
+)
+
+
+def fake_elbv2(tmp_path: Path, answers: list[str]) -> Path:
+    """An `aws` whose `elbv2 describe-load-balancers` answers, call after call, from `answers`:
+    an ARN (printed, as --query ...LoadBalancerArn --output text prints it) or an error (on
+    stderr, a non-zero status); the last answer repeats. Its calls go to aws-calls."""
+    bin_dir = tmp_path / "awsbin"
+    bin_dir.mkdir(exist_ok=True)
+    (tmp_path / "aws-answers.json").write_text(json.dumps(answers))
+    script = bin_dir / "aws"
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys\n"
+        f"log = open({str(tmp_path / 'aws-calls')!r}, 'a')\n"
+        "log.write(' '.join(sys.argv[1:]) + '\\n'); log.close()\n"
+        f"answers = json.load(open({str(tmp_path / 'aws-answers.json')!r}))\n"
+        f"seen = sum(1 for _ in open({str(tmp_path / 'aws-calls')!r})) - 1\n"
+        "answer = answers[min(seen, len(answers) - 1)]\n"
+        "if answer.startswith('arn:'):\n"
+        "    print(answer)\n"
+        "else:\n"
+        "    sys.exit(answer)  # to stderr, status 1\n"
+    )
+    script.chmod(0o755)
+    return bin_dir
+
+
 def fake_kubectl(
-    tmp_path: Path, migration_ok: bool, phase: str, message: str = "message"
+    tmp_path: Path,
+    migration_ok: bool,
+    phase: str,
+    message: str = "message",
+    albs: list[str] | None = None,
 ) -> dict[str, str]:
     """A `kubectl` that records its calls and answers like a cluster where both ExternalSecrets
     refresh when annotated, the migration Job ends Complete or Failed (with its reason), and the
-    Rollout ends in `phase` with `message` (it cannot see anything real)."""
+    Rollout ends in `phase` with `message` (it cannot see anything real); an `aws` that finds the
+    ALB (fake_elbv2, `albs`: its answers)."""
+    aws_bin = fake_elbv2(tmp_path, albs or [ALB_ARN])
     calls = tmp_path / "calls"
     script = tmp_path / "kubectl"
     job = {"type": "Complete", "status": "True"}
@@ -273,7 +312,8 @@ def fake_kubectl(
     script.chmod(0o755)
     return {
         **os.environ, "KUBECTL": str(script), "RELEASE_TRAFFIC_RATE": "0", "ROLLOUT_TIMEOUT": "0",
-        "JOB_POLL_SECONDS": "0",
+        "JOB_POLL_SECONDS": "0", "PATH": f"{aws_bin}:{os.environ['PATH']}",
+        "ALB_POLL_SECONDS": "0",
     }  # fmt: skip
 
 
@@ -472,3 +512,58 @@ def test_bootstrap_installs_the_platform_in_order(tmp_path: Path) -> None:
             assert part in call, (chart.release, part)
         values = (work / "platform" / "values" / f"{chart.release}.yaml").read_text()
         assert "${" not in values
+
+
+NOT_FOUND = (
+    "An error occurred (LoadBalancerNotFound) when calling the DescribeLoadBalancers operation: "
+    "One or more load balancers not found"
+)
+
+
+def test_the_rollout_applied_names_the_albs_cloudwatch_dimension(
+    tmp_path: Path, rendered: Path
+) -> None:
+    """R4: the canary's load-balancer-errors metric reads CloudWatch's AWS/ApplicationELB in
+    dimension LoadBalancer = app/<name>/<id>, the end of the ALB's ARN (Elastic Load Balancing,
+    "CloudWatch metrics for your Application Load Balancer"). The release finds the ALB by the
+    name the Ingress pins (https://docs.aws.amazon.com/cli/latest/reference/elbv2/describe-load-balancers.html),
+    waiting while the controller has not created it yet (LoadBalancerNotFound), and the Rollout
+    it applies passes that dimension to every analysis step."""
+    env = fake_kubectl(tmp_path, True, "Healthy", albs=[NOT_FOUND, NOT_FOUND, ALB_ARN])
+    result = run("apply", str(rendered), env=env)
+    assert result.returncode == 0, result.stderr
+    lookups = (tmp_path / "aws-calls").read_text().splitlines()
+    assert len(lookups) == 3
+    assert all("elbv2 describe-load-balancers --names registro-prod" in c for c in lookups)
+    workload = [d for d in yaml.safe_load_all((rendered / "workload.yaml").read_text()) if d]
+    (rollout,) = [d for d in workload if d["kind"] == "Rollout"]
+    steps = [
+        s["analysis"] for s in rollout["spec"]["strategy"]["canary"]["steps"] if "analysis" in s
+    ]
+    assert steps
+    for step in steps:
+        assert {"name": "load-balancer", "value": "app/registro-prod/50dc6c495c0c9188"} in step[
+            "args"
+        ]
+    assert "load-balancer-full-name" not in (rendered / "workload.yaml").read_text()
+    server = [c for c in calls(tmp_path) if c.startswith("apply") and "component=server" in c]
+    assert server and all(str(rendered / "workload.yaml") in c for c in server)
+
+
+def test_no_alb_stops_the_release_before_the_migration(tmp_path: Path, rendered: Path) -> None:
+    """Without the ALB the analysis could only be inconclusive: the release stops, naming it,
+    after ALB_TIMEOUT, and has run no migration; any other error (AccessDenied) stops it at once."""
+    env = fake_kubectl(tmp_path, True, "Healthy", albs=[NOT_FOUND]) | {"ALB_TIMEOUT": "0"}
+    result = run("apply", str(rendered), env=env)
+    assert result.returncode != 0
+    assert "no ALB registro-prod after 0 s" in result.stderr
+    assert not any("component=migration" in a for a in applied(tmp_path))
+
+    denied = "An error occurred (AccessDenied) when calling the DescribeLoadBalancers operation"
+    other = tmp_path / "denied"
+    other.mkdir()
+    env = fake_kubectl(other, True, "Healthy", albs=[denied]) | {"ALB_TIMEOUT": "600"}
+    result = run("apply", str(rendered), env=env, timeout=60)
+    assert result.returncode != 0
+    assert "AccessDenied" in result.stderr
+    assert len((other / "aws-calls").read_text().splitlines()) == 1

@@ -140,6 +140,7 @@ def analysis_queries(manifests: Manifests) -> dict[str, str]:
             m["provider"]["prometheus"]["query"],
         )
         for m in spec["metrics"]
+        if "prometheus" in m["provider"]
     }
 
 

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,41 @@ def test_the_latency_threshold_is_a_bucket_the_service_exports(service: Service)
     for threshold in thresholds:
         assert repr(float(threshold)) in exported, (threshold, sorted(exported))
         assert f'le="{float(threshold)!r}"' in LOCAL_RULES.read_text()
+
+
+def test_the_canary_judges_the_albs_own_errors_against_the_same_budget() -> None:
+    """R4: 5xx the ALB answers itself (HTTPCode_ELB_5XX_Count: no healthy target, a target gone,
+    a timeout; Elastic Load Balancing, "CloudWatch metrics for your Application Load Balancer",
+    which reports it only when non-zero and each minute) never reach the service's counters. The
+    template reads them through Argo Rollouts' cloudWatch provider (argo-rollouts v1.9.0
+    docs/analysis/cloudwatch.md: GetMetricData queries, `result[0].Values`), as a share of the
+    ALB's requests in dimension LoadBalancer = the load-balancer arg, and fails above the share of
+    bad requests success-rate fails above."""
+    template = yaml.safe_load(
+        (REPO / "deploy" / "k8s" / "base" / "analysis-template.yaml").read_text()
+    )
+    metrics = {m["name"]: m for m in template["spec"]["metrics"]}
+    success = re.search(r">= ([\d.]+)$", metrics["success-rate"]["successCondition"])
+    assert success
+    most = str(1 - Decimal(success.group(1)))
+    alb = metrics["load-balancer-errors"]
+    assert alb["successCondition"].endswith(f"all(result[0].Values, {{# <= {most}}})")
+    assert alb["failureCondition"].endswith(f"any(result[0].Values, {{# > {most}}})")
+    assert "len(result[0].Values) > 0" in alb["successCondition"]  # no data: inconclusive
+    queries = alb["provider"]["cloudWatch"]["metricDataQueries"]
+    returned = [q for q in queries if q.get("returnData", True)]
+    assert [q["expression"] for q in returned] == ["FILL(elb5xx, 0) / requests"]
+    stats = {q["id"]: q["metricStat"] for q in queries if "metricStat" in q}
+    assert {i: s["metric"]["metricName"] for i, s in stats.items()} == {
+        "elb5xx": "HTTPCode_ELB_5XX_Count",
+        "requests": "RequestCount",
+    }
+    for stat in stats.values():
+        assert stat["metric"]["namespace"] == "AWS/ApplicationELB"
+        assert stat["metric"]["dimensions"] == [
+            {"name": "LoadBalancer", "value": "{{args.load-balancer}}"}
+        ]
+        assert (stat["stat"], stat["period"]) == ("Sum", 60)
+    assert {"name": "load-balancer"} in template["spec"]["args"]
+    for field in ("interval", "count", "failureLimit", "inconclusiveLimit"):
+        assert alb[field] == metrics["success-rate"][field], field

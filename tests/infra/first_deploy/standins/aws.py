@@ -10,6 +10,10 @@ Answered here (moto has no such API, or nothing behind it):
   controller stand-in (kube.py) holds, tagged `elbv2.k8s.aws/cluster` as the controller tags them
   (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/configurations/).
 - `ec2 describe-security-groups` with the controller's tag: the ALB's security groups, likewise.
+- `elbv2 describe-load-balancers --names N`: those ALBs by name; none of that name is the error
+  ELBv2 answers, `LoadBalancerNotFound`
+  (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeLoadBalancers.html).
+  With `--query 'LoadBalancers[0].LoadBalancerArn' --output text`, the ARN alone.
 - `rds describe-db-instance-automated-backups`: moto's answer lacks RestoreWindow, the only place
   RDS gives a DB instance's earliest restorable time (DescribeDBInstances has only
   LatestRestorableTime; https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreWindow.html).
@@ -144,6 +148,20 @@ def main(args: list[str]) -> None:
         return
     if command == ("ec2", "describe-security-groups") and "elbv2.k8s.aws/cluster" in " ".join(args):
         print("\t".join(f"sg-alb{i}" for i, _ in enumerate(load(kube_path).get("albs", []))))
+        return
+    if command == ("elbv2", "describe-load-balancers"):
+        names = option(args, "--names").split(",")
+        found = [a for a in load(kube_path).get("albs", []) if a.split("/")[-2] in names]
+        if len(found) < len(names):
+            fail("An error occurred (LoadBalancerNotFound) when calling the DescribeLoadBalancers "
+                 "operation: One or more load balancers not found", 254)  # fmt: skip
+        if option(args, "--query") == "LoadBalancers[0].LoadBalancerArn":
+            print(found[0])
+        else:
+            balancers = [
+                {"LoadBalancerArn": a, "LoadBalancerName": a.split("/")[-2]} for a in found
+            ]
+            print(json.dumps({"LoadBalancers": balancers}))
         return
     real(args)
 

@@ -26,6 +26,13 @@ Behaviours, each as documented:
   stableRS unchanged. After 4 measurements with no traffic the run is Inconclusive, which pauses
   the Rollout (docs/features/analysis.md, "Inconclusive Runs"): phase Paused, message
   InconclusiveAnalysisRun. "pause" leaves it Paused at its step for good.
+  The ALB's own 5xx are judged only if the AnalysisTemplate has a cloudWatch metric on
+  AWS/ApplicationELB HTTPCode_ELB_5XX_Count (argo-rollouts docs/analysis/cloudwatch.md); its
+  LoadBalancer dimension, the Rollout's args substituted, must be an existing ALB's app/<name>/<id>
+  (the dimension's form: Elastic Load Balancing's "CloudWatch metrics for your Application Load
+  Balancer"), else CloudWatch has no datapoints for it and the run is Inconclusive. The verdict
+  "alb-fail" (the ALB answers 5xx itself) fails that metric: Degraded and aborted; a Rollout
+  or template without it never sees them and promotes the canary.
 - A Job runs to its end at once: condition Complete, or Failed (reason BackoffLimitExceeded) when
   the scenario's "jobs" says so for its name (https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions);
   `kubectl wait --for=condition=C` on a Job without condition C times out, as the real one does
@@ -243,6 +250,36 @@ def traffic() -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+def alb_metric(state: dict[str, Any], rollout: dict[str, Any]) -> tuple[str, str] | None:
+    """The AnalysisTemplate's CloudWatch metric on the ALB's own 5xx, and the LoadBalancer
+    dimension the Rollout's analysis step gives it ({{args.NAME}} substituted), if it has one."""
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    step = next((s["analysis"] for s in steps if "analysis" in s), None)
+    if step is None:
+        return None  # QA's canary has no analysis step
+    name = step["templates"][0]["templateName"]
+    template = state["objects"].get(key("AnalysisTemplate", name, NAMESPACE))
+    if template is None:
+        return None
+    args = {a["name"]: a.get("value", "") for a in template["spec"].get("args", [])}
+    args |= {a["name"]: a.get("value", "") for a in step.get("args", [])}
+    for metric in template["spec"]["metrics"]:
+        for query in metric["provider"].get("cloudWatch", {}).get("metricDataQueries", []):
+            stat = query.get("metricStat", {}).get("metric", {})
+            if (stat.get("namespace"), stat.get("metricName")) != (
+                "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count",
+            ):  # fmt: skip
+                continue
+            for dimension in stat.get("dimensions", []):
+                if dimension["name"] == "LoadBalancer":
+                    value = re.sub(
+                        r"\{\{\s*args\.([\w-]+)\s*\}\}",
+                        lambda m: str(args.get(m.group(1), "")), dimension["value"],
+                    )  # fmt: skip
+                    return metric["name"], value
+    return None
+
+
 def measure(state: dict[str, Any], rollout: dict[str, Any]) -> None:
     """One measurement of the canary's analysis (each time the Rollout is read)."""
     analysis = state.get("analysis")
@@ -250,9 +287,17 @@ def measure(state: dict[str, Any], rollout: dict[str, Any]) -> None:
     if not analysis or status.get("currentPodHash") != analysis["hash"]:
         return
     analysis["looks"] += 1
-    if traffic() - analysis["from"] >= 5:
+    judged = alb_metric(state, rollout)
+    albs = {arn.split(":loadbalancer/", 1)[1] for arn in state.get("albs", [])}
+    if traffic() - analysis["from"] >= 5 and (judged is None or judged[1] in albs):
         state.pop("analysis")
-        if analysis["verdict"] == "fail":
+        if analysis["verdict"] == "alb-fail" and judged is not None:
+            status.update(
+                phase="Degraded", abort=True,
+                message="RolloutAborted: Rollout aborted update to revision "
+                f"{analysis['revision']}: Metric \"{judged[0]}\" assessed Failed",
+            )  # fmt: skip
+        elif analysis["verdict"] == "fail":
             status.update(
                 phase="Degraded", abort=True,
                 message="RolloutAborted: Rollout aborted update to revision "
