@@ -10,8 +10,8 @@
 #
 # Run as root, or it asks sudo (debootstrap, chroot, mounts). The machine's own parts, not the README's: the base
 # root filesystem and downloaded .deb files are cached under FRESH_CACHE (a new machine only pays
-# once per suite); the chroot shares this machine's network, DNS and TLS trust (a proxy's CA, if
-# SSL_CERT_FILE names one), has a policy-rc.d so that installing postgresql starts no server, and
+# once per suite); the chroot shares this machine's network, DNS and TLS trust (SSL_CERT_FILE, or
+# this machine's CA bundle, which holds a TLS-intercepting proxy's CA where there is one), has a policy-rc.d so that installing postgresql starts no server, and
 # accepts a mirror's Release files past their Valid-Until (a snapshot mirror's testing).
 # Writes a line of figures per step and .work/fresh/SUITE.json.
 set -euo pipefail
@@ -62,8 +62,9 @@ if [ ! -s "$tarball" ]; then
 fi
 rm -rf "$root" && mkdir -p "$root" && tar -C "$root" -xf "$tarball"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-if [ -n "${SSL_CERT_FILE:-}" ] && [ -s "$SSL_CERT_FILE" ]; then
-  cp "$SSL_CERT_FILE" "$root/usr/local/share/fresh-machine-ca.crt"
+trust=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+if [ -s "$trust" ]; then
+  cp "$trust" "$root/usr/local/share/fresh-machine-ca.crt"
 fi
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d" && chmod 755 "$root/usr/sbin/policy-rc.d"
 # A mirror may serve a snapshot whose testing Release has passed its Valid-Until date.
