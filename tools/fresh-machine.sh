@@ -8,11 +8,12 @@
 #
 #   tools/fresh-machine.sh SUITE      bookworm (Debian 12), trixie (Debian 13), testing, ...
 #
-# Run as root, or it asks sudo (debootstrap, chroot, mounts). The machine's own parts, not the README's: the base
-# root filesystem and downloaded .deb files are cached under FRESH_CACHE (a new machine only pays
-# once per suite); the chroot shares this machine's network, DNS and TLS trust (SSL_CERT_FILE, or
-# this machine's CA bundle, which holds a TLS-intercepting proxy's CA where there is one), has a policy-rc.d so that installing postgresql starts no server, and
-# accepts a mirror's Release files past their Valid-Until (a snapshot mirror's testing).
+# Run as root, or it asks sudo (debootstrap, chroot, mounts). The machine's own parts, not the
+# README's: the base root filesystem and downloaded .deb files are cached under FRESH_CACHE (a new
+# machine only pays once per suite); the chroot shares this machine's network, DNS and TLS trust
+# (SSL_CERT_FILE, or this machine's CA bundle, which holds a TLS-intercepting proxy's CA where there
+# is one), has a policy-rc.d so that installing postgresql starts no server, and accepts a
+# mirror's Release files past their Valid-Until (a snapshot mirror's testing).
 # Writes a line of figures per step and .work/fresh/SUITE.json.
 set -euo pipefail
 suite=${1:?usage: tools/fresh-machine.sh SUITE}
