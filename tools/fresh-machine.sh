@@ -29,10 +29,11 @@ say() { printf 'fresh-machine %s: %s\n' "$suite" "$*"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
+# The Debian mirror this machine's apt uses, if it uses one (an Ubuntu host's is no use here).
 mirror=${FRESH_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
   /etc/apt/sources.list.d/*.list 2>/dev/null | sed -nE 's/^(URIs:|deb) *(https?:[^ ]+).*/\2/p' |
-  grep -v security | head -n 1 || true)}
-[ -n "$mirror" ] || { echo "fresh-machine: no Debian mirror in /etc/apt/sources*; set FRESH_MIRROR" >&2; exit 2; }
+  grep -v security | grep -E '/debian/?$' | head -n 1 || true)}
+mirror=${mirror:-http://deb.debian.org/debian}
 
 # The install line the README gives for Debian, word for word.
 # shellcheck disable=SC2016 # the backquotes are the README's code span, not a command
