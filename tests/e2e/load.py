@@ -72,7 +72,6 @@ class Load:
         self.max_seconds, self.max_requests, self.timeout = max_seconds, max_requests, timeout
         self.write_attempts, self.backoff = write_attempts, backoff
         self.results: list[Result] = []
-        self.in_flight: dict[int, float] = {}  # request number -> start time
         self.marks: list[tuple[str, float]] = []  # the drill's moments (kill, promotion...)
         self._numbers = itertools.count()
         self._stop = threading.Event()
@@ -100,10 +99,6 @@ class Load:
         moment = time.time() if at is None else at
         self.marks.append((label, moment))
         return moment
-
-    def started_before(self, moment: float) -> list[float]:
-        """Start times of the requests in flight at `moment` (call it at that moment)."""
-        return [s for s in list(self.in_flight.values()) if s <= moment]
 
     def wait(self, seconds: float) -> None:
         self._stop.wait(seconds)
@@ -136,7 +131,6 @@ class Load:
 
     async def _one(self, client: httpx.AsyncClient, number: int, op: str) -> None:
         start = time.time()
-        self.in_flight[number] = start
         try:
             if op == "write":
                 result = await self._write(client, start, f"{self.prefix}-{number}")
@@ -150,8 +144,6 @@ class Load:
                 result = answered(Result(op, start, time.time(), None, None), response)
         except httpx.HTTPError as exc:
             result = Result(op, start, time.time(), None, f"{type(exc).__name__}: {exc}"[:200])
-        finally:
-            self.in_flight.pop(number, None)
         self.results.append(result)
 
     async def _write(self, client: httpx.AsyncClient, start: float, name: str) -> Result:
@@ -180,6 +172,16 @@ class Load:
             return result
         result.retried = tuple(written.errors[: written.attempts - 1])
         return answered(result, written.response)
+
+
+def in_flight_during(results: Sequence[Result], begin: float, end: float) -> int:
+    """How many requests were in flight at some moment from `begin` to `end`.
+
+    A fault lands somewhere between sending its command and the command's return; a request it
+    broke can have failed and ended before the command returned, so counting only the requests
+    still in flight at the return would miss it.
+    """
+    return sum(1 for r in results if r.start <= end and r.end >= begin)
 
 
 def answered(result: Result, response: httpx.Response) -> Result:

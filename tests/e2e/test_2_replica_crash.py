@@ -20,10 +20,9 @@ def test_replica_crash(ca: str, api_key: str) -> None:
         base_url=STACK_URL, ca=ca, key=api_key, rate=60, concurrency=12, max_seconds=150
     ) as load:
         load.wait(8)
-        load.mark("docker kill sent")
+        sent_at = load.mark("docker kill sent")
         stackctl.docker("kill", "--signal", "KILL", cid)
         killed_at = load.mark(f"kill -9 {VICTIM}")
-        in_flight = len(load.started_before(killed_at))
         marked_down_after = stackctl.wait_for(
             f"HAProxy marks {VICTIM} down", lambda: not stackctl.servers()[VICTIM].up, 30, 0.1
         )
@@ -43,6 +42,7 @@ def test_replica_crash(ca: str, api_key: str) -> None:
         load.wait(6)
         served_after_rejoin = int(stackctl.stat(VICTIM)["stot"]) - served_before
         results = load.stop()
+    in_flight = loadgen.in_flight_during(results, sent_at, killed_at)
 
     failed = loadgen.failures(results)
     late = [r for r in failed if r.start > killed_at + ROUTED_AROUND_WITHIN]
@@ -55,6 +55,7 @@ def test_replica_crash(ca: str, api_key: str) -> None:
         "again.",
         {
             "load": loadgen.summary(results),
+            "docker kill took (s)": round(killed_at - sent_at, 2),
             "requests in flight at the kill": in_flight,
             "failed requests": len(failed),
             "failures": sorted({f"{r.op}: {r.status or r.error}" for r in failed})[:5],

@@ -112,10 +112,9 @@ def test_database_failover(ca: str, api_key: str) -> None:
         backoff=BACKOFF,
     ) as load:
         load.wait(8)
-        load.mark("docker kill sent")
+        sent_at = load.mark("docker kill sent")
         stackctl.docker("kill", "--signal", "KILL", cid)
         killed_at = load.mark(f"kill -9 {leader}")
-        in_flight = len(load.started_before(killed_at))
         promoted_after = stackctl.wait_for(
             f"{standby} promoted",
             lambda: cluster().get(standby, {}).get("Role") == "Leader",
@@ -125,6 +124,7 @@ def test_database_failover(ca: str, api_key: str) -> None:
         load.mark(f"{standby} promoted")
         load.wait(max(0.0, killed_at + RECOVERY_WITHIN + 10 - time.time()))
         results = load.stop()
+    in_flight = loadgen.in_flight_during(results, sent_at, killed_at)
 
     stackctl.docker("start", cid)
     restarted_at = time.time()
