@@ -27,7 +27,7 @@ from registro.faults import FaultInjectionMiddleware
 from registro.lifecycle import DrainMiddleware, Lifecycle
 from registro.limits import RequestLimitsMiddleware
 from registro.settings import AuthMode, Settings
-from registro.store import open_store
+from registro.store import Timeouts, open_store
 from registro.telemetry import metrics
 from registro.telemetry.logs import flush as flush_logs
 from registro.telemetry.requests import RequestTelemetryMiddleware
@@ -43,6 +43,14 @@ async def _sample_gauges(app: Starlette) -> None:
         await asyncio.sleep(GAUGE_SAMPLE_SECONDS)
 
 
+def database_timeouts(settings: Settings) -> Timeouts:
+    return Timeouts(
+        statement=settings.db_statement_timeout_seconds,
+        lock=settings.db_lock_timeout_seconds,
+        acquire=settings.db_acquire_timeout_seconds,
+    )
+
+
 def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -50,7 +58,7 @@ def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
             settings.database,
             settings.db_pool_size,
             settings.database_password_file,
-            timeouts=settings.database_timeouts,
+            timeouts=database_timeouts(settings),
         )
         app.state.authenticator = Authenticator(app.state.store, settings.auth_cache_seconds)
         if drain_on_sigterm:
