@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from registro.store import idempotency
+from registro.store import idempotency, keys
 from registro.store.base import (
     Actor,
     ApiKey,
@@ -98,7 +98,6 @@ AUDIT_PAGE = """
     SELECT id, at, actor, action, record_id, before, after, request_id, client, caller_request_id
     FROM audit WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2
 """
-KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
 # Expired keys, a batch at a time; rows another transaction holds are left for the next purge.
 PURGE_KEYS = """
     WITH gone AS (
@@ -118,17 +117,6 @@ _writing: ContextVar[asyncpg.Connection | None] = ContextVar("registro_pg_writin
 def _actor(actor: Actor) -> tuple[str, str | None, str | None, str | None]:
     """The audit's $2..$5."""
     return actor.name, actor.request_id, actor.client, actor.caller_request_id
-
-
-def _key(row: asyncpg.Record) -> ApiKey:
-    return ApiKey(
-        name=row["name"],
-        key_id=row["key_id"],
-        secret_hash=row["secret_hash"],
-        scopes=frozenset(row["scopes"].split(",")),
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -361,32 +349,17 @@ class PostgresStore:
         return [AuditEntry(**dict(row)) for row in rows]
 
     async def add_key(self, key: ApiKey) -> None:
-        await self._fetch(
-            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
-            key.name,
-            key.key_id,
-            key.secret_hash,
-            ",".join(sorted(key.scopes)),
-            key.created_at,
-            key.revoked_at,
-        )
+        await self._fetch(keys.ADD, *keys.parameters(key))
 
     async def keys(self) -> list[ApiKey]:
-        return [
-            _key(r) for r in await self._fetch(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id")
-        ]
+        return [keys.api_key(row) for row in await self._fetch(keys.ALL)]
 
     async def find_key(self, key_id: str) -> ApiKey | None:
-        rows = await self._fetch(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1", key_id)
-        return _key(rows[0]) if rows else None
+        rows = await self._fetch(keys.FIND, key_id)
+        return keys.api_key(rows[0]) if rows else None
 
     async def revoke_key(self, name: str) -> bool:
-        rows = await self._fetch(
-            "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"
-            " RETURNING id",
-            name,
-        )
-        return bool(rows)
+        return bool(await self._fetch(keys.REVOKE, name, datetime.now(UTC)))
 
     async def schema_revision(self) -> str | None:
         try:

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from registro.store import idempotency
+from registro.store import idempotency, keys
 from registro.store.base import (
     Actor,
     ApiKey,
@@ -32,10 +32,17 @@ from registro.store.base import (
 )
 from registro.store.idempotency import IdempotentRequest, Outcome, Write
 
-KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
-CLAIM, USED, COMPLETE = map(
+CLAIM, USED, COMPLETE, ADD_KEY, ALL_KEYS, FIND_KEY, REVOKE_KEY = map(
     idempotency.sqlite_placeholders,
-    (idempotency.CLAIM, idempotency.USED, idempotency.COMPLETE),
+    (
+        idempotency.CLAIM,
+        idempotency.USED,
+        idempotency.COMPLETE,
+        keys.ADD,
+        keys.ALL,
+        keys.FIND,
+        keys.REVOKE,
+    ),
 )
 PURGE = """
     DELETE FROM idempotency_keys WHERE rowid IN (
@@ -56,25 +63,8 @@ def _timestamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 def _doc(record: Record | None) -> str | None:
     return json.dumps({"id": record.id, "name": record.name}) if record else None
-
-
-def _key(row: sqlite3.Row) -> ApiKey:
-    created_at = _time(row["created_at"])
-    assert created_at is not None
-    return ApiKey(
-        name=row["name"],
-        key_id=row["key_id"],
-        secret_hash=row["secret_hash"],
-        scopes=frozenset(row["scopes"].split(",")),
-        created_at=created_at,
-        revoked_at=_time(row["revoked_at"]),
-    )
 
 
 def require_directory(path: str) -> None:
@@ -333,36 +323,21 @@ class SqliteStore:
     async def add_key(self, key: ApiKey) -> None:
         try:
             async with self._transaction() as db:
-                await db.execute(
-                    f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        key.name,
-                        key.key_id,
-                        key.secret_hash,
-                        ",".join(sorted(key.scopes)),
-                        key.created_at.isoformat(),
-                        None,
-                    ),
-                )
+                await db.execute(ADD_KEY, keys.parameters(key, datetime.isoformat))
         except sqlite3.IntegrityError as exc:
             raise NameTaken from exc
 
     async def keys(self) -> list[ApiKey]:
-        return [
-            _key(r) for r in await self._rows(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id")
-        ]
+        return [keys.api_key(row, datetime.fromisoformat) for row in await self._rows(ALL_KEYS)]
 
     async def find_key(self, key_id: str) -> ApiKey | None:
-        rows = await self._rows(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?", key_id)
-        return _key(rows[0]) if rows else None
+        rows = await self._rows(FIND_KEY, key_id)
+        return keys.api_key(rows[0], datetime.fromisoformat) if rows else None
 
     async def revoke_key(self, name: str) -> bool:
         async with self._transaction() as db:
-            cursor = await db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-                (_now(), name),
-            )
-            return cursor.rowcount > 0
+            cursor = await db.execute(REVOKE_KEY, (name, _now()))
+            return bool(await cursor.fetchall())
 
     async def schema_revision(self) -> str | None:
         try:
