@@ -69,11 +69,11 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-async def stored(respond: Write) -> StoredResponse:
+async def stored(respond: Write, store: Store) -> StoredResponse:
     """The response a write gives, as stored: the handler's own refusals (404, 409) included,
     since they are what the first attempt answered."""
     try:
-        return await respond()
+        return await respond(store)
     except HTTPException as exc:
         if exc.status_code >= 500:
             raise
@@ -92,7 +92,7 @@ async def once(request: Request, actor: str, idempotency_key: str, respond: Writ
         kept=timedelta(hours=settings.idempotency_hours),
     )
     try:
-        outcome = await store.once(claim, lambda: stored(respond))
+        outcome = await store.once(claim, lambda transactional: stored(respond, transactional))
     except KeyReused:
         raise _invalid(
             "was first used for a different request (method, path or body): send a new key"

@@ -45,9 +45,12 @@ class Call(Generic[Body, Query]):
     body: Body
     query: Query
     record_id: int  # 0 when the path has no {id}
+    transaction: Store | None = None  # an idempotent write's: the store in its key's transaction
 
     @property
     def store(self) -> Store:
+        if self.transaction is not None:
+            return self.transaction
         store: Store = self.request.app.state.store
         return store
 
@@ -128,18 +131,23 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
             body = None
         key = idempotency.key(request) if idempotent else None
         if key is None:
-            return await respond(request, principal, body, query, record_id)
+            return await respond(request, principal, body, query, record_id, None)
 
-        async def write() -> StoredResponse:
-            response = await respond(request, principal, body, query, record_id)
+        async def write(store: Store) -> StoredResponse:
+            response = await respond(request, principal, body, query, record_id, store)
             return StoredResponse(response.status_code, bytes(response.body))
 
         return await idempotency.once(request, principal.name, key, write)
 
     async def respond(
-        request: Request, principal: Principal, body: Any, query: Any, record_id: int
+        request: Request,
+        principal: Principal,
+        body: Any,
+        query: Any,
+        record_id: int,
+        store: Store | None,
     ) -> Response:
-        result = await handler(Call(request, principal, body, query, record_id))
+        result = await handler(Call(request, principal, body, query, record_id, store))
         headers = None
         if isinstance(result, Reply):
             result, headers = result.content, result.headers

@@ -7,12 +7,12 @@ One connection serves the process (SQLite has a single writer anyway); writes ru
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,13 @@ from registro.store.base import (
     Record,
     Timeouts,
 )
-from registro.store.idempotency import IdempotentRequest, Outcome, Write
+from registro.store.idempotency import (
+    IdempotentRequest,
+    Outcome,
+    StoredResponse,
+    Transaction,
+    Write,
+)
 
 CLAIM, USED, COMPLETE, ADD_KEY, ALL_KEYS, FIND_KEY, REVOKE_KEY = map(
     idempotency.sqlite_placeholders,
@@ -49,9 +55,6 @@ PURGE = """
         SELECT rowid FROM idempotency_keys WHERE created_at < ? LIMIT ?
     )
 """
-# The store whose idempotent write (SqliteStore.once) this task is inside: its writes join that
-# transaction instead of starting their own.
-_writing: ContextVar[SqliteStore | None] = ContextVar("registro_sqlite_writing", default=None)
 
 
 def _now() -> str:
@@ -109,6 +112,13 @@ class SqliteStore:
         self._busy = 0
         self._acquire = timeouts.acquire
         self._purge = idempotency.PurgeClock()
+        # In the idempotent write's transaction (it holds the one connection): run in it.
+        self._bound = False
+
+    def _in_transaction(self) -> SqliteStore:
+        bound = copy.copy(self)
+        bound._bound = True
+        return bound
 
     @classmethod
     async def connect(
@@ -148,6 +158,8 @@ class SqliteStore:
             raise
 
     async def _rows(self, query: str, *args: Any) -> list[sqlite3.Row]:
+        if self._bound:
+            return list(await (await self._db.execute(query, args)).fetchall())
         await self._locked()
         self._busy = 1
         try:
@@ -159,7 +171,7 @@ class SqliteStore:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        if _writing.get() is self:  # inside once(): already in the write's transaction
+        if self._bound:
             yield self._db
             return
         await self._locked()
@@ -273,28 +285,17 @@ class SqliteStore:
             return record
 
     async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
-        cutoff = _timestamp(request.cutoff())
-        if self._purge.due():
-            async with self._transaction() as db:
-                purge = await db.execute(PURGE, (cutoff, self._purge.batch))
-            self._purge.purged(purge.rowcount)
+        return await idempotency.once(self, self._purge, request, write)
+
+    async def purge_expired(self, cutoff: datetime, batch: int) -> int:
         async with self._transaction() as db:
-            claim = (request.actor, request.key, request.fingerprint, _timestamp(datetime.now(UTC)))
-            cursor = await db.execute(CLAIM, (*claim, cutoff))
-            if await cursor.fetchone() is None:
-                cursor = await db.execute(USED, (request.actor, request.key))
-                row = await cursor.fetchone()
-                assert row is not None  # under the write lock: the conflicting row is there
-                return idempotency.replay(request.fingerprint, *row)
-            token = _writing.set(self)
-            try:
-                response = await write()
-            finally:
-                _writing.reset(token)
-            await db.execute(
-                COMPLETE, (request.actor, request.key, response.status, response.body.decode())
-            )
-            return Outcome(response, replayed=False)
+            purge = await db.execute(PURGE, (_timestamp(cutoff), batch))
+        deleted: int = purge.rowcount
+        return deleted
+
+    async def in_transaction(self, work: Callable[[Transaction], Awaitable[Outcome]]) -> Outcome:
+        async with self._transaction() as db:
+            return await work(_SqliteTransaction(self, db))
 
     async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]:
         rows = await self._rows(
@@ -357,3 +358,27 @@ class SqliteStore:
 
     async def close(self) -> None:
         await self._db.close()
+
+
+class _SqliteTransaction:
+    __slots__ = ("_db", "store")
+
+    def __init__(self, store: SqliteStore, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self.store = store._in_transaction()
+
+    async def claim(self, request: IdempotentRequest, cutoff: datetime) -> bool:
+        now = _timestamp(datetime.now(UTC))
+        claim = (request.actor, request.key, request.fingerprint, now, _timestamp(cutoff))
+        cursor = await self._db.execute(CLAIM, claim)
+        return await cursor.fetchone() is not None
+
+    async def used(self, request: IdempotentRequest) -> tuple[str, int | None, str | None]:
+        cursor = await self._db.execute(USED, (request.actor, request.key))
+        row = await cursor.fetchone()
+        assert row is not None  # under the write lock: the conflicting row is there
+        return row[0], row[1], row[2]
+
+    async def complete(self, request: IdempotentRequest, response: StoredResponse) -> None:
+        body = response.body.decode()
+        await self._db.execute(COMPLETE, (request.actor, request.key, response.status, body))
