@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     fault_error_rate: float = Field(default=0.0, ge=0, le=1)
     fault_latency_ms: int = Field(default=0, ge=0, le=60_000)
-    # How long a write's Idempotency-Key is remembered (registro.api.idempotency).
+    # How long a write's Idempotency-Key is remembered (registro.api.idempotency_header).
     idempotency_hours: int = Field(default=24, ge=1, le=24 * 30)
     # Read by `registro migrate` only: the service's own login role on PostgreSQL, and its
     # password, which migrate sets (it runs as the owner of the tables; the role gets DML only).

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from registro.api.idempotency import HEADER, REPLAYED, fingerprint
+from registro.api.idempotency_header import HEADER, REPLAYED, fingerprint
 from registro.app import create_app
 from registro.settings import load_settings
 from registro.store import Actor, DatabaseBusy, Store, Timeouts, open_store
-from registro.store.idempotency import (
+from registro.store.idempotent_write import (
     PURGE_BATCH,
     IdempotentRequest,
     KeyReused,

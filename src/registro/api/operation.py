@@ -21,14 +21,14 @@ from starlette.routing import Route
 from starlette.types import Receive, Send
 from starlette.types import Scope as ASGIScope
 
-from registro.api import idempotency, inputs
+from registro.api import idempotency_header, inputs
 from registro.api.access import key_holder
 from registro.api.responses import JSON
 from registro.auth import ANONYMOUS, Principal, Scope, needs_key
 from registro.limits import UNEXPECTED_BODY
 from registro.settings import AuthMode
 from registro.store import Store
-from registro.store.idempotency import StoredResponse
+from registro.store.idempotent_write import StoredResponse
 
 Body = TypeVar("Body")
 Query = TypeVar("Query")
@@ -82,7 +82,7 @@ class Operation:
     errors: Sequence[int] = ()  # what the handler itself answers (404, 409, ...)
     paginated: bool = False
     unavailable: bool = True  # may answer 503 when the database is down
-    idempotent: bool = False  # takes an Idempotency-Key (registro.api.idempotency)
+    idempotent: bool = False  # takes an Idempotency-Key (registro.api.idempotency_header)
 
     def needs_key(self, mode: AuthMode) -> bool:
         return self.scope is not None and needs_key(self.scope, mode)
@@ -129,7 +129,7 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
             raise HTTPException(400, f"{request.method} takes no request body")
         else:
             body = None
-        key = idempotency.key(request) if idempotent else None
+        key = idempotency_header.key(request) if idempotent else None
         if key is None:
             return await respond(request, principal, body, query, record_id, None)
 
@@ -137,7 +137,7 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
             response = await respond(request, principal, body, query, record_id, store)
             return StoredResponse(response.status_code, bytes(response.body))
 
-        return await idempotency.once(request, principal.name, key, write)
+        return await idempotency_header.once(request, principal.name, key, write)
 
     async def respond(
         request: Request,

@@ -1,5 +1,5 @@
 """API keys in the database, written once for both drivers: the statements in asyncpg's `$n`
-placeholders (SQLite's are derived from them: registro.store.idempotency.sqlite_placeholders),
+placeholders (SQLite's are derived from them: registro.store.idempotent_write.sqlite_placeholders),
 and a row read back as an ApiKey. Times are the service's clock on both, as `created_at` is."""
 
 from __future__ import annotations

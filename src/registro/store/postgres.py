@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from registro.store import idempotency, keys
+from registro.store import idempotent_write, keys
 from registro.store.base import (
     Actor,
     ApiKey,
@@ -27,7 +27,7 @@ from registro.store.base import (
     Record,
     Timeouts,
 )
-from registro.store.idempotency import (
+from registro.store.idempotent_write import (
     IdempotentRequest,
     Outcome,
     StoredResponse,
@@ -216,7 +216,7 @@ class PostgresStore:
         # The reset on release only rolls back a transaction left open: as long as an acquire.
         self._release = timeouts.acquire
         self._client_timeout = timeouts.statement + CLIENT_GRACE_SECONDS
-        self._purge = idempotency.PurgeClock()
+        self._purge = idempotent_write.PurgeClock()
         # The connection of the idempotent write's transaction this store runs in, if any: its
         # statements run there, each in a savepoint, so one the database refuses (a taken name)
         # leaves the transaction usable for storing the response.
@@ -292,7 +292,7 @@ class PostgresStore:
                 return rows
 
     async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
-        return await idempotency.once(self, self._purge, request, write)
+        return await idempotent_write.once(self, self._purge, request, write)
 
     async def purge_expired(self, cutoff: datetime, batch: int) -> int:
         count: int = (await self._fetch(PURGE_KEYS, cutoff, batch))[0][0]
@@ -383,19 +383,19 @@ class _PostgresTransaction:
     async def claim(self, request: IdempotentRequest, cutoff: datetime) -> bool:
         claim = (request.actor, request.key, request.fingerprint, datetime.now(UTC), cutoff)
         return (
-            await self._connection.fetchval(idempotency.CLAIM, *claim, timeout=self._timeout)
+            await self._connection.fetchval(idempotent_write.CLAIM, *claim, timeout=self._timeout)
             is not None
         )
 
     async def used(self, request: IdempotentRequest) -> tuple[str, int | None, str | None]:
         row = await self._connection.fetchrow(
-            idempotency.USED, request.actor, request.key, timeout=self._timeout
+            idempotent_write.USED, request.actor, request.key, timeout=self._timeout
         )
         return row[0], row[1], row[2]
 
     async def complete(self, request: IdempotentRequest, response: StoredResponse) -> None:
         await self._connection.execute(
-            idempotency.COMPLETE,
+            idempotent_write.COMPLETE,
             request.actor,
             request.key,
             response.status,

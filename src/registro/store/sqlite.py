@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from registro.store import idempotency, keys
+from registro.store import idempotent_write, keys
 from registro.store.base import (
     Actor,
     ApiKey,
@@ -30,7 +30,7 @@ from registro.store.base import (
     Record,
     Timeouts,
 )
-from registro.store.idempotency import (
+from registro.store.idempotent_write import (
     IdempotentRequest,
     Outcome,
     StoredResponse,
@@ -39,11 +39,11 @@ from registro.store.idempotency import (
 )
 
 CLAIM, USED, COMPLETE, ADD_KEY, ALL_KEYS, FIND_KEY, REVOKE_KEY = map(
-    idempotency.sqlite_placeholders,
+    idempotent_write.sqlite_placeholders,
     (
-        idempotency.CLAIM,
-        idempotency.USED,
-        idempotency.COMPLETE,
+        idempotent_write.CLAIM,
+        idempotent_write.USED,
+        idempotent_write.COMPLETE,
         keys.ADD,
         keys.ALL,
         keys.FIND,
@@ -111,7 +111,7 @@ class SqliteStore:
         self._lock = asyncio.Lock()
         self._busy = 0
         self._acquire = timeouts.acquire
-        self._purge = idempotency.PurgeClock()
+        self._purge = idempotent_write.PurgeClock()
         # In the idempotent write's transaction (it holds the one connection): run in it.
         self._bound = False
 
@@ -285,7 +285,7 @@ class SqliteStore:
             return record
 
     async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
-        return await idempotency.once(self, self._purge, request, write)
+        return await idempotent_write.once(self, self._purge, request, write)
 
     async def purge_expired(self, cutoff: datetime, batch: int) -> int:
         async with self._transaction() as db:

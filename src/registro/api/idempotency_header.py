@@ -2,10 +2,10 @@
 
 A key is the caller's (the API key's name; `anonymous` without one), so two callers never see
 each other's responses. The first request with a key writes and its response (status and body)
-is stored with it, in the write's transaction (registro.store.idempotency); a repeat of the same
-request (method, path and body) gets that response back, marked `Idempotent-Replayed: true`,
-and writes nothing; the key with another request is 422. Input the service refuses before it
-writes (401, 403, 413, 415, 422) stores nothing.
+is stored with it, in the write's transaction (registro.store.idempotent_write); a repeat of
+the same request (method, path and body) gets that response back, marked
+`Idempotent-Replayed: true`, and writes nothing; the key with another request is 422. Input
+the service refuses before it writes (401, 403, 413, 415, 422) stores nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from registro.api.inputs import InvalidInput
 from registro.api.responses import JSON
 from registro.error_responses import error
 from registro.store import Store
-from registro.store.idempotency import IdempotentRequest, KeyReused, StoredResponse, Write
+from registro.store.idempotent_write import IdempotentRequest, KeyReused, StoredResponse, Write
 from registro.store.schema import IDEMPOTENCY_KEY_MAX_LENGTH
 
 HEADER = "Idempotency-Key"

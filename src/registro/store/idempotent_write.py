@@ -35,7 +35,7 @@ class KeyReused(Exception):
 class IdempotentRequest:
     actor: str
     key: str
-    fingerprint: str  # SHA-256 of the method, path and body (registro.api.idempotency)
+    fingerprint: str  # SHA-256 of the method, path and body (registro.api.idempotency_header)
     kept: timedelta  # how long a key is remembered
 
     def cutoff(self) -> datetime:
