@@ -16,7 +16,9 @@ from registro.api.operation import Call, Operation, PathEndpoint, routes
 from registro.api.schemas import Message, NameIn
 from registro.auth import ANONYMOUS, Principal
 from registro.failsafe import FailsafeMiddleware
-from registro.settings import AuthMode
+from registro.lifecycle import Lifecycle
+from registro.settings import AuthMode, load_settings
+from registro.shared import Shared
 from registro.store import Record
 
 WRITER = Principal("writer", frozenset({"write"}))
@@ -55,7 +57,8 @@ async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncCli
         exception_handlers=errors.HANDLERS,
         middleware=[Middleware(FailsafeMiddleware)],  # a bug's JSON 500, as registro.app has it
     )
-    app.state.authenticator = FakeAuthenticator()
+    app.state.shared = Shared(load_settings(), Lifecycle())
+    app.state.shared.authenticator = FakeAuthenticator()
     calls.clear()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from registro.api.inputs import InvalidInput
 from registro.api.responses import JSON
 from registro.error_responses import error
+from registro.shared import shared
 from registro.store import Store
 from registro.store.idempotent_write import IdempotentRequest, KeyReused, StoredResponse, Write
 from registro.store.schema import IDEMPOTENCY_KEY_MAX_LENGTH
@@ -83,8 +84,7 @@ async def stored(respond: Write, store: Store) -> StoredResponse:
 
 async def once(request: Request, actor: str, idempotency_key: str, respond: Write) -> Response:
     """Run the write `respond` at most once for this caller's key."""
-    settings = request.app.state.settings
-    store: Store = request.app.state.store
+    settings, store = shared(request).settings, shared(request).store
     claim = IdempotentRequest(
         actor=actor,
         key=idempotency_key,

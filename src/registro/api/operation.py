@@ -27,6 +27,7 @@ from registro.api.responses import JSON
 from registro.auth import ANONYMOUS, Principal, Scope, needs_key
 from registro.limits import UNEXPECTED_BODY
 from registro.settings import AuthMode
+from registro.shared import shared
 from registro.store import Store
 from registro.store.idempotent_write import StoredResponse
 
@@ -51,8 +52,7 @@ class Call(Generic[Body, Query]):
     def store(self) -> Store:
         if self.transaction is not None:
             return self.transaction
-        store: Store = self.request.app.state.store
-        return store
+        return shared(self.request).store
 
 
 @dataclass(frozen=True, slots=True)
