@@ -75,7 +75,7 @@ async def main() -> None:
     inner = app
     while not hasattr(inner, "state"):
         inner = inner.app
-    inner.state.store, inner.state.authenticator = InstantStore(), AnyKey()
+    inner.state.shared.store, inner.state.shared.authenticator = InstantStore(), AnyKey()
     body = b'{"name": "bench"}'
     post_headers = [
         (b"content-type", b"application/json"),

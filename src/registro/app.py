@@ -27,7 +27,8 @@ from registro.faults import FaultInjectionMiddleware
 from registro.lifecycle import DrainMiddleware, Lifecycle
 from registro.limits import RequestLimitsMiddleware
 from registro.settings import AuthMode, Settings
-from registro.store import open_store
+from registro.shared import Shared
+from registro.store import Timeouts, open_store
 from registro.telemetry import metrics
 from registro.telemetry.logs import flush as flush_logs
 from registro.telemetry.requests import RequestTelemetryMiddleware
@@ -37,32 +38,41 @@ DESCRIPTION = "A registry of uniquely named records."
 GAUGE_SAMPLE_SECONDS = 1.0
 
 
-async def _sample_gauges(app: Starlette) -> None:
+async def _sample_gauges(state: Shared) -> None:
     while True:
-        metrics.sample(*app.state.store.pool_usage())
+        metrics.sample(*state.store.pool_usage())
         await asyncio.sleep(GAUGE_SAMPLE_SECONDS)
+
+
+def database_timeouts(settings: Settings) -> Timeouts:
+    return Timeouts(
+        statement=settings.db_statement_timeout_seconds,
+        lock=settings.db_lock_timeout_seconds,
+        acquire=settings.db_acquire_timeout_seconds,
+    )
 
 
 def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.store = await open_store(
+        state: Shared = app.state.shared
+        state.store = await open_store(
             settings.database,
             settings.db_pool_size,
             settings.database_password_file,
-            timeouts=settings.database_timeouts,
+            timeouts=database_timeouts(settings),
         )
-        app.state.authenticator = Authenticator(app.state.store, settings.auth_cache_seconds)
+        state.authenticator = Authenticator(state.store, settings.auth_cache_seconds)
         if drain_on_sigterm:
-            app.state.lifecycle.drain_on_sigterm(settings.drain_seconds)
-        sampler = asyncio.create_task(_sample_gauges(app))
+            state.lifecycle.drain_on_sigterm(settings.drain_seconds)
+        sampler = asyncio.create_task(_sample_gauges(state))
         try:
             yield
         finally:
             sampler.cancel()
-            await app.state.store.close()
-            if app.state.tracer_provider is not None:
-                app.state.tracer_provider.shutdown()
+            await state.store.close()
+            if state.tracer_provider is not None:
+                state.tracer_provider.shutdown()
             metrics.forget_this_process()
             flush_logs()  # a worker may then be ended by the signal that stopped it
 
@@ -100,21 +110,20 @@ def create_app(
     # /data/ is a 404, as any path no route has. Starlette's default redirect to /data builds
     # its Location from the Host header, which the caller writes.
     api.router.redirect_slashes = False
-    api.state.settings = settings
-    api.state.lifecycle = lifecycle or Lifecycle()
-    api.state.tracer_provider = None
+    state = Shared(settings, lifecycle or Lifecycle())
+    api.state.shared = state
     metrics.BUILD_INFO.labels(__version__, settings.git_commit).set(1)
 
     app: ASGIApp = api
     if settings.faults_enabled:
         app = FaultInjectionMiddleware(app, settings.fault_error_rate, settings.fault_latency_ms)
     app = RequestLimitsMiddleware(app, settings.max_body_bytes)
-    app = DrainMiddleware(app, api.state.lifecycle)
+    app = DrainMiddleware(app, state.lifecycle)
     app = RequestTelemetryMiddleware(app)
     if settings.otel_exporter_otlp_endpoint:
         from registro.telemetry.tracing import traced
 
-        app, api.state.tracer_provider = traced(
+        app, state.tracer_provider = traced(
             app, settings.otel_exporter_otlp_endpoint, settings.otel_service_name
         )
     return app

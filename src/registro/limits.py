@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registro.error_responses import error
+from registro.settings import Settings
 
 METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "DELETE"})
 UNEXPECTED_BODY = "registro.unexpected_body"
 
 
-@dataclass(frozen=True)  # no slots: its class attributes are the settings' defaults
+@dataclass(frozen=True, slots=True)
 class HttpLimits:
     """What one connection may cost a worker, against slow or oversized clients."""
 
@@ -33,6 +34,15 @@ class HttpLimits:
     # read. No setting: a client reading at any pace resets it, so one bound suits every client.
     send_timeout: float = 10.0
     max_connections: int = 1000  # per worker
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(
+        max_header_bytes=settings.http_max_header_bytes,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+        max_connections=settings.http_max_connections,
+    )
 
 
 def _declares_body(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -27,13 +27,14 @@ def worker_app() -> ASGIApp:
     """The uvicorn factory: each worker process builds its own app from the environment."""
     from registro.app import create_app
     from registro.http import BoundedHttpToolsProtocol
+    from registro.limits import http_limits
     from registro.telemetry.logs import configure_logging
 
     settings = load_settings()
     configure_logging(
         settings.log_level, settings.log_queue_lines, log_format=settings.log_format_mode
     )
-    BoundedHttpToolsProtocol.limits = settings.http_limits
+    BoundedHttpToolsProtocol.limits = http_limits(settings)
     return create_app(settings, drain_on_sigterm=True)
 
 

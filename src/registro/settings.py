@@ -1,23 +1,22 @@
 """Settings, read once from the environment (12-factor) and validated at start.
 
 Every variable the service reads is a field here; `ENVIRONMENT_VARIABLES` lists their names so
-that deployment manifests can be checked against it.
+that deployment manifests can be checked against it. This module imports nothing else from the
+service: the modules that use a setting turn it into their own types (registro.limits,
+registro.app), so settings can be read and checked without loading any of them.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from registro.limits import HttpLimits
-from registro.store.base import Timeouts
-from registro.store.urls import is_postgres, valid_postgres_hosts
-from registro.telemetry.logs import QUEUE_LINES
 
 Environment = Literal["dev", "qa", "prod"]
 AuthMode = Literal["off", "writes", "all"]
@@ -29,6 +28,22 @@ DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 30  # for in-flight requests, after draining
 
 # Variables whose values must never be echoed back (they may carry credentials).
 SECRET_VARIABLES = frozenset({"DATABASE_URL"})
+
+
+# One host of a libpq-style URL's host list: a name or address (IPv6 bracketed), optional port.
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:/\[\]]*)(:\d{1,5})?")
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def valid_postgres_hosts(url: str) -> bool:
+    """Whether every host in a PostgreSQL URL (`h1:5432,h2:5432` too) is well formed."""
+    if not is_postgres(url):
+        return True
+    hosts = urlsplit(url).netloc.rpartition("@")[2]
+    return all(_HOST.fullmatch(host) for host in hosts.split(","))
 
 
 class SettingsError(Exception):
@@ -52,23 +67,23 @@ class Settings(BaseSettings):
     shutdown_timeout_seconds: int = Field(default=DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, ge=1, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: LogFormat | None = None
-    log_queue_lines: int = Field(default=QUEUE_LINES, ge=100, le=1_000_000)
+    log_queue_lines: int = Field(default=10_000, ge=100, le=1_000_000)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_statement_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     db_lock_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
     db_acquire_timeout_seconds: float = Field(default=2.0, gt=0, le=300)
     max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
-    http_max_header_bytes: int = Field(default=HttpLimits.max_header_bytes, ge=1024, le=1 << 20)
-    http_header_timeout_seconds: float = Field(default=HttpLimits.header_timeout, gt=0, le=300)
-    http_body_timeout_seconds: float = Field(default=HttpLimits.body_timeout, gt=0, le=300)
+    http_max_header_bytes: int = Field(default=16_384, ge=1024, le=1 << 20)
+    http_header_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     http_keep_alive_seconds: int = Field(default=65, ge=1, le=3600)
-    http_max_connections: int = Field(default=HttpLimits.max_connections, ge=1, le=100_000)
+    http_max_connections: int = Field(default=1000, ge=1, le=100_000)
     # The proxies whose X-Forwarded-For is believed: addresses or CIDRs, comma-separated.
     forwarded_allow_ips: str = "127.0.0.1,::1"
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     fault_error_rate: float = Field(default=0.0, ge=0, le=1)
     fault_latency_ms: int = Field(default=0, ge=0, le=60_000)
-    # How long a write's Idempotency-Key is remembered (registro.api.idempotency).
+    # How long a write's Idempotency-Key is remembered (registro.api.idempotency_header).
     idempotency_hours: int = Field(default=24, ge=1, le=24 * 30)
     # Read by `registro migrate` only: the service's own login role on PostgreSQL, and its
     # password, which migrate sets (it runs as the owner of the tables; the role gets DML only).
@@ -164,23 +179,6 @@ class Settings(BaseSettings):
     @property
     def migrate_on_start(self) -> bool:
         return self.env == "dev"
-
-    @property
-    def database_timeouts(self) -> Timeouts:
-        return Timeouts(
-            statement=self.db_statement_timeout_seconds,
-            lock=self.db_lock_timeout_seconds,
-            acquire=self.db_acquire_timeout_seconds,
-        )
-
-    @property
-    def http_limits(self) -> HttpLimits:
-        return HttpLimits(
-            max_header_bytes=self.http_max_header_bytes,
-            header_timeout=self.http_header_timeout_seconds,
-            body_timeout=self.http_body_timeout_seconds,
-            max_connections=self.http_max_connections,
-        )
 
     @property
     def faults_enabled(self) -> bool:

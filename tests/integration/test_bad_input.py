@@ -94,7 +94,7 @@ async def test_a_body_where_none_is_expected_is_refused_unread(
 ) -> None:
     """Past REGISTRO_MAX_BODY_BYTES it is 413, as for any method; below it, 400: these methods
     take no body (RFC 9110 9.3.1, 9.3.5: it has no defined semantics). The idempotency key
-    makes DELETE hash its body (api/idempotency.py), which read a body of any size whole."""
+    makes DELETE hash its body (api/idempotency_header.py), which read a body of any size whole."""
     existing = (await client.post("/data", json={"name": "keep"})).json()["id"]
     url = path.format(id=existing)
     headers = {"Idempotency-Key": "body-on-delete", **NOT_JSON}

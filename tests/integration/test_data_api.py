@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
+from registro.store import ApiKey, Store, keys, postgres, sqlite
+from registro.store.postgres import PostgresStore
+from registro.store.sqlite import SqliteStore
 from tests.conftest import ClientFactory, bearer
 
 
@@ -196,3 +202,42 @@ async def test_a_revoked_key_stops_working(
     assert (
         await client.post("/data", json={"name": "b"}, headers=bearer(writer))
     ).status_code == 401
+
+
+async def test_a_request_looks_its_key_up_once_and_a_cached_key_not_at_all(
+    make_client: ClientFactory, make_key, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The longest path (a keyed, idempotent write under REGISTRO_AUTH=all) asks the store for
+    the caller's key once; within REGISTRO_AUTH_CACHE_SECONDS, not at all."""
+    looked_up: list[str] = []
+    for store_class in (SqliteStore, PostgresStore):
+        find_key = store_class.find_key
+
+        async def counted(self: Store, key_id: str, find_key: Any = find_key) -> ApiKey | None:
+            looked_up.append(key_id)
+            return await find_key(self, key_id)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(store_class, "find_key", counted)
+    writer = bearer(await make_key("ci", "read", "write"))
+    uncached = await make_client(auth="all", auth_cache_seconds=0)
+    for _ in range(2):
+        write = await uncached.post(
+            "/data", json={"name": "a"}, headers={**writer, "Idempotency-Key": "k1"}
+        )
+        assert write.status_code == 200, write.text
+        assert len(looked_up) == 1, looked_up
+        looked_up.clear()
+    assert (await uncached.get("/data", headers=writer)).status_code == 200
+    assert len(looked_up) == 1
+    looked_up.clear()
+    cached = await make_client(auth="all")
+    for _ in range(3):
+        assert (await cached.get("/data", headers=writer)).status_code == 200
+    assert len(looked_up) == 1
+
+
+def test_the_api_key_statements_are_written_once_for_both_databases() -> None:
+    """registro.store.keys holds them; a backend that wrote its own again would drift."""
+    for module in (postgres, sqlite):
+        assert "api_keys" not in Path(module.__file__ or "").read_text(), module.__name__
+    assert keys.FIND in {postgres.keys.FIND} and keys.FIND.replace("$", "?") == sqlite.FIND_KEY

@@ -4,6 +4,7 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 import uuid
@@ -15,11 +16,11 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from registro.api.idempotency import HEADER, REPLAYED, fingerprint
+from registro.api.idempotency_header import HEADER, REPLAYED, fingerprint
 from registro.app import create_app
 from registro.settings import load_settings
-from registro.store import open_store
-from registro.store.idempotency import (
+from registro.store import Actor, DatabaseBusy, Store, Timeouts, open_store
+from registro.store.idempotent_write import (
     PURGE_BATCH,
     IdempotentRequest,
     KeyReused,
@@ -184,11 +185,11 @@ async def test_a_failed_write_stores_no_key_and_an_expired_key_is_new(database_u
     store = await open_store(database_url, 2)
     calls: list[str] = []
 
-    async def ok() -> StoredResponse:
+    async def ok(store: Store) -> StoredResponse:
         calls.append("ok")
         return StoredResponse(200, b'{"n": 1}')
 
-    async def fails() -> StoredResponse:
+    async def fails(store: Store) -> StoredResponse:
         calls.append("fails")
         raise RuntimeError("the database went away mid-write")
 
@@ -207,10 +208,35 @@ async def test_a_failed_write_stores_no_key_and_an_expired_key_is_new(database_u
         await store.close()
 
 
+async def test_only_the_store_handed_to_the_write_is_in_its_transaction(database_url: str) -> None:
+    """The write's transaction is passed, never found: the service's own store, called during
+    the write (a task it started, say), is not moved into it. It was once a context variable,
+    which asyncio copies into every task, so such calls joined the write's transaction: on
+    PostgreSQL a rolled-back write took them with it."""
+    store = await open_store(database_url, 2, timeouts=Timeouts(acquire=0.2))
+    who = Actor("someone", None, None)
+
+    async def fails(transactional: Store) -> StoredResponse:
+        assert transactional is not store
+        await transactional.create("inside", who)
+        # SQLite's one connection is the transaction's until it ends: the service's waits.
+        with contextlib.suppress(DatabaseBusy):
+            await store.create("outside", who)
+        raise RuntimeError("the write failed after both")
+
+    try:
+        with pytest.raises(RuntimeError):
+            await store.once(claim("k"), fails)
+        names = [record.name for record in await store.page(0, 10)]
+        assert names == ([] if database_url.startswith("sqlite") else ["outside"])
+    finally:
+        await store.close()
+
+
 async def test_expired_keys_are_purged(database_url: str) -> None:
     store = await open_store(database_url, 2)
 
-    async def ok() -> StoredResponse:
+    async def ok(store: Store) -> StoredResponse:
         return StoredResponse(200, b"{}")
 
     try:
@@ -245,7 +271,7 @@ async def _add_expired_keys(database_url: str, count: int, first: int) -> None:
         await connection.close()
 
 
-async def _ok() -> StoredResponse:
+async def _ok(store: Store) -> StoredResponse:
     return StoredResponse(200, b"{}")
 
 

@@ -50,7 +50,7 @@ def store_of(app: Any) -> PostgresStore:
     """The store, from the Starlette app inside the middleware stack."""
     while not hasattr(app, "state"):
         app = app.app
-    store: PostgresStore = app.state.store
+    store: PostgresStore = app.state.shared.store
     return store
 
 

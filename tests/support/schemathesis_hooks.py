@@ -17,7 +17,7 @@ from typing import Any
 
 import schemathesis
 
-from registro.api.idempotency import HEADER, KEY
+from registro.api.idempotency_header import HEADER, KEY
 
 
 @schemathesis.hook

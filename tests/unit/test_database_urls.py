@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from registro.store.urls import sqlalchemy_url, valid_postgres_hosts
+from registro.settings import valid_postgres_hosts
+from registro.store.urls import sqlalchemy_url
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from registro.api import idempotency
+import registro
+from registro.api import idempotency_header
 from registro.api.inputs import InvalidInput
 from registro.api.openapi import document
 from registro.app import OPERATIONS
@@ -12,7 +15,10 @@ from tests.support import idempotent
 
 
 def test_the_drills_writer_names_the_services_headers() -> None:
-    assert (idempotent.HEADER, idempotent.REPLAYED) == (idempotency.HEADER, idempotency.REPLAYED)
+    assert (idempotent.HEADER, idempotent.REPLAYED) == (
+        idempotency_header.HEADER,
+        idempotency_header.REPLAYED,
+    )
 
 
 @pytest.mark.parametrize(
@@ -28,18 +34,18 @@ def test_the_drills_writer_names_the_services_headers() -> None:
     ],
 )
 def test_a_key_is_1_to_255_printable_ascii_characters_without_spaces(key: str, valid: bool) -> None:
-    assert bool(idempotency.KEY.fullmatch(key)) is valid
+    assert bool(idempotency_header.KEY.fullmatch(key)) is valid
 
 
 def test_method_path_and_body_each_make_another_request() -> None:
-    same = idempotency.fingerprint("POST", "/data", b'{"name":"a"}')
-    assert same == idempotency.fingerprint("POST", "/data", b'{"name":"a"}')
+    same = idempotency_header.fingerprint("POST", "/data", b'{"name":"a"}')
+    assert same == idempotency_header.fingerprint("POST", "/data", b'{"name":"a"}')
     others = {
-        idempotency.fingerprint("PUT", "/data", b'{"name":"a"}'),
-        idempotency.fingerprint("POST", "/data/1", b'{"name":"a"}'),
-        idempotency.fingerprint("POST", "/data", b'{"name":"b"}'),
+        idempotency_header.fingerprint("PUT", "/data", b'{"name":"a"}'),
+        idempotency_header.fingerprint("POST", "/data/1", b'{"name":"a"}'),
+        idempotency_header.fingerprint("POST", "/data", b'{"name":"b"}'),
         # Lengths are hashed too: moving a byte from the path to the body is another request.
-        idempotency.fingerprint("POST", "/dat", b'a{"name":"a"}'),
+        idempotency_header.fingerprint("POST", "/dat", b'a{"name":"a"}'),
     }
     assert same not in others and len(others) == 4
 
@@ -50,7 +56,7 @@ def test_the_header_is_documented_on_exactly_the_writes() -> None:
         (method.upper(), path)
         for path, methods in paths.items()
         for method, operation in methods.items()
-        if any(p["name"] == idempotency.HEADER for p in operation.get("parameters", []))
+        if any(p["name"] == idempotency_header.HEADER for p in operation.get("parameters", []))
     }
     assert keyed == {("POST", "/data"), ("PUT", "/data/{id}"), ("DELETE", "/data/{id}")}
     header = next(p for p in paths["/data"]["post"]["parameters"] if p["in"] == "header")
@@ -59,7 +65,7 @@ def test_the_header_is_documented_on_exactly_the_writes() -> None:
         False,
         255,
     )
-    assert idempotency.REPLAYED in paths["/data"]["post"]["responses"]["200"]["headers"]
+    assert idempotency_header.REPLAYED in paths["/data"]["post"]["responses"]["200"]["headers"]
 
 
 def test_a_malformed_key_names_the_header() -> None:
@@ -67,5 +73,17 @@ def test_a_malformed_key_names_the_header() -> None:
 
     request = Request({"type": "http", "headers": [(b"idempotency-key", b"a b")]})
     with pytest.raises(InvalidInput) as raised:
-        idempotency.key(request)
+        idempotency_header.key(request)
     assert raised.value.errors[0]["loc"] == "header.Idempotency-Key"
+
+
+def test_no_two_modules_of_the_service_share_a_name() -> None:
+    """Two modules named idempotency.py (the header's, the database's) were read for each
+    other; a name says which is which."""
+    package = Path(registro.__file__).parent
+    names = [
+        path.name
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py" and "migrations" not in path.parts
+    ]
+    assert sorted(names) == sorted(set(names))

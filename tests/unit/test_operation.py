@@ -12,11 +12,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from registro.api import errors
-from registro.api.operation import Call, Operation, routes
+from registro.api.operation import Call, Operation, PathEndpoint, routes
 from registro.api.schemas import Message, NameIn
 from registro.auth import ANONYMOUS, Principal
 from registro.failsafe import FailsafeMiddleware
-from registro.settings import AuthMode
+from registro.lifecycle import Lifecycle
+from registro.settings import AuthMode, load_settings
+from registro.shared import Shared
 from registro.store import Record
 
 WRITER = Principal("writer", frozenset({"write"}))
@@ -55,7 +57,8 @@ async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncCli
         exception_handlers=errors.HANDLERS,
         middleware=[Middleware(FailsafeMiddleware)],  # a bug's JSON 500, as registro.app has it
     )
-    app.state.authenticator = FakeAuthenticator()
+    app.state.shared = Shared(load_settings(), Lifecycle())
+    app.state.shared.authenticator = FakeAuthenticator()
     calls.clear()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -121,3 +124,29 @@ async def test_methods_are_dispatched_per_path_with_405_naming_the_allowed(
     assert response.status_code == 405
     assert response.headers["allow"] == "PUT"
     assert response.json()["message"]
+
+
+@pytest.mark.parametrize("method", ["DELETE", "POST", "PATCH", "GET", "HEAD", "OPTIONS", "TRACE"])
+async def test_a_method_the_path_lacks_never_reaches_its_endpoint(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """The Route refuses it (Starlette's Route.handle: its `methods` are the path's handlers),
+    so the endpoint needs no 405 of its own; one that came back would be reached here."""
+    entered: list[str] = []
+    dispatch = PathEndpoint.dispatch
+
+    async def recording(self: PathEndpoint) -> None:
+        entered.append(self.scope["method"])
+        await dispatch(self)
+
+    monkeypatch.setattr(PathEndpoint, "dispatch", recording)
+    response = await client.request(method, "/things/7")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "PUT"
+    assert response.headers["content-type"] == "application/json"
+    assert entered == []
+    allowed = await client.put(
+        "/things/7", json={"name": "a"}, headers={"Authorization": "Bearer writer"}
+    )
+    assert allowed.status_code == 200, allowed.text
+    assert entered == ["PUT"]

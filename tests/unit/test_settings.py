@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
+from registro.app import database_timeouts
+from registro.limits import HttpLimits, http_limits
 from registro.settings import ENVIRONMENT_VARIABLES, SettingsError, load_settings
+from registro.store import Timeouts
+from registro.telemetry.logs import QUEUE_LINES
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +121,27 @@ def test_postgres_without_an_explicit_environment_refuses_to_start(
     assert load_settings().auth_mode == "off"  # dev against PostgreSQL, when said explicitly
     monkeypatch.setenv("REGISTRO_ENV", "prod")
     assert load_settings().auth_mode == "writes"
+
+
+def test_settings_import_nothing_else_from_the_service() -> None:
+    """Settings are the leaf: reading them loads no other module of the service, so nothing
+    they import can import them back, and each user converts them to its own types."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, registro.settings;"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('registro'))))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert loaded == ["registro", "registro.settings"]
+
+
+def test_the_settings_defaults_are_the_defaults_of_what_they_configure() -> None:
+    settings = load_settings()
+    assert http_limits(settings) == HttpLimits()
+    assert database_timeouts(settings) == Timeouts()
+    assert settings.log_queue_lines == QUEUE_LINES

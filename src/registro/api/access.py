@@ -7,7 +7,8 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from registro.auth import Authenticator, Principal, Scope
+from registro.auth import Principal, Scope
+from registro.shared import shared
 from registro.store import Actor, Record
 from registro.telemetry.requests import caller_request_id, client_address, request_id
 
@@ -15,8 +16,7 @@ from registro.telemetry.requests import caller_request_id, client_address, reque
 async def key_holder(request: Request, scope: Scope) -> Principal:
     """The caller of an operation whose scope needs a key: its key's holder, if that key holds
     the scope; 401 (no valid key) or 403 (the key lacks the scope) otherwise."""
-    authenticator: Authenticator = request.app.state.authenticator
-    principal = await authenticator.principal(request.headers.get("authorization"))
+    principal = await shared(request).authenticator.principal(request.headers.get("authorization"))
     if principal is None:
         raise HTTPException(401, "Missing or invalid API key", {"WWW-Authenticate": "Bearer"})
     if not principal.allows(scope):

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from registro import __version__
 from registro.api.operation import Call, Operation
 from registro.api.schemas import Message, VersionOut
+from registro.shared import shared
 from registro.store import DatabaseBusy
 from registro.store.migrate import head_revision, schema_state
 from registro.telemetry import metrics
@@ -22,7 +23,7 @@ async def livez(call: Call[None, None]) -> Message:
 
 
 async def readyz(call: Call[None, None]) -> Message:
-    state = call.request.app.state
+    state = shared(call.request)
     if state.lifecycle.draining:
         raise HTTPException(503, "draining")
     try:
@@ -39,7 +40,7 @@ async def readyz(call: Call[None, None]) -> Message:
 
 
 async def version(call: Call[None, None]) -> VersionOut:
-    settings = call.request.app.state.settings
+    settings = shared(call.request).settings
     return VersionOut(
         version=__version__, commit=settings.git_commit, build_time=settings.build_time
     )

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
-from registro.api import idempotency
+from registro.api import idempotency_header
 from registro.api.operation import ID_PARAMETER, Operation
 from registro.api.schemas import MAX_ID, Invalid, Message
 from registro.settings import AuthMode
@@ -74,11 +74,11 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     if op.idempotent:
         parameters.append(
             {
-                "name": idempotency.HEADER,
+                "name": idempotency_header.HEADER,
                 "in": "header",
                 "required": False,
-                "description": idempotency.KEY_DESCRIPTION,
-                "schema": idempotency.KEY_SCHEMA,
+                "description": idempotency_header.KEY_DESCRIPTION,
+                "schema": idempotency_header.KEY_SCHEMA,
             }
         )
     return parameters
@@ -102,8 +102,10 @@ def _responses(op: Operation, mode: AuthMode, schemas: dict[Key, Any]) -> dict[s
         }
     if op.idempotent:
         ok["headers"] = {
-            idempotency.REPLAYED: {
-                "description": f"`true` on the stored response to a repeated {idempotency.HEADER}",
+            idempotency_header.REPLAYED: {
+                "description": (
+                    f"`true` on the stored response to a repeated {idempotency_header.HEADER}"
+                ),
                 "schema": {"type": "string", "enum": ["true"]},
             }
         }

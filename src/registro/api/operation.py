@@ -21,14 +21,15 @@ from starlette.routing import Route
 from starlette.types import Receive, Send
 from starlette.types import Scope as ASGIScope
 
-from registro.api import idempotency, inputs
+from registro.api import idempotency_header, inputs
 from registro.api.access import key_holder
 from registro.api.responses import JSON
 from registro.auth import ANONYMOUS, Principal, Scope, needs_key
 from registro.limits import UNEXPECTED_BODY
 from registro.settings import AuthMode
+from registro.shared import shared
 from registro.store import Store
-from registro.store.idempotency import StoredResponse
+from registro.store.idempotent_write import StoredResponse
 
 Body = TypeVar("Body")
 Query = TypeVar("Query")
@@ -45,11 +46,13 @@ class Call(Generic[Body, Query]):
     body: Body
     query: Query
     record_id: int  # 0 when the path has no {id}
+    transaction: Store | None = None  # an idempotent write's: the store in its key's transaction
 
     @property
     def store(self) -> Store:
-        store: Store = self.request.app.state.store
-        return store
+        if self.transaction is not None:
+            return self.transaction
+        return shared(self.request).store
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,7 @@ class Operation:
     errors: Sequence[int] = ()  # what the handler itself answers (404, 409, ...)
     paginated: bool = False
     unavailable: bool = True  # may answer 503 when the database is down
-    idempotent: bool = False  # takes an Idempotency-Key (registro.api.idempotency)
+    idempotent: bool = False  # takes an Idempotency-Key (registro.api.idempotency_header)
 
     def needs_key(self, mode: AuthMode) -> bool:
         return self.scope is not None and needs_key(self.scope, mode)
@@ -126,20 +129,25 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
             raise HTTPException(400, f"{request.method} takes no request body")
         else:
             body = None
-        key = idempotency.key(request) if idempotent else None
+        key = idempotency_header.key(request) if idempotent else None
         if key is None:
-            return await respond(request, principal, body, query, record_id)
+            return await respond(request, principal, body, query, record_id, None)
 
-        async def write() -> StoredResponse:
-            response = await respond(request, principal, body, query, record_id)
+        async def write(store: Store) -> StoredResponse:
+            response = await respond(request, principal, body, query, record_id, store)
             return StoredResponse(response.status_code, bytes(response.body))
 
-        return await idempotency.once(request, principal.name, key, write)
+        return await idempotency_header.once(request, principal.name, key, write)
 
     async def respond(
-        request: Request, principal: Principal, body: Any, query: Any, record_id: int
+        request: Request,
+        principal: Principal,
+        body: Any,
+        query: Any,
+        record_id: int,
+        store: Store | None,
     ) -> Response:
-        result = await handler(Call(request, principal, body, query, record_id))
+        result = await handler(Call(request, principal, body, query, record_id, store))
         headers = None
         if isinstance(result, Reply):
             result, headers = result.content, result.headers
@@ -156,7 +164,11 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
 class PathEndpoint(HTTPEndpoint):
     """Starlette's HTTPEndpoint with its path's methods worked out once, when routes are built:
     Starlette's own looks them up on every request (a getattr for each HTTP method, and a check
-    that the handler is a coroutine function), which the benchmark prices."""
+    that the handler is a coroutine function), which the benchmark prices.
+
+    Only a method of `handlers` (or HEAD, with GET) reaches it: its Route is declared with
+    exactly those methods, and Starlette's Route answers any other with a 405 naming them,
+    which registro.api.errors makes JSON."""
 
     handlers: ClassVar[Mapping[str, Endpoint]] = {}
 
@@ -166,23 +178,17 @@ class PathEndpoint(HTTPEndpoint):
     async def dispatch(self) -> None:
         request = Request(self.scope, receive=self.receive, send=self.send)
         method = request.method
-        handler = self.handlers.get("GET" if method == "HEAD" else method)
-        response = await (self.method_not_allowed if handler is None else handler)(request)
+        response = await self.handlers["GET" if method == "HEAD" else method](request)
         await response(self.scope, self.receive, self.send)
 
 
-def _path_endpoint(path: str, handlers: Mapping[str, Endpoint]) -> type[PathEndpoint]:
-    allowed = [*handlers, "HEAD"] if "GET" in handlers else [*handlers]
-    return type(path, (PathEndpoint,), {"handlers": handlers, "_allowed_methods": allowed})
-
-
 def routes(operations: Sequence[Operation], mode: AuthMode) -> list[Route]:
-    """One route per path, its methods dispatched by a PathEndpoint (a wrong method gets 405 with
-    every allowed one)."""
+    """One route per path, its methods dispatched by a PathEndpoint; the Route answers a wrong
+    method with a 405 naming every allowed one."""
     by_path: dict[str, dict[str, Endpoint]] = {}
     for op in operations:
         by_path.setdefault(op.path, {})[op.method] = endpoint(op, mode)
     return [
-        Route(path, _path_endpoint(path, handlers), methods=list(handlers))
+        Route(path, type(path, (PathEndpoint,), {"handlers": handlers}), methods=list(handlers))
         for path, handlers in by_path.items()
     ]

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from registro.settings import is_postgres
 from registro.store.base import (
     Actor,
     ApiKey,
@@ -13,7 +14,7 @@ from registro.store.base import (
     Store,
     Timeouts,
 )
-from registro.store.urls import is_postgres, password_reader, sqlite_path
+from registro.store.urls import password_reader, sqlite_path
 
 
 async def open_store(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from registro.store.idempotency import IdempotentRequest, Outcome, Write
+from registro.store.idempotent_write import IdempotentRequest, Outcome, Write
 
 
 class NameTaken(Exception):

@@ -16,8 +16,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from registro.settings import is_postgres
 from registro.store.sqlite import require_directory
-from registro.store.urls import is_postgres, sqlite_path
+from registro.store.urls import sqlite_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Held by every `registro migrate` while it changes the schema or the app role's grants.

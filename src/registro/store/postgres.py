@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
-from collections.abc import Callable
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from registro.store import idempotency
+from registro.store import idempotent_write, keys
 from registro.store.base import (
     Actor,
     ApiKey,
@@ -27,7 +27,13 @@ from registro.store.base import (
     Record,
     Timeouts,
 )
-from registro.store.idempotency import IdempotentRequest, Outcome, Write
+from registro.store.idempotent_write import (
+    IdempotentRequest,
+    Outcome,
+    StoredResponse,
+    Transaction,
+    Write,
+)
 
 # The database is up but did not answer in time: answered 503 "busy".
 BUSY_ERRORS = (
@@ -98,7 +104,6 @@ AUDIT_PAGE = """
     SELECT id, at, actor, action, record_id, before, after, request_id, client, caller_request_id
     FROM audit WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2
 """
-KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
 # Expired keys, a batch at a time; rows another transaction holds are left for the next purge.
 PURGE_KEYS = """
     WITH gone AS (
@@ -109,26 +114,11 @@ PURGE_KEYS = """
     )
     SELECT count(*) FROM gone
 """
-# The connection whose transaction this task's idempotent write (PostgresStore.once) is in: the
-# write's statements run there, each in a savepoint, so one the database refuses (a taken name)
-# leaves the transaction usable for storing the response.
-_writing: ContextVar[asyncpg.Connection | None] = ContextVar("registro_pg_writing", default=None)
 
 
 def _actor(actor: Actor) -> tuple[str, str | None, str | None, str | None]:
     """The audit's $2..$5."""
     return actor.name, actor.request_id, actor.client, actor.caller_request_id
-
-
-def _key(row: asyncpg.Record) -> ApiKey:
-    return ApiKey(
-        name=row["name"],
-        key_id=row["key_id"],
-        secret_hash=row["secret_hash"],
-        scopes=frozenset(row["scopes"].split(",")),
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -226,7 +216,16 @@ class PostgresStore:
         # The reset on release only rolls back a transaction left open: as long as an acquire.
         self._release = timeouts.acquire
         self._client_timeout = timeouts.statement + CLIENT_GRACE_SECONDS
-        self._purge = idempotency.PurgeClock()
+        self._purge = idempotent_write.PurgeClock()
+        # The connection of the idempotent write's transaction this store runs in, if any: its
+        # statements run there, each in a savepoint, so one the database refuses (a taken name)
+        # leaves the transaction usable for storing the response.
+        self._bound: asyncpg.Connection | None = None
+
+    def _in(self, connection: asyncpg.Connection) -> PostgresStore:
+        bound = copy.copy(self)
+        bound._bound = connection
+        return bound
 
     @classmethod
     async def connect(
@@ -261,9 +260,8 @@ class PostgresStore:
         return cls(pool, timeouts)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        bound = _writing.get()
-        if bound is not None:
-            return await self._fetch_in(bound, query, *args)
+        if self._bound is not None:
+            return await self._fetch_in(self._bound, query, *args)
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 with _database_errors:
@@ -294,48 +292,27 @@ class PostgresStore:
                 return rows
 
     async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
-        cutoff = request.cutoff()
-        if self._purge.due():
-            self._purge.purged((await self._fetch(PURGE_KEYS, cutoff, self._purge.batch))[0][0])
+        return await idempotent_write.once(self, self._purge, request, write)
+
+    async def purge_expired(self, cutoff: datetime, batch: int) -> int:
+        count: int = (await self._fetch(PURGE_KEYS, cutoff, batch))[0][0]
+        return count
+
+    async def in_transaction(self, work: Callable[[Transaction], Awaitable[Outcome]]) -> Outcome:
+        """Retried whole when it lost a deadlock (which rolled it back)."""
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 with _database_errors:
-                    return await self._once(request, cutoff, write)
+                    async with _Lease(self) as connection, connection.transaction():
+                        try:
+                            return await work(_PostgresTransaction(self, connection))
+                        except ABANDON:
+                            connection.terminate()  # before the rollback waits on it
+                            raise
             except asyncpg.DeadlockDetectedError as exc:
                 if attempt == DEADLOCK_RETRIES:
                     raise DatabaseBusy("deadlock, retries exhausted") from exc
         raise AssertionError("unreachable")
-
-    async def _once(self, request: IdempotentRequest, cutoff: datetime, write: Write) -> Outcome:
-        async with _Lease(self) as connection, connection.transaction():
-            try:
-                return await self._once_in(connection, request, cutoff, write)
-            except ABANDON:
-                connection.terminate()  # before the transaction's rollback waits on it
-                raise
-
-    async def _once_in(
-        self,
-        connection: asyncpg.Connection,
-        request: IdempotentRequest,
-        cutoff: datetime,
-        write: Write,
-    ) -> Outcome:
-        key = (request.actor, request.key)
-        timeout = self._client_timeout
-        claim = (*key, request.fingerprint, datetime.now(UTC), cutoff)
-        if await connection.fetchval(idempotency.CLAIM, *claim, timeout=timeout) is None:
-            # The claim waited for, then locked, the key's row: it is committed.
-            row = await connection.fetchrow(idempotency.USED, *key, timeout=timeout)
-            return idempotency.replay(request.fingerprint, *row)
-        token = _writing.set(connection)
-        try:
-            response = await write()
-        finally:
-            _writing.reset(token)
-        body = response.body.decode()
-        await connection.execute(idempotency.COMPLETE, *key, response.status, body, timeout=timeout)
-        return Outcome(response, replayed=False)
 
     async def _one(self, query: str, *args: Any) -> Record | None:
         rows = await self._fetch(query, *args)
@@ -361,32 +338,17 @@ class PostgresStore:
         return [AuditEntry(**dict(row)) for row in rows]
 
     async def add_key(self, key: ApiKey) -> None:
-        await self._fetch(
-            f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
-            key.name,
-            key.key_id,
-            key.secret_hash,
-            ",".join(sorted(key.scopes)),
-            key.created_at,
-            key.revoked_at,
-        )
+        await self._fetch(keys.ADD, *keys.parameters(key))
 
     async def keys(self) -> list[ApiKey]:
-        return [
-            _key(r) for r in await self._fetch(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id")
-        ]
+        return [keys.api_key(row) for row in await self._fetch(keys.ALL)]
 
     async def find_key(self, key_id: str) -> ApiKey | None:
-        rows = await self._fetch(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1", key_id)
-        return _key(rows[0]) if rows else None
+        rows = await self._fetch(keys.FIND, key_id)
+        return keys.api_key(rows[0]) if rows else None
 
     async def revoke_key(self, name: str) -> bool:
-        rows = await self._fetch(
-            "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL"
-            " RETURNING id",
-            name,
-        )
-        return bool(rows)
+        return bool(await self._fetch(keys.REVOKE, name, datetime.now(UTC)))
 
     async def schema_revision(self) -> str | None:
         try:
@@ -408,3 +370,35 @@ class PostgresStore:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._acquire):
                 await self._pool.close()
+
+
+class _PostgresTransaction:
+    __slots__ = ("_connection", "_timeout", "store")
+
+    def __init__(self, store: PostgresStore, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+        self._timeout = store._client_timeout
+        self.store = store._in(connection)
+
+    async def claim(self, request: IdempotentRequest, cutoff: datetime) -> bool:
+        claim = (request.actor, request.key, request.fingerprint, datetime.now(UTC), cutoff)
+        return (
+            await self._connection.fetchval(idempotent_write.CLAIM, *claim, timeout=self._timeout)
+            is not None
+        )
+
+    async def used(self, request: IdempotentRequest) -> tuple[str, int | None, str | None]:
+        row = await self._connection.fetchrow(
+            idempotent_write.USED, request.actor, request.key, timeout=self._timeout
+        )
+        return row[0], row[1], row[2]
+
+    async def complete(self, request: IdempotentRequest, response: StoredResponse) -> None:
+        await self._connection.execute(
+            idempotent_write.COMPLETE,
+            request.actor,
+            request.key,
+            response.status,
+            response.body.decode(),
+            timeout=self._timeout,
+        )

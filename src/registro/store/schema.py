@@ -53,7 +53,7 @@ api_keys = sa.Table(
     sa.UniqueConstraint("key_id", name="api_keys_key_id_key"),
 )
 
-# A write's Idempotency-Key, per caller, with the response it got (registro.store.idempotency).
+# A write's Idempotency-Key, per caller, with the response it got (registro.store.idempotent_write).
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 idempotency_keys = sa.Table(

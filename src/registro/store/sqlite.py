@@ -7,19 +7,19 @@ One connection serves the process (SQLite has a single writer anyway); writes ru
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from registro.store import idempotency
+from registro.store import idempotent_write, keys
 from registro.store.base import (
     Actor,
     ApiKey,
@@ -30,21 +30,31 @@ from registro.store.base import (
     Record,
     Timeouts,
 )
-from registro.store.idempotency import IdempotentRequest, Outcome, Write
+from registro.store.idempotent_write import (
+    IdempotentRequest,
+    Outcome,
+    StoredResponse,
+    Transaction,
+    Write,
+)
 
-KEY_COLUMNS = "name, key_id, secret_hash, scopes, created_at, revoked_at"
-CLAIM, USED, COMPLETE = map(
-    idempotency.sqlite_placeholders,
-    (idempotency.CLAIM, idempotency.USED, idempotency.COMPLETE),
+CLAIM, USED, COMPLETE, ADD_KEY, ALL_KEYS, FIND_KEY, REVOKE_KEY = map(
+    idempotent_write.sqlite_placeholders,
+    (
+        idempotent_write.CLAIM,
+        idempotent_write.USED,
+        idempotent_write.COMPLETE,
+        keys.ADD,
+        keys.ALL,
+        keys.FIND,
+        keys.REVOKE,
+    ),
 )
 PURGE = """
     DELETE FROM idempotency_keys WHERE rowid IN (
         SELECT rowid FROM idempotency_keys WHERE created_at < ? LIMIT ?
     )
 """
-# The store whose idempotent write (SqliteStore.once) this task is inside: its writes join that
-# transaction instead of starting their own.
-_writing: ContextVar[SqliteStore | None] = ContextVar("registro_sqlite_writing", default=None)
 
 
 def _now() -> str:
@@ -56,25 +66,8 @@ def _timestamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 def _doc(record: Record | None) -> str | None:
     return json.dumps({"id": record.id, "name": record.name}) if record else None
-
-
-def _key(row: sqlite3.Row) -> ApiKey:
-    created_at = _time(row["created_at"])
-    assert created_at is not None
-    return ApiKey(
-        name=row["name"],
-        key_id=row["key_id"],
-        secret_hash=row["secret_hash"],
-        scopes=frozenset(row["scopes"].split(",")),
-        created_at=created_at,
-        revoked_at=_time(row["revoked_at"]),
-    )
 
 
 def require_directory(path: str) -> None:
@@ -118,7 +111,14 @@ class SqliteStore:
         self._lock = asyncio.Lock()
         self._busy = 0
         self._acquire = timeouts.acquire
-        self._purge = idempotency.PurgeClock()
+        self._purge = idempotent_write.PurgeClock()
+        # In the idempotent write's transaction (it holds the one connection): run in it.
+        self._bound = False
+
+    def _in_transaction(self) -> SqliteStore:
+        bound = copy.copy(self)
+        bound._bound = True
+        return bound
 
     @classmethod
     async def connect(
@@ -158,6 +158,8 @@ class SqliteStore:
             raise
 
     async def _rows(self, query: str, *args: Any) -> list[sqlite3.Row]:
+        if self._bound:
+            return list(await (await self._db.execute(query, args)).fetchall())
         await self._locked()
         self._busy = 1
         try:
@@ -169,7 +171,7 @@ class SqliteStore:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        if _writing.get() is self:  # inside once(): already in the write's transaction
+        if self._bound:
             yield self._db
             return
         await self._locked()
@@ -283,28 +285,17 @@ class SqliteStore:
             return record
 
     async def once(self, request: IdempotentRequest, write: Write) -> Outcome:
-        cutoff = _timestamp(request.cutoff())
-        if self._purge.due():
-            async with self._transaction() as db:
-                purge = await db.execute(PURGE, (cutoff, self._purge.batch))
-            self._purge.purged(purge.rowcount)
+        return await idempotent_write.once(self, self._purge, request, write)
+
+    async def purge_expired(self, cutoff: datetime, batch: int) -> int:
         async with self._transaction() as db:
-            claim = (request.actor, request.key, request.fingerprint, _timestamp(datetime.now(UTC)))
-            cursor = await db.execute(CLAIM, (*claim, cutoff))
-            if await cursor.fetchone() is None:
-                cursor = await db.execute(USED, (request.actor, request.key))
-                row = await cursor.fetchone()
-                assert row is not None  # under the write lock: the conflicting row is there
-                return idempotency.replay(request.fingerprint, *row)
-            token = _writing.set(self)
-            try:
-                response = await write()
-            finally:
-                _writing.reset(token)
-            await db.execute(
-                COMPLETE, (request.actor, request.key, response.status, response.body.decode())
-            )
-            return Outcome(response, replayed=False)
+            purge = await db.execute(PURGE, (_timestamp(cutoff), batch))
+        deleted: int = purge.rowcount
+        return deleted
+
+    async def in_transaction(self, work: Callable[[Transaction], Awaitable[Outcome]]) -> Outcome:
+        async with self._transaction() as db:
+            return await work(_SqliteTransaction(self, db))
 
     async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]:
         rows = await self._rows(
@@ -333,36 +324,21 @@ class SqliteStore:
     async def add_key(self, key: ApiKey) -> None:
         try:
             async with self._transaction() as db:
-                await db.execute(
-                    f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        key.name,
-                        key.key_id,
-                        key.secret_hash,
-                        ",".join(sorted(key.scopes)),
-                        key.created_at.isoformat(),
-                        None,
-                    ),
-                )
+                await db.execute(ADD_KEY, keys.parameters(key, datetime.isoformat))
         except sqlite3.IntegrityError as exc:
             raise NameTaken from exc
 
     async def keys(self) -> list[ApiKey]:
-        return [
-            _key(r) for r in await self._rows(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id")
-        ]
+        return [keys.api_key(row, datetime.fromisoformat) for row in await self._rows(ALL_KEYS)]
 
     async def find_key(self, key_id: str) -> ApiKey | None:
-        rows = await self._rows(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?", key_id)
-        return _key(rows[0]) if rows else None
+        rows = await self._rows(FIND_KEY, key_id)
+        return keys.api_key(rows[0], datetime.fromisoformat) if rows else None
 
     async def revoke_key(self, name: str) -> bool:
         async with self._transaction() as db:
-            cursor = await db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-                (_now(), name),
-            )
-            return cursor.rowcount > 0
+            cursor = await db.execute(REVOKE_KEY, (name, _now()))
+            return bool(await cursor.fetchall())
 
     async def schema_revision(self) -> str | None:
         try:
@@ -382,3 +358,27 @@ class SqliteStore:
 
     async def close(self) -> None:
         await self._db.close()
+
+
+class _SqliteTransaction:
+    __slots__ = ("_db", "store")
+
+    def __init__(self, store: SqliteStore, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self.store = store._in_transaction()
+
+    async def claim(self, request: IdempotentRequest, cutoff: datetime) -> bool:
+        now = _timestamp(datetime.now(UTC))
+        claim = (request.actor, request.key, request.fingerprint, now, _timestamp(cutoff))
+        cursor = await self._db.execute(CLAIM, claim)
+        return await cursor.fetchone() is not None
+
+    async def used(self, request: IdempotentRequest) -> tuple[str, int | None, str | None]:
+        cursor = await self._db.execute(USED, (request.actor, request.key))
+        row = await cursor.fetchone()
+        assert row is not None  # under the write lock: the conflicting row is there
+        return row[0], row[1], row[2]
+
+    async def complete(self, request: IdempotentRequest, response: StoredResponse) -> None:
+        body = response.body.decode()
+        await self._db.execute(COMPLETE, (request.actor, request.key, response.status, body))

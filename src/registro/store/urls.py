@@ -1,24 +1,10 @@
-"""DATABASE_URL in its standard forms, mapped to the drivers registro uses."""
+"""DATABASE_URL in its standard forms (checked by registro.settings), mapped to the drivers
+registro uses."""
 
-import re
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
-# One host of a libpq-style URL's host list: a name or address (IPv6 bracketed), optional port.
-_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:/\[\]]*)(:\d{1,5})?")
-
-
-def is_postgres(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
-
-
-def valid_postgres_hosts(url: str) -> bool:
-    """Whether every host in a PostgreSQL URL (`h1:5432,h2:5432` too) is well formed."""
-    if not is_postgres(url):
-        return True
-    hosts = urlsplit(url).netloc.rpartition("@")[2]
-    return all(_HOST.fullmatch(host) for host in hosts.split(","))
+from registro.settings import is_postgres
 
 
 def sqlite_path(url: str) -> str:

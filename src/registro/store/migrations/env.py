@@ -14,11 +14,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from registro.settings import is_postgres
 from registro.store.base import DatabaseUnavailable
 from registro.store.migrate import MIGRATION_LOCK_ID, schema_state
 from registro.store.postgres import CONNECTION_ERRORS
 from registro.store.schema import metadata
-from registro.store.urls import is_postgres, password_reader, sqlalchemy_url
+from registro.store.urls import password_reader, sqlalchemy_url
 
 
 def run(connection: Connection) -> None:

@@ -2,10 +2,10 @@
 
 A key is the caller's (the API key's name; `anonymous` without one), so two callers never see
 each other's responses. The first request with a key writes and its response (status and body)
-is stored with it, in the write's transaction (registro.store.idempotency); a repeat of the same
-request (method, path and body) gets that response back, marked `Idempotent-Replayed: true`,
-and writes nothing; the key with another request is 422. Input the service refuses before it
-writes (401, 403, 413, 415, 422) stores nothing.
+is stored with it, in the write's transaction (registro.store.idempotent_write); a repeat of
+the same request (method, path and body) gets that response back, marked
+`Idempotent-Replayed: true`, and writes nothing; the key with another request is 422. Input
+the service refuses before it writes (401, 403, 413, 415, 422) stores nothing.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from starlette.responses import Response
 from registro.api.inputs import InvalidInput
 from registro.api.responses import JSON
 from registro.error_responses import error
+from registro.shared import shared
 from registro.store import Store
-from registro.store.idempotency import IdempotentRequest, KeyReused, StoredResponse, Write
+from registro.store.idempotent_write import IdempotentRequest, KeyReused, StoredResponse, Write
 from registro.store.schema import IDEMPOTENCY_KEY_MAX_LENGTH
 
 HEADER = "Idempotency-Key"
@@ -69,11 +70,11 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-async def stored(respond: Write) -> StoredResponse:
+async def stored(respond: Write, store: Store) -> StoredResponse:
     """The response a write gives, as stored: the handler's own refusals (404, 409) included,
     since they are what the first attempt answered."""
     try:
-        return await respond()
+        return await respond(store)
     except HTTPException as exc:
         if exc.status_code >= 500:
             raise
@@ -83,8 +84,7 @@ async def stored(respond: Write) -> StoredResponse:
 
 async def once(request: Request, actor: str, idempotency_key: str, respond: Write) -> Response:
     """Run the write `respond` at most once for this caller's key."""
-    settings = request.app.state.settings
-    store: Store = request.app.state.store
+    settings, store = shared(request).settings, shared(request).store
     claim = IdempotentRequest(
         actor=actor,
         key=idempotency_key,
@@ -92,7 +92,7 @@ async def once(request: Request, actor: str, idempotency_key: str, respond: Writ
         kept=timedelta(hours=settings.idempotency_hours),
     )
     try:
-        outcome = await store.once(claim, lambda: stored(respond))
+        outcome = await store.once(claim, lambda transactional: stored(respond, transactional))
     except KeyReused:
         raise _invalid(
             "was first used for a different request (method, path or body): send a new key"

@@ -13,6 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from registro.store.base import Store
 
 # Expired keys are deleted a batch at a time, a bounded statement on the created_at index, never
 # a scan of the table inside a request: once an interval per process while the batches come back
@@ -31,7 +35,7 @@ class KeyReused(Exception):
 class IdempotentRequest:
     actor: str
     key: str
-    fingerprint: str  # SHA-256 of the method, path and body (registro.api.idempotency)
+    fingerprint: str  # SHA-256 of the method, path and body (registro.api.idempotency_header)
     kept: timedelta  # how long a key is remembered
 
     def cutoff(self) -> datetime:
@@ -51,7 +55,8 @@ class Outcome:
     replayed: bool  # True: the first request's response, and nothing was written now
 
 
-Write = Callable[[], Awaitable[StoredResponse]]
+# The write itself: given the store whose operations run in the key's transaction.
+Write = Callable[["Store"], Awaitable[StoredResponse]]
 
 
 class PurgeClock:
@@ -72,6 +77,49 @@ class PurgeClock:
         """A full batch: more may be left, so the next keyed write purges again."""
         if deleted >= self.batch:
             self._next = 0.0
+
+
+class Transaction(Protocol):
+    """One open transaction of a store: the key's statements, and `store`, whose operations
+    run in it (each in a savepoint where the database has them)."""
+
+    @property
+    def store(self) -> Store: ...
+    async def claim(self, request: IdempotentRequest, cutoff: datetime) -> bool:
+        """The key is this request's now: new, or expired and taken over. False when it is in
+        use; the claim then waited for the transaction that holds it to end."""
+
+    async def used(self, request: IdempotentRequest) -> tuple[str, int | None, str | None]:
+        """The key's fingerprint, status and body."""
+
+    async def complete(self, request: IdempotentRequest, response: StoredResponse) -> None: ...
+
+
+class Transactional(Protocol):
+    async def purge_expired(self, cutoff: datetime, batch: int) -> int:
+        """Delete up to `batch` keys created before `cutoff`; how many went."""
+
+    async def in_transaction(self, work: Callable[[Transaction], Awaitable[Outcome]]) -> Outcome:
+        """`work` in one transaction, committed when it returns, rolled back when it raises."""
+
+
+async def once(
+    store: Transactional, purge: PurgeClock, request: IdempotentRequest, write: Write
+) -> Outcome:
+    """The idempotent write, for every store: the claim of the key, the write and its response
+    in one explicit transaction, which the write is handed (never found in a context)."""
+    cutoff = request.cutoff()
+    if purge.due():
+        purge.purged(await store.purge_expired(cutoff, purge.batch))
+
+    async def attempt(transaction: Transaction) -> Outcome:
+        if not await transaction.claim(request, cutoff):
+            return replay(request.fingerprint, *await transaction.used(request))
+        response = await write(transaction.store)
+        await transaction.complete(request, response)
+        return Outcome(response, replayed=False)
+
+    return await store.in_transaction(attempt)
 
 
 def replay(fingerprint: str, row_fingerprint: str, status: int | None, body: str | None) -> Outcome:
