@@ -7,7 +7,8 @@
 2. The account, through awscli and read-only calls only (get-*, describe-*, list-*): a valid,
    enabled region; working credentials for the account the values name; a public hosted zone
    for the domain that the internet is delegated to; the administrator role (AdminRoleArn) exists
-   under exactly that ARN; the service quotas the stacks need.
+   under exactly that ARN; each EKS add-on's pinned version is offered for the environment's
+   Kubernetes version; the service quotas the stacks need.
 All checks run; all refusals are listed at once.
 """
 
@@ -187,6 +188,51 @@ def admin_role_refusals(values: dict[str, str]) -> list[str]:
     return []
 
 
+def offered_addon_versions(name: str, kubernetes_version: str) -> list[str]:
+    """The versions of an EKS add-on that EKS offers for a Kubernetes version, newest first
+    (DescribeAddonVersions: addons[].addonVersions[].addonVersion, each compatible with the
+    compatibilities[].clusterVersion it lists)."""
+    answer = aws(
+        "eks", "describe-addon-versions", "--addon-name", name,
+        "--kubernetes-version", kubernetes_version,
+    )  # fmt: skip
+    return [
+        version["addonVersion"]
+        for addon in answer.get("addons", [])
+        if addon.get("addonName") == name
+        for version in addon.get("addonVersions", [])
+        if any(
+            c.get("clusterVersion") == kubernetes_version
+            for c in version.get("compatibilities", [])
+        )
+    ]
+
+
+def addon_refusals(values: dict[str, str]) -> list[str]:
+    """Each add-on's pin (templates/cluster.yaml, Mappings AddonVersions) must be a version EKS
+    offers for the environment's KubernetesVersion: CreateAddon/UpdateAddon would otherwise fail
+    in the middle of the cluster stack."""
+    kubernetes_version = values.get("KubernetesVersion", "")
+    refusals = []
+    for name, pin in stacks.addon_pins(kubernetes_version):
+        where = "templates/cluster.yaml (Mappings AddonVersions; docs/runbooks/cluster-upgrade.md)"
+        if pin is None:
+            refusals.append(f"add-on {name}: no version pinned for Kubernetes {kubernetes_version}"
+                            f" in {where}")  # fmt: skip
+            continue
+        try:
+            offered = offered_addon_versions(name, kubernetes_version)
+        except AwsError as error:
+            refusals.append(f"add-on {name}: cannot list its versions: {error}")
+            continue
+        if pin not in offered:
+            refusals.append(
+                f"add-on {name} {pin} is not offered for Kubernetes {kubernetes_version}"
+                f" (EKS offers: {', '.join(offered) or 'none'}); set it in {where}"
+            )
+    return refusals
+
+
 def _names(records: Iterable[str]) -> set[str]:
     return {r.strip().lower().rstrip(".") for r in records if r.strip()}
 
@@ -315,9 +361,10 @@ def account_checks(values: dict[str, str]) -> list[str]:
         region_check = pool.submit(region_refusals, region)
         zone_check = pool.submit(hosted_zone_refusals, values)
         admin_check = pool.submit(admin_role_refusals, values)
+        addon_check = pool.submit(addon_refusals, values)
         quota_checks = [pool.submit(quota_refusal, q, values) for q in QUOTAS]
         refusals = region_check.result() + account_refusals(values, identity)
-        refusals += zone_check.result() + admin_check.result()
+        refusals += zone_check.result() + admin_check.result() + addon_check.result()
         refusals += [r for r in (c.result() for c in quota_checks) if r]
     return refusals
 
@@ -333,7 +380,9 @@ def main(argv: list[str]) -> int:
     if refusals:
         print(f"preflight {env}: {len(refusals)} refused; nothing was created", file=sys.stderr)
         return 1
-    print(f"preflight {env}: values, region, credentials, hosted zone and quotas are ready")
+    print(
+        f"preflight {env}: values, region, credentials, hosted zone, add-ons and quotas are ready"
+    )
     return 0
 
 

@@ -136,3 +136,61 @@ def test_a_quota_is_refused_when_use_plus_need_exceeds_it(
     assert (refusal is not None) is refused
     if refusal:
         assert "L-0263D0A3" in refusal and eips.source in refusal
+
+
+def describe_addon_versions(offered: dict[str, list[str]]) -> Any:
+    """A fake `aws eks describe-addon-versions --addon-name N --kubernetes-version V`, answering
+    in the AWS CLI's shape (AWS CLI Command Reference, eks describe-addon-versions; Amazon EKS API
+    Reference, DescribeAddonVersions: addons[].addonName, addons[].addonVersions[].addonVersion,
+    addonVersions[].compatibilities[].clusterVersion)."""
+
+    def answer(*args: str) -> Any:
+        assert args[:2] == ("eks", "describe-addon-versions")
+        name = args[args.index("--addon-name") + 1]
+        minor = args[args.index("--kubernetes-version") + 1]
+        versions = [
+            {"addonVersion": v, "compatibilities": [{"clusterVersion": minor}]}
+            for v in offered.get(name, [])
+        ]
+        return {"addons": [{"addonName": name, "addonVersions": versions}]}
+
+    return answer
+
+
+def test_every_addon_pin_offered_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    pins = dict(stacks.addon_pins("1.36"))
+    assert len(pins) >= 6 and all(pins.values())
+    offered = {name: ["v9.9.9-eksbuild.1", str(pin)] for name, pin in pins.items()}
+    monkeypatch.setattr(preflight, "aws", describe_addon_versions(offered))
+    assert preflight.addon_refusals({"KubernetesVersion": "1.36"}) == []
+
+
+def test_an_addon_pin_not_offered_for_the_version_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CreateAddon refuses a version DescribeAddonVersions does not list for the cluster's
+    version (Amazon EKS API Reference, CreateAddon addonVersion): refused before any stack, naming
+    the add-on, the pin and what EKS offers."""
+    pins = dict(stacks.addon_pins("1.36"))
+    offered = {name: [str(pin)] for name, pin in pins.items()}
+    offered["kube-proxy"] = ["v1.36.9-eksbuild.1", "v1.36.8-eksbuild.2"]
+    monkeypatch.setattr(preflight, "aws", describe_addon_versions(offered))
+    (refusal,) = preflight.addon_refusals({"KubernetesVersion": "1.36"})
+    assert refusal.startswith(f"add-on kube-proxy {pins['kube-proxy']} is not offered for ")
+    assert "Kubernetes 1.36 (EKS offers: v1.36.9-eksbuild.1, v1.36.8-eksbuild.2)" in refusal
+    assert "templates/cluster.yaml" in refusal
+
+
+def test_a_kubernetes_version_without_addon_pins_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/runbooks/cluster-upgrade.md: the new minor's add-on row comes with the version bump;
+    without it every add-on is refused, and EKS is not asked."""
+
+    def asked(*args: str) -> Any:
+        pytest.fail(f"asked EKS: {args}")
+
+    monkeypatch.setattr(preflight, "aws", asked)
+    refusals = preflight.addon_refusals({"KubernetesVersion": "1.99"})
+    assert len(refusals) == len(stacks.addon_pins("1.99")) >= 6
+    assert all("no version pinned for Kubernetes 1.99" in r for r in refusals)

@@ -10,6 +10,7 @@ The tests run in file order on one account; each names the behaviour it relies o
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -91,17 +92,25 @@ def test_preflight_refuses_an_undelegated_zone_and_a_short_quota_creating_nothin
 ) -> None:
     """Route 53 serves a zone only once the parent delegates to its name servers
     (https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/migrate-dns-domain-in-use.html);
-    a NAT gateway needs an Elastic IP (quota ec2 L-0263D0A3). Both refused before any stack."""
-    rehearsal.scenario(delegations={}, quotas={"L-0263D0A3": 0})
+    a NAT gateway needs an Elastic IP (quota ec2 L-0263D0A3); CreateAddon takes only a version
+    DescribeAddonVersions lists for the cluster's version (here EKS offers another kube-proxy).
+    All refused in one run, before any stack."""
+    catalog = {"kube-proxy": {"v1.36.1-eksbuild.2": ["1.36"]}}
+    rehearsal.scenario(delegations={}, quotas={"L-0263D0A3": 0}, addon_versions=catalog)
     result = rehearsal.make("preflight-aws", ENV=ENV)
     assert result.returncode != 0
     assert "is not delegated" in result.stderr
     assert "L-0263D0A3" in result.stderr
+    assert re.search(
+        r"add-on kube-proxy v\S+ is not offered for Kubernetes 1\.36"
+        r" \(EKS offers: v1\.36\.1-eksbuild\.2\)",
+        result.stderr,
+    ), result.stderr
     assert stack_statuses(rehearsal) == {}
 
 
 def test_preflight_passes_on_a_ready_account_with_read_only_calls(rehearsal: Rehearsal) -> None:
-    rehearsal.scenario(delegations={ZONE: rehearsal.name_servers}, quotas={})
+    rehearsal.scenario(delegations={ZONE: rehearsal.name_servers}, quotas={}, addon_versions=None)
     result = rehearsal.make("preflight-aws", ENV=ENV)
     assert result.returncode == 0, result.stderr
     verbs = {c["args"][1] for c in rehearsal.since_last() if c["tool"] == "aws"}
@@ -111,6 +120,12 @@ def test_preflight_passes_on_a_ready_account_with_read_only_calls(rehearsal: Reh
         for a in aws_calls(rehearsal.since_last(), "service-quotas")
     }
     assert ("service-quotas", "L-1194D53C") in called and ("service-quotas", "L-7B6409FD") in called
+    addons = {
+        (option(a, "--addon-name"), option(a, "--kubernetes-version"))
+        for a in aws_calls(rehearsal.since_last(), "eks", "describe-addon-versions")
+    }
+    assert {name for name, _minor in addons} >= {"vpc-cni", "kube-proxy", "coredns"}
+    assert {minor for _name, minor in addons} == {"1.36"}
 
 
 def test_deploy_k8s_before_the_stacks_names_what_is_missing(rehearsal: Rehearsal) -> None:
