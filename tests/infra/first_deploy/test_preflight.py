@@ -194,3 +194,42 @@ def test_a_kubernetes_version_without_addon_pins_is_refused(
     refusals = preflight.addon_refusals({"KubernetesVersion": "1.99"})
     assert len(refusals) == len(stacks.addon_pins("1.99")) >= 6
     assert all("no version pinned for Kubernetes 1.99" in r for r in refusals)
+
+
+@pytest.mark.parametrize(
+    ("running", "wanted", "refusal"),
+    [
+        (None, "1.36", None),
+        ("1.36", "1.36", None),
+        ("1.36", "1.37", None),
+        ("1.36", "1.38", "runs 1.36; EKS upgrades one minor at a time: set 1.37 first"),
+        ("1.36", "1.35", "runs 1.36, and a control plane cannot be downgraded"),
+    ],
+)
+def test_an_existing_cluster_moves_one_minor_at_a_time_and_never_back(
+    running: str | None, wanted: str, refusal: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Amazon EKS User Guide, "Update existing cluster to new Kubernetes version": a cluster is
+    updated one minor version at a time, and cannot be downgraded
+    (https://docs.aws.amazon.com/eks/latest/userguide/update-cluster.html); DescribeCluster
+    answers cluster.version, or ResourceNotFoundException before the first deploy (Amazon EKS
+    API Reference, DescribeCluster)."""
+
+    def answer(*args: str) -> Any:
+        assert args == ("eks", "describe-cluster", "--name", "registro-qa")
+        if running is None:
+            raise preflight.AwsError(
+                "An error occurred (ResourceNotFoundException) when calling the DescribeCluster"
+                " operation: No cluster found for name: registro-qa."
+            )
+        return {"cluster": {"name": "registro-qa", "version": running}}
+
+    monkeypatch.setattr(preflight, "aws", answer)
+    refusals = preflight.version_skew_refusals(
+        "qa", {"App": "registro", "KubernetesVersion": wanted}
+    )
+    if refusal is None:
+        assert refusals == []
+    else:
+        (only,) = refusals
+        assert refusal in only and "docs/runbooks/cluster-upgrade.md" in only

@@ -603,6 +603,61 @@ def external_dns_records(rehearsal: Rehearsal) -> set[str]:
     return {name, f"a-{name}"}
 
 
+def set_kubernetes_version(rehearsal: Rehearsal, version: str) -> None:
+    path = rehearsal.repo / "deploy" / "aws" / "environments" / f"{ENV}.json"
+    values = json.loads(path.read_text())
+    path.write_text(json.dumps(values | {"KubernetesVersion": version}, indent=2) + "\n")
+
+
+def test_the_upgrade_runbook_refuses_a_skipped_minor_and_a_minor_without_addon_pins(
+    rehearsal: Rehearsal,
+) -> None:
+    """docs/runbooks/cluster-upgrade.md, step 1 on the running qa cluster (1.36), as far as our
+    scripts act (the stack update itself is CloudFormation's: moto cannot update the stand-in
+    cluster). EKS upgrades one minor at a time
+    (https://docs.aws.amazon.com/eks/latest/userguide/update-cluster.html), so 1.38 is refused;
+    1.37 without its row of add-on pins is refused; with the row, and EKS offering those pins
+    for 1.37 (DescribeAddonVersions), preflight, which deploy-aws runs first, passes having asked
+    EKS for each pin at 1.37. The order one deploy-aws then follows (control plane, add-ons that
+    reference it, node groups) is pinned by tests/infra/aws/test_cluster_addons.py."""
+    environment = rehearsal.repo / "deploy" / "aws" / "environments" / f"{ENV}.json"
+    template = rehearsal.repo / "deploy" / "aws" / "templates" / "cluster.yaml"
+    before = environment.read_text(), template.read_text()
+    try:
+        set_kubernetes_version(rehearsal, "1.38")
+        result = rehearsal.make("preflight-aws", ENV=ENV)
+        assert result.returncode != 0
+        assert "runs 1.36; EKS upgrades one minor at a time: set 1.37 first" in result.stderr
+
+        set_kubernetes_version(rehearsal, "1.37")
+        result = rehearsal.make("preflight-aws", ENV=ENV)
+        assert result.returncode != 0
+        assert result.stderr.count("no version pinned for Kubernetes 1.37") >= 6, result.stderr
+
+        row = re.search(r"\n    '1\.36':\n((?:      .*\n)+)", before[1])
+        assert row, "no 1.36 row in AddonVersions"
+        pins = dict(re.findall(r": (v\S+) +# (\S+)\n", row.group(1)))
+        bumped = {version: f"{version.split('-')[0]}-eksbuild.99" for version in pins}
+        new_row = row.group(1)
+        for version, newer in bumped.items():
+            new_row = new_row.replace(f": {version} ", f": {newer} ")
+        template.write_text(
+            before[1].replace(row.group(0), f"{row.group(0)}    '1.37':\n{new_row}")
+        )
+        rehearsal.scenario(addon_versions={n: {bumped[v]: ["1.37"]} for v, n in pins.items()})
+        result = rehearsal.make("preflight-aws", ENV=ENV)
+        assert result.returncode == 0, result.stderr
+        asked = {
+            (option(a, "--addon-name"), option(a, "--kubernetes-version"))
+            for a in aws_calls(rehearsal.since_last(), "eks", "describe-addon-versions")
+        }
+        assert asked == {(name, "1.37") for name in pins.values()}
+    finally:
+        environment.write_text(before[0])
+        template.write_text(before[1])
+        rehearsal.scenario(addon_versions=None)
+
+
 def test_teardown_removes_the_controllers_resources_before_the_stacks(rehearsal: Rehearsal) -> None:
     """The ALB, created by the load balancer controller, holds interfaces in the VPC: it must be
     gone (Ingress deleted, finalizer done) before the network stack can be deleted

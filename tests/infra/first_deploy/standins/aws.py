@@ -25,6 +25,9 @@ Answered here (moto has no such API, or nothing behind it):
   [{"addonVersion", "compatibilities": [{"clusterVersion", "defaultVersion"}]}]}]}
   (https://docs.aws.amazon.com/eks/latest/APIReference/API_DescribeAddonVersions.html); only
   the versions compatible with V, as the filter does.
+- `eks describe-cluster --name N`: the cluster stack that exports that ClusterName, its version
+  the stack's KubernetesVersion (cluster.version); none is EKS's ResourceNotFoundException
+  (https://docs.aws.amazon.com/eks/latest/APIReference/API_DescribeCluster.html).
 Injected (scenario "externaldns_race": true): the first `route53 change-resource-record-sets`
 finds ExternalDNS (policy sync, its Ingress deleted) has just deleted the same records: they are
 deleted here first and the batch fails whole, as Route 53 answers a DELETE of a record that is
@@ -135,6 +138,21 @@ def main(args: list[str]) -> None:
             "An error occurred (InvalidChangeBatch) when calling the ChangeResourceRecordSets "
             f"operation: [Tried to delete resource record set [name='{first['Name']}', "
             f"type='{first['Type']}'] but it was not found]"
+        )
+    if command == ("eks", "describe-cluster"):
+        name = option(args, "--name")
+        import boto3
+
+        for stack in boto3.client("cloudformation").describe_stacks()["Stacks"]:
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+            if outputs.get("ClusterName") == name:
+                values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+                cluster = {"name": name, "version": values["KubernetesVersion"], "status": "ACTIVE"}
+                print(json.dumps({"cluster": cluster}))
+                return
+        fail(
+            "An error occurred (ResourceNotFoundException) when calling the DescribeCluster "
+            f"operation: No cluster found for name: {name}."
         )
     if command == ("eks", "update-kubeconfig"):
         name = option(args, "--name")
