@@ -7,7 +7,9 @@
 2. The account, through awscli and read-only calls only (get-*, describe-*, list-*): a valid,
    enabled region; working credentials for the account the values name; a public hosted zone
    for the domain that the internet is delegated to; the administrator role (AdminRoleArn) exists
-   under exactly that ARN; the service quotas the stacks need.
+   under exactly that ARN; each EKS add-on's pinned version is offered for the environment's
+   Kubernetes version, which is an existing cluster's or the next minor; the service quotas the
+   stacks need.
 All checks run; all refusals are listed at once.
 """
 
@@ -187,6 +189,85 @@ def admin_role_refusals(values: dict[str, str]) -> list[str]:
     return []
 
 
+def offered_addon_versions(name: str, kubernetes_version: str) -> list[str]:
+    """The versions of an EKS add-on that EKS offers for a Kubernetes version, newest first
+    (DescribeAddonVersions: addons[].addonVersions[].addonVersion, each compatible with the
+    compatibilities[].clusterVersion it lists)."""
+    answer = aws(
+        "eks", "describe-addon-versions", "--addon-name", name,
+        "--kubernetes-version", kubernetes_version,
+    )  # fmt: skip
+    return [
+        version["addonVersion"]
+        for addon in answer.get("addons", [])
+        if addon.get("addonName") == name
+        for version in addon.get("addonVersions", [])
+        if any(
+            c.get("clusterVersion") == kubernetes_version
+            for c in version.get("compatibilities", [])
+        )
+    ]
+
+
+def addon_refusals(values: dict[str, str]) -> list[str]:
+    """Each add-on's pin (templates/cluster.yaml, Mappings AddonVersions) must be a version EKS
+    offers for the environment's KubernetesVersion: CreateAddon/UpdateAddon would otherwise fail
+    in the middle of the cluster stack."""
+    kubernetes_version = values.get("KubernetesVersion", "")
+    refusals = []
+    for name, pin in stacks.addon_pins(kubernetes_version):
+        where = "templates/cluster.yaml (Mappings AddonVersions; docs/runbooks/cluster-upgrade.md)"
+        if pin is None:
+            refusals.append(f"add-on {name}: no version pinned for Kubernetes {kubernetes_version}"
+                            f" in {where}")  # fmt: skip
+            continue
+        try:
+            offered = offered_addon_versions(name, kubernetes_version)
+        except AwsError as error:
+            refusals.append(f"add-on {name}: cannot list its versions: {error}")
+            continue
+        if pin not in offered:
+            refusals.append(
+                f"add-on {name} {pin} is not offered for Kubernetes {kubernetes_version}"
+                f" (EKS offers: {', '.join(offered) or 'none'}); set it in {where}"
+            )
+    return refusals
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def version_skew_refusals(env: str, values: dict[str, str]) -> list[str]:
+    """An existing cluster moves one minor at a time and never back (Amazon EKS User Guide,
+    "Update existing cluster to new Kubernetes version": one minor version per update; a
+    control plane cannot be downgraded; docs/runbooks/cluster-upgrade.md). No cluster: none."""
+    wanted = values.get("KubernetesVersion", "")
+    name = f"{values.get('App', 'registro')}-{env}"
+    try:
+        running = aws("eks", "describe-cluster", "--name", name)["cluster"]["version"]
+    except AwsError as error:
+        if "ResourceNotFoundException" in str(error):
+            return []
+        return [f"cluster {name}: cannot read its version: {error}"]
+    if not re.fullmatch(r"\d+\.\d+", wanted) or wanted == running:
+        return []
+    (major, minor), (to_major, to_minor) = _minor(running), _minor(wanted)
+    runbook = "docs/runbooks/cluster-upgrade.md"
+    if (to_major, to_minor) < (major, minor):
+        return [
+            f"KubernetesVersion {wanted}: cluster {name} runs {running}, and a control plane"
+            f" cannot be downgraded ({runbook})"
+        ]
+    if (to_major, to_minor) != (major, minor + 1):
+        return [
+            f"KubernetesVersion {wanted}: cluster {name} runs {running}; EKS upgrades one minor"
+            f" at a time: set {major}.{minor + 1} first ({runbook})"
+        ]
+    return []
+
+
 def _names(records: Iterable[str]) -> set[str]:
     return {r.strip().lower().rstrip(".") for r in records if r.strip()}
 
@@ -302,7 +383,7 @@ def quota_refusal(quota: Quota, values: dict[str, str]) -> str | None:
     return None
 
 
-def account_checks(values: dict[str, str]) -> list[str]:
+def account_checks(values: dict[str, str], env: str) -> list[str]:
     region = configured_region()
     if not region:
         return [NO_REGION]
@@ -315,9 +396,12 @@ def account_checks(values: dict[str, str]) -> list[str]:
         region_check = pool.submit(region_refusals, region)
         zone_check = pool.submit(hosted_zone_refusals, values)
         admin_check = pool.submit(admin_role_refusals, values)
+        addon_check = pool.submit(addon_refusals, values)
+        skew_check = pool.submit(version_skew_refusals, env, values)
         quota_checks = [pool.submit(quota_refusal, q, values) for q in QUOTAS]
         refusals = region_check.result() + account_refusals(values, identity)
-        refusals += zone_check.result() + admin_check.result()
+        refusals += zone_check.result() + admin_check.result() + addon_check.result()
+        refusals += skew_check.result()
         refusals += [r for r in (c.result() for c in quota_checks) if r]
     return refusals
 
@@ -327,13 +411,15 @@ def main(argv: list[str]) -> int:
         raise SystemExit(__doc__)
     env = argv[0]
     values = stacks.environment(env)
-    refusals = placeholder_refusals(env, values) + account_checks(values)
+    refusals = placeholder_refusals(env, values) + account_checks(values, env)
     for refusal in refusals:
         print(f"preflight: {refusal}", file=sys.stderr)
     if refusals:
         print(f"preflight {env}: {len(refusals)} refused; nothing was created", file=sys.stderr)
         return 1
-    print(f"preflight {env}: values, region, credentials, hosted zone and quotas are ready")
+    print(
+        f"preflight {env}: values, region, credentials, hosted zone, add-ons and quotas are ready"
+    )
     return 0
 
 

@@ -76,6 +76,49 @@ class _IgnoreTags(yaml.SafeLoader):
 _IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
+class _LongForms(yaml.SafeLoader):
+    """Reads short-form tags as their long forms: !Ref X is {"Ref": X}, !FindInMap [...] is
+    {"Fn::FindInMap": [...]} (what CloudFormation reads; no cfn-lint import at deploy time)."""
+
+
+def _long_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.SequenceNode):
+        return {name: loader.construct_sequence(node, deep=True)}
+    if isinstance(node, yaml.MappingNode):
+        return {name: loader.construct_mapping(node, deep=True)}
+    return {name: loader.construct_scalar(node)}  # type: ignore[arg-type]
+
+
+_LongForms.add_multi_constructor("!", _long_form)
+
+
+def read_template(layer: str) -> dict[str, Any]:
+    """The template with its short forms in their long forms (see _LongForms)."""
+    template: dict[str, Any] = yaml.load(template_path(layer).read_text(), Loader=_LongForms)  # noqa: S506 (SafeLoader)
+    return template
+
+
+def addon_pins(kubernetes_version: str) -> list[tuple[str, str | None]]:
+    """(AddonName, AddonVersion) of each AWS::EKS::Addon of the cluster template at that
+    Kubernetes version, read from the mapping its AddonVersion finds by KubernetesVersion; None
+    where that mapping has no row for the version, or the add-on pins no version that way."""
+    template = read_template("cluster")
+    pins: list[tuple[str, str | None]] = []
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::EKS::Addon":
+            continue
+        properties = resource["Properties"]
+        version = properties.get("AddonVersion")
+        pin = None
+        if isinstance(version, dict) and "Fn::FindInMap" in version:
+            mapping, row, key = version["Fn::FindInMap"]
+            if row == {"Ref": "KubernetesVersion"}:
+                pin = template["Mappings"][mapping].get(kubernetes_version, {}).get(key)
+        pins.append((properties["AddonName"], pin))
+    return pins
+
+
 def load_template(layer: str) -> dict[str, Any]:
     """The template as CloudFormation sees it: short forms expanded, line marks kept (cfn-lint)."""
     from cfnlint.decode import decode  # slow to import; only the tests need it

@@ -4,6 +4,7 @@ relies on needs from the template, pinned with the document that states the beha
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import stacks
@@ -105,13 +106,39 @@ def test_addons_the_platform_relies_on(templates: dict[str, Any]) -> None:
     groups = set(resources_of(cluster, "AWS::EKS::Nodegroup"))
     for name in ("metrics-server", "aws-ebs-csi-driver", "coredns"):
         assert groups <= depends_on(addon(cluster, name)), name
-    # No pinned AddonVersion: EKS installs each add-on's default version for the cluster's
-    # Kubernetes version, which it has validated for that version (an offline test cannot ask
-    # DescribeAddonVersions which others exist).
-    assert all(
-        "AddonVersion" not in r["Properties"]
-        for r in resources_of(cluster, "AWS::EKS::Addon").values()
-    )
+
+
+def test_every_addon_version_is_pinned_in_one_place_for_every_environment(
+    templates: dict[str, Any],
+) -> None:
+    """R8: without AddonVersion, CreateAddon installs the default version of the day
+    (AWS::EKS::Addon AddonVersion; Amazon EKS API Reference, CreateAddon: "The version must match
+    one of the versions returned by DescribeAddonVersions"), so qa and prod created weeks apart
+    differ, and so may the Container Insights add-on's metrics the node alarm reads. Each add-on
+    reads its version from the one AddonVersions mapping, by the cluster's KubernetesVersion; every
+    environment's version has its row, complete, and qa and prod resolve to the same pins."""
+    cluster = templates["cluster"]
+    addons = resources_of(cluster, "AWS::EKS::Addon")
+    assert {r["Properties"]["AddonName"] for r in addons.values()} >= {
+        "vpc-cni", "kube-proxy", "coredns", "amazon-cloudwatch-observability",
+        "metrics-server", "aws-ebs-csi-driver",
+    }  # fmt: skip
+    mapping = cluster["Mappings"]["AddonVersions"]
+    keys = []
+    for logical_id, resource in addons.items():
+        version = resource["Properties"].get("AddonVersion")
+        assert isinstance(version, dict), f"{logical_id}: AddonVersion {version!r}"
+        name, row, key = version["Fn::FindInMap"]
+        assert (name, row) == ("AddonVersions", {"Ref": "KubernetesVersion"}), logical_id
+        keys.append(key)
+    assert len(set(keys)) == len(keys)  # one pin per add-on
+    for minor, pins in mapping.items():
+        assert sorted(pins) == sorted(keys), minor  # a row pins every add-on, nothing else
+        assert all(re.fullmatch(r"v\d+\.\d+\.\d+-eksbuild\.\d+", v) for v in pins.values())
+    resolved = {env: stacks.addon_pins(stacks.environment(env)["KubernetesVersion"])
+                for env in stacks.ENVIRONMENTS}  # fmt: skip
+    assert all(version for pins in resolved.values() for _name, version in pins), resolved
+    assert resolved["qa"] == resolved["prod"]
 
 
 def test_one_kubernetes_version(templates: dict[str, Any]) -> None:

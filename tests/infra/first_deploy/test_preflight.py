@@ -136,3 +136,100 @@ def test_a_quota_is_refused_when_use_plus_need_exceeds_it(
     assert (refusal is not None) is refused
     if refusal:
         assert "L-0263D0A3" in refusal and eips.source in refusal
+
+
+def describe_addon_versions(offered: dict[str, list[str]]) -> Any:
+    """A fake `aws eks describe-addon-versions --addon-name N --kubernetes-version V`, answering
+    in the AWS CLI's shape (AWS CLI Command Reference, eks describe-addon-versions; Amazon EKS API
+    Reference, DescribeAddonVersions: addons[].addonName, addons[].addonVersions[].addonVersion,
+    addonVersions[].compatibilities[].clusterVersion)."""
+
+    def answer(*args: str) -> Any:
+        assert args[:2] == ("eks", "describe-addon-versions")
+        name = args[args.index("--addon-name") + 1]
+        minor = args[args.index("--kubernetes-version") + 1]
+        versions = [
+            {"addonVersion": v, "compatibilities": [{"clusterVersion": minor}]}
+            for v in offered.get(name, [])
+        ]
+        return {"addons": [{"addonName": name, "addonVersions": versions}]}
+
+    return answer
+
+
+def test_every_addon_pin_offered_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    pins = dict(stacks.addon_pins("1.36"))
+    assert len(pins) >= 6 and all(pins.values())
+    offered = {name: ["v9.9.9-eksbuild.1", str(pin)] for name, pin in pins.items()}
+    monkeypatch.setattr(preflight, "aws", describe_addon_versions(offered))
+    assert preflight.addon_refusals({"KubernetesVersion": "1.36"}) == []
+
+
+def test_an_addon_pin_not_offered_for_the_version_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CreateAddon refuses a version DescribeAddonVersions does not list for the cluster's
+    version (Amazon EKS API Reference, CreateAddon addonVersion): refused before any stack, naming
+    the add-on, the pin and what EKS offers."""
+    pins = dict(stacks.addon_pins("1.36"))
+    offered = {name: [str(pin)] for name, pin in pins.items()}
+    offered["kube-proxy"] = ["v1.36.9-eksbuild.1", "v1.36.8-eksbuild.2"]
+    monkeypatch.setattr(preflight, "aws", describe_addon_versions(offered))
+    (refusal,) = preflight.addon_refusals({"KubernetesVersion": "1.36"})
+    assert refusal.startswith(f"add-on kube-proxy {pins['kube-proxy']} is not offered for ")
+    assert "Kubernetes 1.36 (EKS offers: v1.36.9-eksbuild.1, v1.36.8-eksbuild.2)" in refusal
+    assert "templates/cluster.yaml" in refusal
+
+
+def test_a_kubernetes_version_without_addon_pins_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/runbooks/cluster-upgrade.md: the new minor's add-on row comes with the version bump;
+    without it every add-on is refused, and EKS is not asked."""
+
+    def asked(*args: str) -> Any:
+        pytest.fail(f"asked EKS: {args}")
+
+    monkeypatch.setattr(preflight, "aws", asked)
+    refusals = preflight.addon_refusals({"KubernetesVersion": "1.99"})
+    assert len(refusals) == len(stacks.addon_pins("1.99")) >= 6
+    assert all("no version pinned for Kubernetes 1.99" in r for r in refusals)
+
+
+@pytest.mark.parametrize(
+    ("running", "wanted", "refusal"),
+    [
+        (None, "1.36", None),
+        ("1.36", "1.36", None),
+        ("1.36", "1.37", None),
+        ("1.36", "1.38", "runs 1.36; EKS upgrades one minor at a time: set 1.37 first"),
+        ("1.36", "1.35", "runs 1.36, and a control plane cannot be downgraded"),
+    ],
+)
+def test_an_existing_cluster_moves_one_minor_at_a_time_and_never_back(
+    running: str | None, wanted: str, refusal: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Amazon EKS User Guide, "Update existing cluster to new Kubernetes version": a cluster is
+    updated one minor version at a time, and cannot be downgraded
+    (https://docs.aws.amazon.com/eks/latest/userguide/update-cluster.html); DescribeCluster
+    answers cluster.version, or ResourceNotFoundException before the first deploy (Amazon EKS
+    API Reference, DescribeCluster)."""
+
+    def answer(*args: str) -> Any:
+        assert args == ("eks", "describe-cluster", "--name", "registro-qa")
+        if running is None:
+            raise preflight.AwsError(
+                "An error occurred (ResourceNotFoundException) when calling the DescribeCluster"
+                " operation: No cluster found for name: registro-qa."
+            )
+        return {"cluster": {"name": "registro-qa", "version": running}}
+
+    monkeypatch.setattr(preflight, "aws", answer)
+    refusals = preflight.version_skew_refusals(
+        "qa", {"App": "registro", "KubernetesVersion": wanted}
+    )
+    if refusal is None:
+        assert refusals == []
+    else:
+        (only,) = refusals
+        assert refusal in only and "docs/runbooks/cluster-upgrade.md" in only

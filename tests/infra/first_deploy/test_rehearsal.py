@@ -10,6 +10,7 @@ The tests run in file order on one account; each names the behaviour it relies o
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -91,17 +92,25 @@ def test_preflight_refuses_an_undelegated_zone_and_a_short_quota_creating_nothin
 ) -> None:
     """Route 53 serves a zone only once the parent delegates to its name servers
     (https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/migrate-dns-domain-in-use.html);
-    a NAT gateway needs an Elastic IP (quota ec2 L-0263D0A3). Both refused before any stack."""
-    rehearsal.scenario(delegations={}, quotas={"L-0263D0A3": 0})
+    a NAT gateway needs an Elastic IP (quota ec2 L-0263D0A3); CreateAddon takes only a version
+    DescribeAddonVersions lists for the cluster's version (here EKS offers another kube-proxy).
+    All refused in one run, before any stack."""
+    catalog = {"kube-proxy": {"v1.36.1-eksbuild.2": ["1.36"]}}
+    rehearsal.scenario(delegations={}, quotas={"L-0263D0A3": 0}, addon_versions=catalog)
     result = rehearsal.make("preflight-aws", ENV=ENV)
     assert result.returncode != 0
     assert "is not delegated" in result.stderr
     assert "L-0263D0A3" in result.stderr
+    assert re.search(
+        r"add-on kube-proxy v\S+ is not offered for Kubernetes 1\.36"
+        r" \(EKS offers: v1\.36\.1-eksbuild\.2\)",
+        result.stderr,
+    ), result.stderr
     assert stack_statuses(rehearsal) == {}
 
 
 def test_preflight_passes_on_a_ready_account_with_read_only_calls(rehearsal: Rehearsal) -> None:
-    rehearsal.scenario(delegations={ZONE: rehearsal.name_servers}, quotas={})
+    rehearsal.scenario(delegations={ZONE: rehearsal.name_servers}, quotas={}, addon_versions=None)
     result = rehearsal.make("preflight-aws", ENV=ENV)
     assert result.returncode == 0, result.stderr
     verbs = {c["args"][1] for c in rehearsal.since_last() if c["tool"] == "aws"}
@@ -111,6 +120,12 @@ def test_preflight_passes_on_a_ready_account_with_read_only_calls(rehearsal: Reh
         for a in aws_calls(rehearsal.since_last(), "service-quotas")
     }
     assert ("service-quotas", "L-1194D53C") in called and ("service-quotas", "L-7B6409FD") in called
+    addons = {
+        (option(a, "--addon-name"), option(a, "--kubernetes-version"))
+        for a in aws_calls(rehearsal.since_last(), "eks", "describe-addon-versions")
+    }
+    assert {name for name, _minor in addons} >= {"vpc-cni", "kube-proxy", "coredns"}
+    assert {minor for _name, minor in addons} == {"1.36"}
 
 
 def test_deploy_k8s_before_the_stacks_names_what_is_missing(rehearsal: Rehearsal) -> None:
@@ -586,6 +601,61 @@ def external_dns_records(rehearsal: Rehearsal) -> set[str]:
         HostedZoneId=rehearsal.zone_id, ChangeBatch={"Changes": changes}
     )
     return {name, f"a-{name}"}
+
+
+def set_kubernetes_version(rehearsal: Rehearsal, version: str) -> None:
+    path = rehearsal.repo / "deploy" / "aws" / "environments" / f"{ENV}.json"
+    values = json.loads(path.read_text())
+    path.write_text(json.dumps(values | {"KubernetesVersion": version}, indent=2) + "\n")
+
+
+def test_the_upgrade_runbook_refuses_a_skipped_minor_and_a_minor_without_addon_pins(
+    rehearsal: Rehearsal,
+) -> None:
+    """docs/runbooks/cluster-upgrade.md, step 1 on the running qa cluster (1.36), as far as our
+    scripts act (the stack update itself is CloudFormation's: moto cannot update the stand-in
+    cluster). EKS upgrades one minor at a time
+    (https://docs.aws.amazon.com/eks/latest/userguide/update-cluster.html), so 1.38 is refused;
+    1.37 without its row of add-on pins is refused; with the row, and EKS offering those pins
+    for 1.37 (DescribeAddonVersions), preflight, which deploy-aws runs first, passes having asked
+    EKS for each pin at 1.37. The order one deploy-aws then follows (control plane, add-ons that
+    reference it, node groups) is pinned by tests/infra/aws/test_cluster_addons.py."""
+    environment = rehearsal.repo / "deploy" / "aws" / "environments" / f"{ENV}.json"
+    template = rehearsal.repo / "deploy" / "aws" / "templates" / "cluster.yaml"
+    before = environment.read_text(), template.read_text()
+    try:
+        set_kubernetes_version(rehearsal, "1.38")
+        result = rehearsal.make("preflight-aws", ENV=ENV)
+        assert result.returncode != 0
+        assert "runs 1.36; EKS upgrades one minor at a time: set 1.37 first" in result.stderr
+
+        set_kubernetes_version(rehearsal, "1.37")
+        result = rehearsal.make("preflight-aws", ENV=ENV)
+        assert result.returncode != 0
+        assert result.stderr.count("no version pinned for Kubernetes 1.37") >= 6, result.stderr
+
+        row = re.search(r"\n    '1\.36':\n((?:      .*\n)+)", before[1])
+        assert row, "no 1.36 row in AddonVersions"
+        pins = dict(re.findall(r": (v\S+) +# (\S+)\n", row.group(1)))
+        bumped = {version: f"{version.split('-')[0]}-eksbuild.99" for version in pins}
+        new_row = row.group(1)
+        for version, newer in bumped.items():
+            new_row = new_row.replace(f": {version} ", f": {newer} ")
+        template.write_text(
+            before[1].replace(row.group(0), f"{row.group(0)}    '1.37':\n{new_row}")
+        )
+        rehearsal.scenario(addon_versions={n: {bumped[v]: ["1.37"]} for v, n in pins.items()})
+        result = rehearsal.make("preflight-aws", ENV=ENV)
+        assert result.returncode == 0, result.stderr
+        asked = {
+            (option(a, "--addon-name"), option(a, "--kubernetes-version"))
+            for a in aws_calls(rehearsal.since_last(), "eks", "describe-addon-versions")
+        }
+        assert asked == {(name, "1.37") for name in pins.values()}
+    finally:
+        environment.write_text(before[0])
+        template.write_text(before[1])
+        rehearsal.scenario(addon_versions=None)
 
 
 def test_teardown_removes_the_controllers_resources_before_the_stacks(rehearsal: Rehearsal) -> None:

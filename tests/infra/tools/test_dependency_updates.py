@@ -5,7 +5,9 @@ each is matched against the configuration's managers.
 - Custom regex managers: their `matchStrings` are applied to the file as Renovate applies them,
   with the `g` flag only (no multiline: `^`/`$` are the ends of the file), in JavaScript syntax
   where `(?<name>...)` is Python's `(?P<name>...)` (renovatebot/renovate
-  lib/modules/manager/custom/regex/strategies.ts: `regEx(matchString, 'g')`).
+  lib/modules/manager/custom/regex/strategies.ts: `regEx(matchString, 'g')`). With
+  `matchStringsStrategy: recursive` each matchString is applied to every match of the one
+  before, the groups of all levels merged (strategies.ts: handleRecursive, processRecursive).
 - Built-in managers: the file must match the manager's configured `managerFilePatterns`, or its
   default when none is configured, quoted below from docs.renovatebot.com/modules/manager/<name>/.
 - Managers not in `enabledManagers` match nothing (docs.renovatebot.com/configuration-options/
@@ -19,11 +21,16 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).parents[3]
+sys.path.insert(0, str(ROOT / "deploy" / "aws"))
+
+import stacks  # noqa: E402  (deploy/aws/stacks.py: reads templates as CloudFormation does)
+
 CONFIG_PATH = ROOT / ".github" / "renovate.json"
 MAKEFILE = ROOT / "Makefile"
 
@@ -82,6 +89,7 @@ class Capture:
     current_value: str
     datasource: str
     registry_url: str | None
+    package_name: str | None = None
 
 
 def render(template: str, groups: dict[str, str]) -> str:
@@ -105,15 +113,46 @@ def captures(config: dict[str, Any], path: str) -> list[Capture]:
         assert manager["customType"] == "regex"
         if not any(file_pattern(p).search(path) for p in manager["managerFilePatterns"]):
             continue
-        for match_string in manager["matchStrings"]:
-            for match in js_regex(match_string).finditer(text):
-                groups = {k: v for k, v in match.groupdict().items() if v is not None}
-                dep_name = groups.get("depName") or render(manager["depNameTemplate"], groups)
-                datasource = groups.get("datasource") or manager["datasourceTemplate"]
-                found.append(
-                    Capture(dep_name, groups["currentValue"], datasource, groups.get("registryUrl"))
+        strategy = manager.get("matchStringsStrategy", "any")
+        assert strategy in ("any", "recursive"), strategy
+        if strategy == "any":
+            matched = [
+                match.groupdict()
+                for match_string in manager["matchStrings"]
+                for match in js_regex(match_string).finditer(text)
+            ]
+        else:
+            matched = recursive_matches(manager["matchStrings"], text, {})
+        for found_groups in matched:
+            groups = {k: v for k, v in found_groups.items() if v is not None}
+            dep_name = groups.get("depName") or render(manager["depNameTemplate"], groups)
+            datasource = groups.get("datasource") or manager["datasourceTemplate"]
+            package = manager.get("packageNameTemplate")
+            found.append(
+                Capture(
+                    dep_name,
+                    groups["currentValue"],
+                    datasource,
+                    groups.get("registryUrl"),
+                    render(package, groups | {"depName": dep_name}) if package else None,
                 )
+            )
     return found
+
+
+def recursive_matches(
+    match_strings: list[str], content: str, groups: dict[str, str | None]
+) -> list[dict[str, str | None]]:
+    """Renovate's recursive strategy: the next matchString runs on each match's text."""
+    if not match_strings:
+        return [groups]
+    return [
+        found
+        for match in js_regex(match_strings[0]).finditer(content)
+        for found in recursive_matches(
+            match_strings[1:], match.group(0), groups | match.groupdict()
+        )
+    ]
 
 
 def assert_captured(
@@ -361,17 +400,43 @@ def test_the_database_engine_version_is_covered() -> None:
         assert_captured(config, env, "amazon-rds-postgresql", value, "endoflife-date")
 
 
-def test_eks_addons_are_unpinned_or_covered() -> None:
-    """The EKS add-ons (vpc-cni, kube-proxy, coredns, ...) carry no AddonVersion today: EKS
-    installs its default for the cluster's version. Pinning one without a manager fails here."""
+def test_every_eks_addon_pin_is_covered() -> None:
+    """Every AddonVersion of every template: a literal one must be captured as it is written; one
+    read from a mapping by the Kubernetes version (cluster.yaml's AddonVersions) in every row, as
+    the aws-eks-addon datasource looks it up: packageName is the minified JSON filter
+    {"kubernetesVersion", "addonName"} (docs.renovatebot.com/modules/datasource/aws-eks-addon/;
+    renovatebot/renovate lib/modules/datasource/aws-eks-addon/schema.ts, EksAddonsFilter)."""
     config = load_config()
+    pins = 0
     for template in tracked("deploy/aws/templates/*.yaml"):
-        for version in re.findall(
-            r"AddonVersion:\s*['\"]?([^'\"\s]+)", (ROOT / template).read_text()
-        ):
-            assert [c for c in captures(config, template) if c.current_value == version], (
-                f"{template}: AddonVersion {version} pinned but no manager covers it"
+        loaded = stacks.read_template(Path(template).stem)
+        got = captures(config, template)
+        for resource in loaded["Resources"].values():
+            if (
+                resource["Type"] != "AWS::EKS::Addon"
+                or "AddonVersion" not in resource["Properties"]
+            ):
+                continue
+            name, version = (
+                resource["Properties"]["AddonName"],
+                resource["Properties"]["AddonVersion"],
             )
+            if isinstance(version, str):
+                rows = {"": version}
+            else:
+                mapping, _row, key = version["Fn::FindInMap"]
+                rows = {minor: row[key] for minor, row in loaded["Mappings"][mapping].items()}
+            for minor, value in rows.items():
+                wanted = [c for c in got if (c.dep_name, c.current_value) == (name, value)]
+                assert wanted, f"{template}: {name} {value} ({minor}) is matched by no manager"
+                assert {c.datasource for c in wanted} == {"aws-eks-addon"}, wanted
+                if minor:
+                    package = {"kubernetesVersion": minor, "addonName": name}
+                    assert [json.loads(c.package_name or "") for c in wanted] == [package]
+                pins += 1
+    assert pins >= 6
+    group = rule(config, matchDatasources=["aws-eks-addon"])
+    assert len(group) == 1 and group[0]["groupName"] == "eks add-ons"
 
 
 def test_pre_commit_hooks_fetch_nothing_or_are_covered() -> None:

@@ -19,6 +19,15 @@ Answered here (moto has no such API, or nothing behind it):
   LatestRestorableTime; https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreWindow.html).
   Answered from moto's instance: EarliestTime its creation, LatestTime its LatestRestorableTime
   (moto: now; RDS: typically 5 minutes ago), or the scenario's "restore_window".
+- `eks describe-addon-versions --addon-name N --kubernetes-version V`: moto has no EKS add-on
+  catalog. Answered from ADDON_VERSIONS (or the scenario's "addon_versions", same shape) in
+  DescribeAddonVersions' shape, newest first: {"addons": [{"addonName", "addonVersions":
+  [{"addonVersion", "compatibilities": [{"clusterVersion", "defaultVersion"}]}]}]}
+  (https://docs.aws.amazon.com/eks/latest/APIReference/API_DescribeAddonVersions.html); only
+  the versions compatible with V, as the filter does.
+- `eks describe-cluster --name N`: the cluster stack that exports that ClusterName, its version
+  the stack's KubernetesVersion (cluster.version); none is EKS's ResourceNotFoundException
+  (https://docs.aws.amazon.com/eks/latest/APIReference/API_DescribeCluster.html).
 Injected (scenario "externaldns_race": true): the first `route53 change-resource-record-sets`
 finds ExternalDNS (policy sync, its Ingress deleted) has just deleted the same records: they are
 deleted here first and the batch fails whole, as Route 53 answers a DELETE of a record that is
@@ -45,6 +54,32 @@ QUOTA_DEFAULTS = {
     ("eks", "L-1194D53C"): 100.0,  # Clusters
     ("rds", "L-7B6409FD"): 40.0,  # DB instances
 }
+
+# What EKS offered, add-on -> version -> the Kubernetes minors it is compatible with (newest
+# first): the versions a 1.31 -> 1.36 upgrade of September 2026 recorded per minor (the EKS user
+# guide's per-version tables, e.g. managing-kube-proxy.html, stop at 1.34 in our copy).
+ADDON_VERSIONS: dict[str, dict[str, list[str]]] = {
+    "vpc-cni": {"v1.22.4-eksbuild.3": ["1.36", "1.35", "1.34"]},
+    "kube-proxy": {"v1.36.0-eksbuild.25": ["1.36"], "v1.35.3-eksbuild.29": ["1.35"],
+                   "v1.34.6-eksbuild.29": ["1.34"]},
+    "coredns": {"v1.14.3-eksbuild.23": ["1.36"], "v1.13.2-eksbuild.31": ["1.35"],
+                "v1.12.4-eksbuild.38": ["1.34"]},
+    "amazon-cloudwatch-observability": {"v6.7.0-eksbuild.1": ["1.36", "1.35", "1.34"]},
+    "metrics-server": {"v0.9.0-eksbuild.11": ["1.36", "1.35", "1.34"]},
+    "aws-ebs-csi-driver": {"v1.66.0-eksbuild.1": ["1.36", "1.35", "1.34"]},
+}  # fmt: skip
+
+
+def addon_versions(catalog: dict[str, dict[str, list[str]]], name: str, minor: str) -> Any:
+    versions = [
+        {"addonVersion": version, "architecture": ["amd64", "arm64"],
+         "compatibilities": [{"clusterVersion": minor, "platformVersions": ["*"],
+                              "defaultVersion": i == 0}]}
+        for i, version in enumerate(v for v, minors in catalog.get(name, {}).items()
+                                    if minor in minors)
+    ]  # fmt: skip
+    addons = [{"addonName": name, "type": "networking", "addonVersions": versions}]
+    return {"addons": addons if name in catalog else []}
 
 
 def load(path: str) -> dict[str, Any]:
@@ -104,6 +139,21 @@ def main(args: list[str]) -> None:
             f"operation: [Tried to delete resource record set [name='{first['Name']}', "
             f"type='{first['Type']}'] but it was not found]"
         )
+    if command == ("eks", "describe-cluster"):
+        name = option(args, "--name")
+        import boto3
+
+        for stack in boto3.client("cloudformation").describe_stacks()["Stacks"]:
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+            if outputs.get("ClusterName") == name:
+                values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+                cluster = {"name": name, "version": values["KubernetesVersion"], "status": "ACTIVE"}
+                print(json.dumps({"cluster": cluster}))
+                return
+        fail(
+            "An error occurred (ResourceNotFoundException) when calling the DescribeCluster "
+            f"operation: No cluster found for name: {name}."
+        )
     if command == ("eks", "update-kubeconfig"):
         name = option(args, "--name")
         import boto3
@@ -118,6 +168,12 @@ def main(args: list[str]) -> None:
         kube["context"] = name
         save(kube_path, kube)
         print(f"Added new context arn:aws:eks:{os.environ['AWS_REGION']}:0:cluster/{name}")
+        return
+    if command == ("eks", "describe-addon-versions"):
+        catalog = scenario.get("addon_versions") or ADDON_VERSIONS
+        found = addon_versions(catalog, option(args, "--addon-name"),
+                               option(args, "--kubernetes-version"))  # fmt: skip
+        print(json.dumps(found))
         return
     if command == ("rds", "describe-db-instance-automated-backups"):
         import boto3
