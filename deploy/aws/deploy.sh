@@ -5,6 +5,8 @@
 # every failed stack is named.
 #   deploy.sh qa|prod            create, print and execute a change set per stack, waiting for each
 #   DRY_RUN=1 deploy.sh qa|prod  create and print the change sets only (they stay for review)
+# CLOUDFORMATION_ROLE_ARN set: every change set runs as that service role (the infrastructure
+# workflow's, deploy/aws/bootstrap.yaml); unset, as the caller.
 # Needs awscli with credentials for the target account, and a python with PyYAML
 # (make deploy-aws provides both from .venvs/aws, and runs preflight.py first).
 #
@@ -140,6 +142,7 @@ deploy_stack() {
   aws cloudformation create-change-set --stack-name "$stack" --change-set-name "$change_set" \
     --change-set-type "$type" --template-body "file://$here/templates/$layer.yaml" \
     --parameters "file://$work/$layer.json" --capabilities CAPABILITY_NAMED_IAM \
+    ${CLOUDFORMATION_ROLE_ARN:+--role-arn "$CLOUDFORMATION_ROLE_ARN"} \
     --tags "Key=app,Value=$app" "Key=environment,Value=$env" >/dev/null
   if ! aws cloudformation wait change-set-create-complete --stack-name "$stack" --change-set-name "$change_set"; then
     reason=$(aws cloudformation describe-change-set --stack-name "$stack" --change-set-name "$change_set" \

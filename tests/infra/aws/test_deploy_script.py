@@ -363,3 +363,16 @@ def test_teardown_lists_what_the_stacks_keep(tmp_path: Path) -> None:
     assert "kept-TrailBucket" in kept and "Retain" in kept
     assert "final snapshot" in kept
 
+
+def test_a_cloudformation_role_given_runs_every_change_set_as_it(tmp_path: Path) -> None:
+    """The infrastructure workflow's role may create change sets only with the bootstrap stack's
+    CloudFormation role (its condition on cloudformation:RoleArn): `--role-arn` on each
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-iam-servicerole.html).
+    Without the variable, the caller's own permissions are used, as before."""
+    role = "arn:aws:iam::123456789012:role/registro-qa-cloudformation"
+    result, calls = run_script("deploy.sh", tmp_path / "role", "qa", CLOUDFORMATION_ROLE_ARN=role)
+    assert result.returncode == 0, result.stderr
+    assert [option(c, "--role-arn") for c in change_sets(calls)] == [role] * len(stacks.layers())
+    result, calls = run_script("deploy.sh", tmp_path / "caller", "qa")
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in change_sets(calls) if "--role-arn" in c["args"]]
