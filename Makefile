@@ -209,22 +209,25 @@ $(CFN_GUARD): $(AWS_DIR)/package.json $(AWS_DIR)/package-lock.json
 aws-tools: $(AWS_VENV)/.installed $(CHECKOV_VENV)/.installed $(CFN_GUARD)
 
 .PHONY: verify-aws
-verify-aws: aws-tools ## lint, policy-check and smoke-deploy the CloudFormation stacks offline
+verify-aws: aws-tools ## lint, policy-check and smoke-deploy the CloudFormation stacks (and the bootstrap stack) offline
 	rm -rf $(AWS_WORK) && mkdir -p $(AWS_WORK)
 	@echo "== cfn-lint $$($(AWS_VENV)/bin/cfn-lint --version), every template with each environment's parameters"
 	for env in $(AWS_ENVS); do for layer in $(AWS_LAYERS); do \
 	  $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py parameters $$env $$layer > $(AWS_WORK)/$$env-$$layer.json; \
 	  $(AWS_VENV)/bin/cfn-lint --parameter-files $(AWS_WORK)/$$env-$$layer.json -- $(AWS_DIR)/templates/$$layer.yaml; \
 	done; done
+	$(AWS_VENV)/bin/cfn-lint -- $(AWS_DIR)/bootstrap.yaml
 	@echo "== cfn-guard $$($(CFN_GUARD) --version), rules in $(AWS_DIR)/guard/ with each environment's parameters"
 	for env in $(AWS_ENVS); do \
 	  $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py guard-parameters $$env > $(AWS_WORK)/$$env-guard.json; \
-	  $(CFN_GUARD) validate --rules $(AWS_DIR)/guard --data $(AWS_DIR)/templates \
+	  $(CFN_GUARD) validate --rules $(AWS_DIR)/guard --data $(AWS_DIR)/templates --data $(AWS_DIR)/bootstrap.yaml \
 	    --input-params $(AWS_WORK)/$$env-guard.json --show-summary fail; \
 	done
 	@echo "== checkov $$($(CHECKOV_VENV)/bin/checkov --version)"
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact \
 	  --framework cloudformation -d $(AWS_DIR)/templates
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact \
+	  --framework cloudformation -f $(AWS_DIR)/bootstrap.yaml
 	@echo "== shellcheck $$(shellcheck --version | sed -n 's/^version: //p') (apt: shellcheck)"
 	shellcheck -x $(AWS_DIR)/*.sh $(AWS_DIR)/lib/*.sh
 	@echo "== pytest: stack wiring, house rules, guard rules, deploy scripts, moto smoke deploy"

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Deploy every stack of one environment, in the order of deploy/aws/stacks, through change sets.
+# The layers on one line of that file (the cluster and the database) are deployed side by side,
+# each in a background job waited for by its pid; a failure of any of them fails the deploy, and
+# every failed stack is named.
 #   deploy.sh qa|prod            create, print and execute a change set per stack, waiting for each
 #   DRY_RUN=1 deploy.sh qa|prod  create and print the change sets only (they stay for review)
+# CLOUDFORMATION_ROLE_ARN set: every change set runs as that service role (the infrastructure
+# workflow's, deploy/aws/bootstrap.yaml); unset, as the caller.
 # Needs awscli with credentials for the target account, and a python with PyYAML
 # (make deploy-aws provides both from .venvs/aws, and runs preflight.py first).
 #
@@ -33,11 +38,13 @@ trap 'rm -rf "$work"' EXIT
 
 # awscli's own answer, retried with exponential back-off while AWS throttles; any other error
 # stops the deploy (expired credentials are not "no stack").
+# awscli's errors go to a file of the shell reading them: stacks deployed side by side each have one
+# (a redirection is expanded after the fork, so $BASHPID is read first).
 aws_retrying() {
-  local attempt delay=$backoff
+  local attempt delay=$backoff err=$work/stderr.$BASHPID
   for attempt in 1 2 3 4 5 6; do
-    if aws "$@" 2>"$work/stderr"; then return 0; fi
-    grep -qE 'Throttling|Rate exceeded|TooManyRequests' "$work/stderr" || return 1
+    if aws "$@" 2>"$err"; then return 0; fi
+    grep -qE 'Throttling|Rate exceeded|TooManyRequests' "$err" || return 1
     echo "   throttled (attempt $attempt), retrying in ${delay}s" >&2
     sleep "$delay"
     delay=$((delay * 2))
@@ -47,13 +54,13 @@ aws_retrying() {
 
 # The stack's status, or NONE when CloudFormation says it does not exist.
 stack_status() {
-  local stack=$1
+  local stack=$1 err=$work/stderr.$BASHPID
   if aws_retrying cloudformation describe-stacks --stack-name "$stack" \
     --query 'Stacks[0].StackStatus' --output text; then
     return 0
   fi
-  if grep -q 'does not exist' "$work/stderr"; then echo NONE; return 0; fi
-  die "cannot read the state of $stack: $(tr '\n' ' ' <"$work/stderr")"
+  if grep -q 'does not exist' "$err"; then echo NONE; return 0; fi
+  die "cannot read the state of $stack: $(tr '\n' ' ' <"$err")"
 }
 
 # Why the last operation on a stack failed: the first failed resource events, oldest first.
@@ -110,12 +117,12 @@ change_set_type() {
 # The ALB exists only once the load balancer controller has reconciled the Ingress: find it by the
 # cluster tag the controller puts on it, so the ALB alarms are created from then on.
 load_balancer_full_name() {
-  local arns
+  local arns err=$work/stderr.$BASHPID
   aws_retrying resourcegroupstaggingapi get-resources \
     --resource-type-filters elasticloadbalancing:loadbalancer \
     --tag-filters "Key=elbv2.k8s.aws/cluster,Values=$app-$env" \
     --query 'ResourceTagMappingList[].ResourceARN' --output text >"$work/arns" \
-    || die "cannot look up the ALB: $(tr '\n' ' ' <"$work/stderr")"
+    || die "cannot look up the ALB: $(tr '\n' ' ' <"$err")"
   arns=$(<"$work/arns")
   case $(wc -w <<<"$arns") in
     0) echo "" ;;
@@ -124,42 +131,67 @@ load_balancer_full_name() {
   esac
 }
 
-load_balancer=$(load_balancer_full_name)
-stacks plan "$env" "$work" "LoadBalancerFullName=$load_balancer" >"$work/plan"
-while read -r layer stack <&3; do
+# One stack through a change set; exits (under set -e: never call it in a condition) on failure. Under DRY_RUN, a new stack leaves $work/<layer>.new: the stacks
+# of later steps import its exports, which exist only once it is deployed.
+deploy_stack() {
+  local layer=$1 stack=$2 type change_set reason
   type=$(change_set_type "$stack")
-  change_set="deploy-$(date -u +%Y%m%d-%H%M%S)"
+  # Named after its layer too: moto (the rehearsal's CloudFormation) finds change sets by name alone.
+  change_set="deploy-$layer-$(date -u +%Y%m%d-%H%M%S)"
   echo "== $stack: $type change set $change_set"
   aws cloudformation create-change-set --stack-name "$stack" --change-set-name "$change_set" \
     --change-set-type "$type" --template-body "file://$here/templates/$layer.yaml" \
     --parameters "file://$work/$layer.json" --capabilities CAPABILITY_NAMED_IAM \
+    ${CLOUDFORMATION_ROLE_ARN:+--role-arn "$CLOUDFORMATION_ROLE_ARN"} \
     --tags "Key=app,Value=$app" "Key=environment,Value=$env" >/dev/null
   if ! aws cloudformation wait change-set-create-complete --stack-name "$stack" --change-set-name "$change_set"; then
     reason=$(aws cloudformation describe-change-set --stack-name "$stack" --change-set-name "$change_set" \
       --query StatusReason --output text)
     if [[ $reason == *"didn't contain changes"* || $reason == *"No updates are to be performed"* ]]; then
-      echo "   no changes"
+      echo "   $stack: no changes"
       aws cloudformation delete-change-set --stack-name "$stack" --change-set-name "$change_set"
-      continue
+      return 0
     fi
     die "change set for $stack failed: $reason"
   fi
   aws cloudformation describe-change-set --stack-name "$stack" --change-set-name "$change_set" \
     --query 'Changes[].ResourceChange.[Action,LogicalResourceId,ResourceType,Replacement]' --output table
   if [ "${DRY_RUN:-0}" = 1 ]; then
-    # Later stacks import this one's exports, which exist only once it is deployed: stop here
-    # when it is new, since their change sets could not be created.
-    if [ "$type" = CREATE ]; then
-      echo "DRY_RUN: $stack is new; the stacks after it import its exports and are not previewed"
-      break
-    fi
-    continue
+    if [ "$type" = CREATE ]; then touch "$work/$layer.new"; fi
+    return 0
   fi
   aws cloudformation execute-change-set --stack-name "$stack" --change-set-name "$change_set"
   if ! aws cloudformation wait "stack-$(tr '[:upper:]' '[:lower:]' <<<"$type")-complete" --stack-name "$stack"; then
     echo "deploy.sh: $stack did not reach ${type}_COMPLETE; it is $(stack_status "$stack"):" >&2
     failure_reasons "$stack"
-    die "fix the cause above and run make deploy-aws ENV=$env again (a failed first create is deleted and created again)"
+    die "fix the cause above and $retry"
   fi
-  echo "   ${type}_COMPLETE"
+  echo "   $stack: ${type}_COMPLETE"
+}
+
+retry="run make deploy-aws ENV=$env again (a failed first create is deleted and created again)"
+load_balancer=$(load_balancer_full_name)
+stacks plan "$env" "$work" "LoadBalancerFullName=$load_balancer" >"$work/plan"
+while read -r -a step <&3; do
+  # "<layer> <stack>" pairs: one is deployed here, several side by side, each job waited for by
+  # its pid so that every failure is seen.
+  if ((${#step[@]} == 2)); then
+    deploy_stack "${step[0]}" "${step[1]}"
+  else
+    pids=() failed=()
+    for ((i = 0; i < ${#step[@]}; i += 2)); do
+      echo "== ${step[i + 1]}: deployed side by side with the other stacks of its step"
+      deploy_stack "${step[i]}" "${step[i + 1]}" &
+      pids+=("$!")
+    done
+    for ((i = 0; i < ${#pids[@]}; i++)); do
+      wait "${pids[i]}" || failed+=("${step[2 * i + 1]}")
+    done
+    ((${#failed[@]} == 0)) || die "${failed[*]} failed; fix the causes above and $retry"
+  fi
+  if [ "${DRY_RUN:-0}" = 1 ] && compgen -G "$work/*.new" >/dev/null; then
+    echo "DRY_RUN: new stacks ($(basename -s .new "$work"/*.new | tr '\n' ' ')): the stacks after" \
+      "them import their exports and are not previewed"
+    break
+  fi
 done 3<"$work/plan"

@@ -7,7 +7,8 @@
                                                  CloudFormation --parameters JSON for that stack
     python stacks.py guard-parameters ENV        the environment's values for cfn-guard
     python stacks.py plan ENV DIR [NAME=VALUE ...]
-                                                 writes DIR/<layer>.json, prints "<layer> <stack>"
+                                                 writes DIR/<layer>.json, prints one line per
+                                                 step: "<layer> <stack> [<layer> <stack> ...]"
     python stacks.py service-accounts            "<output> <namespace>/<name>" of each IRSA role
                                                  a chart uses (service-accounts.json)
 
@@ -31,9 +32,15 @@ ENVIRONMENTS = tuple(sorted(p.stem for p in (HERE / "environments").glob("*.json
 ZONES = 3
 
 
-def layers() -> list[str]:
+def steps() -> list[list[str]]:
+    """The layers in dependency order, grouped: the layers of one step import nothing from each
+    other, so deploy.sh creates them side by side."""
     lines = (HERE / "stacks").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return [line.split() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def layers() -> list[str]:
+    return [layer for step in steps() for layer in step]
 
 
 def template_path(layer: str) -> Path:
@@ -179,11 +186,12 @@ def main(argv: list[str]) -> None:
             problem = load_balancer_name_problem(env, overrides.get("LoadBalancerFullName", ""))
             if problem:
                 raise SystemExit(f"stacks.py: {problem}")
-            for layer in layers():
-                chosen = parameters(env, layer, overrides)
-                pairs = [{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()]
-                (Path(directory) / f"{layer}.json").write_text(json.dumps(pairs, indent=2))
-                print(layer, stack_name(env, layer))
+            for step in steps():
+                for layer in step:
+                    chosen = parameters(env, layer, overrides)
+                    pairs = [{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()]
+                    (Path(directory) / f"{layer}.json").write_text(json.dumps(pairs, indent=2))
+                print(" ".join(f"{layer} {stack_name(env, layer)}" for layer in step))
         case ["service-accounts"]:
             for account in service_accounts():
                 if account["output"]:

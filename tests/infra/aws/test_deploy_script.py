@@ -67,7 +67,10 @@ if command == "route53 list-resource-record-sets":
 if command == "cloudformation describe-stack-resource":
     print("AWS::S3::Bucket kept-" + args[args.index("--logical-resource-id") + 1])
     sys.exit(0)
-if command == "cloudformation wait" and args[2] in scenario.get("failing_waits", []):
+if command == "cloudformation wait" and (
+    args[2] in scenario.get("failing_waits", [])
+    or f"{args[2]} {args[args.index('--stack-name') + 1]}" in scenario.get("failing_waits", [])
+):
     sys.exit(255)
 if command in ("cloudformation create-change-set", "cloudformation wait",
                "cloudformation delete-stack", "cloudformation describe-change-set",
@@ -124,15 +127,28 @@ def change_sets(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in calls if c["args"][:2] == ["cloudformation", "create-change-set"]]
 
 
+def in_step_order(names: list[str]) -> list[set[str]]:
+    """The stack names grouped as deploy/aws/stacks groups them: the stacks of one step are
+    deployed side by side, in no fixed order among themselves."""
+    groups, rest = [], list(names)
+    for step in stacks.steps():
+        groups.append(set(rest[: len(step)]))
+        rest = rest[len(step) :]
+    return [*groups, set(rest)] if rest else groups
+
+
+def steps_of(env: str) -> list[set[str]]:
+    return [{stacks.stack_name(env, layer) for layer in step} for step in stacks.steps()]
+
+
 @pytest.mark.parametrize("env", stacks.ENVIRONMENTS)
 def test_first_deploy_creates_every_stack_in_order(env: str, tmp_path: Path) -> None:
     result, calls = run_script("deploy.sh", tmp_path, env)
     assert result.returncode == 0, result.stderr
     created = change_sets(calls)
-    assert [option(c, "--stack-name") for c in created] == [
-        stacks.stack_name(env, layer) for layer in stacks.layers()
-    ]
-    for call, layer in zip(created, stacks.layers(), strict=True):
+    assert in_step_order([option(c, "--stack-name") for c in created]) == steps_of(env)
+    for call in created:
+        layer = option(call, "--stack-name").removeprefix(f"registro-{env}-")
         assert option(call, "--change-set-type") == "CREATE"
         assert option(call, "--template-body") == f"file://{stacks.template_path(layer)}"
         expected = stacks.parameters(
@@ -145,7 +161,7 @@ def test_first_deploy_creates_every_stack_in_order(env: str, tmp_path: Path) -> 
         for c in calls
         if c["args"][:2] == ["cloudformation", "execute-change-set"]
     ]
-    assert executed == [stacks.stack_name(env, layer) for layer in stacks.layers()]
+    assert in_step_order(executed) == steps_of(env)
     waits = [c["args"][2] for c in calls if c["args"][:2] == ["cloudformation", "wait"]]
     assert waits.count("stack-create-complete") == len(stacks.layers())
 
@@ -305,6 +321,29 @@ def test_a_failed_stack_stops_the_deploy_with_its_reasons(tmp_path: Path) -> Non
     assert calls_of(calls, "cloudformation", "describe-stack-events")
 
 
+@pytest.mark.parametrize("failing", [("cluster",), ("data",), ("cluster", "data")])
+def test_a_failure_beside_another_stack_fails_the_deploy_naming_it(
+    failing: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The cluster and the database are deployed side by side: a failure of either (or both) is
+    the deploy's exit status and names each failed stack; the other is still waited for, and
+    no later stack is started."""
+    scenario = {"failing_waits": [f"stack-create-complete {stack(layer)}" for layer in failing]}
+    result, calls = run_script("deploy.sh", tmp_path, "qa", scenario)
+    assert result.returncode != 0
+    (summary,) = [line for line in result.stderr.splitlines() if " failed; fix the causes" in line]
+    named = summary.removeprefix("deploy.sh: ").split(" failed;")[0].split()
+    assert named == [stack(layer) for layer in failing]
+    waited = {
+        option(c, "--stack-name")
+        for c in calls_of(calls, "cloudformation", "wait", "stack-create-complete")
+    }
+    assert {stack("cluster"), stack("data")} <= waited
+    assert stack("edge") not in [option(c, "--stack-name") for c in change_sets(calls)]
+    for layer in {"cluster", "data"} - set(failing):
+        assert f"{stack(layer)}: CREATE_COMPLETE" in result.stdout
+
+
 def test_teardown_deletes_in_reverse_order_once_confirmed(tmp_path: Path) -> None:
     result, calls = run_script("teardown.sh", tmp_path / "unconfirmed", "qa")
     assert result.returncode != 0 and calls == []
@@ -323,3 +362,17 @@ def test_teardown_lists_what_the_stacks_keep(tmp_path: Path) -> None:
     kept = result.stdout.split("Kept on purpose", 1)[1]
     assert "kept-TrailBucket" in kept and "Retain" in kept
     assert "final snapshot" in kept
+
+
+def test_a_cloudformation_role_given_runs_every_change_set_as_it(tmp_path: Path) -> None:
+    """The infrastructure workflow's role may create change sets only with the bootstrap stack's
+    CloudFormation role (its condition on cloudformation:RoleArn): `--role-arn` on each
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-iam-servicerole.html).
+    Without the variable, the caller's own permissions are used, as before."""
+    role = "arn:aws:iam::123456789012:role/registro-qa-cloudformation"
+    result, calls = run_script("deploy.sh", tmp_path / "role", "qa", CLOUDFORMATION_ROLE_ARN=role)
+    assert result.returncode == 0, result.stderr
+    assert [option(c, "--role-arn") for c in change_sets(calls)] == [role] * len(stacks.layers())
+    result, calls = run_script("deploy.sh", tmp_path / "caller", "qa")
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in change_sets(calls) if "--role-arn" in c["args"]]

@@ -271,7 +271,11 @@ def template_findings(path: Path) -> list[str]:
     return findings
 
 
-@pytest.mark.parametrize("path", sorted(TEMPLATES.glob("*.yaml")), ids=lambda p: p.stem)
+# The stacks' templates and the bootstrap stack's, created from the console.
+ALL_TEMPLATES = [*sorted(TEMPLATES.glob("*.yaml")), TEMPLATES.parent / "bootstrap.yaml"]
+
+
+@pytest.mark.parametrize("path", ALL_TEMPLATES, ids=lambda p: p.stem)
 def test_every_policy_passes_parliament(path: Path) -> None:
     """Each action's condition keys and resource types as the Service Authorization Reference
     lists them (https://docs.aws.amazon.com/service-authorization/latest/reference/, through
@@ -283,11 +287,12 @@ def test_every_policy_is_found() -> None:
     """The walk reaches each kind of policy (a policy it skipped would pass unseen)."""
     found = {
         where.split(".")[0]
-        for path in TEMPLATES.glob("*.yaml")
+        for path in ALL_TEMPLATES
         for where, _ in template_policies(decode(str(path))[0])
     }
     assert {"TelemetryKey", "TrailBucketPolicy", "AlarmTopicPolicy", "NodeRole"} <= found
     assert {"LoadBalancerControllerRole", "ClusterAutoscalerRole"} <= found
+    assert {"InfrastructureRole", "CloudFormationRole"} <= found
 
 
 def test_linter_finds_a_condition_key_the_action_does_not_support(tmp_path: Path) -> None:

@@ -137,12 +137,54 @@ def test_deploy_k8s_before_the_stacks_names_what_is_missing(rehearsal: Rehearsal
     assert own and "registro-qa" in own[0], result.stderr
 
 
+CLUSTER, DATA = f"registro-{ENV}-cluster", f"registro-{ENV}-data"
+CONTROL_PLANE_LOGS = f"/aws/eks/registro-{ENV}/cluster"
+
+
+def creation(calls: list[dict[str, Any]], stack: str) -> tuple[float, float]:
+    """When a stack's creation ran: its change set executed, until its create waiter returned."""
+    (executed,) = [c["t"] for c in calls if c["tool"] == "aws"
+                   and c["args"][:2] == ["cloudformation", "execute-change-set"]
+                   and option(c["args"], "--stack-name") == stack]  # fmt: skip
+    (ended,) = [c["t"] for c in calls if c["tool"] == "aws-end"
+                and c["args"][2] == "stack-create-complete"
+                and option(c["args"], "--stack-name") == stack]  # fmt: skip
+    return executed, ended
+
+
+def test_a_cluster_failing_beside_the_database_fails_the_deploy_naming_it(
+    rehearsal: Rehearsal,
+) -> None:
+    """The cluster and the database import nothing from each other (test_stack_order.py) and are
+    created side by side. A failed cluster create (its control-plane log group already exists,
+    as CloudFormation answers on AWS) fails the deploy, named, while the database is still
+    waited for to the end and nothing after them is started. Their creations overlap: each
+    takes minutes (the stand-in's create_seconds), and neither waits for the other."""
+    rehearsal.client("logs").create_log_group(logGroupName=CONTROL_PLANE_LOGS)
+    rehearsal.scenario(create_seconds={CLUSTER: 2, DATA: 2})
+
+    result = rehearsal.make("deploy-aws", ENV=ENV)
+
+    assert result.returncode != 0
+    assert f"deploy.sh: {CLUSTER} failed; fix the causes above" in result.stderr, result.stderr
+    assert f"{CLUSTER} did not reach CREATE_COMPLETE; it is ROLLBACK_COMPLETE" in result.stderr
+    statuses = stack_statuses(rehearsal)
+    assert (statuses[CLUSTER], statuses[DATA]) == ("ROLLBACK_COMPLETE", "CREATE_COMPLETE")
+    assert not set(STACKS[4:]) & set(statuses)
+    calls = rehearsal.since_last()
+    cluster, data = creation(calls, CLUSTER), creation(calls, DATA)
+    assert cluster[0] < data[1] and data[0] < cluster[1], (cluster, data)  # they overlap
+    rehearsal.client("logs").delete_log_group(logGroupName=CONTROL_PLANE_LOGS)
+    rehearsal.scenario(create_seconds={})
+
+
 def test_deploy_recovers_from_throttling_and_a_stack_left_in_rollback_complete(
     rehearsal: Rehearsal,
 ) -> None:
     """A stack whose first create failed is ROLLBACK_COMPLETE and "can only be deleted"; a
     throttled DescribeStacks is retried (deploy.sh's header names the CloudFormation pages).
-    The ci stack is left so by a create that failed on an existing log group, as on AWS."""
+    The ci stack is left so by a create that failed on an existing log group, as on AWS, and
+    the cluster by the test above."""
     logs = rehearsal.client("logs")
     logs.create_log_group(logGroupName="/rehearsal/taken")
     cloudformation = rehearsal.client("cloudformation")
@@ -159,9 +201,11 @@ def test_deploy_recovers_from_throttling_and_a_stack_left_in_rollback_complete(
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stderr.count("throttled") == 3
+    # The database, created beside the failed cluster above, is updated (moto's change sets
+    # always hold changes; CloudFormation's would be empty and leave it CREATE_COMPLETE).
     assert {s: stack_statuses(rehearsal)[s] for s in STACKS} == dict.fromkeys(
         STACKS, "CREATE_COMPLETE"
-    )
+    ) | {DATA: "UPDATE_COMPLETE"}
     calls = rehearsal.since_last()
     first_deploy_call = next(
         i for i, c in enumerate(calls) if c["args"][:2] == ["cloudformation", "describe-stacks"]
@@ -170,11 +214,11 @@ def test_deploy_recovers_from_throttling_and_a_stack_left_in_rollback_complete(
     created = [
         option(a, "--stack-name") for a in aws_calls(calls, "cloudformation", "create-change-set")
     ]
-    assert created == STACKS
+    assert created[:2] + sorted(created[2:4]) + created[4:] == STACKS
     deleted = [
         option(a, "--stack-name") for a in aws_calls(calls, "cloudformation", "delete-stack")
     ]
-    assert deleted == [STACKS[-1]]
+    assert deleted == [CLUSTER, STACKS[-1]]
 
 
 def test_the_security_baseline_sends_high_findings_to_the_alarm_topic(

@@ -169,11 +169,13 @@ def release_jobs() -> list[tuple[str, str, dict[str, Any], dict[str, list[str]]]
 
 
 def github_environments() -> set[str]:
-    """The GitHub environments the ci stacks' deploy roles trust (deploy/aws/environments)."""
+    """The GitHub environments the ci stacks' deploy roles trust (deploy/aws/environments), and
+    the bootstrap stack's infrastructure role (deploy/aws/bootstrap.yaml: `infrastructure-<env>`
+    for its Environment, one of the environments)."""
     names = set()
     for path in (REPO / "deploy" / "aws" / "environments").glob("*.json"):
         name = json.loads(path.read_text())["GitHubEnvironment"]
-        names |= {name, name + ROLLBACK_SUFFIX}
+        names |= {name, name + ROLLBACK_SUFFIX, f"infrastructure-{path.stem}"}
     return names
 
 

@@ -37,6 +37,10 @@ https://docs.aws.amazon.com/Route53/latest/APIReference/API_ChangeResourceRecord
 Injected (scenario "throttle_describe_stacks": N): the first N DescribeStacks calls fail with
 `Throttling: Rate exceeded`, as CloudFormation answers bursts
 (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/troubleshooting.html).
+Timed (scenario "create_seconds": {stack: S}): `cloudformation wait stack-create-complete` for that
+stack returns S seconds later at the earliest, as a stack takes minutes to create (moto creates
+it within ExecuteChangeSet); every call is logged with its start time "t", and each wait again
+when it ends, as tool "aws-end".
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +95,9 @@ def save(path: str, data: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(data, indent=1))
 
 
-def record(args: list[str]) -> None:
+def record(args: list[str], tool: str = "aws") -> None:
     with open(os.environ["STANDIN_LOG"], "a") as log:
-        log.write(json.dumps({"tool": "aws", "args": args}) + "\n")
+        log.write(json.dumps({"tool": tool, "args": args, "t": time.time()}) + "\n")
 
 
 def option(args: list[str], name: str, default: str = "") -> str:
@@ -219,6 +224,12 @@ def main(args: list[str]) -> None:
             ]
             print(json.dumps({"LoadBalancers": balancers}))
         return
+    if command == ("cloudformation", "wait"):
+        time.sleep(scenario.get("create_seconds", {}).get(option(args, "--stack-name"), 0))
+        try:
+            real(args)
+        finally:
+            record(args, tool="aws-end")
     real(args)
 
 
