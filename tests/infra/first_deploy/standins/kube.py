@@ -361,7 +361,7 @@ def install_prometheus(state: dict[str, Any]) -> None:
             "kind": "PersistentVolumeClaim",
             "metadata": {"name": claim, "namespace": "monitoring",
                          "finalizers": ["kubernetes.io/pvc-protection"]},
-            "spec": {"volumeName": pv, "storageClassName": "gp3"},
+            "spec": {"volumeName": pv, "storageClassName": "gp3-data-key"},
             "user": [kind, workload],
         }  # fmt: skip
         state["objects"][key("PersistentVolume", pv, None)] = {
