@@ -19,8 +19,9 @@
 #                       build the overlay with those outputs and IMAGE (repository@sha256:...)
 #                       into DIR/manifests.yaml, touching nothing in deploy/k8s (make verify-k8s
 #                       runs this with the committed placeholder outputs)
-#   apply DIR           apply DIR/manifests.yaml: everything but the workload, then the migration
-#                       Job (waited for), then the Rollout (waited for)
+#   apply DIR           apply DIR/manifests.yaml: everything but the workload, check that the ALB
+#                       serves behind the edge stack's web ACL, then the migration Job (waited
+#                       for), then the Rollout (waited for)
 #
 # Needs kubectl within one minor of the clusters' Kubernetes (K8S_VERSION in the Makefile; the
 # version skew policy: https://kubernetes.io/releases/version-skew-policy/#kubectl), the AWS CLI
@@ -74,6 +75,7 @@ render() {
   rm -rf "$dir" && mkdir -p "$dir"
   cp -r "$here" "$dir/k8s"
   cp "$outputs_file" "$dir/k8s/overlays/$env/cloudformation-outputs.env"
+  cp "$outputs_file" "$dir/cloudformation-outputs.env" # apply's checks read it
   cat > "$dir/kustomization.yaml" <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -185,8 +187,8 @@ stop_traffic() {
   traffic_pid=
 }
 
-# The ALB's CloudWatch dimension, app/<name>/<id>, for the canary's load-balancer-errors metric:
-# the ALB the Ingress names (alb.ingress.kubernetes.io/load-balancer-name), found by that name
+# The ARN of the ALB, whose end app/<name>/<id> is the CloudWatch dimension of the canary's
+# load-balancer-errors metric: the ALB the Ingress names (alb.ingress.kubernetes.io/load-balancer-name), found by that name
 # (https://docs.aws.amazon.com/cli/latest/reference/elbv2/describe-load-balancers.html). The
 # controller creates it from the Ingress: on a first deploy it may not exist yet, so wait for it.
 load_balancer() {
@@ -200,8 +202,30 @@ load_balancer() {
       || die "no ALB $name after ${ALB_TIMEOUT:-300} s (kubectl -n $namespace describe ingress: the load balancer controller's events)"
     sleep "${ALB_POLL_SECONDS:-10}"
   done
-  [[ $arn =~ :loadbalancer/(app/"$name"/[0-9a-f]+)$ ]] || die "ALB $name has an unexpected ARN '$arn'"
-  echo "${BASH_REMATCH[1]}"
+  [[ $arn =~ :loadbalancer/app/"$name"/[0-9a-f]+$ ]] || die "ALB $name has an unexpected ARN '$arn'"
+  echo "$arn"
+}
+
+# The ALB must serve behind the edge stack's web ACL (its output WebAclArn, which the Ingress
+# names in alb.ingress.kubernetes.io/wafv2-acl-arn). The controller associates it after creating
+# the ALB, and an ALB it could not associate serves without WAF all the same: wait for the
+# association, then stop on none or another. GetWebACLForResource answers a null WebACL for a
+# resource with none (https://docs.aws.amazon.com/waf/latest/APIReference/API_GetWebACLForResource.html),
+# which --output text prints as None.
+check_web_acl() {
+  local arn=$1 expected=$2 errors=$3 found deadline=$((SECONDS + ${WAF_TIMEOUT:-120}))
+  while :; do
+    found=$(aws wafv2 get-web-acl-for-resource --resource-arn "$arn" \
+      --query 'WebACL.ARN' --output text 2>"$errors") \
+      || die "cannot read the web ACL of ALB $arn: $(cat "$errors")"
+    [ "$found" != "$expected" ] || { echo "waf: ALB served behind $expected"; return 0; }
+    ((SECONDS < deadline)) \
+      || die "ALB $arn serves with web ACL '${found/#None/none}', not the edge stack's WebAclArn" \
+        "$expected, after ${WAF_TIMEOUT:-120} s: its requests skip WAF's rules. The load" \
+        "balancer controller's events (kubectl -n $namespace describe ingress) say why; the" \
+        "release stops before the migration, the running version is untouched"
+    sleep "${WAF_POLL_SECONDS:-10}"
+  done
 }
 
 apply() {
@@ -213,6 +237,8 @@ apply() {
   sync_secrets
   # The canary's analysis judges this ALB's own errors: its name goes into the Rollout's steps.
   alb=$(load_balancer "$manifests" "$1/alb-lookup.err") || exit 1
+  check_web_acl "$alb" "$(output "$1/cloudformation-outputs.env" WebAclArn)" "$1/waf-lookup.err"
+  alb=${alb#*:loadbalancer/}
   echo "analysis: load-balancer $alb"
   sed "s|value: load-balancer-full-name\$|value: $alb|" "$manifests" > "$1/workload.yaml"
   # 2. The schema migration, once per release; a Job's pod template is immutable, so replace it.

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[3]
 PLATFORM = ROOT / "deploy" / "k8s" / "platform"
 
 # What the pipelines run with this role: `make publish-image` (ECR), release.sh's `outputs`
-# (CloudFormation), `connect` (EKS) and `apply` (ELB). Everything else in the cluster is RBAC's.
+# (CloudFormation), `connect` (EKS) and `apply` (ELB, WAF). Everything else in the cluster is
+# RBAC's.
 EXPECTED_ACTIONS = {
     "ecr:GetAuthorizationToken": "*",
     "ecr:BatchCheckLayerAvailability": "repository",
@@ -50,6 +51,10 @@ EXPECTED_ACTIONS = {
     # release.sh's lookup of the ALB for the canary analysis (R4); no resource-level permissions
     # (Service Authorization Reference, Elastic Load Balancing V2: DescribeLoadBalancers).
     "elasticloadbalancing:DescribeLoadBalancers": "*",
+    # release.sh's check of the ALB's web ACL (R12): GetWebACLForResource on the ALB and the web
+    # ACL, and GetWebACL, which it calls (Service Authorization Reference, AWS WAF V2).
+    "wafv2:GetWebACLForResource": "alb and web acls",
+    "wafv2:GetWebACL": "alb and web acls",
 }
 
 
@@ -61,6 +66,13 @@ def resource_kind(resource: Any) -> str:
         return {"${ClusterStack}-RepositoryArn": "repository"}.get(
             name, {"${ClusterStack}-ClusterArn": "cluster"}.get(name, name)
         )
+    if resource == [
+        {"Fn::Sub": "arn:${AWS::Partition}:elasticloadbalancing:${AWS::Region}:${AWS::AccountId}"
+                    ":loadbalancer/app/${App}-${Environment}/*"},
+        {"Fn::Sub": "arn:${AWS::Partition}:wafv2:${AWS::Region}:${AWS::AccountId}"
+                    ":regional/webacl/*/*"},
+    ]:  # fmt: skip
+        return "alb and web acls"
     if isinstance(resource, dict) and "Fn::Sub" in resource:
         arn = resource["Fn::Sub"]
         if arn.endswith(":stack/${App}-${Environment}-*/*"):

@@ -1,7 +1,8 @@
 """The node group can hold what the manifests ask for at their peak: the HPA's maximum during a
-canary, plus the daemons on every node and the platform's controllers. The Cluster Autoscaler adds
-nodes up to NodeMaxSizePerZone in each zone's group; past it, pods stay Pending and the HPA
-maximum is a number on paper.
+canary, plus the daemons on every node and the platform's controllers, in CPU and in pods (each
+instance type holds at most so many pods). The Cluster Autoscaler adds nodes up to
+NodeMaxSizePerZone in each zone's group; past it, pods stay Pending and the HPA maximum is a
+number on paper.
 
 Rendered from deploy/k8s/overlays/<env> with kubectl kustomize, so a change to the HPA maximum or
 to the pods' requests in the manifests is checked against the environment's node group.
@@ -37,6 +38,36 @@ KUBE_RESERVED_REST = 0.0025
 # nodes` on a real cluster.
 DAEMONS_MILLICPU_PER_NODE = 500
 PLATFORM_MILLICPU = 1500
+
+
+# Pods per node with the VPC CNI without prefix delegation (our clusters' vpc-cni add-on: no
+# ENABLE_PREFIX_DELEGATION): each pod takes one of the node's secondary IPv4 addresses, so
+# ENIs x (IPv4 addresses per ENI - 1) + 2 (the host-network pods aws-node and kube-proxy), the
+# kubelet's max-pods on EKS AMIs (https://docs.aws.amazon.com/eks/latest/userguide/choosing-instance-type.html,
+# "Amazon EKS recommended maximum Pods for each Amazon EC2 instance type"; awslabs/amazon-eks-ami
+# templates/shared/runtime/eni-max-pods.txt: t3.micro 4, t3.medium 17, m6i.large 29). ENIs and
+# addresses: https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/AvailableIpPerENI.html.
+ENIS_AND_IPV4_PER_ENI = {"t3.micro": (2, 2), "t3.medium": (3, 6), "m6i.large": (3, 10)}
+
+# Pods on every node (DaemonSets, hostNetwork ones included: max-pods counts every pod): aws-node
+# (vpc-cni), kube-proxy, ebs-csi-node, the CloudWatch agent and Fluent Bit
+# (amazon-cloudwatch-observability; its GPU and Neuron exporters only run on those instances).
+# No node exporter (deploy/k8s/platform/values/prometheus.yaml).
+DAEMON_PODS_PER_NODE = 5
+
+# Pods of the platform, once per cluster: the EKS add-ons' (CoreDNS 2, metrics-server 2, EBS CSI
+# controller 2, the CloudWatch observability operator 1) and deploy/k8s/platform's (values and
+# manifests: load balancer controller 2, External Secrets' controller, webhook and cert
+# controller 3, Argo Rollouts 2, ExternalDNS 1, Cluster Autoscaler 1, Prometheus server 1,
+# Alertmanager 1).
+PLATFORM_PODS = 2 + 2 + 2 + 1 + 2 + 3 + 2 + 1 + 1 + 1 + 1
+# The release's migration Job: one pod, while the old version still runs.
+RELEASE_JOB_PODS = 1
+
+
+def max_pods(instance_type: str) -> int:
+    enis, addresses = ENIS_AND_IPV4_PER_ENI[instance_type]
+    return enis * (addresses - 1) + 2
 
 
 def millicpu(quantity: str) -> int:
@@ -79,6 +110,23 @@ def peak_app_millicpu(documents: list[dict[str, Any]]) -> int:
     return surge * int(hpa["spec"]["maxReplicas"]) * pod
 
 
+def peak_app_pods(documents: list[dict[str, Any]]) -> int:
+    """The Rollout's pods at the HPA maximum during a canary (peak_app_millicpu's surge)."""
+    (hpa,) = [d for d in documents if d["kind"] == "HorizontalPodAutoscaler"]
+    (rollout,) = [d for d in documents if d["kind"] == "Rollout"]
+    surge = 1 if rollout["spec"]["strategy"]["canary"].get("dynamicStableScale") else 2
+    return surge * int(hpa["spec"]["maxReplicas"])
+
+
+def pods_short(env: str, instance_type: str | None = None) -> int:
+    """Pods that would stay Pending at the node group's maximum (0: all fit)."""
+    values = stacks.environment(env)
+    per_node = max_pods(instance_type or values["NodeInstanceType"]) - DAEMON_PODS_PER_NODE
+    room = stacks.node_counts(env)[2] * per_node
+    need = peak_app_pods(rendered(env)) + PLATFORM_PODS + RELEASE_JOB_PODS
+    return max(0, need - room)
+
+
 def nodes_needed(env: str) -> int:
     values = stacks.environment(env)
     need = peak_app_millicpu(rendered(env)) + PLATFORM_MILLICPU
@@ -88,6 +136,26 @@ def nodes_needed(env: str) -> int:
 @pytest.mark.parametrize("env", stacks.ENVIRONMENTS)
 def test_node_group_holds_the_hpa_maximum_during_a_canary(env: str) -> None:
     assert stacks.node_counts(env)[2] >= nodes_needed(env)
+
+
+@pytest.mark.parametrize("env", stacks.ENVIRONMENTS)
+def test_node_group_holds_the_pods_during_a_canary_within_the_instance_types_pod_limit(
+    env: str,
+) -> None:
+    """Each node holds at most max_pods of its type (the VPC CNI's IP addresses), daemons
+    included: the platform, the HPA maximum twice over during a canary and the migration Job fit
+    in the nodes at the group's maximum."""
+    assert stacks.environment(env)["NodeInstanceType"] in ENIS_AND_IPV4_PER_ENI
+    assert pods_short(env) == 0
+
+
+def test_the_pod_count_sees_a_smaller_instance_type() -> None:
+    """The figures of eni-max-pods.txt, and a type too small for our pods is refused."""
+    assert {t: max_pods(t) for t in ENIS_AND_IPV4_PER_ENI} == {
+        "t3.micro": 4, "t3.medium": 17, "m6i.large": 29,
+    }  # fmt: skip
+    assert pods_short("prod", "t3.micro") > 0
+    assert pods_short("qa", "t3.micro") > 0
 
 
 @pytest.mark.parametrize("env", stacks.ENVIRONMENTS)

@@ -391,6 +391,59 @@ def test_the_release_looks_up_the_alb_the_controller_named(rehearsal: Rehearsal)
     assert [a.split("/")[-2] for a in rehearsal.kube()["albs"]] == [f"registro-{ENV}"]
 
 
+def edge_web_acl(rehearsal: Rehearsal) -> str:
+    cloudformation = rehearsal.client("cloudformation")
+    (stack,) = cloudformation.describe_stacks(StackName=f"registro-{ENV}-edge")["Stacks"]
+    outputs = stack["Outputs"]
+    return str(next(o["OutputValue"] for o in outputs if o["OutputKey"] == "WebAclArn"))
+
+
+def test_a_release_stops_when_the_alb_serves_without_the_edge_stacks_web_acl(
+    rehearsal: Rehearsal,
+) -> None:
+    """R12: the load balancer controller associates the web ACL the Ingress names
+    (alb.ingress.kubernetes.io/wafv2-acl-arn, aws-load-balancer-controller v3.5.0
+    docs/guide/ingress/annotations.md); when it cannot (AssociateWebACL denied), the ALB serves
+    without WAF all the same. Each release asks WAF which web ACL the ALB has
+    (GetWebACLForResource: a null WebACL when none, AWS WAFv2 API reference,
+    https://docs.aws.amazon.com/waf/latest/APIReference/API_GetWebACLForResource.html) and stops,
+    before the migration, on none or on another than the edge stack's WebAclArn; with that one
+    it goes on. The releases above passed with it (kube.py associates it)."""
+    (alb,) = rehearsal.kube()["albs"]
+    expected = edge_web_acl(rehearsal)
+    assert rehearsal.kube()["web_acls"] == {alb: expected}
+    checks = aws_calls(rehearsal.calls(), "wafv2", "get-web-acl-for-resource")
+    assert checks and {option(c, "--resource-arn") for c in checks} == {alb}
+    before = rehearsal.kube()["objects"]["Rollout/registro/registro"]["spec"]
+    other = f"arn:aws:wafv2:eu-west-1:{ACCOUNT}:regional/webacl/other/{'0' * 8}"
+    assert other != expected
+    rehearsal.scenario(set_web_acl_denied=True)
+    try:
+        for found, shown in ((None, "none"), (other, other)):
+            state = rehearsal.kube()
+            state["web_acls"] = {alb: found} if found else {}
+            rehearsal.kube_path.write_text(json.dumps(state))
+            result = rehearsal.make(
+                "deploy-k8s", ENV=ENV, TAG=GOOD, identity="deployer", WAF_TIMEOUT="0"
+            )
+            assert result.returncode != 0
+            assert f"serves with web ACL '{shown}', not the edge stack's WebAclArn {expected}" in (
+                result.stderr
+            ), result.stderr[-2000:]
+            kubectl = [c["args"] for c in rehearsal.since_last() if c["tool"] == "kubectl"]
+            assert not [a for a in kubectl if "app.kubernetes.io/component=migration" in a]
+            assert rehearsal.kube()["objects"]["Rollout/registro/registro"]["spec"] == before
+    finally:
+        rehearsal.scenario(set_web_acl_denied=False)
+    running = before["template"]["spec"]["containers"][0]["image"].rsplit("@", 1)[1]
+    tag = next(t for t, d in json.loads(rehearsal.scenario_path.read_text())["digests"].items()
+               if d == running)  # fmt: skip
+    result = rehearsal.make("deploy-k8s", ENV=ENV, TAG=tag, identity="deployer")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"waf: ALB served behind {expected}" in result.stdout
+    assert rehearsal.kube()["web_acls"] == {alb: expected}
+
+
 def test_a_failed_migration_stops_the_release_at_once(rehearsal: Rehearsal) -> None:
     """R6: a failed Job has condition Failed, never Complete
     (https://kubernetes.io/docs/concepts/workloads/controllers/job/#terminal-job-conditions): the

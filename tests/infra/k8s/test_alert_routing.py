@@ -223,6 +223,7 @@ def test_alertmanager_keeps_silences_on_a_gp3_volume(platform: Platform) -> None
     assert platform.one("StorageClass", claim["spec"]["storageClassName"])["parameters"] == {
         "type": "gp3",
         "encrypted": "true",
+        "kmsKeyId": overlay_outputs(platform.overlay)["DataKeyArn"],  # test_platform.py
         "csi.storage.k8s.io/fstype": "ext4",
     }
     (container,) = statefulset["spec"]["template"]["spec"]["containers"]

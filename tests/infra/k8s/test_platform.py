@@ -270,17 +270,74 @@ def prometheus_server(platform: Platform) -> tuple[dict[str, Any], dict[str, Any
     )
 
 
-def test_prometheus_keeps_its_data_on_an_encrypted_gp3_volume(platform: Platform) -> None:
+def claimed_storage_classes(platform: Platform) -> dict[str, str]:
+    """Every volume the platform claims -> its StorageClass: the charts' PVCs and their
+    StatefulSets' volumeClaimTemplates."""
+    claims: dict[str, str] = {}
+    for doc in platform.docs:
+        templates = doc.get("spec", {}).get("volumeClaimTemplates", [])
+        for claim in [doc] * (doc["kind"] == "PersistentVolumeClaim") + templates:
+            name = f"{doc['kind']}/{doc['metadata']['name']}/{claim['metadata']['name']}"
+            claims[name] = claim["spec"].get("storageClassName", "")
+    return claims
+
+
+def cloudformation(path: Path) -> dict[str, Any]:
+    """A template with its short-form intrinsics (!Sub, !GetAtt...) read as their long form."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+        name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {name: value}
+
+    Loader.add_multi_constructor("!", intrinsic)
+    document: dict[str, Any] = yaml.load(path.read_text(), Loader=Loader)  # noqa: S506
+    return document
+
+
+def test_prometheus_keeps_its_data_on_gp3_volumes_encrypted_with_the_key_the_driver_may_use(
+    platform: Platform,
+) -> None:
     """EKS >= 1.30 has no default StorageClass (https://docs.aws.amazon.com/eks/latest/userguide/
     kubernetes-versions-standard.html, 1.30): a claim naming none stays Pending; gp3 volumes come
-    from the EBS CSI driver (provisioner ebs.csi.aws.com)."""
-    claims = [d for d in platform.charts["prometheus"] if d["kind"] == "PersistentVolumeClaim"]
-    assert len(claims) == 1
-    storage_class = platform.one("StorageClass", claims[0]["spec"]["storageClassName"])
-    assert storage_class["provisioner"] == "ebs.csi.aws.com"
-    assert storage_class["parameters"]["type"] == "gp3"
-    assert storage_class["parameters"]["encrypted"] == "true"
-    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+    from the EBS CSI driver (provisioner ebs.csi.aws.com). The driver encrypts with the key of
+    the class's `kmsKeyId`, "the full ARN of the key", and without it with the account's default
+    key aws/ebs (kubernetes-sigs/aws-ebs-csi-driver docs/parameters.md: encrypted, kmsKeyId):
+    every claim's class names the security stack's data key, the one key the cluster stack grants
+    the driver's role (EbsCsiDriverRole) use of."""
+    claims = claimed_storage_classes(platform)
+    assert set(claims) == {
+        "PersistentVolumeClaim/prometheus-server/prometheus-server",
+        "StatefulSet/prometheus-alertmanager/storage",
+    }, claims
+    key = overlay_outputs(platform.overlay)["DataKeyArn"]
+    for name in set(claims.values()):
+        storage_class = platform.one("StorageClass", name)
+        assert storage_class["provisioner"] == "ebs.csi.aws.com"
+        assert storage_class["parameters"]["type"] == "gp3"
+        assert storage_class["parameters"]["encrypted"] == "true"
+        assert storage_class["parameters"].get("kmsKeyId") == key, name
+        assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+    # The key the driver's role is granted: the security stack's output DataKeyArn.
+    templates = REPO / "deploy" / "aws" / "templates"
+    role = cloudformation(templates / "cluster.yaml")["Resources"]["EbsCsiDriverRole"]
+    granted = {
+        json.dumps(statement["Resource"])
+        for policy in role["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if any(str(a).startswith("kms:") for a in statement["Action"])
+    }
+    assert granted == {json.dumps({"Fn::ImportValue": {"Fn::Sub": "${SecurityStack}-DataKeyArn"}})}
+    output = cloudformation(templates / "security.yaml")["Outputs"]["DataKeyArn"]
+    assert output["Export"] == {"Name": {"Fn::Sub": "${AWS::StackName}-DataKeyArn"}}
     server, _ = prometheus_server(platform)
     assert server["spec"]["strategy"]["type"] == "Recreate", "one pod at a time on a RWO volume"
 

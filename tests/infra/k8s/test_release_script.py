@@ -253,23 +253,27 @@ ALB_ARN = (
 )
 
 
-def fake_elbv2(tmp_path: Path, answers: list[str]) -> Path:
+def fake_elbv2(tmp_path: Path, answers: list[str], web_acls: list[str] | None = None) -> Path:
     """An `aws` whose `elbv2 describe-load-balancers` answers, call after call, from `answers`:
     an ARN (printed, as --query ...LoadBalancerArn --output text prints it) or an error (on
-    stderr, a non-zero status); the last answer repeats. Its calls go to aws-calls."""
+    stderr, a non-zero status); the last answer repeats. `wafv2 get-web-acl-for-resource` answers
+    likewise from `web_acls` (default: prod's committed WebAclArn; None is what --query
+    WebACL.ARN --output text prints for a null WebACL). Its calls go to aws-calls."""
     bin_dir = tmp_path / "awsbin"
     bin_dir.mkdir(exist_ok=True)
-    (tmp_path / "aws-answers.json").write_text(json.dumps(answers))
+    table = {"elbv2": answers, "wafv2": web_acls or [committed_outputs("prod")["WebAclArn"]]}
+    (tmp_path / "aws-answers.json").write_text(json.dumps(table))
     script = bin_dir / "aws"
     script.write_text(
         "#!/usr/bin/env python3\n"
         "import json, sys\n"
-        f"log = open({str(tmp_path / 'aws-calls')!r}, 'a')\n"
+        f"calls = {str(tmp_path / 'aws-calls')!r}\n"
+        "log = open(calls, 'a')\n"
         "log.write(' '.join(sys.argv[1:]) + '\\n'); log.close()\n"
-        f"answers = json.load(open({str(tmp_path / 'aws-answers.json')!r}))\n"
-        f"seen = sum(1 for _ in open({str(tmp_path / 'aws-calls')!r})) - 1\n"
+        f"answers = json.load(open({str(tmp_path / 'aws-answers.json')!r}))[sys.argv[1]]\n"
+        "seen = sum(1 for line in open(calls) if line.startswith(sys.argv[1] + ' ')) - 1\n"
         "answer = answers[min(seen, len(answers) - 1)]\n"
-        "if answer.startswith('arn:'):\n"
+        "if answer.startswith('arn:') or answer == 'None':\n"
         "    print(answer)\n"
         "else:\n"
         "    sys.exit(answer)  # to stderr, status 1\n"
@@ -284,12 +288,13 @@ def fake_kubectl(
     phase: str,
     message: str = "message",
     albs: list[str] | None = None,
+    web_acls: list[str] | None = None,
 ) -> dict[str, str]:
     """A `kubectl` that records its calls and answers like a cluster where both ExternalSecrets
     refresh when annotated, the migration Job ends Complete or Failed (with its reason), and the
     Rollout ends in `phase` with `message` (it cannot see anything real); an `aws` that finds the
-    ALB (fake_elbv2, `albs`: its answers)."""
-    aws_bin = fake_elbv2(tmp_path, albs or [ALB_ARN])
+    ALB (fake_elbv2, `albs`: its answers) and its web ACL (`web_acls`)."""
+    aws_bin = fake_elbv2(tmp_path, albs or [ALB_ARN], web_acls)
     calls = tmp_path / "calls"
     script = tmp_path / "kubectl"
     job = {"type": "Complete", "status": "True"}
@@ -313,7 +318,7 @@ def fake_kubectl(
     return {
         **os.environ, "KUBECTL": str(script), "RELEASE_TRAFFIC_RATE": "0", "ROLLOUT_TIMEOUT": "0",
         "JOB_POLL_SECONDS": "0", "PATH": f"{aws_bin}:{os.environ['PATH']}",
-        "ALB_POLL_SECONDS": "0",
+        "ALB_POLL_SECONDS": "0", "WAF_POLL_SECONDS": "0",
     }  # fmt: skip
 
 
@@ -532,7 +537,7 @@ def test_the_rollout_applied_names_the_albs_cloudwatch_dimension(
     env = fake_kubectl(tmp_path, True, "Healthy", albs=[NOT_FOUND, NOT_FOUND, ALB_ARN])
     result = run("apply", str(rendered), env=env)
     assert result.returncode == 0, result.stderr
-    lookups = (tmp_path / "aws-calls").read_text().splitlines()
+    lookups = [c for c in (tmp_path / "aws-calls").read_text().splitlines() if c[:6] == "elbv2 "]
     assert len(lookups) == 3
     assert all("elbv2 describe-load-balancers --names registro-prod" in c for c in lookups)
     workload = [d for d in yaml.safe_load_all((rendered / "workload.yaml").read_text()) if d]
@@ -567,3 +572,46 @@ def test_no_alb_stops_the_release_before_the_migration(tmp_path: Path, rendered:
     assert result.returncode != 0
     assert "AccessDenied" in result.stderr
     assert len((other / "aws-calls").read_text().splitlines()) == 1
+
+
+OTHER_WEB_ACL = (
+    "arn:aws:wafv2:eu-west-1:000000000000:regional/webacl/registro-qa/"
+    "00000000-0000-0000-0000-000000000000"
+)
+
+
+@pytest.mark.parametrize(("answer", "shown"), [("None", "none"), (OTHER_WEB_ACL, OTHER_WEB_ACL)])
+def test_an_alb_without_the_edge_stacks_web_acl_stops_the_release_before_the_migration(
+    tmp_path: Path, rendered: Path, answer: str, shown: str
+) -> None:
+    """R12: an ALB the controller could not associate serves without WAF. GetWebACLForResource
+    answers a null WebACL for a resource with none (AWS WAFv2 API reference,
+    https://docs.aws.amazon.com/waf/latest/APIReference/API_GetWebACLForResource.html), which the
+    CLI prints as None; the Ingress asks for the edge stack's WebAclArn
+    (alb.ingress.kubernetes.io/wafv2-acl-arn, aws-load-balancer-controller v3.5.0
+    docs/guide/ingress/annotations.md). The release waits WAF_TIMEOUT for the controller, then
+    stops naming both, before any migration."""
+    env = fake_kubectl(tmp_path, True, "Healthy", web_acls=[answer]) | {"WAF_TIMEOUT": "0"}
+    result = run("apply", str(rendered), env=env)
+    assert result.returncode != 0
+    assert f"serves with web ACL '{shown}', not the edge stack's" in result.stderr, result.stderr
+    assert committed_outputs("prod")["WebAclArn"] in result.stderr
+    assert not any("component=migration" in a for a in applied(tmp_path))
+    waf = [c for c in (tmp_path / "aws-calls").read_text().splitlines() if c[:6] == "wafv2 "]
+    assert waf == [f"wafv2 get-web-acl-for-resource --resource-arn {ALB_ARN} --query WebACL.ARN "
+                   "--output text"]  # fmt: skip
+
+
+def test_the_release_waits_for_the_controller_to_associate_the_web_acl(
+    tmp_path: Path, rendered: Path
+) -> None:
+    """The controller associates the web ACL after it has created the ALB (annotations.md,
+    "wafv2-acl-arn"): the release asks again until it is there, then goes on."""
+    expected = committed_outputs("prod")["WebAclArn"]
+    env = fake_kubectl(tmp_path, True, "Healthy", web_acls=["None", "None", expected])
+    result = run("apply", str(rendered), env=env)
+    assert result.returncode == 0, result.stderr
+    waf = [c for c in (tmp_path / "aws-calls").read_text().splitlines() if c[:6] == "wafv2 "]
+    assert len(waf) == 3
+    assert f"waf: ALB served behind {expected}" in result.stdout
+    assert any("component=migration" in a for a in applied(tmp_path))

@@ -14,6 +14,12 @@ Answered here (moto has no such API, or nothing behind it):
   ELBv2 answers, `LoadBalancerNotFound`
   (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeLoadBalancers.html).
   With `--query 'LoadBalancers[0].LoadBalancerArn' --output text`, the ARN alone.
+- `wafv2 get-web-acl-for-resource --resource-arn A`: the web ACL the load balancer controller
+  stand-in associated with ALB A (kube.py, state "web_acls"), or a null WebACL when it has none
+  (https://docs.aws.amazon.com/waf/latest/APIReference/API_GetWebACLForResource.html: "If there
+  is no associated resource, WAF returns a null web ACL"; the CLI's --output text prints None);
+  an ALB that does not exist is WAFNonexistentItemException. With `--query 'WebACL.ARN' --output
+  text`, the ARN alone.
 - `rds describe-db-instance-automated-backups`: moto's answer lacks RestoreWindow, the only place
   RDS gives a DB instance's earliest restorable time (DescribeDBInstances has only
   LatestRestorableTime; https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_RestoreWindow.html).
@@ -209,6 +215,20 @@ def main(args: list[str]) -> None:
         return
     if command == ("ec2", "describe-security-groups") and "elbv2.k8s.aws/cluster" in " ".join(args):
         print("\t".join(f"sg-alb{i}" for i, _ in enumerate(load(kube_path).get("albs", []))))
+        return
+    if command == ("wafv2", "get-web-acl-for-resource"):
+        kube, resource = load(kube_path), option(args, "--resource-arn")
+        if resource not in kube.get("albs", []):
+            fail("An error occurred (WAFNonexistentItemException) when calling the "
+                 "GetWebACLForResource operation: AWS WAF couldn't perform the operation "
+                 "because your resource doesn't exist.")  # fmt: skip
+        web_acl = kube.get("web_acls", {}).get(resource)
+        if option(args, "--query") == "WebACL.ARN":
+            print(web_acl or "None")
+        else:
+            name, acl_id = web_acl.split("/")[-2:] if web_acl else ("", "")
+            found = {"ARN": web_acl, "Name": name, "Id": acl_id}
+            print(json.dumps({"WebACL": found} if web_acl else {}))
         return
     if command == ("elbv2", "describe-load-balancers"):
         names = option(args, "--names").split(",")

@@ -53,6 +53,12 @@ Behaviours, each as documented:
 - The load balancer controller creates an ALB for an Ingress and deletes it when the Ingress is
   deleted (finalizer `ingress.k8s.aws/resources`); with `deletion_protection.enabled=true` in
   the Ingress's load-balancer-attributes it cannot, and the Ingress stays.
+  It associates the web ACL the Ingress names in `alb.ingress.kubernetes.io/wafv2-acl-arn`
+  with the ALB, `none` disassociates, no annotation leaves it as it is (aws-load-balancer-
+  controller v3.5.0 docs/guide/ingress/annotations.md, "wafv2-acl-arn"); the associations are
+  state "web_acls" (ALB ARN -> web ACL ARN). With the scenario's "set_web_acl_denied" its
+  AssociateWebACL calls are denied (R12: elasticloadbalancing:SetWebAcl under a condition it
+  never meets), so the ALB keeps what it had, and serves all the same.
 """
 
 from __future__ import annotations
@@ -129,6 +135,7 @@ def load() -> dict[str, Any]:
     state.setdefault("crds", [])
     state.setdefault("releases", {})
     state.setdefault("albs", [])
+    state.setdefault("web_acls", {})
     return state
 
 
@@ -354,7 +361,7 @@ def install_prometheus(state: dict[str, Any]) -> None:
             "kind": "PersistentVolumeClaim",
             "metadata": {"name": claim, "namespace": "monitoring",
                          "finalizers": ["kubernetes.io/pvc-protection"]},
-            "spec": {"volumeName": pv, "storageClassName": "gp3"},
+            "spec": {"volumeName": pv, "storageClassName": "gp3-data-key"},
             "user": [kind, workload],
         }  # fmt: skip
         state["objects"][key("PersistentVolume", pv, None)] = {
@@ -399,6 +406,16 @@ def reconcile_ingress(state: dict[str, Any], ingress: dict[str, Any]) -> None:
     arn = alb_arn(ingress)
     if arn not in state["albs"]:
         state["albs"].append(arn)
+    web_acl = (
+        ingress["metadata"]
+        .get("annotations", {})
+        .get("alb.ingress.kubernetes.io/wafv2-acl-arn", "")
+    )
+    if web_acl and not scenario().get("set_web_acl_denied"):
+        if web_acl == "none":
+            state["web_acls"].pop(arn, None)
+        else:
+            state["web_acls"][arn] = web_acl
     ingress.setdefault("metadata", {})["finalizers"] = ["ingress.k8s.aws/resources"]
 
 
@@ -414,6 +431,7 @@ def delete_ingress(state: dict[str, Any], object_key: str) -> bool:
         return False
     del state["objects"][object_key]
     state["albs"] = [a for a in state["albs"] if a != alb_arn(ingress)]
+    state["web_acls"].pop(alb_arn(ingress), None)
     return True
 
 
