@@ -211,7 +211,8 @@ load_balancer() {
 # the ALB, and an ALB it could not associate serves without WAF all the same: wait for the
 # association, then stop on none or another. GetWebACLForResource answers a null WebACL for a
 # resource with none (https://docs.aws.amazon.com/waf/latest/APIReference/API_GetWebACLForResource.html),
-# which --output text prints as None.
+# which --output text prints as None; the controller reads it the same way (v3.5.0
+# pkg/deploy/wafv2/web_acl_association_manager.go, GetAssociatedWebACL: a nil WebACL is none).
 check_web_acl() {
   local arn=$1 expected=$2 errors=$3 found deadline=$((SECONDS + ${WAF_TIMEOUT:-120}))
   while :; do
