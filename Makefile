@@ -342,6 +342,17 @@ prometheus-tools: ## fetch promtool and amtool (Debian/Ubuntu packages, unpacked
 	$(PROMETHEUS_TOOLS)/root/usr/bin/promtool --version && $(PROMETHEUS_TOOLS)/root/usr/bin/amtool --version
 	test -z "$${GITHUB_PATH:-}" || echo "$(CURDIR)/$(PROMETHEUS_TOOLS)/root/usr/bin" >> "$$GITHUB_PATH"
 
+# The clusters' kubectl (tools/get-kubectl.sh: pinned per OS and architecture, hash-checked) into
+# .work/tools, for a machine whose own kubectl is outside the supported skew: a GitHub-hosted
+# runner has whatever kubectl its image ships that week. Under GitHub Actions the directory is
+# added to the PATH of later steps; elsewhere add it yourself, or install into /usr/local/bin.
+KUBECTL_DIR := .work/tools/kubectl-$(K8S_VERSION)
+.PHONY: kubectl
+kubectl: ## install the clusters' pinned kubectl into .work/tools (first on PATH for later GitHub Actions steps)
+	mkdir -p $(KUBECTL_DIR) && tools/get-kubectl.sh $(KUBECTL_DIR)
+	$(KUBECTL_DIR)/kubectl version --client
+	test -z "$${GITHUB_PATH:-}" || echo "$(CURDIR)/$(KUBECTL_DIR)" >> "$$GITHUB_PATH"
+
 .PHONY: platform-upstream
 platform-upstream: $(HELM) ## pull the pinned platform charts (and render External Secrets' CRDs) into .work/upstream; needs the chart repositories
 	deploy/k8s/tools/platform_upstream.sh $(HELM) deploy/k8s/platform/charts $(PLATFORM_UPSTREAM_WORK)

@@ -117,7 +117,7 @@ def test_deploy_goes_qa_then_approved_production_with_rollback() -> None:
     # one build; each environment publishes those bytes, then deploys them
     for job, env in (("qa", "qa"), ("production", "prod")):
         order = [r.split()[1] for r in runs[job] if r]
-        assert order[:3] == ["image-load", "publish-image", "deploy-k8s"], order
+        assert order[:4] == ["kubectl", "image-load", "publish-image", "deploy-k8s"], order
         assert any(f"publish-image ENV={env} " in r for r in runs[job]), runs[job]
 
 
@@ -347,3 +347,31 @@ def test_the_infrastructure_job_has_the_tools_verify_k8s_needs() -> None:
             if verify:
                 fetched = [i for i, r in enumerate(runs) if r == "make prometheus-tools"]
                 assert fetched and fetched[0] < verify[0], (path.name, job)
+
+
+def test_every_job_that_needs_kubectl_installs_the_clusters_own_first() -> None:
+    """A GitHub-hosted runner ships the kubectl of the newest stable minor when its image was
+    built (actions/runner-images images/ubuntu/scripts/build/install-kubernetes-tools.sh: the
+    minor of dl.k8s.io/release/stable.txt). That leaves the one minor of skew kubectl supports
+    with the clusters (https://kubernetes.io/releases/version-skew-policy/#kubectl) once
+    Kubernetes releases the minor after next, and every verb whose group needs kubectl
+    (tools/tools.txt) would stop. A job that runs one runs `make kubectl` (the pinned one) first."""
+    lines = (REPO / "tools" / "tools.txt").read_text().splitlines()
+    groups = {
+        g.strip(): set(t.split())
+        for g, t in (line[1:].split("|") for line in lines if line.startswith("@"))
+    }
+    kubectl = next(line for line in lines if line.split("|")[0].strip() == "kubectl")
+    needing = {g for g in kubectl.split("|")[1].strip().split(",") if not g.endswith("?")}
+    assert needing == {"verify-k8s", "deploy"}
+    targets = set().union(*(groups[g] for g in needing))
+    checked = 0
+    for path in WORKFLOWS:
+        for job, spec in load(path)["jobs"].items():
+            runs = [s["run"].split() for s in spec["steps"] if "run" in s]
+            uses = [i for i, r in enumerate(runs) if r[:1] == ["make"] and r[1] in targets]
+            if uses:
+                checked += 1
+                installed = [i for i, r in enumerate(runs) if r == ["make", "kubectl"]]
+                assert installed and installed[0] < uses[0], (path.name, job)
+    assert checked == 6
