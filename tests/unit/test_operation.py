@@ -15,8 +15,8 @@ from registro.api import errors
 from registro.api.operation import Call, Operations, PathEndpoint, routes
 from registro.api.schemas import Message, NameIn
 from registro.auth import ANONYMOUS, Principal
-from registro.failsafe import FailsafeMiddleware
 from registro.lifecycle import Lifecycle
+from registro.middleware import FailsafeMiddleware
 from registro.settings import AuthMode, load_settings
 from registro.shared import Shared
 from registro.store import Record

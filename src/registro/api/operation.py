@@ -28,7 +28,7 @@ from registro.api import idempotency_header, inputs
 from registro.api.access import key_holder
 from registro.api.responses import JSON
 from registro.auth import ANONYMOUS, Principal, Scope, needs_key
-from registro.limits import UNEXPECTED_BODY
+from registro.middleware import UNEXPECTED_BODY
 from registro.settings import AuthMode
 from registro.shared import shared
 from registro.store import Store
