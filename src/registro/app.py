@@ -1,4 +1,4 @@
-"""Assembles the service: routes, error handling, and the middleware every request passes."""
+"""Assembles the service: routes and error handling, inside the HTTP layer (registro.middleware)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,16 +21,13 @@ from registro.api.openapi import document
 from registro.api.operation import Endpoint, Operation, routes
 from registro.api.responses import JSON
 from registro.auth import Authenticator
-from registro.failsafe import FailsafeMiddleware
-from registro.faults import FaultInjectionMiddleware
-from registro.lifecycle import DrainMiddleware, Lifecycle
-from registro.limits import RequestLimitsMiddleware
+from registro.lifecycle import Lifecycle
+from registro.middleware import INSIDE_STARLETTE, wrap
 from registro.settings import AuthMode, Settings
 from registro.shared import Shared
 from registro.store import Timeouts, open_store
 from registro.telemetry import metrics
 from registro.telemetry.logs import flush as flush_logs
-from registro.telemetry.requests import RequestTelemetryMiddleware
 
 OPERATIONS: Sequence[Operation] = [*data.OPERATIONS, *audit.OPERATIONS, *health.OPERATIONS]
 DESCRIPTION = "A registry of uniquely named records."
@@ -104,7 +100,7 @@ def create_app(
             *docs.ROUTES,
         ],
         exception_handlers=errors.HANDLERS,
-        middleware=[Middleware(FailsafeMiddleware)],
+        middleware=INSIDE_STARLETTE,
         lifespan=_lifespan(settings, drain_on_sigterm),
     )
     # /data/ is a 404, as any path no route has. Starlette's default redirect to /data builds
@@ -114,16 +110,5 @@ def create_app(
     api.state.shared = state
     metrics.BUILD_INFO.labels(__version__, settings.git_commit).set(1)
 
-    app: ASGIApp = api
-    if settings.faults_enabled:
-        app = FaultInjectionMiddleware(app, settings.fault_error_rate, settings.fault_latency_ms)
-    app = RequestLimitsMiddleware(app, settings.max_body_bytes)
-    app = DrainMiddleware(app, state.lifecycle)
-    app = RequestTelemetryMiddleware(app)
-    if settings.otel_exporter_otlp_endpoint:
-        from registro.telemetry.tracing import traced
-
-        app, state.tracer_provider = traced(
-            app, settings.otel_exporter_otlp_endpoint, settings.otel_service_name
-        )
+    app, state.tracer_provider = wrap(api, settings, state.lifecycle)
     return app

@@ -13,18 +13,12 @@ supervisor, which forwards it). A request still running at the deadline is answe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import threading
 import time
 from collections.abc import Mapping
 from types import FrameType
-from typing import Any
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from registro import error_responses
 
 logger = logging.getLogger("registro.lifecycle")
 
@@ -70,40 +64,3 @@ class Lifecycle:
 
         for signum in SIGNALS:
             signal.signal(signum, on_signal)
-
-
-class DrainMiddleware:
-    """While draining, close keep-alive connections after each response; at the shutdown
-    deadline, answer a cancelled request with a JSON 503 (safe to retry elsewhere)."""
-
-    def __init__(self, app: ASGIApp, lifecycle: Lifecycle) -> None:
-        self.app = app
-        self.lifecycle = lifecycle
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            if not self.lifecycle.draining or scope["type"] != "http":
-                await self.app(scope, receive, send)
-                return
-
-            async def send_closing(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    headers: list[Any] = list(message.get("headers", []))
-                    headers.append((b"connection", b"close"))
-                    message["headers"] = headers
-                await send(message)
-
-            await self.app(scope, receive, send_closing)
-        except asyncio.CancelledError:
-            if scope["type"] != "http":
-                raise
-            logger.warning("request cut at the shutdown deadline", extra=_where(scope))
-            reply = error_responses.error(
-                503, "Server shutting down, try again", {"Retry-After": "1"}
-            )
-            with contextlib.suppress(Exception):  # a response already started: nothing to add
-                await reply(scope, receive, send)
-
-
-def _where(scope: Scope) -> dict[str, object]:
-    return {"fields": {"method": scope["method"], "path": scope["path"]}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from registro.app import OPERATIONS
 from registro.store.urls import sqlalchemy_url
 from tests.conftest import ClientFactory, add_key, bearer, new_postgres_database
 from tests.support.service import running_service
@@ -42,6 +44,26 @@ async def test_every_successful_write_is_audited_with_who_what_and_where(
     assert create["before"] is None and create["after"] == {"id": created["id"], "name": "a"}
     assert update["before"]["name"] == "a" and update["after"]["name"] == "b"
     assert delete["before"]["name"] == "b" and delete["after"] is None
+
+
+async def test_each_write_records_and_logs_the_audit_action_declared_at_its_handler(
+    client: httpx.AsyncClient, make_key, caplog: pytest.LogCaptureFixture
+) -> None:
+    declared = {(op.method, op.path): op.audit for op in OPERATIONS if op.audit}
+    assert declared == {
+        ("POST", "/data"): "create",
+        ("PUT", "/data/{id}"): "update",
+        ("DELETE", "/data/{id}"): "delete",
+    }
+    admin = await make_key("auditor", "admin")
+    caplog.set_level(logging.INFO, logger="registro.audit")
+    record_id = (await client.post("/data", json={"name": "a"})).json()["id"]
+    await client.put(f"/data/{record_id}", json={"name": "b"})
+    await client.delete(f"/data/{record_id}")
+
+    stored = [e["action"] for e in (await client.get("/audit", headers=bearer(admin))).json()]
+    logged = [r.fields["action"] for r in caplog.records if r.name == "registro.audit"]
+    assert stored[::-1] == logged == list(declared.values())
 
 
 async def test_anonymous_writes_are_audited_as_anonymous(

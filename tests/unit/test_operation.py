@@ -12,11 +12,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from registro.api import errors
-from registro.api.operation import Call, Operation, PathEndpoint, routes
+from registro.api.operation import Call, Operations, PathEndpoint, routes
 from registro.api.schemas import Message, NameIn
 from registro.auth import ANONYMOUS, Principal
-from registro.failsafe import FailsafeMiddleware
 from registro.lifecycle import Lifecycle
+from registro.middleware import FailsafeMiddleware
 from registro.settings import AuthMode, load_settings
 from registro.shared import Shared
 from registro.store import Record
@@ -32,21 +32,37 @@ class FakeAuthenticator:
 
 
 calls: list[Call[Any, Any]] = []
+OPERATIONS = Operations()
 
 
+@OPERATIONS.declare(
+    "PUT",
+    "/things/{id}",
+    summary="s",
+    tag="t",
+    response=Record,
+    scope="write",
+    body=NameIn,
+    audit="update",
+)
 async def rename(call: Call[NameIn, None]) -> Record:
     calls.append(call)
     return Record(call.record_id, call.body.name)
 
 
+@OPERATIONS.declare("GET", "/wrong", summary="s", tag="t", response=Record, scope="read")
 async def wrong_shape(call: Call[None, None]) -> Any:
     return {"id": 1, "name": "not a Record", "secret": "leaks if sent as it is"}
 
 
-OPERATIONS = [
-    Operation("PUT", "/things/{id}", rename, "s", "t", Record, scope="write", body=NameIn),
-    Operation("GET", "/wrong", wrong_shape, "s", "t", Record, scope="read"),
-]
+def test_the_decorator_declares_its_handler_in_order_and_returns_it_unchanged() -> None:
+    assert [(op.method, op.path, op.handler) for op in OPERATIONS] == [
+        ("PUT", "/things/{id}", rename),
+        ("GET", "/wrong", wrong_shape),
+    ]
+    put, get = OPERATIONS
+    assert (put.scope, put.body, put.audit) == ("write", NameIn, "update")
+    assert (get.scope, get.body, get.audit) == ("read", None, "")
 
 
 @pytest.fixture
@@ -78,6 +94,7 @@ async def test_a_scope_the_mode_protects_needs_a_key_holding_it(client: httpx.As
     )
     assert allowed.status_code == 200 and allowed.json() == {"id": 7, "name": "a"}
     assert [c.principal for c in calls] == [WRITER]
+    assert [c.audit for c in calls] == ["update"], "the handler is not given its audit action"
 
 
 @pytest.mark.parametrize("client", ["off"], indirect=True)

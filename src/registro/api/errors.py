@@ -39,4 +39,4 @@ HANDLERS = {
     HTTPException: http_error,
     InvalidInput: invalid_input,
     DatabaseUnavailable: database_unavailable,
-}  # anything else: registro.failsafe
+}  # anything else: registro.middleware.FailsafeMiddleware

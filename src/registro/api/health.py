@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from registro import __version__
-from registro.api.operation import Call, Operation
+from registro.api.operation import Call, Operations
 from registro.api.schemas import Message, VersionOut
 from registro.shared import shared
 from registro.store import DatabaseBusy
@@ -16,12 +16,28 @@ from registro.store.migrate import head_revision, schema_state
 from registro.telemetry import metrics
 
 READY_CHECK_TIMEOUT = 2.0
+OPERATIONS = Operations()
 
 
+@OPERATIONS.declare(
+    "GET",
+    "/livez",
+    summary="The process is alive (never touches the database)",
+    tag="operations",
+    response=Message,
+    unavailable=False,
+)
 async def livez(call: Call[None, None]) -> Message:
     return Message(message="alive")
 
 
+@OPERATIONS.declare(
+    "GET",
+    "/readyz",
+    summary="Ready for traffic: database reachable, schema not behind this release, not draining",
+    tag="operations",
+    response=Message,
+)
 async def readyz(call: Call[None, None]) -> Message:
     state = shared(call.request)
     if state.lifecycle.draining:
@@ -39,6 +55,14 @@ async def readyz(call: Call[None, None]) -> Message:
     return Message(message="ready")
 
 
+@OPERATIONS.declare(
+    "GET",
+    "/version",
+    summary="Which build this is",
+    tag="operations",
+    response=VersionOut,
+    unavailable=False,
+)
 async def version(call: Call[None, None]) -> VersionOut:
     settings = shared(call.request).settings
     return VersionOut(
@@ -46,44 +70,13 @@ async def version(call: Call[None, None]) -> VersionOut:
     )
 
 
+@OPERATIONS.declare(
+    "GET",
+    "/metrics",
+    summary="Prometheus metrics of all worker processes",
+    tag="operations",
+    response=None,
+    unavailable=False,
+)
 async def metrics_text(call: Call[None, None]) -> Response:
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
-
-
-OPERATIONS = [
-    Operation(
-        "GET",
-        "/livez",
-        livez,
-        "The process is alive (never touches the database)",
-        "operations",
-        Message,
-        unavailable=False,
-    ),
-    Operation(
-        "GET",
-        "/readyz",
-        readyz,
-        "Ready for traffic: database reachable, schema not behind this release, not draining",
-        "operations",
-        Message,
-    ),
-    Operation(
-        "GET",
-        "/version",
-        version,
-        "Which build this is",
-        "operations",
-        VersionOut,
-        unavailable=False,
-    ),
-    Operation(
-        "GET",
-        "/metrics",
-        metrics_text,
-        "Prometheus metrics of all worker processes",
-        "operations",
-        None,
-        unavailable=False,
-    ),
-]

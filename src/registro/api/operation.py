@@ -1,9 +1,12 @@
-"""An operation, declared once: what it needs (scope, path id, query, body) and what it answers.
+"""An operation, declared once at its handler: what it needs (scope, path id, query, body), what
+it answers, and the audit action it records.
 
-The one generic wrapper here authorizes the caller as the configured REGISTRO_AUTH mode says,
-validates the input, calls the handler with what it needs, and serialises the handler's result
-through the declared response type. /openapi.json is built from the same declarations
-(registro.api.openapi), so the document says what the wrapper does.
+Each API module declares its operations with `@OPERATIONS.declare(...)` on the handler, by
+keyword, so a route's method, path, auth scope, idempotency and audit action sit next to the
+code that serves it. The one generic wrapper here authorizes the caller as the configured
+REGISTRO_AUTH mode says, validates the input, calls the handler with what it needs, and
+serialises the handler's result through the declared response type. /openapi.json is built
+from the same declarations (registro.api.openapi), so the document says what the wrapper does.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from registro.api import idempotency_header, inputs
 from registro.api.access import key_holder
 from registro.api.responses import JSON
 from registro.auth import ANONYMOUS, Principal, Scope, needs_key
-from registro.limits import UNEXPECTED_BODY
+from registro.middleware import UNEXPECTED_BODY
 from registro.settings import AuthMode
 from registro.shared import shared
 from registro.store import Store
@@ -47,6 +50,7 @@ class Call(Generic[Body, Query]):
     query: Query
     record_id: int  # 0 when the path has no {id}
     transaction: Store | None = None  # an idempotent write's: the store in its key's transaction
+    audit: str = ""  # the operation's declared audit action ("" when it changes nothing)
 
     @property
     def store(self) -> Store:
@@ -64,9 +68,10 @@ class Reply:
 
 
 Handler = Callable[[Call[Any, Any]], Awaitable[Any]]
+H = TypeVar("H", bound=Handler)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Operation:
     method: str
     path: str
@@ -83,6 +88,9 @@ class Operation:
     paginated: bool = False
     unavailable: bool = True  # may answer 503 when the database is down
     idempotent: bool = False  # takes an Idempotency-Key (registro.api.idempotency_header)
+    # The action the store records in the audit trail, and the audit log line names ("" for an
+    # operation that changes nothing); the handler passes it on as `call.audit`.
+    audit: str = ""
 
     def needs_key(self, mode: AuthMode) -> bool:
         return self.scope is not None and needs_key(self.scope, mode)
@@ -101,6 +109,52 @@ class Operation:
         return sorted(statuses)
 
 
+class Operations(list[Operation]):
+    """A module's operations, in the order their handlers are declared."""
+
+    def declare(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        tag: str,
+        response: Any = None,
+        scope: Scope | None = None,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        errors: Sequence[int] = (),
+        paginated: bool = False,
+        unavailable: bool = True,
+        idempotent: bool = False,
+        audit: str = "",
+    ) -> Callable[[H], H]:
+        """Declares the decorated handler as the operation `method` `path` (see Operation)."""
+
+        def register(handler: H) -> H:
+            self.append(
+                Operation(
+                    method=method,
+                    path=path,
+                    handler=handler,
+                    summary=summary,
+                    tag=tag,
+                    response=response,
+                    scope=scope,
+                    body=body,
+                    query=query,
+                    errors=errors,
+                    paginated=paginated,
+                    unavailable=unavailable,
+                    idempotent=idempotent,
+                    audit=audit,
+                )
+            )
+            return handler
+
+        return register
+
+
 def _instance_check(annotation: Any) -> Callable[[Any], bool]:
     """Whether a result is of the declared type: `T` or `list[T]`. Cheaper than asking the
     serializer to treat a mismatch as an error, which it otherwise only warns about."""
@@ -117,7 +171,7 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
     query_model, body_model, handler = op.query, op.body, op.handler
     declared = _instance_check(Response if op.response is None else op.response)
     to_json = None if op.response is None else TypeAdapter(op.response).serializer.to_json
-    idempotent = op.idempotent
+    idempotent, audit = op.idempotent, op.audit
 
     async def call(request: Request) -> Response:
         principal = ANONYMOUS if scope is None else await key_holder(request, scope)
@@ -147,7 +201,7 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
         record_id: int,
         store: Store | None,
     ) -> Response:
-        result = await handler(Call(request, principal, body, query, record_id, store))
+        result = await handler(Call(request, principal, body, query, record_id, store, audit))
         headers = None
         if isinstance(result, Reply):
             result, headers = result.content, result.headers

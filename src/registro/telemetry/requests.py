@@ -1,19 +1,18 @@
-"""One pure ASGI middleware that observes every HTTP request: its id, its log line, its metrics.
+"""What is known of a request for its log line and metrics: its ids and its client.
 
-Kept as a single layer because it sits on every request (see docs/benchmarks.md).
+RequestTelemetryMiddleware (registro.middleware) records every request the application answers,
+record_refusal (here) every one the HTTP layer (registro.http) refuses itself.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 import re
 from collections.abc import Mapping
-from time import perf_counter
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from registro.store.schema import REQUEST_ID_MAX_LENGTH
 from registro.telemetry import metrics
@@ -33,7 +32,8 @@ _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,%d}" % REQUEST_ID_MAX_LENGTH
 _IP_MAX_LENGTH = 45
 
 
-def _caller_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+def safe_caller_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The caller's X-Request-ID, if it is a plain token of at most 128 characters."""
     for name, value in headers:
         if name == REQUEST_ID_HEADER:
             return value.decode() if _SAFE_REQUEST_ID.fullmatch(value) else None
@@ -103,60 +103,3 @@ def _canonical_address(host: str) -> str | None:
     except ValueError:
         return None
     return None if getattr(address, "scope_id", None) else str(address)
-
-
-class RequestTelemetryMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = perf_counter()
-        rid = os.urandom(16).hex().encode()
-        caller_rid = _caller_request_id(scope["headers"])
-        state = scope.setdefault("state", {})
-        state["request_id"] = rid.decode()
-        state["caller_request_id"] = caller_rid
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers: list[Any] = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER, rid))
-                message["headers"] = headers
-            await send(message)
-
-        metrics.in_flight += 1
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            metrics.in_flight -= 1
-            if scope.get(CLIENT_DISCONNECTED):
-                status = CLIENT_CLOSED_REQUEST  # what the client got: nothing
-            if not scope.get(ANSWERED_BY_SERVER):
-                self._record(scope, status, perf_counter() - started, rid, caller_rid)
-
-    @staticmethod
-    def _record(
-        scope: Scope, status: int, seconds: float, rid: bytes, caller_rid: str | None
-    ) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or UNMATCHED
-        method = scope["method"]
-        metrics.record_request(method, template, status, seconds)
-        access_log.write(
-            {
-                "method": method,
-                "path": scope["path"],
-                "route": template,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "request_id": rid.decode(),
-                "caller_request_id": caller_rid,
-                "client": client_address(scope),
-            }
-        )

@@ -50,7 +50,7 @@ def test_the_own_size_rule_blocks_above_the_services_limit_only(templates: dict[
     """An ALB forwards at most 8 KB of the body to WAF (fixed; AWS WAF API Reference, Body,
     OversizeHandling: https://docs.aws.amazon.com/waf/latest/APIReference/API_Body.html), so a
     Body size constraint cannot see 64 KiB: the rule matches the declared Content-Length above
-    the service's limit, the same header the service checks first (src/registro/limits.py)."""
+    the service's limit, the same header the service checks first (src/registro/middleware.py)."""
     limit = service_max_body_bytes()
     rule = rules(templates)["request-body-over-service-limit"]
     assert rule["Action"] == {"Block": {}}
