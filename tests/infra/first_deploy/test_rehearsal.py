@@ -706,17 +706,32 @@ def set_kubernetes_version(rehearsal: Rehearsal, version: str) -> None:
     path.write_text(json.dumps(values | {"KubernetesVersion": version}, indent=2) + "\n")
 
 
+def add_the_next_minors_row(rehearsal: Rehearsal) -> dict[str, str]:
+    """Runbook step 1 in the rehearsal's copy: a 1.37 row in AddonVersions, each of the 1.36
+    row's add-ons at a newer build, and EKS offering those for 1.37; returns add-on -> pin."""
+    template = rehearsal.repo / "deploy" / "aws" / "templates" / "cluster.yaml"
+    text = template.read_text()
+    row = re.search(r"\n    '1\.36':\n((?:      .*\n)+)", text)
+    assert row, "no 1.36 row in AddonVersions"
+    pins = dict(re.findall(r": (v\S+) +# (\S+)\n", row.group(1)))
+    bumped = {version: f"{version.split('-')[0]}-eksbuild.99" for version in pins}
+    new_row = row.group(1)
+    for version, newer in bumped.items():
+        new_row = new_row.replace(f": {version} ", f": {newer} ")
+    template.write_text(text.replace(row.group(0), f"{row.group(0)}    '1.37':\n{new_row}"))
+    rehearsal.scenario(addon_versions={n: {bumped[v]: ["1.37"]} for v, n in pins.items()})
+    return {name: bumped[version] for version, name in pins.items()}
+
+
 def test_the_upgrade_runbook_refuses_a_skipped_minor_and_a_minor_without_addon_pins(
     rehearsal: Rehearsal,
 ) -> None:
-    """docs/runbooks/cluster-upgrade.md, step 1 on the running qa cluster (1.36), as far as our
-    scripts act (the stack update itself is CloudFormation's: moto cannot update the stand-in
-    cluster). EKS upgrades one minor at a time
+    """docs/runbooks/cluster-upgrade.md, step 1's preflight on the running qa cluster (1.36).
+    EKS upgrades one minor at a time
     (https://docs.aws.amazon.com/eks/latest/userguide/update-cluster.html), so 1.38 is refused;
     1.37 without its row of add-on pins is refused; with the row, and EKS offering those pins
     for 1.37 (DescribeAddonVersions), preflight, which deploy-aws runs first, passes having asked
-    EKS for each pin at 1.37. The order one deploy-aws then follows (control plane, add-ons that
-    reference it, node groups) is pinned by tests/infra/aws/test_cluster_addons.py."""
+    EKS for each pin at 1.37. The update itself: the next test."""
     environment = rehearsal.repo / "deploy" / "aws" / "environments" / f"{ENV}.json"
     template = rehearsal.repo / "deploy" / "aws" / "templates" / "cluster.yaml"
     before = environment.read_text(), template.read_text()
@@ -731,28 +746,82 @@ def test_the_upgrade_runbook_refuses_a_skipped_minor_and_a_minor_without_addon_p
         assert result.returncode != 0
         assert result.stderr.count("no version pinned for Kubernetes 1.37") >= 6, result.stderr
 
-        row = re.search(r"\n    '1\.36':\n((?:      .*\n)+)", before[1])
-        assert row, "no 1.36 row in AddonVersions"
-        pins = dict(re.findall(r": (v\S+) +# (\S+)\n", row.group(1)))
-        bumped = {version: f"{version.split('-')[0]}-eksbuild.99" for version in pins}
-        new_row = row.group(1)
-        for version, newer in bumped.items():
-            new_row = new_row.replace(f": {version} ", f": {newer} ")
-        template.write_text(
-            before[1].replace(row.group(0), f"{row.group(0)}    '1.37':\n{new_row}")
-        )
-        rehearsal.scenario(addon_versions={n: {bumped[v]: ["1.37"]} for v, n in pins.items()})
+        pins = add_the_next_minors_row(rehearsal)
         result = rehearsal.make("preflight-aws", ENV=ENV)
         assert result.returncode == 0, result.stderr
         asked = {
             (option(a, "--addon-name"), option(a, "--kubernetes-version"))
             for a in aws_calls(rehearsal.since_last(), "eks", "describe-addon-versions")
         }
-        assert asked == {(name, "1.37") for name in pins.values()}
+        assert asked == {(name, "1.37") for name in pins}
     finally:
         environment.write_text(before[0])
         template.write_text(before[1])
         rehearsal.scenario(addon_versions=None)
+
+
+def test_the_upgrade_runbook_moves_the_control_plane_then_the_addons_and_nodes_in_order(
+    rehearsal: Rehearsal,
+) -> None:
+    """docs/runbooks/cluster-upgrade.md walked on qa at 1.36 with its commands: the 1.37 row and
+    KubernetesVersion 1.37 (step 1), then `make deploy-aws` (preflight, then deploy.sh's change
+    sets). The cluster stack's update, read from its events as DescribeStackEvents shows them,
+    goes in the order the template's references and DependsOn give CloudFormation
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-dependson.html)
+    and the runbook states: the control plane first (the EKS user guide, "Update existing
+    cluster to new Kubernetes version": control plane first, one minor at a time, nodes after it,
+    never newer: https://docs.aws.amazon.com/eks/latest/userguide/update-cluster.html), then
+    vpc-cni and kube-proxy, which reference only the cluster, vpc-cni before the node groups
+    (DependsOn), the node groups at 1.37, and the add-ons that run on nodes after them; each
+    add-on at the new row's pin. `aws eks describe-cluster` then answers 1.37."""
+    set_kubernetes_version(rehearsal, "1.37")
+    pins = add_the_next_minors_row(rehearsal)
+
+    result = rehearsal.make("deploy-aws", ENV=ENV)
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    calls = rehearsal.since_last()
+    first_change_set = next(
+        i for i, c in enumerate(calls) if c["args"][:2] == ["cloudformation", "create-change-set"]
+    )
+    asked = [
+        option(a, "--kubernetes-version")
+        for a in aws_calls(calls[:first_change_set], "eks", "describe-addon-versions")
+    ]
+    assert asked == ["1.37"] * len(pins)  # preflight checked the new row before any change
+    assert stack_statuses(rehearsal)[CLUSTER] == "UPDATE_COMPLETE"
+    events = rehearsal.client("cloudformation").describe_stack_events(StackName=CLUSTER)
+    events = events["StackEvents"]  # newest first
+    started = next(
+        i for i, e in enumerate(events)
+        if e["LogicalResourceId"] == CLUSTER and e["ResourceStatus"] == "UPDATE_IN_PROGRESS"
+    )  # fmt: skip
+    updated = [
+        (e["LogicalResourceId"], json.loads(e["ResourceProperties"]))
+        for e in reversed(events[:started])
+        if e["ResourceStatus"] == "UPDATE_COMPLETE" and e["LogicalResourceId"] != CLUSTER
+    ]
+    order = [name for name, _ in updated]
+    properties = dict(updated)
+    assert order[0] == "Cluster" and properties["Cluster"]["Version"] == "1.37", order
+    addons = {p["AddonName"]: p["AddonVersion"] for p in properties.values() if "AddonName" in p}
+    assert addons == pins
+    node_groups = [name for name in order if name.startswith("NodeGroup")]
+    assert len(node_groups) == 3
+    assert {properties[name]["Version"] for name in node_groups} == {"1.37"}
+    position = {name: i for i, name in enumerate(order)}
+    nodes = [position[name] for name in node_groups]
+    assert position["VpcCniAddon"] < min(nodes), order
+    assert position["Cluster"] < position["KubeProxyAddon"], order
+    on_nodes = ("CoreDnsAddon", "MetricsServerAddon", "EbsCsiDriverAddon",
+                "CloudWatchObservabilityAddon")  # fmt: skip
+    assert max(nodes) < min(position[name] for name in on_nodes), order
+    version = subprocess.run(
+        ["aws", "eks", "describe-cluster", "--name", f"registro-{ENV}", "--query",
+         "cluster.version", "--output", "text"],
+        capture_output=True, text=True, check=True, env=rehearsal.env,
+    )  # fmt: skip
+    assert version.stdout.strip() == "1.37"
 
 
 def test_teardown_removes_the_controllers_resources_before_the_stacks(rehearsal: Rehearsal) -> None:

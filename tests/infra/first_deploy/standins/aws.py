@@ -33,7 +33,8 @@ Answered here (moto has no such API, or nothing behind it):
   the versions compatible with V, as the filter does.
 - `eks describe-cluster --name N`: the cluster stack that exports that ClusterName, its version
   the stack's KubernetesVersion (cluster.version); none is EKS's ResourceNotFoundException
-  (https://docs.aws.amazon.com/eks/latest/APIReference/API_DescribeCluster.html).
+  (https://docs.aws.amazon.com/eks/latest/APIReference/API_DescribeCluster.html). With
+  `--query cluster.version --output text` (the upgrade runbook's check), the version alone.
 Injected (scenario "externaldns_race": true): the first `route53 change-resource-record-sets`
 finds ExternalDNS (policy sync, its Ingress deleted) has just deleted the same records: they are
 deleted here first and the batch fails whole, as Route 53 answers a DELETE of a record that is
@@ -159,7 +160,8 @@ def main(args: list[str]) -> None:
             if outputs.get("ClusterName") == name:
                 values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
                 cluster = {"name": name, "version": values["KubernetesVersion"], "status": "ACTIVE"}
-                print(json.dumps({"cluster": cluster}))
+                query = option(args, "--query") == "cluster.version"
+                print(cluster["version"] if query else json.dumps({"cluster": cluster}))
                 return
         fail(
             "An error occurred (ResourceNotFoundException) when calling the DescribeCluster "

@@ -24,12 +24,20 @@
   Fluent Bit does (`auto_create_group true`,
   https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-setup-logs-FluentBit.html),
   so a template creating the same names fails as it would on AWS.
+- Stack updates as CloudFormation runs them: a modified resource is updated after every resource
+  it depends on (DependsOn, Ref, Fn::GetAtt, Fn::Sub;
+  https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-dependson.html),
+  where moto updates in template order; each resource whose properties change gets its
+  UPDATE_IN_PROGRESS and UPDATE_COMPLETE events with its new properties, as DescribeStackEvents
+  shows them. The stand-ins update in place (moto would set them to None: they have no update,
+  and the next Fn::GetAtt of one fails with "references undefined resource").
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -114,6 +122,84 @@ def with_log_groups(stand_in: type) -> None:
     stand_in.create_from_cloudformation_json = classmethod(create_addon)  # type: ignore[attr-defined]
 
 
+def references(node: Any) -> set[str]:
+    """The logical ids a resource's JSON names (Ref, Fn::GetAtt, Fn::Sub's ${X} and ${X.Y})."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else str(value).split(".")[0])
+            elif key == "Fn::Sub":
+                text = value[0] if isinstance(value, list) else value
+                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)}
+            found |= references(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= references(item)
+    return found
+
+
+def dependency_order(resources: dict[str, Any]) -> list[str]:
+    """Every logical id after those it depends on, through the resources left unchanged too."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        depends_on = resources[name].get("DependsOn", [])
+        depends_on = [depends_on] if isinstance(depends_on, str) else depends_on
+        for dependency in sorted((set(depends_on) | references(resources[name])) & set(resources)):
+            if dependency != name:
+                visit(dependency)
+        order.append(name)
+
+    for name in resources:
+        visit(name)
+    return order
+
+
+def modified_in_dependency_order(original: Any) -> Any:
+    def diff(self: Any, other_template: dict[str, Any], parameters: Any = None) -> Any:
+        actions = original(self, other_template, parameters)
+        modified = set(actions["Modify"])
+        order = dependency_order(other_template["Resources"])
+        actions["Modify"] = [name for name in order if name in modified]
+        return actions
+
+    return diff
+
+
+def updated_in_place(stand_ins: list[type]) -> None:
+    """The stand-ins' update: new properties on the same resource, with the stack's events."""
+    for stand_in in stand_ins:
+
+        def update(cls, original_resource, new_resource_name, cloudformation_json, account_id,  # type: ignore[no-untyped-def]
+                   region_name):  # fmt: skip
+            original_resource.properties = cloudformation_json.get("Properties", {})
+            return original_resource
+
+        stand_in.update_from_cloudformation_json = classmethod(update)  # type: ignore[attr-defined]
+    original = parsing.parse_and_update_resource
+
+    def parse_and_update(logical_id: str, resource_json: dict[str, Any], resources_map: Any,
+                         account_id: str, region_name: str) -> Any:  # fmt: skip
+        old = getattr(resources_map._parsed_resources.get(logical_id), "properties", None)
+        resource = original(logical_id, resource_json, resources_map, account_id, region_name)
+        if type(resource) not in stand_ins or resource.properties == old:
+            return resource  # CloudFormation leaves a resource whose properties are the same
+        stack = cfn.cloudformation_backends[account_id][region_name].stacks[resources_map.stack_id]
+        for status in ("UPDATE_IN_PROGRESS", "UPDATE_COMPLETE"):
+            stack.events.append(cfn.Event(
+                stack.stack_id, stack.name, logical_id, resource.physical_resource_id,
+                resource_json["Type"], status, None, json.dumps(resource.properties),
+            ))  # fmt: skip
+        return resource
+
+    parsing.parse_and_update_resource = parse_and_update
+
+
 def with_cluster_security_group_deleted(stand_in: type) -> None:
     """EKS deletes the cluster security group it created with the cluster
     (https://docs.aws.amazon.com/eks/latest/userguide/sec-group-reqs.html); so does the stand-in,
@@ -174,6 +260,10 @@ def main(port: int) -> None:
         next(fixture)
     with_log_groups(parsing.get_model_map()["AWS::EKS::Addon"])
     with_cluster_security_group_deleted(parsing.get_model_map()["AWS::EKS::Cluster"])
+    updated_in_place([parsing.get_model_map()[name] for name in smoke.STAND_INS])
+    parsing.ResourceMap.build_resource_diff = modified_in_dependency_order(
+        parsing.ResourceMap.build_resource_diff
+    )
     NatGatewayBackend.delete_nat_gateway = delete_nat_gateway_with_its_interface(
         NatGatewayBackend.delete_nat_gateway
     )
