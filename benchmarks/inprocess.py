@@ -4,6 +4,11 @@ wrapper, with a store and an authenticator that answer at once (no network, no d
 `make bench` compares throughput against a reference, which on a shared machine moves with
 everything else running; this measures only what the service's code costs, as the minimum of a
 few runs of process time. Run: .venv/bin/python benchmarks/inprocess.py
+
+With --path it reports instead the path of one `POST /data`: the frames from the application's
+entry to the handler, and the files whose code runs, the service's own and in all (issue 17
+asked for them before and after its redesign; run it with PYTHONPATH=<older tree>/src for the
+before).
 """
 
 from __future__ import annotations
@@ -11,9 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import sys
 import time
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
+import registro
 from registro.app import create_app
 from registro.auth import Principal
 from registro.settings import load_settings
@@ -57,6 +66,15 @@ def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[s
 
 
 async def _microseconds(app: Any, scope: dict[str, Any], body: bytes) -> float:
+    started = time.process_time()
+    for _ in range(REQUESTS):
+        await _send_once(app, scope, body)
+    return (time.process_time() - started) / REQUESTS * 1e6
+
+
+async def _send_once(app: Any, scope: dict[str, Any], body: bytes) -> None:
+    """One request with `body`; anything but a 200 stops the run."""
+
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -64,24 +82,66 @@ async def _microseconds(app: Any, scope: dict[str, Any], body: bytes) -> float:
         if message["type"] == "http.response.start":
             assert message["status"] == 200, message
 
-    started = time.process_time()
-    for _ in range(REQUESTS):
-        await app(dict(scope), receive, send)
-    return (time.process_time() - started) / REQUESTS * 1e6
+    await app(dict(scope), receive, send)
 
 
-async def main() -> None:
+BODY = b'{"name": "bench"}'
+POST_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(BODY)).encode()),
+    (b"authorization", b"Bearer rg_bench_key"),
+]
+HANDLER = "create_record"  # the POST /data handler, in registro/api/data.py
+
+
+def _app() -> Any:
     app: Any = create_app(load_settings(database_url="sqlite:///unused.db", auth="writes"))
     inner = app
     while not hasattr(inner, "state"):
         inner = inner.app
-    inner.state.shared.store, inner.state.shared.authenticator = InstantStore(), AnyKey()
-    body = b'{"name": "bench"}'
-    post_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"authorization", b"Bearer rg_bench_key"),
-    ]
+    # Trees before the typed container (8a6cffc and older) kept these on app.state itself.
+    holder = getattr(inner.state, "shared", inner.state)
+    holder.store, holder.authenticator = InstantStore(), AnyKey()
+    return app
+
+
+async def _path(app: Any) -> tuple[int, set[str]]:
+    """Frames from the application's entry to the handler, and every file whose code ran."""
+    files: set[str] = set()
+    depth = -1
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal depth
+        if event != "call":
+            return
+        files.add(frame.f_code.co_filename)
+        if frame.f_code.co_name == HANDLER and depth < 0:
+            depth, outer = 0, frame
+            while outer is not None and outer.f_code.co_name != "_send_once":
+                depth, outer = depth + 1, outer.f_back
+
+    sys.setprofile(profile)
+    try:
+        await _send_once(app, _scope("POST", "/data", POST_HEADERS), BODY)
+    finally:
+        sys.setprofile(None)
+    return depth, files
+
+
+async def main() -> None:
+    app = _app()
+    if "--path" in sys.argv:
+        with contextlib.redirect_stdout(io.StringIO()):
+            await _path(app)  # the first request imports and caches what later ones reuse
+            frames, files = await _path(app)
+        if frames < 0:
+            sys.exit(f"POST /data never reached {HANDLER}")
+        own = {f for f in files if Path(f).is_relative_to(Path(registro.__file__).parent)}
+        names = sorted(str(Path(f).relative_to(Path(registro.__file__).parent)) for f in own)
+        print(f"POST /data: {frames} frames from the application's entry to {HANDLER}")
+        print(f"  {len(own)} files of the service run, {len(files)} in all: {', '.join(names)}")
+        return
+    body, post_headers = BODY, POST_HEADERS
     get, post = [], []
     with contextlib.redirect_stdout(io.StringIO()):  # the access log
         for _ in range(RUNS):
