@@ -36,7 +36,6 @@ from registro.error_responses import error
 from registro.lifecycle import Lifecycle
 from registro.settings import Settings
 from registro.telemetry import metrics
-from registro.telemetry.logs import access_log
 from registro.telemetry.requests import (
     ANSWERED_BY_SERVER,
     CLIENT_CLOSED_REQUEST,
@@ -44,6 +43,7 @@ from registro.telemetry.requests import (
     REQUEST_ID_HEADER,
     UNMATCHED,
     client_address,
+    record,
     safe_caller_request_id,
 )
 
@@ -120,28 +120,19 @@ class RequestTelemetryMiddleware:
             if scope.get(CLIENT_DISCONNECTED):
                 status = CLIENT_CLOSED_REQUEST  # what the client got: nothing
             if not scope.get(ANSWERED_BY_SERVER):
-                self._record(scope, status, perf_counter() - started, rid, caller_rid)
-
-    @staticmethod
-    def _record(
-        scope: Scope, status: int, seconds: float, rid: bytes, caller_rid: str | None
-    ) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or UNMATCHED
-        method = scope["method"]
-        metrics.record_request(method, template, status, seconds)
-        access_log.write(
-            {
-                "method": method,
-                "path": scope["path"],
-                "route": template,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "request_id": rid.decode(),
-                "caller_request_id": caller_rid,
-                "client": client_address(scope),
-            }
-        )
+                route = getattr(scope.get("route"), "path", None) or UNMATCHED
+                seconds = perf_counter() - started
+                client = client_address(scope)
+                record(
+                    scope["method"],
+                    scope["path"],
+                    route,
+                    status,
+                    seconds,
+                    rid.decode(),
+                    caller_rid,
+                    client,
+                )
 
 
 drain_log = logging.getLogger("registro.lifecycle")

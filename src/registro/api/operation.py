@@ -112,44 +112,12 @@ class Operation:
 class Operations(list[Operation]):
     """A module's operations, in the order their handlers are declared."""
 
-    def declare(
-        self,
-        method: str,
-        path: str,
-        *,
-        summary: str,
-        tag: str,
-        response: Any = None,
-        scope: Scope | None = None,
-        body: type[BaseModel] | None = None,
-        query: type[BaseModel] | None = None,
-        errors: Sequence[int] = (),
-        paginated: bool = False,
-        unavailable: bool = True,
-        idempotent: bool = False,
-        audit: str = "",
-    ) -> Callable[[H], H]:
-        """Declares the decorated handler as the operation `method` `path` (see Operation)."""
+    def declare(self, method: str, path: str, **fields: Any) -> Callable[[H], H]:
+        """Declares the decorated handler as the operation `method` `path`; `fields` are
+        Operation's other fields, by keyword (a wrong one fails at import, as Operation's)."""
 
         def register(handler: H) -> H:
-            self.append(
-                Operation(
-                    method=method,
-                    path=path,
-                    handler=handler,
-                    summary=summary,
-                    tag=tag,
-                    response=response,
-                    scope=scope,
-                    body=body,
-                    query=query,
-                    errors=errors,
-                    paginated=paginated,
-                    unavailable=unavailable,
-                    idempotent=idempotent,
-                    audit=audit,
-                )
-            )
+            self.append(Operation(method=method, path=path, handler=handler, **fields))
             return handler
 
         return register

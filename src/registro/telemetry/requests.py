@@ -67,31 +67,46 @@ def client_address(scope: Mapping[str, Any]) -> str | None:
     return _canonical_address(host)
 
 
+def record(
+    method: str | None,
+    path: str | None,
+    route: str,
+    status: int,
+    seconds: float,
+    rid: str,
+    caller_rid: str | None,
+    client: str | None,
+) -> None:
+    """A request's metric and access log line, one shape whether the application answered it
+    or the HTTP layer refused it (an unknown method is counted as OTHER)."""
+    metrics.record_request(method or "OTHER", route, status, seconds)
+    access_log.write(
+        {
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "request_id": rid,
+            "caller_request_id": caller_rid,
+            "client": client,
+        }
+    )
+
+
 def record_refusal(
     scope: Mapping[str, Any] | None, status: int, seconds: float, rid: str, peer: str | None
 ) -> None:
     """The line and the metric of a request the HTTP layer refused (registro.http), with what
     is known of it: its scope once its head was read, else nothing but the peer's address."""
-    method = path = None
-    template = UNMATCHED
-    client = _canonical_address(peer) if peer and len(peer) <= _IP_MAX_LENGTH else None
-    if scope is not None:
-        method, path = scope.get("method"), scope.get("path")
-        template = getattr(scope.get("route"), "path", None) or UNMATCHED
-        client = client_address(scope)
-    metrics.record_request(method or "OTHER", template, status, seconds)
-    access_log.write(
-        {
-            "method": method,
-            "path": path,
-            "route": template,
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-            "request_id": rid,
-            "caller_request_id": caller_request_id(scope) if scope is not None else None,
-            "client": client,
-        }
-    )
+    if scope is None:
+        client = _canonical_address(peer) if peer and len(peer) <= _IP_MAX_LENGTH else None
+        record(None, None, UNMATCHED, status, seconds, rid, None, client)
+        return
+    route = getattr(scope.get("route"), "path", None) or UNMATCHED
+    caller_rid = caller_request_id(scope)
+    client = client_address(scope)
+    record(scope.get("method"), scope.get("path"), route, status, seconds, rid, caller_rid, client)
 
 
 @functools.lru_cache(maxsize=4096)
