@@ -158,8 +158,13 @@ summary=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$work/$suite-test
 say "make test: ${summary:-no summary} ($test_seconds s, exit $status)"
 if [ $status -ne 0 ] || ! grep -qE '^[0-9]+ passed' <<<"$summary" ||
   grep -qE 'skipped|failed|error|xfail' <<<"$summary"; then
-  say "make test must pass with nothing skipped; the end of its output:"
-  tail -n 60 "$work/$suite-test.log"
+  # The failures first (pytest's FAILURES and ERRORS sections, up to the next heading): the
+  # end of the output is the coverage table, which would push them out of a CI log's excerpt.
+  say "make test must pass with nothing skipped; its failures and errors:"
+  awk '/^=+ (FAILURES|ERRORS) =+$/ {on = 1} on && /^=+ / && !/(FAILURES|ERRORS)/ {on = 0} on' \
+    "$work/$suite-test.log" | head -n 200
+  say "the end of its output:"
+  tail -n 30 "$work/$suite-test.log"
   exit 1
 fi
 

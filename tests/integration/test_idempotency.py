@@ -258,7 +258,8 @@ async def _add_expired_keys(database_url: str, count: int, first: int) -> None:
     rows = [("load", f"expired-{first + n}", "f" * 64, created, 200, "{}") for n in range(count)]
     insert = "INSERT INTO idempotency_keys VALUES ($1, $2, $3, $4, $5, $6)"
     if database_url.startswith("sqlite"):
-        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+        # closing(): the connection's own `with` commits but leaves it open
+        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as db, db:
             db.executemany(
                 sqlite_placeholders(insert),
                 [(*row[:3], row[3].isoformat(timespec="microseconds"), *row[4:]) for row in rows],
@@ -298,7 +299,7 @@ async def test_the_purge_keeps_up_with_a_write_rate_far_above_a_batch_a_minute(
 async def _count_keys(database_url: str, actor: str) -> int:
     query = "SELECT count(*) FROM idempotency_keys WHERE actor = $1"
     if database_url.startswith("sqlite"):
-        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+        with contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as db:
             return int(db.execute(sqlite_placeholders(query), (actor,)).fetchone()[0])
     connection = await asyncpg.connect(database_url)
     try:
