@@ -24,9 +24,13 @@ MISSING_TOOLS := $(shell PYTHON=$(PYTHON) tools/need.sh --goals $(MAKECMDGOALS))
 $(if $(MISSING_TOOLS),$(error $(MISSING_TOOLS)))
 endif
 
+# ---------------------------------------------------------------------------------------------
+# Start here: what this Makefile offers and what this machine needs for it
+# ---------------------------------------------------------------------------------------------
+
 .PHONY: help
-help: ## list the targets
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+help: ## list the targets, under the Makefile's headings
+	@awk -f tools/make-help.awk $(MAKEFILE_LIST) $(MAKEFILE_LIST)
 
 .PHONY: doctor
 doctor: ## per group of targets: the tools present (with versions) and those missing, with how to install them

@@ -132,3 +132,23 @@ def test_the_scripts_are_clean_shell() -> None:
     scripts = [NEED, ROOT / "tools" / "get-kubectl.sh", ROOT / ".ci" / "run"]
     result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_make_help_lists_every_target_under_a_heading_aligned() -> None:
+    """`make help` prints each `## ` target below the heading it is written under
+    (tools/make-help.awk), every description starting in one column."""
+    output = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert output[0] and not output[0].startswith(" "), "the first line is a heading"
+    rows = [line for line in output if line.startswith("  ")]
+    listed = {row.split()[0] for row in rows}
+    assert listed == set(
+        re.findall(r"^([a-zA-Z0-9_-]+):.*## ", (ROOT / "Makefile").read_text(), re.M)
+    )
+    columns = {len(row) - len(row[2:].split(" ", 1)[1].lstrip()) for row in rows}
+    assert len(columns) == 1, columns
