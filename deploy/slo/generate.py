@@ -322,10 +322,10 @@ def cluster_values(spec: Spec, current: str) -> str:
 TEMPLATE_HEAD = """\
 The canary's health, judged by the SLO's own SLIs (deploy/slo/slo.yaml) over the canary's traffic.
 {generated}
-Argo Rollouts runs it in Kubernetes, and the local canary drill (make canary-local) reads and
-evaluates the same queries against the compose stack's Prometheus. `service` is the label
-Prometheus gives each scraped pod from the Kubernetes Service in front of it (registro-canary /
-registro-stable).
+Argo Rollouts runs it in Kubernetes; the local canary drill (make canary-local) measures the
+checks it is rendered from (canary_checks) against the compose stack's Prometheus. `service`
+is the label Prometheus gives each scraped pod from the Kubernetes Service in front of it
+(registro-canary / registro-stable).
 
 Prometheus is the platform's (deploy/k8s/platform, chart prometheus, namespace monitoring; the
 address below is its Service) and scrapes every 15 s, as the local stack's does. The rate windows
