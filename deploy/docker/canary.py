@@ -35,6 +35,8 @@ ROLLOUT = Path("deploy/k8s/base/rollout.yaml")
 PROMETHEUS = "http://127.0.0.1:9090"
 # Argo Rollouts' default when a metric sets no consecutiveErrorLimit (the template sets none).
 CONSECUTIVE_ERROR_LIMIT = 4
+# After an error Argo Rollouts measures again this soon, whatever the metric's interval.
+ERROR_RETRY_SECONDS = 10.0
 
 Query = Callable[[str], list[float]]
 
@@ -176,8 +178,8 @@ def run_analysis(
     while True:
         for tally in tallies:
             if tally.phase == "Running" and clock() >= due[tally.name]:
-                measure(tally, query)
-                due[tally.name] = clock() + tally.interval
+                errored = measure(tally, query) == "Error"
+                due[tally.name] = clock() + (ERROR_RETRY_SECONDS if errored else tally.interval)
         phases = {t.name: t.phase for t in tallies}
         for bad in ("Failed", "Error", "Inconclusive"):
             if bad in phases.values():
