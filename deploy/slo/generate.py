@@ -322,10 +322,10 @@ def cluster_values(spec: Spec, current: str) -> str:
 TEMPLATE_HEAD = """\
 The canary's health, judged by the SLO's own SLIs (deploy/slo/slo.yaml) over the canary's traffic.
 {generated}
-Argo Rollouts runs it in Kubernetes, and the local canary drill (make canary-local) reads and
-evaluates the same queries against the compose stack's Prometheus. `service` is the label
-Prometheus gives each scraped pod from the Kubernetes Service in front of it (registro-canary /
-registro-stable).
+Argo Rollouts runs it in Kubernetes; the local canary drill (make canary-local) measures the
+checks it is rendered from (canary_checks) against the compose stack's Prometheus. `service`
+is the label Prometheus gives each scraped pod from the Kubernetes Service in front of it
+(registro-canary / registro-stable).
 
 Prometheus is the platform's (deploy/k8s/platform, chart prometheus, namespace monitoring; the
 address below is its Service) and scrapes every 15 s, as the local stack's does. The rate windows
@@ -355,6 +355,71 @@ minute's share of them exceeds {most}, the share of bad requests {objective} fai
 """
 
 
+@dataclass(frozen=True)
+class Bound:
+    """A measurement's pass mark as data: `value <op> threshold` passes, its negation fails.
+    NaN (Prometheus's answer to 0/0: no traffic) does neither, as in Argo's conditions."""
+
+    op: str  # ">=" (at least) or "<=" (at most)
+    threshold: Decimal
+
+    @property
+    def negated(self) -> str:
+        return {">=": "<", "<=": ">"}[self.op]
+
+    def passes(self, value: float) -> bool:
+        limit = float(self.threshold)
+        return value >= limit if self.op == ">=" else value <= limit
+
+    def fails(self, value: float) -> bool:
+        limit = float(self.threshold)
+        return value < limit if self.op == ">=" else value > limit
+
+
+@dataclass(frozen=True)
+class CanaryCheck:
+    """One Prometheus metric of the canary's analysis: its query and Argo Rollouts' counting
+    fields, and its pass mark as data. The AnalysisTemplate renders the conditions from `bound`;
+    the local canary (deploy/docker/canary.py) compares the numbers with it directly."""
+
+    name: str
+    query: str
+    interval: str
+    count: int
+    failure_limit: int
+    inconclusive_limit: int
+    bound: Bound  # against result[0], the query's single value
+
+    @property
+    def success_condition(self) -> str:
+        return f"len(result) > 0 && result[0] {self.bound.op} {self.bound.threshold}"
+
+    @property
+    def failure_condition(self) -> str:
+        return f"len(result) > 0 && result[0] {self.bound.negated} {self.bound.threshold}"
+
+
+def canary_checks(spec: Spec, service: str, routes: str = "") -> list[CanaryCheck]:
+    """The canary's Prometheus checks: each objective's SLI over the canary's traffic (`service`),
+    at least 1 - max_burn_rate x its budget. The AnalysisTemplate passes its args' placeholders
+    as `service` and `routes`; the local canary passes a Service name and the platform routes."""
+    canary = spec.raw["canary"]
+    by_name = {o.name: o for o in spec.objectives}
+    burn = decimal(canary["max_burn_rate"])
+    return [
+        CanaryCheck(
+            name=metric,
+            query=good_ratio(spec, by_name[objective], canary["window"], service, routes),
+            interval=canary["interval"],
+            count=canary["count"],
+            failure_limit=canary["failure_limit"],
+            inconclusive_limit=canary["inconclusive_limit"],
+            bound=Bound(">=", (1 - burn * by_name[objective].budget).normalize()),
+        )
+        for metric, objective in canary["metrics"].items()
+    ]
+
+
 def max_error_share(spec: Spec, objective: str) -> Decimal:
     """The share of bad requests above which a canary measurement fails."""
     o = next(o for o in spec.objectives if o.name == objective)
@@ -374,7 +439,7 @@ def load_balancer_metric(spec: Spec) -> dict[str, Any]:
     non-zero): FILL makes it 0. No request, no datapoint: inconclusive, as for the others."""
     canary = spec.raw["canary"]
     lb = canary["load_balancer"]
-    most = max_error_share(spec, lb["objective"])
+    bound = Bound("<=", max_error_share(spec, lb["objective"]))
     values = "result[0].Values"
     return {
         "name": lb["metric"],
@@ -383,9 +448,12 @@ def load_balancer_metric(spec: Spec) -> dict[str, Any]:
         "failureLimit": canary["failure_limit"],
         "inconclusiveLimit": canary["inconclusive_limit"],
         "successCondition": (
-            f"len(result) > 0 && len({values}) > 0 && all({values}, {{# <= {most}}})"
+            f"len(result) > 0 && len({values}) > 0 "
+            f"&& all({values}, {{# {bound.op} {bound.threshold}}})"
         ),
-        "failureCondition": f"len(result) > 0 && any({values}, {{# > {most}}})",
+        "failureCondition": (
+            f"len(result) > 0 && any({values}, {{# {bound.negated} {bound.threshold}}})"
+        ),
         "provider": {
             "cloudWatch": {
                 "interval": lb["lookback"],
@@ -409,29 +477,23 @@ def load_balancer_metric(spec: Spec) -> dict[str, Any]:
 
 def analysis_template(spec: Spec) -> str:
     canary = spec.raw["canary"]
-    by_name = {o.name: o for o in spec.objectives}
     burn = decimal(canary["max_burn_rate"])
-    metrics = []
-    for metric, objective in canary["metrics"].items():
-        o = by_name[objective]
-        least = (1 - burn * o.budget).normalize()
-        query = good_ratio(
-            spec, o, canary["window"], "{{args.service-name}}", "{{args.platform-routes}}"
-        )
-        metrics.append(
-            {
-                "name": metric,
-                "interval": canary["interval"],
-                "count": canary["count"],
-                "failureLimit": canary["failure_limit"],
-                "inconclusiveLimit": canary["inconclusive_limit"],
-                "successCondition": f"len(result) > 0 && result[0] >= {least}",
-                "failureCondition": f"len(result) > 0 && result[0] < {least}",
-                "provider": {
-                    "prometheus": {"address": "{{args.prometheus-address}}", "query": query}
-                },
-            }
-        )
+    checks = canary_checks(spec, "{{args.service-name}}", "{{args.platform-routes}}")
+    metrics: list[dict[str, Any]] = [
+        {
+            "name": check.name,
+            "interval": check.interval,
+            "count": check.count,
+            "failureLimit": check.failure_limit,
+            "inconclusiveLimit": check.inconclusive_limit,
+            "successCondition": check.success_condition,
+            "failureCondition": check.failure_condition,
+            "provider": {
+                "prometheus": {"address": "{{args.prometheus-address}}", "query": check.query}
+            },
+        }
+        for check in checks
+    ]
     metrics.append(load_balancer_metric(spec))
     document = {
         "apiVersion": "argoproj.io/v1alpha1",
@@ -507,10 +569,9 @@ def budget_table(spec: Spec) -> str:
     canary = spec.raw["canary"]
     lb = canary["load_balancer"]
     burn = decimal(canary["max_burn_rate"])
-    by_name = {o.name: o for o in spec.objectives}
     checks = ", ".join(
-        f"`{m}` at least {percent(1 - burn * by_name[o].budget)}"
-        for m, o in canary["metrics"].items()
+        f"`{c.name}` at least {percent(c.bound.threshold)}"
+        for c in canary_checks(spec, spec.service)
     )
     lines += [
         "",

@@ -8,9 +8,9 @@ After a deploy, an operator runs here what the drills measure on the local stack
    Idempotency-Key and are retried with it, and the records they create are deleted afterwards;
 3. while the load runs, the SLO's SLIs over a recent window: the expressions deploy/slo/generate.py
    generates from deploy/slo/slo.yaml, evaluated against that environment's Prometheus;
-4. the canary check: the AnalysisTemplate's queries (deploy/k8s/base/analysis-template.yaml, with
-   the Rollout's args and the stable Service) measured once now and judged by the template's
-   conditions as Argo Rollouts would (deploy/docker/stackctl.py): would a canary pass or abort?
+4. the canary check: the checks the AnalysisTemplate is rendered from (deploy/slo/generate.py,
+   canary_checks), over the stable Service, measured once now and judged as Argo Rollouts would
+   (deploy/docker/canary.py): would a canary pass or abort?
 The report is the drills' (tests/e2e/report.py): resilience.json, resilience.md and the load's
 timeline image, in a new folder under .work/measure/.
 
@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parents[2]
 for tools in ("deploy/docker", "deploy/k8s/tools", "deploy/slo"):
     sys.path.insert(0, str(ROOT / tools))
 
+import canary as local_canary  # noqa: E402  (deploy/docker)
 import generate  # noqa: E402  (deploy/slo)
 import smoke  # noqa: E402  (deploy/k8s/tools)
-import stackctl  # noqa: E402  (deploy/docker)
 
 DRILL = "measure"
 OUT = ROOT / ".work" / "measure"
@@ -150,7 +150,7 @@ def parse(argv: list[str]) -> Target:
 def stable_service() -> str:
     """The Service in front of the stable pods (the Rollout's stableService). Outside a canary,
     it and the canary Service select the same pods; locally only the stable one exists."""
-    rollout = yaml.safe_load((ROOT / stackctl.ROLLOUT).read_text())
+    rollout = yaml.safe_load((ROOT / local_canary.ROLLOUT).read_text())
     return str(rollout["spec"]["strategy"]["canary"]["stableService"])
 
 
@@ -158,7 +158,7 @@ def query(target: Target, expression: str) -> float | None:
     """The single value of an instant query, or None without one (no traffic: NaN, empty; or
     Prometheus failed to answer, which the check on it reports)."""
     try:
-        result = stackctl.prometheus_query(expression, target.prometheus)
+        result = local_canary.prometheus_query(expression, target.prometheus)
     except (OSError, RuntimeError) as exc:
         print(f"measure: query failed: {exc}", file=sys.stderr)
         return None
@@ -182,22 +182,24 @@ def slis(target: Target) -> dict[str, dict[str, object]]:
 
 
 def canary(target: Target) -> tuple[str, dict[str, str]]:
-    """The AnalysisTemplate's metrics, one measurement each now, and the verdict: `pass` when
-    each is Successful, `abort` when one Failed, else `inconclusive` (Argo would pause)."""
-    step = stackctl.first_canary_step(ROOT / stackctl.ROLLOUT)
-    args = {**step.args, "service-name": target.service}
-    metrics = stackctl.load_analysis(ROOT / stackctl.ANALYSIS_TEMPLATE, step.template, args)
+    """The AnalysisTemplate's Prometheus metrics, one measurement each now, and the verdict:
+    `pass` when each is Successful, `abort` when one Failed, else `inconclusive` (Argo would
+    pause)."""
+    step = local_canary.first_canary_step(ROOT / local_canary.ROLLOUT)
     phases, shown = [], {}
-    for metric in metrics:
+    for check in local_canary.checks(step, target.service):
         try:
-            result = stackctl.prometheus_query(metric.query, target.prometheus)
-            phase = stackctl.judge(metric, result)
-        except (OSError, RuntimeError, IndexError, TypeError) as exc:
+            result = local_canary.prometheus_query(check.query, target.prometheus)
+            phase = local_canary.judge(check, result)
+        except (OSError, RuntimeError) as exc:
             result, phase = [], f"Error ({exc})"
         phases.append(phase)
         values = ", ".join(f"{v:.5g}" for v in result) or "no data"
-        conditions = "; ".join(f"{k}: {v}" for k, v in metric.conditions.items())
-        shown[metric.name] = f"{values}: {phase} ({conditions})"
+        conditions = (
+            f"successCondition: {check.success_condition}; "
+            f"failureCondition: {check.failure_condition}"
+        )
+        shown[check.name] = f"{values}: {phase} ({conditions})"
     return verdict(phases), shown
 
 
@@ -239,7 +241,7 @@ def run_smoke(target: Target) -> tuple[list[str], str | None]:
 def measure(target: Target) -> tuple[Path, list[str]]:
     """Run the four measurements and write the report; return its folder and the failed checks."""
     try:
-        stackctl.prometheus_query("vector(1)", target.prometheus)
+        local_canary.prometheus_query("vector(1)", target.prometheus)
     except (OSError, RuntimeError) as exc:
         fail(f"Prometheus at {target.prometheus} does not answer a query: {exc}")
     out = target.out / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -1,5 +1,5 @@
 """Canary: `make canary-local TAG=...` runs one replica of a new revision at ~10% of traffic and
-judges it with the AnalysisTemplate's own queries against Prometheus. A healthy canary is
+judges it with the AnalysisTemplate's own checks against Prometheus. A healthy canary is
 promoted; one injecting 20% errors is aborted automatically and traffic returns to stable."""
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ DESCRIPTION = (
     "`make canary-local` follows the first step of the Kubernetes Rollout (deploy/k8s/base/"
     "rollout.yaml): one replica of the new revision joins HAProxy's pool with the step's setWeight "
     "(as an HAProxy weight beside the 3 stable replicas), waits the step's pause, then runs the "
-    "step's analysis: it reads deploy/k8s/base/analysis-template.yaml, substitutes the step's args "
-    "(service-name=registro-canary) and measures each metric every `interval` against the local "
-    "Prometheus, deciding with the template's conditions, count, failureLimit and "
-    "inconclusiveLimit as Argo Rollouts does. The local Prometheus scrapes every {i}, as "
+    "step's analysis: the checks deploy/k8s/base/analysis-template.yaml is rendered from "
+    "(deploy/slo/generate.py, from deploy/slo/slo.yaml) over the step's service-name "
+    "(registro-canary), each measured every `interval` against the local Prometheus, its value "
+    "compared with the check's bound and counted with count, failureLimit and inconclusiveLimit "
+    "as Argo Rollouts does. The local Prometheus scrapes every {i}, as "
     "production's does (deploy/k8s/platform/values/prometheus.yaml), so the template's 1m rate "
     "windows hold the same number of samples. Load: {c} clients, {r:.0f} requests/s."
 )

@@ -4,6 +4,7 @@ against a deployment, and, offline, its refusals of bad arguments and its canary
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -80,24 +81,21 @@ def test_bad_arguments_stop_it_with_one_line_before_anything_is_sent(
 @pytest.mark.offline
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(1.0, "pass"), (0.5, "abort"), (None, "inconclusive")],
+    [(1.0, "pass"), (0.5, "abort"), (None, "inconclusive"), (math.nan, "inconclusive")],
 )
-def test_the_canary_verdict_is_the_templates_conditions_judged_as_argo_does(
+def test_the_canary_verdict_is_the_templates_checks_judged_as_argo_does(
     value: float | None, expected: str
 ) -> None:
-    """The template's own metrics and conditions (deploy/k8s/base/analysis-template.yaml),
+    """The checks the AnalysisTemplate is rendered from (deploy/slo/generate.py, canary_checks),
     judged on a result as Argo Rollouts judges a measurement: a true failureCondition fails it,
-    an empty result (neither condition true) is inconclusive
-    (https://argo-rollouts.readthedocs.io/en/stable/features/analysis/)."""
-    step = measure.stackctl.first_canary_step(ROOT / measure.stackctl.ROLLOUT)
-    metrics = measure.stackctl.load_analysis(
-        ROOT / measure.stackctl.ANALYSIS_TEMPLATE,
-        step.template,
-        {**step.args, "service-name": measure.stable_service()},
-    )
+    an empty result or NaN (neither condition true) is inconclusive
+    (https://argo-rollouts.readthedocs.io/en/stable/features/analysis/, "Inconclusive Runs";
+    argoproj/argo-rollouts utils/evaluate/evaluate.go, EvaluateResult)."""
+    step = measure.local_canary.first_canary_step(ROOT / measure.local_canary.ROLLOUT)
+    checks = measure.local_canary.checks(step, measure.stable_service())
     result = [] if value is None else [value]
-    phases = [measure.stackctl.judge(m, result) for m in metrics]
-    assert len(metrics) == 2 and measure.verdict(phases) == expected
+    phases = [measure.local_canary.judge(c, result) for c in checks]
+    assert len(checks) == 2 and measure.verdict(phases) == expected
 
 
 def test_make_measure_against_the_local_stack(api_key: str, tmp_path: Path) -> None:
