@@ -157,13 +157,37 @@ def places() -> list[Place]:
             "deploy/k8s/platform/values/prometheus.yaml",
             "scrape_interval: {scrape_interval_seconds}s\n",
         ),
-        *at("deploy/k8s/base/namespace.yaml", "enforce-version: v{minor} "),
+        *at(
+            "deploy/k8s/base/namespace.yaml",
+            "kind: Namespace\nmetadata:\n  name: {namespace}\n",
+            "enforce-version: v{minor} ",
+        ),
+        *at("deploy/k8s/base/kustomization.yaml", "kind: Kustomization\nnamespace: {namespace}\n"),
+        *at(
+            "deploy/k8s/platform/manifests/deployer-rbac.yaml",
+            "# in namespace {namespace}, and nothing",
+            "name: registro-deployer\n  namespace: {namespace}\n",
+        ),
+        *at("deploy/k8s/release.sh", "\nnamespace={namespace}\n"),
+        *at(
+            "deploy/aws/teardown.sh",
+            "$kubectl -n {namespace} delete ingress ",
+            "$kubectl -n {namespace} wait --for=delete ingress ",
+        ),
         *at(
             "deploy/k8s/platform/manifests/cluster-autoscaler.yaml",
             "autoscaling/cluster-autoscaler:v{minor}.",
         ),
-        *at("deploy/aws/environments/qa.json", '"KubernetesVersion": "{minor}"'),
-        *at("deploy/aws/environments/prod.json", '"KubernetesVersion": "{minor}"'),
+        *at(
+            "deploy/aws/environments/qa.json",
+            '"KubernetesVersion": "{minor}"',
+            '"ServiceNamespace": "{namespace}"',
+        ),
+        *at(
+            "deploy/aws/environments/prod.json",
+            '"KubernetesVersion": "{minor}"',
+            '"ServiceNamespace": "{namespace}"',
+        ),
         *at(
             "tools/pins.txt",
             "helm {helm}, all four",
@@ -177,18 +201,21 @@ def places() -> list[Place]:
 
 
 HOLE = re.compile(r"\{(\w+)\}")
+# What a value may look like in a file, by the kind of the fact's own value: a whole number, a
+# version, a name (Kubernetes's DNS label).
+KINDS = {"number": r"\d+", "version": r"\d+(?:\.\d+)+", "name": r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"}
 
 
 def pattern(template: str, facts: dict[str, int | str]) -> re.Pattern[str]:
     """The template as a regex: its text literal, each `{fact}` a group matching any value of
-    the fact's kind (whole numbers for ints, dotted numbers for versions)."""
+    the fact's kind (KINDS)."""
     parts: list[str] = []
     last = 0
     for hole in HOLE.finditer(template):
         name = hole.group(1)
         if name not in facts:
             raise FactsError(f"no fact {name!r} (template {template!r})")
-        kind = r"\d+" if isinstance(facts[name], int) else r"\d+(?:\.\d+)*"
+        kind = KINDS[next(k for k in KINDS if re.fullmatch(KINDS[k], str(facts[name])))]
         parts += [re.escape(template[last : hole.start()]), f"({kind})"]
         last = hole.end()
     parts.append(re.escape(template[last:]))
@@ -217,6 +244,8 @@ def outputs(root: Path, facts: dict[str, int | str]) -> dict[str, str]:
     """Each file that states a fact, as it should read."""
     files: dict[str, str] = {}
     for place in places():
+        if place.path not in files and not (root / place.path).is_file():
+            raise FactsError(f"{place.path}: no such file (it moved: update the place)")
         text = files.get(place.path) or (root / place.path).read_text()
         files[place.path] = render(text, place.template, facts, place.path)
     return files

@@ -118,6 +118,10 @@ def test_a_place_missing_from_its_file_is_an_error(tmp_path: Path) -> None:
     missing = generate("--check", "--root", str(root))
     assert missing.returncode == 2
     assert "deploy/docker/registro/Dockerfile: 'EXPOSE {port}\\n' not found" in missing.stderr
+    (root / "deploy/k8s/release.sh").unlink()
+    moved = generate("--check", "--root", str(root))
+    assert moved.returncode == 2
+    assert "deploy/k8s/release.sh: no such file" in moved.stderr
 
 
 def test_the_shutdown_timings_keep_their_rules_as_the_drain_grows(tmp_path: Path) -> None:
