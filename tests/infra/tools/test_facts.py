@@ -118,6 +118,7 @@ def test_a_place_missing_from_its_file_is_an_error(tmp_path: Path) -> None:
     missing = generate("--check", "--root", str(root))
     assert missing.returncode == 2
     assert "deploy/docker/registro/Dockerfile: 'EXPOSE {port}\\n' not found" in missing.stderr
+    edit(root / "deploy/docker/registro/Dockerfile", "USER", "EXPOSE 8000\nUSER")
     (root / "deploy/k8s/release.sh").unlink()
     moved = generate("--check", "--root", str(root))
     assert moved.returncode == 2
