@@ -20,10 +20,11 @@ from typing import Any
 import yaml
 
 from registro.server import GRACEFUL_SHUTDOWN_SECONDS
-from registro.settings import Settings
+from registro.settings import DEFAULT_PORT, Settings
 
 ROOT = Path(__file__).parents[3]
 SPEC = Path("deploy/facts/facts.yaml")
+PORT, OTHER_PORT = DEFAULT_PORT, DEFAULT_PORT + 1
 
 
 def generate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -90,35 +91,36 @@ def shutdown_seconds(root: Path) -> dict[str, int]:
 def test_check_passes_on_the_copy_and_fails_on_a_drifted_file(tmp_path: Path) -> None:
     root = copy_of_the_repository(tmp_path)
     assert generate("--check", "--root", str(root)).returncode == 0
-    edit(root / "deploy/k8s/base/config.env", "REGISTRO_PORT=8000", "REGISTRO_PORT=8001")
+    config = root / "deploy/k8s/base/config.env"
+    edit(config, f"REGISTRO_PORT={PORT}", f"REGISTRO_PORT={OTHER_PORT}")
     drifted = generate("--check", "--root", str(root))
     assert drifted.returncode == 1
     assert "deploy/k8s/base/config.env" in drifted.stdout
     assert "rollout.yaml" not in drifted.stdout
     # make facts puts it back
     assert generate("--root", str(root)).returncode == 0
-    assert "REGISTRO_PORT=8000\n" in (root / "deploy/k8s/base/config.env").read_text()
+    assert f"REGISTRO_PORT={PORT}\n" in config.read_text()
     assert generate("--check", "--root", str(root)).returncode == 0
 
 
 def test_a_changed_fact_reaches_every_file_that_states_it(tmp_path: Path) -> None:
     root = copy_of_the_repository(tmp_path)
-    edit(root / SPEC, "port: 8000", "port: 8001")
+    edit(root / SPEC, f"port: {PORT}", f"port: {OTHER_PORT}")
     assert generate("--root", str(root)).returncode == 0
     haproxy = (root / "deploy/docker/haproxy/haproxy.cfg").read_text()
-    assert "app1:8001" in haproxy and ":8000" not in haproxy
-    assert "DEFAULT_PORT = 8001\n" in (root / "src/registro/settings.py").read_text()
+    assert f"app1:{OTHER_PORT}" in haproxy and f":{PORT}" not in haproxy
+    assert f"DEFAULT_PORT = {OTHER_PORT}\n" in (root / "src/registro/settings.py").read_text()
     rollout = load(root / "deploy/k8s/base/rollout.yaml")["spec"]["template"]["spec"]
-    assert rollout["containers"][0]["ports"] == [{"name": "http", "containerPort": 8001}]
+    assert rollout["containers"][0]["ports"] == [{"name": "http", "containerPort": OTHER_PORT}]
 
 
 def test_a_place_missing_from_its_file_is_an_error(tmp_path: Path) -> None:
     root = copy_of_the_repository(tmp_path)
-    edit(root / "deploy/docker/registro/Dockerfile", "EXPOSE 8000\n", "")
+    edit(root / "deploy/docker/registro/Dockerfile", f"EXPOSE {PORT}\n", "")
     missing = generate("--check", "--root", str(root))
     assert missing.returncode == 2
     assert "deploy/docker/registro/Dockerfile: 'EXPOSE {port}\\n' not found" in missing.stderr
-    edit(root / "deploy/docker/registro/Dockerfile", "USER", "EXPOSE 8000\nUSER")
+    edit(root / "deploy/docker/registro/Dockerfile", "USER", f"EXPOSE {PORT}\nUSER")
     (root / "deploy/k8s/release.sh").unlink()
     moved = generate("--check", "--root", str(root))
     assert moved.returncode == 2
