@@ -7,6 +7,7 @@ the place here), so a fact never silently stops being kept.
 
 Usage: python -m deploy.facts.generate [--root DIR] [--spec FILE]   write the files under DIR
        python -m deploy.facts.generate --check    exit 1, naming the files, when one differs
+       (either: exit 2 when the spec breaks a rule or a place is not found)
        python -m deploy.facts.generate --list     the files that state a fact
 """
 
@@ -59,7 +60,10 @@ def derived(s: dict[str, int]) -> dict[str, int]:
     finishes its requests in flight. The ALB keeps connections open through all of that (its
     deregistration delay), or it cuts a request the pod would have finished; the kubelet waits a
     margin longer before SIGKILL. Compose has no load balancer to wait for: drain, in-flight, a
-    margin."""
+    margin. (ELB's deregistration delay: https://docs.aws.amazon.com/elasticloadbalancing/latest/
+    application/load-balancer-target-groups.html#deregistration-delay; the preStop sleep before
+    it takes effect: https://aws.github.io/aws-eks-best-practices/networking/loadbalancing/
+    loadbalancing/.)"""
     if s["pre_stop_seconds"] < s["deregistration_propagation_seconds"]:
         raise FactsError(
             "shutdown: pre_stop_seconds must be at least deregistration_propagation_seconds,"
