@@ -124,7 +124,7 @@ fresh-machine-%:
 	tools/fresh-machine.sh $*
 
 .PHONY: verify-local
-verify-local: venv ## static checks of what runs on this machine: compose.yaml, tools/tools.txt, make bench's publishing
+verify-local: venv facts-check ## static checks of what runs on this machine: the facts, compose.yaml, tools/tools.txt, make bench's publishing
 	$(BIN)/pytest -p no:cacheprovider tests/infra/stack tests/infra/tools tests/bench
 
 .PHONY: lint
@@ -189,6 +189,18 @@ slo: venv ## regenerate the SLO's Prometheus rules, alerts, canary analysis and 
 .PHONY: slo-check
 slo-check: venv ## fail when the files generated from deploy/slo/slo.yaml are out of date (make verify-k8s tests more)
 	$(BIN)/python deploy/slo/generate.py --check
+
+# ---------------------------------------------------------------------------------------------
+# Facts stated in more than one file (deploy/facts/facts.yaml: the one place to change them)
+# ---------------------------------------------------------------------------------------------
+
+.PHONY: facts
+facts: venv ## write deploy/facts/facts.yaml's port, shutdown seconds, versions... into every file that states them
+	$(BIN)/python -m deploy.facts.generate
+
+.PHONY: facts-check
+facts-check: venv ## fail when a file states a fact otherwise than deploy/facts/facts.yaml (make verify-local runs it)
+	$(BIN)/python -m deploy.facts.generate --check
 
 # ---------------------------------------------------------------------------------------------
 # AWS infrastructure (deploy/aws/)
@@ -429,6 +441,8 @@ export DOCKER_BUILDKIT := 1
 # is built for it whatever the workstation's architecture, and checked after the build.
 NODE_PLATFORM := linux/amd64
 BASE_IMAGE ?= debian:bookworm-slim
+# make image fails above this size (deploy/facts/facts.yaml).
+IMAGE_MAX_MB := 200
 TAG ?= $(shell git rev-parse --short HEAD)
 GIT_COMMIT ?= $(shell git rev-parse HEAD)
 BUILD_TIME ?= $(shell git log -1 --format=%cI)
@@ -466,7 +480,7 @@ image: base-image ## build the service image registro:$(TAG)
 	@DOCKER=$(DOCKER) tools/check-image-platform.sh registro:$(TAG) $(NODE_PLATFORM)
 	@size=$$($(DOCKER) image inspect -f '{{.Size}}' registro:$(TAG)); \
 	echo "registro:$(TAG) $$((size / 1000000)) MB"; \
-	if [ $$size -gt 200000000 ]; then echo "image: registro:$(TAG) exceeds 200 MB" >&2; exit 1; fi
+	if [ $$size -gt $$(($(IMAGE_MAX_MB) * 1000000)) ]; then echo "image: registro:$(TAG) exceeds $(IMAGE_MAX_MB) MB" >&2; exit 1; fi
 
 .PHONY: images
 images: image ## build every image of the stack (service, HAProxy, Patroni, etcd, Prometheus, exporter)

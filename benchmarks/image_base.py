@@ -25,6 +25,8 @@ from pathlib import Path
 
 import httpx
 
+from registro.settings import DEFAULT_PORT
+
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / ".work" / "bench" / "image-base.md"
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
@@ -102,8 +104,8 @@ def start(image: str) -> tuple[str, int, float]:
     env = [arg for name, value in CONTAINER_ENV.items() for arg in ("-e", f"{name}={value}")]
     began = time.monotonic()
     container = docker(
-        "run", "-d", "--rm", f"--cpus={CPUS}", "--tmpfs", TMPFS, "-p", f"127.0.0.1:{port}:8000",
-        *env, image,
+        "run", "-d", "--rm", f"--cpus={CPUS}", "--tmpfs", TMPFS,
+        "-p", f"127.0.0.1:{port}:{DEFAULT_PORT}", *env, image,
     )  # fmt: skip
     deadline = began + START_TIMEOUT_S
     while time.monotonic() < deadline:

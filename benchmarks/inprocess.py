@@ -25,7 +25,7 @@ from typing import Any
 import registro
 from registro.app import create_app
 from registro.auth import Principal
-from registro.settings import load_settings
+from registro.settings import DEFAULT_PORT, load_settings
 from registro.store import Actor, Record
 
 REQUESTS = 5000
@@ -61,7 +61,7 @@ def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[s
         "root_path": "",
         "headers": [(b"host", b"bench"), *headers],
         "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
+        "server": ("127.0.0.1", DEFAULT_PORT),
     }
 
 

