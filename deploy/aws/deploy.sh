@@ -8,7 +8,7 @@
 # CLOUDFORMATION_ROLE_ARN set: every change set runs as that service role (the infrastructure
 # workflow's, deploy/aws/bootstrap.yaml); unset, as the caller.
 # Needs awscli with credentials for the target account, and a python with PyYAML
-# (make deploy-aws provides both from .venvs/aws, and runs preflight.py first).
+# (make deploy-aws provides both from .venvs/aws, and runs deploy.aws.preflight first).
 #
 # A stack's state decides what is done with it (CloudFormation's stack status codes,
 # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/view-stack-events.html#cfn-console-view-stack-data-resources-status-codes):
@@ -22,6 +22,7 @@
 set -euo pipefail
 env=${1:?usage: deploy.sh qa|prod}
 here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.." # the repository root: the deploy package's modules run from there (python -m)
 py=${PYTHON:-python3}
 # Seconds between polls of a stack that is busy, and the first back-off after throttling.
 poll=${DEPLOY_POLL_SECONDS:-30}
@@ -31,7 +32,7 @@ die() { echo "deploy.sh: $*" >&2; exit 1; }
 # shellcheck source-path=SCRIPTDIR source=lib/region.sh
 . "$here/lib/region.sh"
 
-stacks() { "$py" "$here/stacks.py" "$@"; }
+stacks() { "$py" -m deploy.aws.stacks "$@"; }
 app=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["App"])' "$here/environments/$env.json")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -1,6 +1,6 @@
 """Refuse a deploy that cannot work, before anything billable exists (make preflight-aws ENV=...).
 
-    python preflight.py ENV     every refusal on a line of its own; exit 1 if there is any
+    python -m deploy.aws.preflight ENV   every refusal on a line of its own; exit 1 if any
 
 1. The values in environments/<env>.json: no placeholder may be left (documentation domains,
    address ranges and account ids, EXAMPLE ids, example GitHub owners, empty required values).
@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import stacks
+from deploy.aws import stacks
 
 # RFC 5737 (IPv4) and RFC 3849 (IPv6) reserve these for documentation: they route nowhere.
 DOCUMENTATION_NETWORKS = tuple(

@@ -1,7 +1,7 @@
 """Restore an environment's database to a point in time, into a new instance, and check it
 (make restore-aws ENV=qa|prod TIME=2026-12-01T10:00:00Z; docs/runbooks/restore-aws.md).
 
-    python restore.py ENV TIME
+    python -m deploy.aws.restore ENV TIME
 
 1. Refuses, creating nothing, with one line: an unknown ENV; a TIME that is not ISO 8601 UTC
    (YYYY-MM-DDTHH:MM:SSZ), is in the future, or is outside the source's restorable window
@@ -37,10 +37,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import preflight
-import stacks
-from preflight import AwsError, awscli
-from restore_check import NEWEST
+from deploy.aws import preflight, stacks
+from deploy.aws.preflight import AwsError, awscli
+from deploy.aws.restore_check import NEWEST
 
 HERE = Path(__file__).resolve().parent
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

@@ -1,13 +1,14 @@
-"""What deleting a stack keeps: `python retained.py LAYER` prints "LogicalId DeletionPolicy" for
-each resource of templates/LAYER.yaml whose DeletionPolicy is Retain, RetainExceptOnCreate or
-Snapshot (teardown.sh lists them once the stacks are gone)."""
+"""What deleting a stack keeps: `python -m deploy.aws.retained LAYER` prints
+"LogicalId DeletionPolicy" for each resource of templates/LAYER.yaml whose DeletionPolicy is
+Retain, RetainExceptOnCreate or Snapshot (teardown.sh lists them once the stacks are gone)."""
 
 from __future__ import annotations
 
 import sys
 
-import stacks
 import yaml
+
+from deploy.aws import stacks
 
 KEPT = ("Retain", "RetainExceptOnCreate", "Snapshot")
 

@@ -1,16 +1,16 @@
 """The one reader of `stacks` and `environments/<env>.json`: deploy.sh, teardown.sh, the tests.
+Run from the repository root as `python -m deploy.aws.stacks ...`:
 
-    python stacks.py layers                      layers in dependency order
-    python stacks.py environments                the environments (environments/*.json)
-    python stacks.py stack-name ENV LAYER        e.g. registro-qa-network
-    python stacks.py parameters ENV LAYER [NAME=VALUE ...]
-                                                 CloudFormation --parameters JSON for that stack
-    python stacks.py guard-parameters ENV        the environment's values for cfn-guard
-    python stacks.py plan ENV DIR [NAME=VALUE ...]
-                                                 writes DIR/<layer>.json, prints one line per
-                                                 step: "<layer> <stack> [<layer> <stack> ...]"
-    python stacks.py service-accounts            "<output> <namespace>/<name>" of each IRSA role
-                                                 a chart uses (service-accounts.json)
+    layers                              layers in dependency order
+    environments                        the environments (environments/*.json)
+    stack-name ENV LAYER                e.g. registro-qa-network
+    parameters ENV LAYER [NAME=VALUE ...]
+                                        CloudFormation --parameters JSON for that stack
+    guard-parameters ENV                the environment's values for cfn-guard
+    plan ENV DIR [NAME=VALUE ...]       writes DIR/<layer>.json, prints one line per step:
+                                        "<layer> <stack> [<layer> <stack> ...]"
+    service-accounts                    "<output> <namespace>/<name>" of each IRSA role a chart
+                                        uses (service-accounts.json)
 
 An environment file holds every parameter of every stack once; a stack receives the ones its
 template declares, plus `<Layer>Stack` (the name of each stack it imports from).

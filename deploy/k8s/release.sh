@@ -28,13 +28,17 @@
 # and python3; bootstrap also helm (make helm). Nothing here names a kubectl version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-work=${RELEASE_WORK:-$here/../../.work/release}
+root=$(cd "$here/../.." && pwd)
+work=${RELEASE_WORK:-$root/.work/release}
+case $work in /*) ;; *) work=$PWD/$work ;; esac
 namespace=registro
 rollout=registro
 kubectl=${KUBECTL:-kubectl}
 helm=${HELM:-helm}
 
 die() { echo "release.sh: $*" >&2; exit 1; }
+# A module of the deploy package (deploy/k8s/tools, deploy/aws), run from the repository root.
+ops() { (cd "$root" && exec python3 -m "$@"); }
 k() { $kubectl -n "$namespace" "$@"; }
 
 # Every output of every stack of the environment, as KEY<tab>VALUE lines.
@@ -177,7 +181,7 @@ start_traffic() {
     url=https://$(sed -nE 's/^ *external-dns\.alpha\.kubernetes\.io\/hostname: *"?([^" ]+)"?$/\1/p' "$manifests" | head -1)
   fi
   [ "$rate" != 0 ] || { echo "traffic: none (RELEASE_TRAFFIC_RATE=0)"; return 0; }
-  python3 "$here/tools/traffic.py" "$url" --rate "$rate" \
+  ops deploy.k8s.tools.traffic "$url" --rate "$rate" \
     --seconds "$((${ROLLOUT_TIMEOUT:-2400} + 60))" &
   traffic_pid=$!
   trap stop_traffic EXIT
@@ -301,7 +305,7 @@ bootstrap() {
   outputs "$env" > "$work/$env.env"
   # The image does not matter to the namespace; any well-formed digest renders.
   render "$env" "$(output "$work/$env.env" RepositoryUri)@sha256:$(printf '0%.0s' {1..64})" "$work/$env.env" "$dir"
-  python3 "$here/tools/platform_values.py" "$work/$env.env" "$dir/platform"
+  ops deploy.k8s.tools.platform_values "$work/$env.env" "$dir/platform"
   connect "$work/$env.env"
   $kubectl apply -f "$dir/manifests.yaml" --selector 'app.kubernetes.io/component=namespace'
   # Namespaces, the gp3 StorageClass, the Cluster Autoscaler, the deployer's Role.
@@ -330,7 +334,7 @@ rollback() {
   fi
   # The Rollout's own labels and its pods' (so its ReplicaSets') share only the component.
   k get rollout,replicaset -l app.kubernetes.io/component=server -o json \
-    | python3 "$here/tools/previous_template.py" > "$work/rollback-patch.json"
+    | ops deploy.k8s.tools.previous_template > "$work/rollback-patch.json"
   k patch rollout "$rollout" --type merge --patch-file "$work/rollback-patch.json"
   wait_rollout
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import stacks
+from deploy.aws import stacks
 
 FAKE_AWS = r"""#!PYTHON
 import json, os, sys

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_support import CHARTS, K8S, TEST_IMAGE, Manifests
+from k8s_support import CHARTS, K8S, REPO, TEST_IMAGE, Manifests
 
 RELEASE = K8S / "release.sh"
 
@@ -162,7 +162,8 @@ def replica_set(revision: int, image: str, owner: str = "rollout-uid") -> dict[s
 
 def previous_template(items: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["python3", str(K8S / "tools" / "previous_template.py")],
+        ["python3", "-m", "deploy.k8s.tools.previous_template"],
+        cwd=REPO,
         input=json.dumps({"items": items}),
         capture_output=True,
         text=True,
