@@ -229,7 +229,7 @@ verify-aws: aws-tools ## lint, policy-check and smoke-deploy the CloudFormation 
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact \
 	  --framework cloudformation -f $(AWS_DIR)/bootstrap.yaml
 	@echo "== shellcheck $$(shellcheck --version | sed -n 's/^version: //p') (apt: shellcheck)"
-	shellcheck -x $(AWS_DIR)/*.sh $(AWS_DIR)/lib/*.sh
+	shellcheck -x $(AWS_DIR)/*.sh
 	@echo "== pytest: stack wiring, house rules, guard rules, deploy scripts, moto smoke deploy"
 	CFN_GUARD=$(CFN_GUARD) $(AWS_VENV)/bin/python -m pytest -q tests/infra/aws
 

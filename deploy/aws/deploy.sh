@@ -29,28 +29,23 @@ poll=${DEPLOY_POLL_SECONDS:-30}
 backoff=${DEPLOY_BACKOFF_SECONDS:-2}
 die() { echo "deploy.sh: $*" >&2; exit 1; }
 
-# shellcheck source-path=SCRIPTDIR source=lib/region.sh
-. "$here/lib/region.sh"
+# The region first, since without one every AWS call fails, each in its own words: the one rule
+# (deploy/aws/awscli.py), exported under both names (awscli v1 reads AWS_DEFAULT_REGION, other
+# SDKs and release.sh AWS_REGION).
+region=$("$py" -m deploy.aws.awscli region 2>&1) || die "$region"
+export AWS_REGION=$region AWS_DEFAULT_REGION=$region
 
 stacks() { "$py" -m deploy.aws.stacks "$@"; }
-app=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["App"])' "$here/environments/$env.json")
+app=$(stacks value "$env" App)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# awscli's own answer, retried with exponential back-off while AWS throttles; any other error
-# stops the deploy (expired credentials are not "no stack").
+# awscli's own answer, retried with exponential back-off while AWS throttles (deploy/aws/awscli.py);
+# any other error stops the deploy (expired credentials are not "no stack").
 # awscli's errors go to a file of the shell reading them: stacks deployed side by side each have one
 # (a redirection is expanded after the fork, so $BASHPID is read first).
 aws_retrying() {
-  local attempt delay=$backoff err=$work/stderr.$BASHPID
-  for attempt in 1 2 3 4 5 6; do
-    if aws "$@" 2>"$err"; then return 0; fi
-    grep -qE 'Throttling|Rate exceeded|TooManyRequests' "$err" || return 1
-    echo "   throttled (attempt $attempt), retrying in ${delay}s" >&2
-    sleep "$delay"
-    delay=$((delay * 2))
-  done
-  return 1
+  "$py" -m deploy.aws.awscli retrying --backoff "$backoff" --errors "$work/stderr.$BASHPID" "$@"
 }
 
 # The stack's status, or NONE when CloudFormation says it does not exist.

@@ -37,8 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deploy.aws import preflight, stacks
-from deploy.aws.preflight import AwsError, awscli
+from deploy.aws import awscli, stacks
+from deploy.aws.awscli import AwsError
 from deploy.aws.restore_check import NEWEST
 
 HERE = Path(__file__).resolve().parent
@@ -85,18 +85,16 @@ def instance_name(source: str, moment: datetime) -> str:
 
 
 def outputs(env: str, layer: str) -> dict[str, str]:
-    stack = stacks.stack_name(env, layer)
     try:
-        answer = awscli("cloudformation", "describe-stacks", "--stack-name", stack)
+        return stacks.outputs(env, layer)
     except AwsError as error:
+        stack = stacks.stack_name(env, layer)
         raise Refused(f"cannot read stack {stack} (deployed? make deploy-aws): {error}") from None
-    found = answer["Stacks"][0].get("Outputs", [])
-    return {o["OutputKey"]: o["OutputValue"] for o in found}
 
 
 def instance(identifier: str) -> dict[str, Any] | None:
     try:
-        answer = awscli("rds", "describe-db-instances", "--db-instance-identifier", identifier)
+        answer = awscli.call("rds", "describe-db-instances", "--db-instance-identifier", identifier)
     except AwsError as error:
         if "DBInstanceNotFound" in str(error):
             return None
@@ -106,7 +104,7 @@ def instance(identifier: str) -> dict[str, Any] | None:
 
 
 def restore_window(source: str) -> tuple[datetime, datetime]:
-    answer = awscli(
+    answer = awscli.call(
         "rds", "describe-db-instance-automated-backups", "--db-instance-identifier", source
     )
     windows = [
@@ -310,10 +308,8 @@ def verdict(name: str, outcome: str, log: str, moment: datetime) -> list[str]:
 def restore(env: str, text: str, now: datetime) -> int:
     values = stacks.environment(env)
     moment = parse_time(text, now)
-    region = preflight.configured_region()
-    if not region:
-        raise Refused(preflight.NO_REGION)
-    os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
+    if not awscli.export_region():
+        raise Refused(awscli.NO_REGION)
     name = outputs(env, "data")["DbInstanceId"]
     source = instance(name)
     if source is None:
@@ -324,7 +320,7 @@ def restore(env: str, text: str, now: datetime) -> int:
     found = instance(target)
     if found is None:
         print(f"== restoring {name} to {text} as {target}")
-        awscli(*restore_arguments(source, target, moment, tags))
+        awscli.call(*restore_arguments(source, target, moment, tags))
     elif {key: tags_of(found).get(key) for key in tags} != tags:
         raise Refused(f"{target} exists but is not tagged as the restore of {name} at {text}")
     else:

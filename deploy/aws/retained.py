@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import sys
 
-import yaml
-
 from deploy.aws import stacks
 
 KEPT = ("Retain", "RetainExceptOnCreate", "Snapshot")
 
 
 def retained(layer: str) -> dict[str, str]:
-    template = yaml.load(stacks.template_path(layer).read_text(), Loader=stacks._IgnoreTags)  # noqa: S506 (SafeLoader)
-    resources = template.get("Resources", {})
+    resources = stacks.plain_template(layer).get("Resources", {})
     return {
         name: resource["DeletionPolicy"]
         for name, resource in resources.items()

@@ -27,10 +27,13 @@ controller_timeout=${TEARDOWN_CONTROLLER_TIMEOUT:-300}
 poll=${TEARDOWN_POLL_SECONDS:-10}
 die() { echo "teardown.sh: $*" >&2; exit 1; }
 
-# shellcheck source-path=SCRIPTDIR source=lib/region.sh
-. "$here/lib/region.sh"
+# The region first, since without one every AWS call fails, each in its own words: the one rule
+# (deploy/aws/awscli.py), exported under both names (awscli v1 reads AWS_DEFAULT_REGION, other
+# SDKs and release.sh AWS_REGION).
+region=$("$py" -m deploy.aws.awscli region 2>&1) || die "$region"
+export AWS_REGION=$region AWS_DEFAULT_REGION=$region
 stack_name() { "$py" -m deploy.aws.stacks stack-name "$env" "$1"; }
-value() { "$py" -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$here/environments/$env.json" "$1"; }
+value() { "$py" -m deploy.aws.stacks value "$env" "$1"; }
 app=$(value App)
 cluster_tag="elbv2.k8s.aws/cluster,Values=$app-$env"
 work=$(mktemp -d)

@@ -12,8 +12,8 @@
 #                       revision (make rollback-k8s); with TAG, only if the Rollout runs that
 #                       release (the pipeline's rollback)
 #   outputs ENV         print the overlay's CloudFormation outputs as KEY=VALUE, read from the
-#                       outputs of the stacks registro-ENV-<layer>, for the layers deploy/aws/stacks
-#                       lists (AwsRegion: the CLI's region)
+#                       outputs of the environment's stacks (python -m deploy.aws.stacks outputs;
+#                       AwsRegion: the region deploy/aws/awscli.py works out, as the AWS CLI does)
 #   output ENV KEY      print one of them
 #   render ENV IMAGE OUTPUTS DIR
 #                       build the overlay with those outputs and IMAGE (repository@sha256:...)
@@ -41,29 +41,15 @@ die() { echo "release.sh: $*" >&2; exit 1; }
 ops() { (cd "$root" && exec python3 -m "$@"); }
 k() { $kubectl -n "$namespace" "$@"; }
 
-# Every output of every stack of the environment, as KEY<tab>VALUE lines.
-# A stack that cannot be read (not deployed yet, or no access) stops the release naming it.
-stack_outputs() {
-  local env=$1 layer
-  for layer in ${STACK_LAYERS:-$(grep -vE '^\s*(#|$)' "$here/../aws/stacks")}; do
-    aws cloudformation describe-stacks --stack-name "registro-$env-$layer" --output text \
-      --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' \
-      || die "cannot read the outputs of stack registro-$env-$layer (deployed? make deploy-aws ENV=$env)"
-  done
-}
-
+# The overlay's outputs: of every output of the environment's stacks and AwsRegion (the region
+# they are in) as KEY=VALUE lines (deploy/aws/stacks.py; a stack that cannot be read, not
+# deployed yet or no access, stops the release naming it), the keys the overlay's committed
+# cloudformation-outputs.env names: one list.
 outputs() {
-  local env=$1 all key value region
-  region=${AWS_REGION:-$(aws configure get region || true)}
-  [ -n "$region" ] || die "no AWS region (set AWS_REGION)"
-  all=$(AWS_REGION=$region stack_outputs "$env") || exit 1
-  # The keys are those the overlay's committed cloudformation-outputs.env names: one list.
+  local env=$1 all key value
+  all=$(ops deploy.aws.stacks outputs "$env") || exit 1
   for key in $(grep -oE '^[A-Za-z0-9]+=' "$here/overlays/$env/cloudformation-outputs.env" | tr -d '='); do
-    if [ "$key" = AwsRegion ]; then
-      value=$region
-    else
-      value=$(awk -F '\t' -v k="$key" '$1 == k { print $2; exit }' <<<"$all")
-    fi
+    value=$(awk -v k="$key" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' <<<"$all")
     [ -n "$value" ] || die "no stack of registro-$env outputs $key"
     echo "$key=$value"
   done

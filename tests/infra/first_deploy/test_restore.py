@@ -194,7 +194,7 @@ def test_a_bad_duration_is_refused_in_one_line() -> None:
 
 
 def test_no_region_is_refused_in_one_line_before_any_call(tmp_path: Path) -> None:
-    """The same line as preflight's (preflight.NO_REGION); awscli finds no region in an empty
+    """The same line as preflight's (awscli.NO_REGION); awscli finds no region in an empty
     configuration."""
     (tmp_path / "config").write_text("")
     done = subprocess.run(
@@ -204,4 +204,4 @@ def test_no_region_is_refused_in_one_line_before_any_call(tmp_path: Path) -> Non
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 1
-    assert done.stderr.splitlines() == [f"restore.py: {restore.preflight.NO_REGION}"]
+    assert done.stderr.splitlines() == [f"restore.py: {restore.awscli.NO_REGION}"]
