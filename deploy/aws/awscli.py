@@ -33,11 +33,15 @@ class AwsError(Exception):
 
 def profile_region(environ: Mapping[str, str]) -> str:
     """The `region` of the profile awscli uses (AWS_PROFILE, else default) in its config file
-    (AWS_CONFIG_FILE, else ~/.aws/config): `aws configure get region` reads exactly that."""
-    done = subprocess.run(
-        ["aws", "configure", "get", "region"],
-        env=dict(environ), capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    (AWS_CONFIG_FILE, else ~/.aws/config): `aws configure get region` reads exactly that. No
+    awscli: no region either."""
+    try:
+        done = subprocess.run(
+            ["aws", "configure", "get", "region"],
+            env=dict(environ), capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        return ""
     return done.stdout.strip()
 
 

@@ -128,3 +128,16 @@ def test_the_retrying_command_passes_output_errors_and_exit_code_through(tmp_pat
     assert done.returncode == 0
     assert json.loads(done.stdout) == {"ok": ["s3", "ls"]}
     assert done.stderr.count("throttled") == 2 and errors.read_text() == ""
+
+
+def test_what_release_sh_asks_needs_only_the_standard_library() -> None:
+    """release.sh runs `python3 -m deploy.aws.stacks outputs` with whatever python3 the machine
+    has (no PyYAML on a CI runner's or the toolbox's): names, values and outputs import no YAML."""
+    blocked = "import sys; sys.modules['yaml'] = None; "
+    done = subprocess.run(
+        [sys.executable, "-c", blocked + "from deploy.aws import awscli, stacks; "
+         "print(stacks.stack_name('qa', 'network'), stacks.layers()[0])"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.split()[0] == "registro-qa-network"
