@@ -46,8 +46,10 @@ k() { $kubectl -n "$namespace" "$@"; }
 # deployed yet or no access, stops the release naming it), the keys the overlay's committed
 # cloudformation-outputs.env names: one list.
 outputs() {
-  local env=$1 all key value
-  all=$(ops deploy.aws.stacks outputs "$env") || exit 1
+  local env=$1 all key value errors
+  errors=$(mktemp)
+  all=$(ops deploy.aws.stacks outputs "$env" 2>"$errors") || die "$(cat "$errors")"
+  rm -f "$errors"
   for key in $(grep -oE '^[A-Za-z0-9]+=' "$here/overlays/$env/cloudformation-outputs.env" | tr -d '='); do
     value=$(awk -v k="$key" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' <<<"$all")
     [ -n "$value" ] || die "no stack of registro-$env outputs $key"
@@ -167,8 +169,9 @@ start_traffic() {
     url=https://$(sed -nE 's/^ *external-dns\.alpha\.kubernetes\.io\/hostname: *"?([^" ]+)"?$/\1/p' "$manifests" | head -1)
   fi
   [ "$rate" != 0 ] || { echo "traffic: none (RELEASE_TRAFFIC_RATE=0)"; return 0; }
-  ops deploy.k8s.tools.traffic "$url" --rate "$rate" \
-    --seconds "$((${ROLLOUT_TIMEOUT:-2400} + 60))" &
+  # One subshell that becomes python (not ops, whose own subshell would be the pid killed).
+  (cd "$root" && exec python3 -m deploy.k8s.tools.traffic "$url" --rate "$rate" \
+    --seconds "$((${ROLLOUT_TIMEOUT:-2400} + 60))") &
   traffic_pid=$!
   trap stop_traffic EXIT
 }
