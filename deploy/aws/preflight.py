@@ -1,6 +1,6 @@
 """Refuse a deploy that cannot work, before anything billable exists (make preflight-aws ENV=...).
 
-    python preflight.py ENV     every refusal on a line of its own; exit 1 if there is any
+    python -m deploy.aws.preflight ENV   every refusal on a line of its own; exit 1 if any
 
 1. The values in environments/<env>.json: no placeholder may be left (documentation domains,
    address ranges and account ids, EXAMPLE ids, example GitHub owners, empty required values).
@@ -16,8 +16,6 @@ All checks run; all refusals are listed at once.
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
 import re
 import shutil
 import subprocess
@@ -27,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import stacks
+from deploy.aws import awscli, stacks
+from deploy.aws.awscli import NO_REGION, AwsError
 
 # RFC 5737 (IPv4) and RFC 3849 (IPv6) reserve these for documentation: they route nowhere.
 DOCUMENTATION_NETWORKS = tuple(
@@ -41,7 +40,6 @@ PLACEHOLDER_ACCOUNTS = ("000000000000", "123456789012")
 # Values without which the stacks deploy but do not serve (no domain, alarms reaching no one).
 REQUIRED = ("DomainName", "HostedZoneId", "AlarmEmail", "GitHubRepository")
 READ_ONLY = re.compile(r"^(get|describe|list)-")
-NO_REGION = "no AWS region: set AWS_REGION (e.g. AWS_REGION=eu-west-1) or run 'aws configure'"
 
 
 @dataclass(frozen=True)
@@ -103,37 +101,12 @@ def _network(token: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None
         return None
 
 
-class AwsError(Exception):
-    """awscli failed; the message is its first error line."""
-
-
 def aws(*args: str) -> Any:
     """awscli's JSON answer. Only reading calls: the preflight creates nothing."""
     verb = args[1] if len(args) > 1 else ""
     if not READ_ONLY.match(verb):
         raise ValueError(f"preflight makes read-only calls only, not {' '.join(args[:2])}")
-    return awscli(*args)
-
-
-def awscli(*args: str) -> Any:
-    """awscli's JSON answer, any call (restore.py writes too); AwsError when it fails."""
-    done = subprocess.run(
-        ["aws", *args, "--output", "json"], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise AwsError(lines[-1] if lines else f"aws {' '.join(args[:2])} exited {done.returncode}")
-    return json.loads(done.stdout) if done.stdout.strip() else {}
-
-
-def configured_region() -> str:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region:
-        return region
-    done = subprocess.run(
-        ["aws", "configure", "get", "region"], capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip()
+    return awscli.call(*args)
 
 
 def region_refusals(region: str) -> list[str]:
@@ -384,10 +357,9 @@ def quota_refusal(quota: Quota, values: dict[str, str]) -> str | None:
 
 
 def account_checks(values: dict[str, str], env: str) -> list[str]:
-    region = configured_region()
+    region = awscli.export_region()
     if not region:
         return [NO_REGION]
-    os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
     try:
         identity = aws("sts", "get-caller-identity")
     except AwsError as error:

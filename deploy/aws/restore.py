@@ -1,7 +1,7 @@
 """Restore an environment's database to a point in time, into a new instance, and check it
 (make restore-aws ENV=qa|prod TIME=2026-12-01T10:00:00Z; docs/runbooks/restore-aws.md).
 
-    python restore.py ENV TIME
+    python -m deploy.aws.restore ENV TIME
 
 1. Refuses, creating nothing, with one line: an unknown ENV; a TIME that is not ISO 8601 UTC
    (YYYY-MM-DDTHH:MM:SSZ), is in the future, or is outside the source's restorable window
@@ -37,10 +37,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import preflight
-import stacks
-from preflight import AwsError, awscli
-from restore_check import NEWEST
+from deploy.aws import awscli, stacks
+from deploy.aws.awscli import AwsError
+from deploy.aws.restore_check import NEWEST
 
 HERE = Path(__file__).resolve().parent
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -86,18 +85,16 @@ def instance_name(source: str, moment: datetime) -> str:
 
 
 def outputs(env: str, layer: str) -> dict[str, str]:
-    stack = stacks.stack_name(env, layer)
     try:
-        answer = awscli("cloudformation", "describe-stacks", "--stack-name", stack)
+        return stacks.outputs(env, layer)
     except AwsError as error:
+        stack = stacks.stack_name(env, layer)
         raise Refused(f"cannot read stack {stack} (deployed? make deploy-aws): {error}") from None
-    found = answer["Stacks"][0].get("Outputs", [])
-    return {o["OutputKey"]: o["OutputValue"] for o in found}
 
 
 def instance(identifier: str) -> dict[str, Any] | None:
     try:
-        answer = awscli("rds", "describe-db-instances", "--db-instance-identifier", identifier)
+        answer = awscli.call("rds", "describe-db-instances", "--db-instance-identifier", identifier)
     except AwsError as error:
         if "DBInstanceNotFound" in str(error):
             return None
@@ -107,7 +104,7 @@ def instance(identifier: str) -> dict[str, Any] | None:
 
 
 def restore_window(source: str) -> tuple[datetime, datetime]:
-    answer = awscli(
+    answer = awscli.call(
         "rds", "describe-db-instance-automated-backups", "--db-instance-identifier", source
     )
     windows = [
@@ -311,10 +308,8 @@ def verdict(name: str, outcome: str, log: str, moment: datetime) -> list[str]:
 def restore(env: str, text: str, now: datetime) -> int:
     values = stacks.environment(env)
     moment = parse_time(text, now)
-    region = preflight.configured_region()
-    if not region:
-        raise Refused(preflight.NO_REGION)
-    os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
+    if not awscli.export_region():
+        raise Refused(awscli.NO_REGION)
     name = outputs(env, "data")["DbInstanceId"]
     source = instance(name)
     if source is None:
@@ -325,7 +320,7 @@ def restore(env: str, text: str, now: datetime) -> int:
     found = instance(target)
     if found is None:
         print(f"== restoring {name} to {text} as {target}")
-        awscli(*restore_arguments(source, target, moment, tags))
+        awscli.call(*restore_arguments(source, target, moment, tags))
     elif {key: tags_of(found).get(key) for key in tags} != tags:
         raise Refused(f"{target} exists but is not tagged as the restore of {name} at {text}")
     else:

@@ -1,20 +1,18 @@
-"""What deleting a stack keeps: `python retained.py LAYER` prints "LogicalId DeletionPolicy" for
-each resource of templates/LAYER.yaml whose DeletionPolicy is Retain, RetainExceptOnCreate or
-Snapshot (teardown.sh lists them once the stacks are gone)."""
+"""What deleting a stack keeps: `python -m deploy.aws.retained LAYER` prints
+"LogicalId DeletionPolicy" for each resource of templates/LAYER.yaml whose DeletionPolicy is
+Retain, RetainExceptOnCreate or Snapshot (teardown.sh lists them once the stacks are gone)."""
 
 from __future__ import annotations
 
 import sys
 
-import stacks
-import yaml
+from deploy.aws import stacks
 
 KEPT = ("Retain", "RetainExceptOnCreate", "Snapshot")
 
 
 def retained(layer: str) -> dict[str, str]:
-    template = yaml.load(stacks.template_path(layer).read_text(), Loader=stacks._IgnoreTags)  # noqa: S506 (SafeLoader)
-    resources = template.get("Resources", {})
+    resources = stacks.plain_template(layer).get("Resources", {})
     return {
         name: resource["DeletionPolicy"]
         for name, resource in resources.items()

@@ -1,16 +1,19 @@
 """The one reader of `stacks` and `environments/<env>.json`: deploy.sh, teardown.sh, the tests.
+Run from the repository root as `python -m deploy.aws.stacks ...`:
 
-    python stacks.py layers                      layers in dependency order
-    python stacks.py environments                the environments (environments/*.json)
-    python stacks.py stack-name ENV LAYER        e.g. registro-qa-network
-    python stacks.py parameters ENV LAYER [NAME=VALUE ...]
-                                                 CloudFormation --parameters JSON for that stack
-    python stacks.py guard-parameters ENV        the environment's values for cfn-guard
-    python stacks.py plan ENV DIR [NAME=VALUE ...]
-                                                 writes DIR/<layer>.json, prints one line per
-                                                 step: "<layer> <stack> [<layer> <stack> ...]"
-    python stacks.py service-accounts            "<output> <namespace>/<name>" of each IRSA role
-                                                 a chart uses (service-accounts.json)
+    layers                              layers in dependency order
+    environments                        the environments (environments/*.json)
+    stack-name ENV LAYER                e.g. registro-qa-network
+    value ENV KEY                       the environment's value of KEY ("" when it has none)
+    outputs ENV                         KEY=VALUE of every output of the environment's stacks,
+                                        and AwsRegion (deploy.aws.awscli's region rule)
+    parameters ENV LAYER [NAME=VALUE ...]
+                                        CloudFormation --parameters JSON for that stack
+    guard-parameters ENV                the environment's values for cfn-guard
+    plan ENV DIR [NAME=VALUE ...]       writes DIR/<layer>.json, prints one line per step:
+                                        "<layer> <stack> [<layer> <stack> ...]"
+    service-accounts                    "<output> <namespace>/<name>" of each IRSA role a chart
+                                        uses (service-accounts.json)
 
 An environment file holds every parameter of every stack once; a stack receives the ones its
 template declares, plus `<Layer>Stack` (the name of each stack it imports from).
@@ -18,12 +21,13 @@ template declares, plus `<Layer>Stack` (the name of each stack it imports from).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from deploy.aws import awscli
 
 HERE = Path(__file__).resolve().parent
 ENVIRONMENTS = tuple(sorted(p.stem for p in (HERE / "environments").glob("*.json")))
@@ -76,34 +80,72 @@ def stack_name(env: str, layer: str) -> str:
     return f"{environment(env)['App']}-{env}-{layer}"
 
 
-class _IgnoreTags(yaml.SafeLoader):
-    """Reads a template's plain structure; short-form tags (!Ref, !Sub...) become None."""
+def outputs(env: str, layer: str) -> dict[str, str]:
+    """The outputs of the environment's stack of that layer; awscli.AwsError when it cannot be
+    read (not deployed, no access)."""
+    stack = stack_name(env, layer)
+    answer = awscli.call("cloudformation", "describe-stacks", "--stack-name", stack)
+    found = answer["Stacks"][0].get("Outputs", [])
+    return {o["OutputKey"]: o["OutputValue"] for o in found}
 
 
-_IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
+def all_outputs(env: str) -> dict[str, str]:
+    """Every output of every stack of the environment, and AwsRegion (the region they are in);
+    SystemExit naming the stack that cannot be read."""
+    region = awscli.export_region()
+    if not region:
+        raise SystemExit(awscli.NO_REGION)
+    found = {}
+    for layer in layers():
+        try:
+            found |= outputs(env, layer)
+        except awscli.AwsError as error:
+            raise SystemExit(
+                f"cannot read the outputs of stack {stack_name(env, layer)}"
+                f" (deployed? make deploy-aws ENV={env}): {error}"
+            ) from None
+    return found | {"AwsRegion": region}
 
 
-class _LongForms(yaml.SafeLoader):
-    """Reads short-form tags as their long forms: !Ref X is {"Ref": X}, !FindInMap [...] is
-    {"Fn::FindInMap": [...]} (what CloudFormation reads; no cfn-lint import at deploy time)."""
+@functools.cache
+def _template_loader(long_forms: bool) -> Any:
+    """A SafeLoader for templates. Short-form tags (!Ref, !FindInMap...) become their long forms
+    ({"Ref": X}, {"Fn::FindInMap": [...]}: what CloudFormation reads, with no cfn-lint import at
+    deploy time), or None where only the plain structure matters. PyYAML is imported here: the
+    names and outputs above are read by release.sh with a bare python3."""
+    import yaml
+
+    def long_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+        name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+        if isinstance(node, yaml.SequenceNode):
+            return {name: loader.construct_sequence(node, deep=True)}
+        if isinstance(node, yaml.MappingNode):
+            return {name: loader.construct_mapping(node, deep=True)}
+        return {name: loader.construct_scalar(node)}  # type: ignore[arg-type]
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", long_form if long_forms else lambda *_: None)
+    return Loader
 
 
-def _long_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.SequenceNode):
-        return {name: loader.construct_sequence(node, deep=True)}
-    if isinstance(node, yaml.MappingNode):
-        return {name: loader.construct_mapping(node, deep=True)}
-    return {name: loader.construct_scalar(node)}  # type: ignore[arg-type]
+def _load_template(layer: str, long_forms: bool) -> dict[str, Any]:
+    import yaml
 
-
-_LongForms.add_multi_constructor("!", _long_form)
+    loader = _template_loader(long_forms)
+    template: dict[str, Any] = yaml.load(template_path(layer).read_text(), Loader=loader)  # noqa: S506 (SafeLoader)
+    return template
 
 
 def read_template(layer: str) -> dict[str, Any]:
-    """The template with its short forms in their long forms (see _LongForms)."""
-    template: dict[str, Any] = yaml.load(template_path(layer).read_text(), Loader=_LongForms)  # noqa: S506 (SafeLoader)
-    return template
+    """The template with its short forms in their long forms."""
+    return _load_template(layer, long_forms=True)
+
+
+def plain_template(layer: str) -> dict[str, Any]:
+    """The template's plain structure: short-form tags read as None."""
+    return _load_template(layer, long_forms=False)
 
 
 def addon_pins(kubernetes_version: str) -> list[tuple[str, str | None]]:
@@ -137,8 +179,7 @@ def load_template(layer: str) -> dict[str, Any]:
 
 
 def template_parameters(layer: str) -> list[str]:
-    template = yaml.load(template_path(layer).read_text(), Loader=_IgnoreTags)  # noqa: S506 (SafeLoader)
-    return list(template.get("Parameters", {}))
+    return list(plain_template(layer).get("Parameters", {}))
 
 
 def load_balancer_name_problem(env: str, full_name: str) -> str | None:
@@ -176,6 +217,10 @@ def main(argv: list[str]) -> None:
             print("\n".join(ENVIRONMENTS))
         case ["stack-name", env, layer]:
             print(stack_name(env, layer))
+        case ["value", env, key]:
+            print(environment(env).get(key, ""))
+        case ["outputs", env]:
+            print("\n".join(f"{k}={v}" for k, v in all_outputs(env).items()))
         case ["parameters", env, layer, *assignments]:
             overrides = dict(a.split("=", 1) for a in assignments)
             chosen = parameters(env, layer, overrides)

@@ -19,6 +19,7 @@ set -euo pipefail
 env=${1:?usage: CONFIRM=<env> teardown.sh qa|prod}
 [ "${CONFIRM:-}" = "$env" ] || { echo "teardown.sh: set CONFIRM=$env to delete every $env stack" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.." # the repository root: the deploy package's modules run from there (python -m)
 py=${PYTHON:-python3}
 kubectl=${KUBECTL:-kubectl}
 # Seconds to wait for the controllers to remove what they created.
@@ -26,10 +27,13 @@ controller_timeout=${TEARDOWN_CONTROLLER_TIMEOUT:-300}
 poll=${TEARDOWN_POLL_SECONDS:-10}
 die() { echo "teardown.sh: $*" >&2; exit 1; }
 
-# shellcheck source-path=SCRIPTDIR source=lib/region.sh
-. "$here/lib/region.sh"
-stack_name() { "$py" "$here/stacks.py" stack-name "$env" "$1"; }
-value() { "$py" -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$here/environments/$env.json" "$1"; }
+# The region first, since without one every AWS call fails, each in its own words: the one rule
+# (deploy/aws/awscli.py), exported under both names (awscli v1 reads AWS_DEFAULT_REGION, other
+# SDKs and release.sh AWS_REGION).
+region=$("$py" -m deploy.aws.awscli region 2>&1) || die "$region"
+export AWS_REGION=$region AWS_DEFAULT_REGION=$region
+stack_name() { "$py" -m deploy.aws.stacks stack-name "$env" "$1"; }
+value() { "$py" -m deploy.aws.stacks value "$env" "$1"; }
 app=$(value App)
 cluster_tag="elbv2.k8s.aws/cluster,Values=$app-$env"
 work=$(mktemp -d)
@@ -148,10 +152,10 @@ fi
 
 # 3. The stacks, noting what each keeps.
 : >"$work/kept"
-for layer in $("$py" "$here/stacks.py" layers | tac); do
+for layer in $("$py" -m deploy.aws.stacks layers | tac); do
   stack=$(stack_name "$layer")
   exists "$layer" || { echo "== $stack: not there"; continue; }
-  "$py" "$here/retained.py" "$layer" | while read -r logical policy; do
+  "$py" -m deploy.aws.retained "$layer" | while read -r logical policy; do
     physical=$(aws cloudformation describe-stack-resource --stack-name "$stack" \
       --logical-resource-id "$logical" --query 'StackResourceDetail.[ResourceType,PhysicalResourceId]' \
       --output text 2>/dev/null || true)

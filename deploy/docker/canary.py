@@ -1,6 +1,6 @@
 """The local canary: a new revision beside the stable replicas, judged as Argo Rollouts judges it.
 
-    python deploy/docker/stackctl.py canary TAG [--fault-error-rate 0.2]
+    python -m deploy.docker.stackctl canary TAG [--fault-error-rate 0.2]
 
 It follows the first step of the Kubernetes Rollout (deploy/k8s/base/rollout.yaml): its setWeight
 (HAProxy weights), its pause, then its analysis. The analysis's checks are the ones the cluster's
@@ -15,7 +15,6 @@ aborts. (Argo pauses on Inconclusive for a person; here that aborts.)
 from __future__ import annotations
 
 import json
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -23,13 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import stackctl
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "deploy" / "slo"))  # until deploy/ is a package (issue 18)
-
-import generate  # noqa: E402  (deploy/slo)
+from deploy.docker import stackctl
+from deploy.slo import generate
 
 ROLLOUT = Path("deploy/k8s/base/rollout.yaml")
 PROMETHEUS = "http://127.0.0.1:9090"

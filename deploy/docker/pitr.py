@@ -1,6 +1,6 @@
 """Point-in-time restore of the local stack's database from its pgBackRest repository.
 
-    python deploy/docker/pitr.py restore '2026-12-02 03:10:00.123+00'
+    python -m deploy.docker.pitr restore '2026-12-02 03:10:00.123+00'
 
 Run from the repository root (make restore-local does). The target is checked first (a time
 with its UTC offset, not in the future, not before the oldest backup ended); a bad one stops it
@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import stackctl
+from deploy.docker import stackctl
 
 MEMBERS = ("pg1", "pg2")  # pg1 is restored, pg2 re-created from it
 SCOPE = "registro"  # patroni.yml's scope

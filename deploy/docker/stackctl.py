@@ -1,7 +1,7 @@
 """Release operations on the local stack: rolling update and canary, driven like production.
 
-    python deploy/docker/stackctl.py rollout TAG
-    python deploy/docker/stackctl.py canary TAG [--fault-error-rate 0.2]
+    python -m deploy.docker.stackctl rollout TAG
+    python -m deploy.docker.stackctl canary TAG [--fault-error-rate 0.2]
 
 Run from the repository root (the Makefile's rollout-local / canary-local do). Progress goes to
 stderr; each step is also one JSON line on stdout so that the drills can check what happened.
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rollout":
         rollout(args.tag)
         return 0
-    import canary  # imports this module: only when asked for
+    from deploy.docker import canary  # imports this module: only when asked for
 
     return canary.canary(args.tag, args.fault_error_rate)
 

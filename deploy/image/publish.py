@@ -1,6 +1,6 @@
 """Publish a local image to an ECR repository whose tags are immutable, idempotently.
 
-    python3 publish.py REPOSITORY_URI IMAGE [--expect-digest sha256:...]
+    python3 -m deploy.image.publish REPOSITORY_URI IMAGE [--expect-digest sha256:...]
 
 IMAGE is `name:TAG` in the local Docker; it is pushed as REPOSITORY_URI:TAG. ECR refuses a push
 to a tag that exists (ImageTagAlreadyExistsException), even of the same image, so a re-run job

@@ -12,8 +12,8 @@
 #                       revision (make rollback-k8s); with TAG, only if the Rollout runs that
 #                       release (the pipeline's rollback)
 #   outputs ENV         print the overlay's CloudFormation outputs as KEY=VALUE, read from the
-#                       outputs of the stacks registro-ENV-<layer>, for the layers deploy/aws/stacks
-#                       lists (AwsRegion: the CLI's region)
+#                       outputs of the environment's stacks (python -m deploy.aws.stacks outputs;
+#                       AwsRegion: the region deploy/aws/awscli.py works out, as the AWS CLI does)
 #   output ENV KEY      print one of them
 #   render ENV IMAGE OUTPUTS DIR
 #                       build the overlay with those outputs and IMAGE (repository@sha256:...)
@@ -28,38 +28,30 @@
 # and python3; bootstrap also helm (make helm). Nothing here names a kubectl version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-work=${RELEASE_WORK:-$here/../../.work/release}
+root=$(cd "$here/../.." && pwd)
+work=${RELEASE_WORK:-$root/.work/release}
+case $work in /*) ;; *) work=$PWD/$work ;; esac
 namespace=registro
 rollout=registro
 kubectl=${KUBECTL:-kubectl}
 helm=${HELM:-helm}
 
 die() { echo "release.sh: $*" >&2; exit 1; }
+# A module of the deploy package (deploy/k8s/tools, deploy/aws), run from the repository root.
+ops() { (cd "$root" && exec python3 -m "$@"); }
 k() { $kubectl -n "$namespace" "$@"; }
 
-# Every output of every stack of the environment, as KEY<tab>VALUE lines.
-# A stack that cannot be read (not deployed yet, or no access) stops the release naming it.
-stack_outputs() {
-  local env=$1 layer
-  for layer in ${STACK_LAYERS:-$(grep -vE '^\s*(#|$)' "$here/../aws/stacks")}; do
-    aws cloudformation describe-stacks --stack-name "registro-$env-$layer" --output text \
-      --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' \
-      || die "cannot read the outputs of stack registro-$env-$layer (deployed? make deploy-aws ENV=$env)"
-  done
-}
-
+# The overlay's outputs: of every output of the environment's stacks and AwsRegion (the region
+# they are in) as KEY=VALUE lines (deploy/aws/stacks.py; a stack that cannot be read, not
+# deployed yet or no access, stops the release naming it), the keys the overlay's committed
+# cloudformation-outputs.env names: one list.
 outputs() {
-  local env=$1 all key value region
-  region=${AWS_REGION:-$(aws configure get region || true)}
-  [ -n "$region" ] || die "no AWS region (set AWS_REGION)"
-  all=$(AWS_REGION=$region stack_outputs "$env") || exit 1
-  # The keys are those the overlay's committed cloudformation-outputs.env names: one list.
+  local env=$1 all key value errors
+  errors=$(mktemp)
+  all=$(ops deploy.aws.stacks outputs "$env" 2>"$errors") || die "$(cat "$errors")"
+  rm -f "$errors"
   for key in $(grep -oE '^[A-Za-z0-9]+=' "$here/overlays/$env/cloudformation-outputs.env" | tr -d '='); do
-    if [ "$key" = AwsRegion ]; then
-      value=$region
-    else
-      value=$(awk -F '\t' -v k="$key" '$1 == k { print $2; exit }' <<<"$all")
-    fi
+    value=$(awk -v k="$key" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' <<<"$all")
     [ -n "$value" ] || die "no stack of registro-$env outputs $key"
     echo "$key=$value"
   done
@@ -177,8 +169,9 @@ start_traffic() {
     url=https://$(sed -nE 's/^ *external-dns\.alpha\.kubernetes\.io\/hostname: *"?([^" ]+)"?$/\1/p' "$manifests" | head -1)
   fi
   [ "$rate" != 0 ] || { echo "traffic: none (RELEASE_TRAFFIC_RATE=0)"; return 0; }
-  python3 "$here/tools/traffic.py" "$url" --rate "$rate" \
-    --seconds "$((${ROLLOUT_TIMEOUT:-2400} + 60))" &
+  # One subshell that becomes python (not ops, whose own subshell would be the pid killed).
+  (cd "$root" && exec python3 -m deploy.k8s.tools.traffic "$url" --rate "$rate" \
+    --seconds "$((${ROLLOUT_TIMEOUT:-2400} + 60))") &
   traffic_pid=$!
   trap stop_traffic EXIT
 }
@@ -301,7 +294,7 @@ bootstrap() {
   outputs "$env" > "$work/$env.env"
   # The image does not matter to the namespace; any well-formed digest renders.
   render "$env" "$(output "$work/$env.env" RepositoryUri)@sha256:$(printf '0%.0s' {1..64})" "$work/$env.env" "$dir"
-  python3 "$here/tools/platform_values.py" "$work/$env.env" "$dir/platform"
+  ops deploy.k8s.tools.platform_values "$work/$env.env" "$dir/platform"
   connect "$work/$env.env"
   $kubectl apply -f "$dir/manifests.yaml" --selector 'app.kubernetes.io/component=namespace'
   # Namespaces, the gp3 StorageClass, the Cluster Autoscaler, the deployer's Role.
@@ -330,7 +323,7 @@ rollback() {
   fi
   # The Rollout's own labels and its pods' (so its ReplicaSets') share only the component.
   k get rollout,replicaset -l app.kubernetes.io/component=server -o json \
-    | python3 "$here/tools/previous_template.py" > "$work/rollback-patch.json"
+    | ops deploy.k8s.tools.previous_template > "$work/rollback-patch.json"
   k patch rollout "$rollout" --type merge --patch-file "$work/rollback-patch.json"
   wait_rollout
 }

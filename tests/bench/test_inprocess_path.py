@@ -14,7 +14,7 @@ def test_the_path_of_a_post_reaches_its_handler_through_the_middleware_module() 
     """It counts the frames down to the handler and names the service's files that ran; a
     request that never reached the handler (a fake the app no longer uses) makes it fail."""
     out = subprocess.run(
-        [sys.executable, "benchmarks/inprocess.py", "--path"],
+        [sys.executable, "-m", "benchmarks.inprocess", "--path"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from deploy.docker import stackctl
 
 ROOT = Path(__file__).resolve().parents[2]
 os.chdir(ROOT)
-sys.path.insert(0, str(ROOT / "deploy" / "docker"))
-
-import stackctl  # noqa: E402
 
 CA = str(ROOT / ".work" / "certs" / "ca.crt")
 STACK_URL = "https://127.0.0.1:8443"  # HAProxy's HTTPS port (compose.yaml)

@@ -33,17 +33,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import yaml
+from deploy.docker import canary as local_canary
+from deploy.k8s.tools import smoke
+from deploy.slo import generate
 
 from tests.e2e import load as loadgen
 from tests.e2e import report
 
 ROOT = Path(__file__).resolve().parents[2]
-for tools in ("deploy/docker", "deploy/k8s/tools", "deploy/slo"):
-    sys.path.insert(0, str(ROOT / tools))
-
-import canary as local_canary  # noqa: E402  (deploy/docker)
-import generate  # noqa: E402  (deploy/slo)
-import smoke  # noqa: E402  (deploy/k8s/tools)
 
 DRILL = "measure"
 OUT = ROOT / ".work" / "measure"

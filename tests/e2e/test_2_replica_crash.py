@@ -3,7 +3,7 @@ failed requests are no more than those in flight at the kill, and the replica re
 
 from __future__ import annotations
 
-import stackctl
+from deploy.docker import stackctl
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL

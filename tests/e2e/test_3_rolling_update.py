@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-import stackctl
+from deploy.docker import stackctl
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL, build_variant, replica_commit

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import stackctl
 import yaml
+from deploy.docker import stackctl
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL, build_variant, replica_commit

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 import httpx
-import stackctl
+from deploy.docker import stackctl
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL

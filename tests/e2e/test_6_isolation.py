@@ -3,7 +3,7 @@ network); a replica, which is, can (the control that shows the probe itself work
 
 from __future__ import annotations
 
-import stackctl
+from deploy.docker import stackctl
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL

@@ -10,7 +10,7 @@ import ssl
 import uuid
 
 import httpx
-import stackctl
+from deploy.docker import stackctl
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL

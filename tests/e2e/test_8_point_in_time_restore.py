@@ -14,8 +14,7 @@ import json
 import subprocess
 from datetime import UTC, datetime
 
-import pitr
-import stackctl
+from deploy.docker import pitr, stackctl
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL

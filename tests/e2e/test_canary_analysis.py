@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import canary
 import pytest
 import yaml
+from deploy.docker import canary
 
 from tests.e2e.conftest import ROOT
 

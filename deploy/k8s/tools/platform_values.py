@@ -3,7 +3,8 @@
 deploy/k8s/platform/values/*.yaml and manifests/*.yaml name outputs as ${OutputKey}; this writes
 DIR/values/<release>.yaml and DIR/manifests.yaml with the values of OUTPUTS (the KEY=VALUE file
 `release.sh outputs` prints). A name with no output is an error, never an empty string.
-Usage: python3 platform_values.py OUTPUTS DIR  (stdlib only: release.sh runs it with python3)
+Usage: python3 -m deploy.k8s.tools.platform_values OUTPUTS DIR
+(stdlib only: release.sh runs it with python3)
 """
 
 import re

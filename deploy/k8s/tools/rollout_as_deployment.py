@@ -2,7 +2,7 @@
 
 Checkov and kubernetes-validate know Deployments but not Argo Rollouts' CRD, so they skip a
 Rollout's pod template; fed this copy, they check it as strictly as any Deployment's.
-Usage: python rollout_as_deployment.py MANIFESTS.yaml > rollout-pods.yaml
+Usage: python -m deploy.k8s.tools.rollout_as_deployment MANIFESTS.yaml > rollout-pods.yaml
 """
 
 import sys

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from deploy.aws import stacks  # the one reader of the stack order and environments
 
 ROOT = Path(__file__).resolve().parents[3]
 AWS_DIR = ROOT / "deploy" / "aws"
-sys.path.insert(0, str(AWS_DIR))
-
-import stacks  # noqa: E402  (deploy/aws/stacks.py: the one reader of the stack order and environments)
 
 
 @pytest.fixture(scope="session")

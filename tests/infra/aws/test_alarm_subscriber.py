@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-import stacks
+from deploy.aws import stacks
 
 
 def test_every_alarm_notifies_the_topic(templates: dict[str, Any]) -> None:

@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import stacks
 import yaml
 from cfnlint.decode import decode
+from deploy.aws import stacks
 
 BOOTSTRAP = stacks.HERE / "bootstrap.yaml"
 WORKFLOW = stacks.HERE.parents[1] / ".github" / "workflows" / "infrastructure.yml"

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-import stacks
+from deploy.aws import stacks
 
 CONTAINER_INSIGHTS_GROUP = "/aws/containerinsights/${Cluster}/"
 

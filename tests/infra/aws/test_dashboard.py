@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import stacks
+from deploy.aws import stacks
 
 
 def body(template: dict[str, Any], has_load_balancer: bool, full_name: str) -> dict[str, Any]:

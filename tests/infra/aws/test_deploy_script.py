@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import stacks
+from deploy.aws import stacks
 
 FAKE_AWS = r"""#!PYTHON
 import json, os, sys
@@ -223,7 +223,7 @@ def test_no_region_stops_with_one_line_before_any_call(tmp_path: Path) -> None:
 
 
 def test_teardown_without_a_region_stops_with_the_same_line(tmp_path: Path) -> None:
-    """deploy.sh and teardown.sh share lib/region.sh: one check, one message."""
+    """deploy.sh and teardown.sh ask deploy.aws.awscli for the region: one rule, one message."""
     result, calls = run_script("teardown.sh", tmp_path, "qa", AWS_REGION="", CONFIRM="qa")
     assert result.returncode != 0
     (line,) = result.stderr.strip().splitlines()

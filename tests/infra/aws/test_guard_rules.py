@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import stacks
+from deploy.aws import stacks
 
 GUARD = Path(
     os.environ.get(

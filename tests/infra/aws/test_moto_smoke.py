@@ -35,9 +35,9 @@ from typing import Any
 
 import boto3
 import pytest
-import stacks
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
+from deploy.aws import stacks
 from moto import mock_aws
 from moto.cloudformation import parsing
 from moto.core.common_models import CloudFormationModel

@@ -16,8 +16,8 @@ import subprocess
 from typing import Any
 
 import pytest
-import stacks
 import yaml
+from deploy.aws import stacks
 
 OVERLAYS = stacks.HERE.parent / "k8s" / "overlays"
 

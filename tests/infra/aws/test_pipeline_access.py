@@ -6,7 +6,7 @@ import ipaddress
 from typing import Any
 
 import pytest
-import stacks
+from deploy.aws import stacks
 
 # Amazon EKS service quotas, "Public endpoint access CIDR ranges per cluster" (default 40):
 # https://docs.aws.amazon.com/eks/latest/userguide/service-quotas.html

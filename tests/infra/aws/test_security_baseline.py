@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 import pytest
-import stacks
 import yaml
+from deploy.aws import stacks
 
 Template = dict[str, Any]
 ALARM_TOPIC = {"Fn::ImportValue": {"Fn::Sub": "${ObservabilityStack}-AlarmTopicArn"}}

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import pytest
-import stacks
+from deploy.aws import stacks
 from test_templates import exports
 
 SUBJECT = re.compile(r':sub": "system:serviceaccount:(?P<namespace>[^:"]+):(?P<name>[^"]+)"')

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import stacks
 from cfnlint.decode import decode
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+from deploy.aws import stacks
 
 REQUIRED_TAGS = {"app": "App", "environment": "Environment"}  # tag key -> parameter it carries
 STAR_REASON = "# star:"

@@ -171,8 +171,9 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     port = free_port()
     moto_log = (base / "moto.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, str(STANDINS / "moto_server.py"), str(port)],
+        [sys.executable, "-m", "tests.infra.first_deploy.standins.moto_server", str(port)],
         env={**os.environ, "MOTO_ACCOUNT_ID": ACCOUNT}, stdout=subprocess.DEVNULL, stderr=moto_log,
+        cwd=ROOT,
     )  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -4,16 +4,10 @@ are rehearsed against moto in test_rehearsal.py."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "deploy" / "aws"))
-
-import preflight
-import stacks
+from deploy.aws import preflight, stacks
 
 
 @pytest.mark.parametrize("env", stacks.ENVIRONMENTS)

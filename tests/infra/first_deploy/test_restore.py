@@ -16,11 +16,9 @@ import botocore.session
 import pytest
 import yaml
 from botocore import xform_name
+from deploy.aws import restore
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "deploy" / "aws"))
-
-import restore  # noqa: E402
 
 RDS = botocore.session.get_session().get_service_model("rds")
 # RDS's rule for DB instance identifiers (API_RestoreDBInstanceToPointInTime.html,
@@ -185,7 +183,7 @@ def test_the_check_job_is_the_rollouts_pod_with_the_egress_to_the_database() -> 
 
 def test_a_bad_duration_is_refused_in_one_line() -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "deploy" / "aws" / "restore.py"), "qa", "2026-12-01T10:00:00Z"],
+        [sys.executable, "-m", "deploy.aws.restore", "qa", "2026-12-01T10:00:00Z"], cwd=ROOT,
         env={"RESTORE_TIMEOUT": "3h", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
         check=False,
     )  # fmt: skip
@@ -196,14 +194,14 @@ def test_a_bad_duration_is_refused_in_one_line() -> None:
 
 
 def test_no_region_is_refused_in_one_line_before_any_call(tmp_path: Path) -> None:
-    """The same line as preflight's (preflight.NO_REGION); awscli finds no region in an empty
+    """The same line as preflight's (awscli.NO_REGION); awscli finds no region in an empty
     configuration."""
     (tmp_path / "config").write_text("")
     done = subprocess.run(
-        [sys.executable, str(ROOT / "deploy" / "aws" / "restore.py"), "qa", "2026-12-01T10:00:00Z"],
+        [sys.executable, "-m", "deploy.aws.restore", "qa", "2026-12-01T10:00:00Z"], cwd=ROOT,
         env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
              "AWS_CONFIG_FILE": str(tmp_path / "config")},
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 1
-    assert done.stderr.splitlines() == [f"restore.py: {restore.preflight.NO_REGION}"]
+    assert done.stderr.splitlines() == [f"restore.py: {restore.awscli.NO_REGION}"]

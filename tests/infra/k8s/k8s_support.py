@@ -162,7 +162,8 @@ def render_platform(overlay: str, out: Path, k8s_version: str) -> Path:
     require_upstream(UPSTREAM)
     outputs = K8S / "overlays" / overlay / "cloudformation-outputs.env"
     subprocess.run(
-        ["python3", str(K8S / "tools" / "platform_values.py"), str(outputs), str(out)],
+        ["python3", "-m", "deploy.k8s.tools.platform_values", str(outputs), str(out)],
+        cwd=REPO,
         check=True,
         capture_output=True,
         text=True,

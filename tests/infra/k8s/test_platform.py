@@ -22,7 +22,6 @@ import pytest
 import yaml
 from k8s_support import (
     CHARTS,
-    K8S,
     PLATFORM,
     REPO,
     Manifests,
@@ -454,10 +453,12 @@ def test_a_missing_output_stops_the_platform_render(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             "python3",
-            str(K8S / "tools" / "platform_values.py"),
+            "-m",
+            "deploy.k8s.tools.platform_values",
             str(tmp_path / "outputs.env"),
             str(tmp_path / "out"),
         ],
+        cwd=REPO,
         capture_output=True,
         text=True,
     )

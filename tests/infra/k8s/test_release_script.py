@@ -12,11 +12,13 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from k8s_support import CHARTS, K8S, TEST_IMAGE, Manifests
+from deploy.aws import stacks as aws_stacks
+from k8s_support import CHARTS, K8S, REPO, TEST_IMAGE, Manifests
 
 RELEASE = K8S / "release.sh"
 
@@ -29,12 +31,13 @@ def run(
     )
 
 
-LAYERS = "network cluster data edge"
+LAYERS = aws_stacks.layers()
 
 
 def fake_aws(tmp_path: Path, stacks: dict[str, dict[str, str]]) -> dict[str, str]:
     """An `aws` on PATH that answers `cloudformation describe-stacks --stack-name S` with S's
-    outputs as the real CLI prints them with --query ...[OutputKey,OutputValue] --output text."""
+    outputs as the real CLI prints them with --output json (DescribeStacks: Stacks[].Outputs[]
+    of OutputKey, OutputValue)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     table = tmp_path / "stacks.json"
@@ -49,15 +52,16 @@ def fake_aws(tmp_path: Path, stacks: dict[str, dict[str, str]]) -> dict[str, str
         "name = sys.argv[sys.argv.index('--stack-name') + 1]\n"
         "if name not in stacks:\n"
         "    sys.exit(f'An error occurred: Stack with id {name} does not exist')\n"
-        "for key, value in stacks[name].items():\n"
-        "    print(f'{key}\\t{value}')\n"
+        "outputs = [{'OutputKey': k, 'OutputValue': v} for k, v in stacks[name].items()]\n"
+        "print(json.dumps({'Stacks': [{'StackName': name, 'Outputs': outputs}]}))\n"
     )
     script.chmod(0o755)
     return {
         **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        # python3 is this environment's own: a pyenv shim would put its own bin (and any aws
+        # there) before the stand-in on the PATH of the python3 that release.sh runs.
+        "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
         "AWS_REGION": "eu-central-1",
-        "STACK_LAYERS": LAYERS,
     }
 
 
@@ -68,7 +72,7 @@ def committed_outputs(env: str) -> dict[str, str]:
 
 def spread(env: str, keys: list[str]) -> dict[str, dict[str, str]]:
     """The keys' outputs spread over the environment's stacks, with some outputs nobody reads."""
-    layers = LAYERS.split()
+    layers = LAYERS
     stacks: dict[str, dict[str, str]] = {
         f"registro-{env}-{layer}": {"Unrelated": "x"} for layer in layers
     }
@@ -90,6 +94,15 @@ def test_outputs_are_read_from_the_environments_stacks(tmp_path: Path) -> None:
     assert one.stdout.strip() == "value-of-RepositoryUri"
 
 
+def test_the_region_is_the_aws_clis_own(tmp_path: Path) -> None:
+    """AwsRegion is the region the AWS CLI itself would use (deploy/aws/awscli.py, the one rule):
+    AWS_DEFAULT_REGION alone is enough, as it is for the CLI."""
+    stacks = spread("qa", [k for k in committed_outputs("qa") if k != "AwsRegion"])
+    environ = {k: v for k, v in fake_aws(tmp_path, stacks).items() if k != "AWS_REGION"}
+    result = run("outputs", "qa", env={**environ, "AWS_DEFAULT_REGION": "ap-southeast-2"})
+    assert "AwsRegion=ap-southeast-2" in result.stdout.splitlines(), result.stderr
+
+
 def test_a_missing_output_stops_the_release(tmp_path: Path) -> None:
     wanted = [k for k in committed_outputs("qa") if k not in {"AwsRegion", "WebAclArn"}]
     result = run("outputs", "qa", env=fake_aws(tmp_path, spread("qa", wanted)))
@@ -102,7 +115,9 @@ def test_a_missing_stack_stops_the_release(tmp_path: Path) -> None:
     del stacks["registro-qa-data"]
     result = run("outputs", "qa", env=fake_aws(tmp_path, stacks))
     assert result.returncode != 0
-    assert "registro-qa-data does not exist" in result.stderr
+    (line,) = result.stderr.splitlines()  # its own line, naming the stack (issue 8)
+    assert line.startswith("release.sh: cannot read the outputs of stack registro-qa-data")
+    assert "registro-qa-data does not exist" in line
 
 
 @pytest.mark.parametrize(
@@ -162,7 +177,8 @@ def replica_set(revision: int, image: str, owner: str = "rollout-uid") -> dict[s
 
 def previous_template(items: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["python3", str(K8S / "tools" / "previous_template.py")],
+        ["python3", "-m", "deploy.k8s.tools.previous_template"],
+        cwd=REPO,
         input=json.dumps({"items": items}),
         capture_output=True,
         text=True,

@@ -225,9 +225,9 @@ def test_selector_walk_finds_every_metric() -> None:
 
 
 def smoke(service: Service, **env: str) -> subprocess.CompletedProcess[str]:
-    script = Path(__file__).resolve().parents[3] / "deploy" / "k8s" / "tools" / "smoke.py"
     return subprocess.run(
-        [sys.executable, str(script), service.url],
+        [sys.executable, "-m", "deploy.k8s.tools.smoke", service.url],
+        cwd=Path(__file__).resolve().parents[3],
         capture_output=True,
         text=True,
         env={**os.environ, **env},

@@ -24,7 +24,6 @@ from k8s_support import PLATFORM, REPO, Platform, require
 
 from conftest import Service
 
-GENERATE = REPO / "deploy" / "slo" / "generate.py"
 SPEC = REPO / "deploy" / "slo" / "slo.yaml"
 PROMETHEUS_DIR = REPO / "deploy" / "docker" / "prometheus"
 LOCAL_RULES = PROMETHEUS_DIR / "slo.rules.yml"
@@ -45,7 +44,8 @@ def seconds(duration: str) -> int:
 def generate(out: Path, spec_file: Path = SPEC) -> list[Path]:
     """Run the generator into `out`; the files it wrote, relative to `out`."""
     subprocess.run(
-        [sys.executable, str(GENERATE), "--out", str(out), "--spec", str(spec_file)],
+        [sys.executable, "-m", "deploy.slo.generate", "--out", str(out), "--spec", str(spec_file)],
+        cwd=REPO,
         check=True,
         capture_output=True,
         text=True,

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,12 +17,11 @@ from k8s_support import K8S, Manifests
 
 from conftest import Service
 
-SMOKE = K8S / "tools" / "smoke.py"
-
 
 def smoke(url: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SMOKE), url],
+        [sys.executable, "-m", "deploy.k8s.tools.smoke", url],
+        cwd=K8S.parents[1],
         capture_output=True,
         text=True,
         env={**os.environ, "SMOKE_POLL_SECONDS": "0.2", **env},
@@ -108,8 +106,7 @@ def test_smoke_waits_for_the_name_to_resolve() -> None:
 
 @pytest.mark.parametrize("resolves_after", [0, 2])
 def test_the_wait_polls_until_the_name_resolves(resolves_after: int) -> None:
-    sys.path.insert(0, str(Path(SMOKE).parent))
-    import smoke as smoke_module  # deploy/k8s/tools
+    from deploy.k8s.tools import smoke as smoke_module
 
     attempts: list[str] = []
 
@@ -145,9 +142,13 @@ def test_release_traffic_is_what_the_analysis_counts(
     platform-routes), so a quiet canary still gets a verdict."""
     before = requests_counted(service)
     with alb(manifests.one("Ingress", "registro"), service.url) as url:
-        command = [sys.executable, str(K8S / "tools" / "traffic.py"), url, "--rate", "20"]
+        command = [sys.executable, "-m", "deploy.k8s.tools.traffic", url, "--rate", "20"]
         result = subprocess.run(
-            [*command, "--seconds", "3"], capture_output=True, text=True, timeout=60
+            [*command, "--seconds", "3"],
+            cwd=K8S.parents[1],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode == 0, result.stderr
     sent = re.search(r"traffic: sent (\d+): 200 x(\d+)$", result.stdout, re.M)

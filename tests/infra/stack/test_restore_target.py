@@ -13,8 +13,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pitr
 import pytest
+from deploy.docker import pitr
 
 NOW = datetime(2026, 12, 2, 3, 10, 1, tzinfo=UTC)
 OLDEST_STOP = datetime(2026, 12, 2, 2, 26, 41, tzinfo=UTC)

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).parents[3]
-sys.path.insert(0, str(ROOT / "deploy" / "aws"))
+from deploy.aws import stacks  # reads templates as CloudFormation does
 
-import stacks  # noqa: E402  (deploy/aws/stacks.py: reads templates as CloudFormation does)
+ROOT = Path(__file__).parents[3]
 
 CONFIG_PATH = ROOT / ".github" / "renovate.json"
 MAKEFILE = ROOT / "Makefile"

@@ -197,7 +197,7 @@ def test_get_kubectl_off_linux_x86_64_installs_the_pinned_official_binary(tmp_pa
 @pytest.mark.parametrize(
     ("system", "machine", "recipe"),
     [
-        ("Linux", "x86_64", "deploy/k8s/tools/install_helm.py"),
+        ("Linux", "x86_64", "deploy.k8s.tools.install_helm"),
         ("Linux", "aarch64", "tools/get-tool.sh helm"),
         ("Darwin", "arm64", "tools/get-tool.sh helm"),
         ("Darwin", "x86_64", "tools/get-tool.sh helm"),

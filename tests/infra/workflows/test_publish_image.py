@@ -20,7 +20,6 @@ The stand-ins answer as the documented services do:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -30,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from deploy.image import publish as publish_module
 
 REPO = Path(__file__).resolve().parents[3]
 URI = "000000000000.dkr.ecr.eu-west-1.amazonaws.com/registro-qa"
@@ -38,14 +38,6 @@ LAYERS = ["sha256:" + "1" * 64, "sha256:" + "2" * 64]
 OTHER_LAYERS = ["sha256:" + "1" * 64, "sha256:" + "3" * 64]
 DIGEST = "sha256:" + "a" * 64
 OTHER_DIGEST = "sha256:" + "b" * 64
-
-
-def load_publish() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("publish", REPO / "deploy/image/publish.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 AWS_STUB = r"""
@@ -172,7 +164,7 @@ class StandIns:
 
 @pytest.fixture
 def publish() -> ModuleType:
-    return load_publish()
+    return publish_module
 
 
 @pytest.fixture

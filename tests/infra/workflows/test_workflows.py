@@ -291,7 +291,8 @@ def publish_recipe(*extra: str) -> str:
 def test_publish_image_hands_the_expected_digest_to_the_publisher(digest: str) -> None:
     """Even an empty one (a missing job output): publish.py refuses it, the check is not skipped."""
     recipe = publish_recipe(f"EXPECT_DIGEST={digest}")
-    assert f'publish.py "$repository" registro:abc1234 --expect-digest "{digest}"' in recipe
+    publisher = 'deploy.image.publish "$repository" registro:abc1234'
+    assert f'{publisher} --expect-digest "{digest}"' in recipe
     assert "--expect-digest" not in publish_recipe()
 
 

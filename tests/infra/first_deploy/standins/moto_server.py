@@ -1,6 +1,6 @@
 """moto's server with what the rehearsal needs from CloudFormation that moto 5.2 lacks.
 
-    python moto_server.py PORT      serve on 127.0.0.1:PORT until killed
+    python -m tests.infra.first_deploy.standins.moto_server PORT   serve on 127.0.0.1:PORT
 
 - The smoke test's stand-ins for the types moto cannot create (EKS, ACM, WAFv2, ...) and its
   fixes of moto's models (tests/infra/aws/test_moto_smoke.py: one definition of both).
@@ -40,22 +40,18 @@ import json
 import re
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[4]
-sys.path[:0] = [str(ROOT / "deploy" / "aws"), str(ROOT / "tests" / "infra" / "aws")]
-
-import test_moto_smoke as smoke  # noqa: E402
-from cfnlint.decode import decode_str  # noqa: E402
-from moto.cloudformation import models as cfn  # noqa: E402
-from moto.cloudformation import parsing  # noqa: E402
-from moto.ec2.models import ec2_backends  # noqa: E402
-from moto.ec2.models.nat_gateways import NatGateway, NatGatewayBackend  # noqa: E402
-from moto.ec2.models.route_tables import RouteTable  # noqa: E402
-from moto.logs.models import logs_backends  # noqa: E402
-from moto.rds.models import RDSBackend  # noqa: E402
-from moto.server import ThreadedMotoServer  # noqa: E402
+from cfnlint.decode import decode_str
+from moto.cloudformation import models as cfn
+from moto.cloudformation import parsing
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.nat_gateways import NatGateway, NatGatewayBackend
+from moto.ec2.models.route_tables import RouteTable
+from moto.logs.models import logs_backends
+from moto.rds.models import RDSBackend
+from moto.server import ThreadedMotoServer
+from tests.infra.aws import test_moto_smoke as smoke
 
 CONTAINER_INSIGHTS_GROUPS = ("application", "dataplane", "host", "performance")
 

@@ -1,0 +1,1 @@
+"""Publishing the service image (make publish-image)."""

@@ -1,0 +1,1 @@
+"""Kubernetes delivery (release.sh and its tools)."""

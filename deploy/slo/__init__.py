@@ -1,0 +1,1 @@
+"""The service-level objectives: one spec, the files generated from it."""
