@@ -219,7 +219,7 @@ def pattern(template: str, facts: dict[str, int | str]) -> re.Pattern[str]:
         name = hole.group(1)
         if name not in facts:
             raise FactsError(f"no fact {name!r} (template {template!r})")
-        kind = KINDS[next(k for k in KINDS if re.fullmatch(KINDS[k], str(facts[name])))]
+        kind = next(k for k in KINDS.values() if re.fullmatch(k, str(facts[name])))
         parts += [re.escape(template[last : hole.start()]), f"({kind})"]
         last = hole.end()
     parts.append(re.escape(template[last:]))

@@ -41,10 +41,9 @@ die() { echo "release.sh: $*" >&2; exit 1; }
 ops() { (cd "$root" && exec python3 -m "$@"); }
 k() { $kubectl -n "$namespace" "$@"; }
 
-# The overlay's outputs: of every output of the environment's stacks and AwsRegion (the region
-# they are in) as KEY=VALUE lines (deploy/aws/stacks.py; a stack that cannot be read, not
-# deployed yet or no access, stops the release naming it), the keys the overlay's committed
-# cloudformation-outputs.env names: one list.
+# The overlay's outputs as KEY=VALUE lines: the keys its committed cloudformation-outputs.env
+# names (one list), their values from the environment's stacks and AwsRegion (deploy/aws/stacks.py;
+# a stack that cannot be read, not deployed yet or no access, stops the release naming it).
 outputs() {
   local env=$1 all key value errors
   errors=$(mktemp)
