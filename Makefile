@@ -551,11 +551,11 @@ stack-down: ## remove the stack: containers, networks, volumes
 
 .PHONY: rollout-local
 rollout-local: $(E2E_VENV)/.installed ## replace the replicas one at a time with registro:$(TAG), each drained first
-	$(E2E_VENV)/bin/python -m deploy.docker.stackctl rollout $(TAG)
+	$(E2E_VENV)/bin/python -m deploy.docker.rollout $(TAG)
 
 .PHONY: canary-local
 canary-local: $(E2E_VENV)/.installed ## one replica of registro:$(TAG) at 10%, analysed, promoted or aborted (FAULT_ERROR_RATE=0.2 to inject)
-	$(E2E_VENV)/bin/python -m deploy.docker.stackctl canary $(TAG) --fault-error-rate $(or $(FAULT_ERROR_RATE),0)
+	$(E2E_VENV)/bin/python -m deploy.docker.canary $(TAG) --fault-error-rate $(or $(FAULT_ERROR_RATE),0)
 
 .PHONY: restore-local
 restore-local: $(E2E_VENV)/.installed ## restore the stack's database to TIME='2026-12-02 03:10:00.123+00' from its backups and WAL (docs/runbooks/restore-local.md)

@@ -1,6 +1,9 @@
 """The local canary: a new revision beside the stable replicas, judged as Argo Rollouts judges it.
 
-    python -m deploy.docker.stackctl canary TAG [--fault-error-rate 0.2]
+    python -m deploy.docker.canary TAG [--fault-error-rate 0.2]
+
+Run from the repository root (the Makefile's canary-local does); progress and events as the
+rolling update's (deploy/docker/rollout.py).
 
 It follows the first step of the Kubernetes Rollout (deploy/k8s/base/rollout.yaml): its setWeight
 (HAProxy weights), its pause, then its analysis. The analysis's checks are the ones the cluster's
@@ -14,7 +17,9 @@ aborts. (Argo pauses on Inconclusive for a person; here that aborts.)
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -24,10 +29,12 @@ from pathlib import Path
 
 import yaml
 
-from deploy.docker import stackctl
+from deploy.docker import compose, haproxy, rollout
+from deploy.docker.progress import event, log, wait_for
 from deploy.slo import generate
 
 ROLLOUT = Path("deploy/k8s/base/rollout.yaml")
+CANARY_SERVICE, CANARY_SERVER = "app-canary", "canary"
 PROMETHEUS = "http://127.0.0.1:9090"
 # Argo Rollouts' default when a metric sets no consecutiveErrorLimit (the template sets none).
 CONSECUTIVE_ERROR_LIMIT = 4
@@ -54,9 +61,9 @@ class CanaryStep:
 
 def first_canary_step(path: Path = ROLLOUT) -> CanaryStep:
     """The Rollout's steps up to its first analysis: setWeight, pause(s), analysis."""
-    rollout = yaml.safe_load(path.read_text())
+    manifest = yaml.safe_load(path.read_text())
     weight, pause = None, 0.0
-    for step in rollout["spec"]["strategy"]["canary"]["steps"]:
+    for step in manifest["spec"]["strategy"]["canary"]["steps"]:
         ((kind, value),) = step.items()
         if kind == "setWeight":
             weight = int(value)
@@ -149,14 +156,14 @@ def measure(tally: Tally, query: Query) -> str:
         result = query(tally.check.query)
     except (OSError, RuntimeError) as exc:
         tally.consecutive_errors += 1
-        stackctl.event("measurement", metric=tally.name, phase="Error", error=str(exc))
-        stackctl.log(f"analysis: {tally.name}: error {exc}")
+        event("measurement", metric=tally.name, phase="Error", error=str(exc))
+        log(f"analysis: {tally.name}: error {exc}")
         return "Error"
     phase = judge(tally.check, result)
     tally.consecutive_errors = 0
     tally.measurements.append(phase)
-    stackctl.event("measurement", metric=tally.name, phase=phase, result=[str(v) for v in result])
-    stackctl.log(f"analysis: {tally.name} = {result} -> {phase}")
+    event("measurement", metric=tally.name, phase=phase, result=[str(v) for v in result])
+    log(f"analysis: {tally.name} = {result} -> {phase}")
     return phase
 
 
@@ -191,61 +198,68 @@ def run_analysis(
 
 
 def canary(tag: str, fault_error_rate: float) -> int:
-    stackctl.require_image(tag)
-    stable = stackctl.deployed_tag()
+    compose.require_image(tag)
+    stable = rollout.deployed_tag()
     step = first_canary_step()
     tallies = [Tally(c) for c in checks(step)]
     env = {"CANARY_TAG": tag, "CANARY_FAULT_ERROR_RATE": str(fault_error_rate)}
-    stackctl.log(
+    log(
         f"canary: registro:{tag} beside stable registro:{stable}, "
         f"fault error rate {fault_error_rate}"
     )
-    stackctl.event("canary-start", tag=tag, stable=stable, fault_error_rate=fault_error_rate)
-    stackctl.migrate(tag)
+    event("canary-start", tag=tag, stable=stable, fault_error_rate=fault_error_rate)
+    rollout.migrate(tag)
     try:
         # setWeight: the canary's share beside the stable replicas, as HAProxy weighs them.
-        pool = stackctl.servers()
-        stable_weight = sum(pool[s].weight for s in stackctl.STABLE)
+        pool = haproxy.servers()
+        stable_weight = sum(pool[s].weight for s in rollout.STABLE)
         weight = round(stable_weight * step.weight / (100 - step.weight))
-        stackctl.start_and_enable(stackctl.CANARY_SERVICE, stackctl.CANARY_SERVER, env)
-        server = f"{stackctl.BACKEND}/{stackctl.CANARY_SERVER}"
-        out = stackctl.haproxy(f"set weight {server} {weight}").strip()
-        if out:
-            raise RuntimeError(f"set weight: {out}")
-        weights = {name: s.weight for name, s in stackctl.servers().items() if s.in_pool}
-        share = weights.get(stackctl.CANARY_SERVER, 0) / sum(weights.values())
-        stackctl.event("canary-weight", share=round(share, 3))
-        stackctl.log(
+        rollout.start_and_enable(CANARY_SERVICE, CANARY_SERVER, env)
+        haproxy.set_weight(CANARY_SERVER, weight)
+        weights = {name: s.weight for name, s in haproxy.servers().items() if s.in_pool}
+        share = weights.get(CANARY_SERVER, 0) / sum(weights.values())
+        event("canary-weight", share=round(share, 3))
+        log(
             f"canary: receiving {share:.0%} of requests (setWeight {step.weight}); "
             f"pause {step.pause:.0f} s, then analysis {[t.name for t in tallies]}"
         )
         time.sleep(step.pause)
-        stackctl.event("analysis-start")
+        event("analysis-start")
         phase = run_analysis(tallies)
     except BaseException:
         _remove_canary(env, abort=True)
         raise
-    stackctl.event("analysis", phase=phase, measurements={t.name: t.measurements for t in tallies})
+    event("analysis", phase=phase, measurements={t.name: t.measurements for t in tallies})
     if phase == "Successful":
-        stackctl.log("canary: analysis successful: promoting")
-        stackctl.rollout(tag)
+        log("canary: analysis successful: promoting")
+        rollout.rollout(tag)
         _remove_canary(env, abort=False)
-        stackctl.event("canary-promoted", tag=tag)
-        stackctl.log(f"canary: promoted, every replica runs registro:{tag}")
+        event("canary-promoted", tag=tag)
+        log(f"canary: promoted, every replica runs registro:{tag}")
         return 0
-    stackctl.log(f"canary: analysis {phase}: aborting, traffic back to registro:{stable}")
+    log(f"canary: analysis {phase}: aborting, traffic back to registro:{stable}")
     _remove_canary(env, abort=True)
-    stackctl.event("canary-aborted", tag=tag, phase=phase)
+    event("canary-aborted", tag=tag, phase=phase)
     return 1
 
 
 def _remove_canary(env: dict[str, str], abort: bool) -> None:
     # Aborting takes the canary out at once (maintenance); after a promotion it drains first.
-    server = stackctl.CANARY_SERVER
-    stackctl.set_state(server, "maint" if abort else "drain")
+    server = CANARY_SERVER
+    haproxy.set_state(server, "maint" if abort else "drain")
     if not abort:
-        stackctl.wait_for(
-            "canary: in-flight requests to finish", lambda: stackctl.sessions(server) == 0, 30
-        )
-    stackctl.compose("rm", "--stop", "--force", stackctl.CANARY_SERVICE, env=env)
-    stackctl.event("canary-removed", abort=abort)
+        wait_for("canary: in-flight requests to finish", lambda: haproxy.sessions(server) == 0, 30)
+    compose.compose("rm", "--stop", "--force", CANARY_SERVICE, env=env)
+    event("canary-removed", abort=abort)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("tag")
+    parser.add_argument("--fault-error-rate", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    return canary(args.tag, args.fault_error_rate)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

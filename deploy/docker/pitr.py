@@ -17,8 +17,8 @@ with one line and nothing changed. Then, each phase timed:
   standby  pg2 again, copied from the new primary (pg_basebackup), until it is sync standby
   service  /readyz through HAProxy answers 200
 
-Progress goes to stderr; each phase is also one JSON line on stdout (as stackctl's steps) so that
-the drill (tests/e2e/test_8_point_in_time_restore.py) can place them on its timeline.
+Progress goes to stderr; each phase is also one JSON line on stdout (deploy/docker/progress.py),
+so that the drill (tests/e2e/test_8_point_in_time_restore.py) can place them on its timeline.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deploy.docker import stackctl
+from deploy.docker import compose
+from deploy.docker.progress import event, log, wait_for
 
 MEMBERS = ("pg1", "pg2")  # pg1 is restored, pg2 re-created from it
 SCOPE = "registro"  # patroni.yml's scope
@@ -90,7 +91,7 @@ def check_against_backups(target: datetime, info: list[dict[str, Any]]) -> None:
 def validate(text: str) -> datetime:
     """Everything checked before anything changes: the target and what the repository holds."""
     target = parse_target(text, datetime.now(UTC))
-    if stackctl.container_state("etcd") != "healthy":
+    if compose.container_state("etcd") != "healthy":
         raise Refusal("the stack is not up (make stack-up)")
     try:
         info = repository_info()
@@ -111,7 +112,7 @@ def repository_info() -> list[dict[str, Any]]:
 
 
 def running_member() -> str | None:
-    return next((m for m in MEMBERS if stackctl.container_state(m) == "healthy"), None)
+    return next((m for m in MEMBERS if compose.container_state(m) == "healthy"), None)
 
 
 def in_member(
@@ -121,10 +122,10 @@ def in_member(
     (the repository and etcd are reachable from each); its output, or RuntimeError."""
     member = member or running_member()
     if member is not None:
-        cid = stackctl.container(member)
+        cid = compose.container(member)
         argv = ["docker", "exec", "-i", str(cid), *command]
     else:
-        argv = [*stackctl.STACK, "compose", "run", "--rm", "--no-deps", "-T", "pg1", *command]
+        argv = [*compose.STACK, "compose", "run", "--rm", "--no-deps", "-T", "pg1", *command]
     result = subprocess.run(
         argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -155,12 +156,12 @@ def wait_running(member: str, predicate: Callable[[], bool], what: str, timeout:
     """Wait for predicate(); fail at once, with the member's log, if its container exited."""
 
     def done() -> bool:
-        if stackctl.container_state(member) in ("exited", "missing"):
-            logs = stackctl.compose("logs", "--no-color", "--tail=40", member, check=False)
+        if compose.container_state(member) in ("exited", "missing"):
+            logs = compose.compose("logs", "--no-color", "--tail=40", member, check=False)
             raise RuntimeError(f"{member} exited while waiting for {what}:\n{logs}")
         return predicate()
 
-    stackctl.wait_for(what, done, timeout, 1)
+    wait_for(what, done, timeout, 1)
 
 
 def service_ready() -> bool:
@@ -177,13 +178,13 @@ def service_ready() -> bool:
 
 @contextmanager
 def phase(name: str, what: str, timings: dict[str, float]) -> Iterator[None]:
-    stackctl.log(f"restore-local: {name}: {what}")
-    stackctl.event("phase-start", phase=name)
+    log(f"restore-local: {name}: {what}")
+    event("phase-start", phase=name)
     start = time.monotonic()
     yield
     timings[name] = round(time.monotonic() - start, 1)
-    stackctl.event("phase-end", phase=name, seconds=timings[name])
-    stackctl.log(f"restore-local: {name}: done in {timings[name]} s")
+    event("phase-end", phase=name, seconds=timings[name])
+    log(f"restore-local: {name}: done in {timings[name]} s")
 
 
 def restore(target: datetime) -> dict[str, float]:
@@ -193,13 +194,13 @@ def restore(target: datetime) -> dict[str, float]:
     leader = next((name for name, m in before.items() if m["Role"] == "Leader"), None)
     with phase("archive", f"WAL up to now into the repository, from {leader}", timings):
         if leader is None:
-            stackctl.log("restore-local: archive: no primary; restoring from what is archived")
+            log("restore-local: archive: no primary; restoring from what is archived")
         else:
             in_member("pgbackrest", "check", member=leader)
     with phase("stop", "the Patroni members, standbys first", timings):
-        stackctl.compose("stop", *(m for m in MEMBERS if m != leader))
+        compose.compose("stop", *(m for m in MEMBERS if m != leader))
         if leader is not None:
-            stackctl.compose("stop", leader)
+            compose.compose("stop", leader)
     with phase("dcs", f"the cluster {SCOPE!r} out of etcd (patronictl remove)", timings):
         # patronictl asks for the cluster's name, a confirmation and, if a leader key is left,
         # its name.
@@ -212,12 +213,12 @@ def restore(target: datetime) -> dict[str, float]:
             stdin=f"{SCOPE}\nYes I am aware\n{leader or ''}\n",
         )
     with phase("wipe", "the members' containers and data volumes", timings):
-        stackctl.compose("rm", "--force", "--stop", *MEMBERS)
-        volumes = [f"{stackctl.PROJECT}_{m}-data" for m in MEMBERS]
-        stackctl.docker("volume", "rm", *volumes)
+        compose.compose("rm", "--force", "--stop", *MEMBERS)
+        volumes = [f"{compose.PROJECT}_{m}-data" for m in MEMBERS]
+        compose.docker("volume", "rm", *volumes)
     stamp = target.isoformat(" ")
     with phase("restore", f"pg1 restored to {stamp} and promoted", timings):
-        stackctl.compose(
+        compose.compose(
             "up", "-d", "--no-deps", "--no-build", "pg1", env={"RESTORE_TARGET_TIME": stamp}
         )
         wait_running(
@@ -227,7 +228,7 @@ def restore(target: datetime) -> dict[str, float]:
             RESTORE_TIMEOUT,
         )
     with phase("standby", "pg2 re-created from pg1 as synchronous standby", timings):
-        stackctl.compose("up", "-d", "--no-deps", "--no-build", "pg2")
+        compose.compose("up", "-d", "--no-deps", "--no-build", "pg2")
         wait_running(
             "pg2",
             lambda: member_is("pg2", ("Sync Standby",), ("running", "streaming")),
@@ -235,8 +236,8 @@ def restore(target: datetime) -> dict[str, float]:
             REJOIN_TIMEOUT,
         )
     with phase("service", f"{READYZ} answers 200", timings):
-        stackctl.wait_for("the service to be ready", service_ready, 120, 1)
-    stackctl.log(
+        wait_for("the service to be ready", service_ready, 120, 1)
+    log(
         f"restore-local: restored to {stamp} in {sum(timings.values()):.1f} s: "
         + ", ".join(f"{name} {s} s" for name, s in timings.items())
     )

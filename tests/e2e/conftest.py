@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from deploy.docker import stackctl
+from deploy.docker import compose
 
 ROOT = Path(__file__).resolve().parents[2]
 os.chdir(ROOT)
@@ -24,7 +24,7 @@ SERVICES = ("etcd", "pg1", "pg2", "pgproxy", "app1", "app2", "app3", "haproxy", 
 
 @pytest.fixture(scope="session")
 def stack_up() -> None:
-    states = {s: stackctl.container_state(s) for s in SERVICES}
+    states = {s: compose.container_state(s) for s in SERVICES}
     unhealthy = {s: state for s, state in states.items() if state != "healthy"}
     if unhealthy:
         pytest.fail(f"the stack is not up and healthy (make stack-up): {unhealthy}")
@@ -45,7 +45,7 @@ def ca() -> str:
 @pytest.fixture(scope="session")
 def api_key() -> str:
     """An admin key made with the service's own CLI inside a replica."""
-    out = stackctl.run_in(
+    out = compose.run_in(
         "app1",
         "registro",
         "keys",
@@ -79,7 +79,7 @@ def build_variant(label: str) -> tuple[str, str]:
 
 
 def replica_commit(service: str) -> str:
-    out = stackctl.run_in(
+    out = compose.run_in(
         service,
         "python3",
         "-c",

@@ -3,7 +3,8 @@ failed requests are no more than those in flight at the kill, and the replica re
 
 from __future__ import annotations
 
-from deploy.docker import stackctl
+from deploy.docker import compose, haproxy
+from deploy.docker.progress import wait_for
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL
@@ -14,33 +15,31 @@ ROUTED_AROUND_WITHIN = 3.0
 
 
 def test_replica_crash(ca: str, api_key: str) -> None:
-    cid = stackctl.container(VICTIM)
-    assert cid and stackctl.servers()[VICTIM].in_pool, f"{VICTIM} must be up before the drill"
+    cid = compose.container(VICTIM)
+    assert cid and haproxy.servers()[VICTIM].in_pool, f"{VICTIM} must be up before the drill"
     with loadgen.Load(
         base_url=STACK_URL, ca=ca, key=api_key, rate=60, concurrency=12, max_seconds=150
     ) as load:
         load.wait(8)
         sent_at = load.mark("docker kill sent")
-        stackctl.docker("kill", "--signal", "KILL", cid)
+        compose.docker("kill", "--signal", "KILL", cid)
         killed_at = load.mark(f"kill -9 {VICTIM}")
-        marked_down_after = stackctl.wait_for(
-            f"HAProxy marks {VICTIM} down", lambda: not stackctl.servers()[VICTIM].up, 30, 0.1
+        marked_down_after = wait_for(
+            f"HAProxy marks {VICTIM} down", lambda: not haproxy.servers()[VICTIM].up, 30, 0.1
         )
         load.mark(f"{VICTIM} down in HAProxy")
         load.wait(12)
 
-        stackctl.docker("start", cid)
+        compose.docker("start", cid)
         restarted_at = load.mark(f"docker start {VICTIM}")
-        stackctl.wait_for(
-            f"{VICTIM} healthy", lambda: stackctl.container_state(VICTIM) == "healthy", 120, 1
-        )
-        stackctl.wait_for(
-            f"{VICTIM} back in HAProxy's pool", lambda: stackctl.servers()[VICTIM].in_pool, 60, 0.2
+        wait_for(f"{VICTIM} healthy", lambda: compose.container_state(VICTIM) == "healthy", 120, 1)
+        wait_for(
+            f"{VICTIM} back in HAProxy's pool", lambda: haproxy.servers()[VICTIM].in_pool, 60, 0.2
         )
         rejoined_after = load.mark(f"{VICTIM} back in the pool") - restarted_at
-        served_before = int(stackctl.stat(VICTIM)["stot"])
+        served_before = int(haproxy.stat(VICTIM)["stot"])
         load.wait(6)
-        served_after_rejoin = int(stackctl.stat(VICTIM)["stot"]) - served_before
+        served_after_rejoin = int(haproxy.stat(VICTIM)["stot"]) - served_before
         results = load.stop()
     in_flight = loadgen.in_flight_during(results, sent_at, killed_at)
 

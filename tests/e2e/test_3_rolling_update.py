@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from deploy.docker import stackctl
+from deploy.docker import haproxy, rollout
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL, build_variant, replica_commit
@@ -22,18 +22,18 @@ class PoolWatch(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.stop = threading.Event()
-        self.fewest = len(stackctl.STABLE)
+        self.fewest = len(rollout.STABLE)
         self.samples = 0
         self.errors = 0
 
     def run(self) -> None:
         while not self.stop.wait(0.3):
             try:
-                pool = stackctl.servers()
+                pool = haproxy.servers()
             except (RuntimeError, OSError, subprocess.SubprocessError):
                 self.errors += 1
                 continue
-            self.fewest = min(self.fewest, sum(pool[s].in_pool for s in stackctl.STABLE))
+            self.fewest = min(self.fewest, sum(pool[s].in_pool for s in rollout.STABLE))
             self.samples += 1
 
 
@@ -52,7 +52,7 @@ def run_make(*args: str, timeout: float) -> tuple[int, list[dict], float]:
 
 
 def mark_events(load: loadgen.Load, events: list[dict], kinds: tuple[str, ...]) -> None:
-    """The moments stackctl reported (its JSON events, timed as they happened) on the timeline."""
+    """The moments rollout.py reported (its JSON events, timed as they happened) on the timeline."""
     for e in events:
         if e["event"] in kinds:
             label = " ".join(filter(None, (e["event"], e.get("server"), e.get("phase"))))
@@ -76,7 +76,7 @@ def test_rolling_update(ca: str, api_key: str) -> None:
         results = load.stop()
 
     failed = loadgen.failures(results)
-    commits = {s: replica_commit(s) for s in stackctl.STABLE}
+    commits = {s: replica_commit(s) for s in rollout.STABLE}
     after = {r.commit for r in results if r.op == "version" and r.ok and r.start > done_at}
     order = [
         (e["event"], e.get("server"))
@@ -85,7 +85,7 @@ def test_rolling_update(ca: str, api_key: str) -> None:
     ]
     expected = [
         (step, s)
-        for s in stackctl.STABLE
+        for s in rollout.STABLE
         for step in ("drain", "drained", "sigterm", "readyz-503", "stopped", "ready")
     ]
     per_replica = {
@@ -94,7 +94,7 @@ def test_rolling_update(ca: str, api_key: str) -> None:
             - next(e["t"] for e in events if e["event"] == "drain" and e["server"] == s),
             1,
         )
-        for s in stackctl.STABLE
+        for s in rollout.STABLE
         if (("ready", s) in order and ("drain", s) in order)
     }
     conclude(

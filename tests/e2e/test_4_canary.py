@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import yaml
-from deploy.docker import stackctl
+from deploy.docker import canary, compose, rollout
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL, build_variant, replica_commit
@@ -28,7 +28,7 @@ DESCRIPTION = (
     "windows hold the same number of samples. Load: {c} clients, {r:.0f} requests/s."
 )
 PROMETHEUS_CONFIG = Path("deploy/docker/prometheus/prometheus.yml")
-# stackctl's events marked on the timeline (the promotion's rollout adds its drain/ready ones).
+# canary.py's events marked on the timeline (the promotion's rollout adds its drain/ready ones).
 CANARY_MOMENTS = (
     "canary-start",
     "canary-weight",
@@ -91,7 +91,7 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
     canary_window = during(results, t0, t1)
     share, versions = canary_share(canary_window, commit)
     failed = loadgen.failures(results)
-    commits = {s: replica_commit(s) for s in stackctl.STABLE}
+    commits = {s: replica_commit(s) for s in rollout.STABLE}
     conclude(
         "canary-healthy",
         "Canary of a healthy revision (make canary-local)",
@@ -122,7 +122,7 @@ def test_healthy_canary_is_promoted(ca: str, api_key: str) -> None:
                 r.commit for r in results if r.op == "version" and r.ok and r.start > done_at
             }
             == {commit},
-            "the canary replica is gone": stackctl.container(stackctl.CANARY_SERVICE) is None,
+            "the canary replica is gone": compose.container(canary.CANARY_SERVICE) is None,
         },
         load=load,
     )
@@ -167,7 +167,7 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
             "make canary-local fails (aborted)": code != 0,
             "analysis Failed": phase == "Failed",
             "canary aborted and removed": any(e["event"] == "canary-aborted" for e in events)
-            and stackctl.container(stackctl.CANARY_SERVICE) is None,
+            and compose.container(canary.CANARY_SERVICE) is None,
             "the injected faults reached clients (the drill can see them)": len(canary_failed) > 0,
             "every failure is an injected fault": all(
                 r.status == 500 and "Injected fault" in (r.error or "") for r in canary_failed
@@ -177,7 +177,7 @@ def test_faulty_canary_is_aborted(ca: str, api_key: str) -> None:
                 r.commit for r in after if r.op == "version" and r.ok
             }
             == {stable_commit},
-            "stable replicas untouched": {replica_commit(s) for s in stackctl.STABLE}
+            "stable replicas untouched": {replica_commit(s) for s in rollout.STABLE}
             == {stable_commit},
         },
         load=load,

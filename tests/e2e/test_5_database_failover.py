@@ -13,7 +13,8 @@ import time
 from collections import Counter
 
 import httpx
-from deploy.docker import stackctl
+from deploy.docker import compose
+from deploy.docker.progress import wait_for
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL
@@ -31,7 +32,7 @@ RETRY_WAITS = sum(idempotent.delays(WRITE_ATTEMPTS, BACKOFF))
 def cluster() -> dict[str, dict]:
     """Patroni's view of its members (patronictl list), asked of any running member."""
     for member in MEMBERS:
-        cid = stackctl.container(member)
+        cid = compose.container(member)
         if cid is None:
             continue
         out = subprocess.run(
@@ -96,7 +97,7 @@ def test_database_failover(ca: str, api_key: str) -> None:
     leader = next(name for name, m in before.items() if m["Role"] == "Leader")
     standby = next(name for name in MEMBERS if name != leader)
     sync_before = before.get(standby, {}).get("Role") == "Sync Standby"
-    cid = stackctl.container(leader)
+    cid = compose.container(leader)
     assert cid
 
     with loadgen.Load(
@@ -113,9 +114,9 @@ def test_database_failover(ca: str, api_key: str) -> None:
     ) as load:
         load.wait(8)
         sent_at = load.mark("docker kill sent")
-        stackctl.docker("kill", "--signal", "KILL", cid)
+        compose.docker("kill", "--signal", "KILL", cid)
         killed_at = load.mark(f"kill -9 {leader}")
-        promoted_after = stackctl.wait_for(
+        promoted_after = wait_for(
             f"{standby} promoted",
             lambda: cluster().get(standby, {}).get("Role") == "Leader",
             60,
@@ -126,10 +127,10 @@ def test_database_failover(ca: str, api_key: str) -> None:
         results = load.stop()
     in_flight = loadgen.in_flight_during(results, sent_at, killed_at)
 
-    stackctl.docker("start", cid)
+    compose.docker("start", cid)
     restarted_at = time.time()
     try:
-        rejoined_after = stackctl.wait_for(
+        rejoined_after = wait_for(
             f"{leader} rejoins as standby",
             lambda: role(leader) in ("Sync Standby/running", "Sync Standby/streaming"),
             180,

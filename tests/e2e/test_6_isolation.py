@@ -3,7 +3,7 @@ network); a replica, which is, can (the control that shows the probe itself work
 
 from __future__ import annotations
 
-from deploy.docker import stackctl
+from deploy.docker import compose
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL
@@ -13,27 +13,27 @@ PROBE = "exec 3<>/dev/tcp/{host}/{port}"
 
 
 def address(service: str, network: str = "registro_data") -> str:
-    cid = stackctl.container(service)
+    cid = compose.container(service)
     assert cid
-    return stackctl.docker(
+    return compose.docker(
         "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}', cid
     ).strip()
 
 
 def reach(from_service: str, host: str, port: int) -> bool:
     probe = PROBE.format(host=host, port=port)
-    return stackctl.run_in(from_service, "timeout", "3", "bash", "-c", probe).returncode == 0
+    return compose.run_in(from_service, "timeout", "3", "bash", "-c", probe).returncode == 0
 
 
 def resolves(from_service: str, name: str) -> bool:
-    return stackctl.run_in(from_service, "getent", "hosts", name).returncode == 0
+    return compose.run_in(from_service, "getent", "hosts", name).returncode == 0
 
 
 def reach_from_replica(host: str, port: int) -> bool:
     code = (
         "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()"
     )
-    return stackctl.run_in("app1", "python3", "-c", code, host, str(port)).returncode == 0
+    return compose.run_in("app1", "python3", "-c", code, host, str(port)).returncode == 0
 
 
 def test_load_balancer_cannot_reach_the_database(ca: str, api_key: str) -> None:

@@ -10,7 +10,7 @@ import ssl
 import uuid
 
 import httpx
-from deploy.docker import stackctl
+from deploy.docker import compose
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL
@@ -44,7 +44,7 @@ INSUFFICIENT_PRIVILEGE = "42501"
 
 
 def edge_subnet() -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    config = stackctl.docker("network", "inspect", "-f", "{{json .IPAM.Config}}", "registro_edge")
+    config = compose.docker("network", "inspect", "-f", "{{json .IPAM.Config}}", "registro_edge")
     return ipaddress.ip_network(json.loads(config)[0]["Subnet"])
 
 
@@ -71,7 +71,7 @@ def test_audit_trail_cannot_be_forged(ca: str, api_key: str) -> None:
             {},
         )
         load.mark("tampering from a replica")
-        tamper = stackctl.run_in("app1", "python3", "-c", TAMPER)
+        tamper = compose.run_in("app1", "python3", "-c", TAMPER)
         results = load.stop()
     outcome = json.loads(tamper.stdout) if tamper.returncode == 0 else {"error": tamper.stderr}
     client = entry.get("client")

@@ -14,7 +14,8 @@ import json
 import subprocess
 from datetime import UTC, datetime
 
-from deploy.docker import pitr, stackctl
+from deploy.docker import pitr
+from deploy.docker.progress import wait_for
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL
@@ -40,7 +41,7 @@ def restore_local(stamp: str) -> list[dict]:
 
 
 def test_point_in_time_restore(ca: str, api_key: str) -> None:
-    stackctl.wait_for(
+    wait_for(
         "a backup in the repository",
         lambda: pitr.oldest_backup_end(pitr.repository_info()) is not None,
         BACKUP_WAIT,

@@ -84,11 +84,11 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A healthy stack whose repository's one backup ended an hour ago; restore() and docker
     must not run."""
     state: dict[str, Any] = {"etcd": "healthy", "info": info(ago(hours=1))}
-    monkeypatch.setattr(pitr.stackctl, "container_state", lambda s: state.get(s, "healthy"))
+    monkeypatch.setattr(pitr.compose, "container_state", lambda s: state.get(s, "healthy"))
     monkeypatch.setattr(pitr, "in_member", lambda *cmd, **kw: answer(state["info"]))
     monkeypatch.setattr(pitr, "restore", Untouched())
-    monkeypatch.setattr(pitr.stackctl, "docker", Untouched())
-    monkeypatch.setattr(pitr.stackctl, "compose", Untouched())
+    monkeypatch.setattr(pitr.compose, "docker", Untouched())
+    monkeypatch.setattr(pitr.compose, "compose", Untouched())
     return state
 
 
