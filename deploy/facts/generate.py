@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from deploy import generated
+
 REPO = Path(__file__).resolve().parents[2]
 SPEC = Path("deploy/facts/facts.yaml")
 
@@ -244,15 +246,18 @@ def render(text: str, template: str, facts: dict[str, int | str], where: str) ->
     return rendered
 
 
-def outputs(root: Path, facts: dict[str, int | str]) -> dict[str, str]:
-    """Each file that states a fact, as it should read."""
+def outputs(root: Path, facts: dict[str, int | str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each file that states a fact: as it should read, and as it reads now (read once)."""
+    current: dict[str, str] = {}
     files: dict[str, str] = {}
     for place in places():
-        if place.path not in files and not (root / place.path).is_file():
-            raise FactsError(f"{place.path}: no such file (it moved: update the place)")
-        text = files.get(place.path) or (root / place.path).read_text()
+        if place.path not in current:
+            if not (root / place.path).is_file():
+                raise FactsError(f"{place.path}: no such file (it moved: update the place)")
+            current[place.path] = (root / place.path).read_text()
+        text = files.get(place.path, current[place.path])
         files[place.path] = render(text, place.template, facts, place.path)
-    return files
+    return files, current
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,21 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(sorted({p.path for p in places()})))
         return 0
     try:
-        files = outputs(args.root, load_facts(args.spec or args.root / SPEC))
+        files, current = outputs(args.root, load_facts(args.spec or args.root / SPEC))
     except FactsError as error:
         print(f"facts: {error}", file=sys.stderr)
         return 2
-    stale = sorted(p for p, text in files.items() if (args.root / p).read_text() != text)
-    if args.check:
-        if stale:
-            print(f"facts: differ from deploy/facts/facts.yaml (run make facts): {stale}")
-            return 1
-        print(f"facts: {len(files)} files agree with deploy/facts/facts.yaml")
-        return 0
-    for path in stale:
-        (args.root / path).write_text(files[path])
-    print(f"facts: {len(stale)} of {len(files)} files rewritten")
-    return 0
+    return generated.write_or_check("facts", str(SPEC), args.root, files, args.check, current)
 
 
 if __name__ == "__main__":

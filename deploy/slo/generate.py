@@ -5,9 +5,10 @@ canary's AnalysisTemplate all call `good_ratio`, so a canary is judged by what t
 Files generated whole carry a header saying so; in the clusters' Prometheus values and in
 docs/slo.md only the part between the `slo:begin` and `slo:end` markers is generated.
 
-Usage: generate.py [--out DIR] [--spec FILE]   write the files under DIR (default: the repository)
-       generate.py --check                       exit 1, naming the files, when the committed ones
-                                                 differ
+Usage: python -m deploy.slo.generate [--out DIR] [--spec FILE]
+           write the files under DIR (default: the repository) that differ
+       python -m deploy.slo.generate --check [--out DIR]
+           exit 1, naming the files, when those under DIR differ
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from deploy import generated
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "deploy" / "slo" / "slo.yaml"
@@ -607,19 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, default=SPEC)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    files = outputs(load_spec(args.spec))
-    if args.check:
-        stale = [str(p) for p, text in files.items() if (REPO / p).read_text() != text]
-        if stale:
-            print(f"slo: out of date with deploy/slo/slo.yaml (run make slo): {stale}")
-            return 1
-        print(f"slo: {len(files)} files up to date")
-        return 0
-    for path, text in files.items():
-        (args.out / path).parent.mkdir(parents=True, exist_ok=True)
-        (args.out / path).write_text(text)
-    print(f"slo: wrote {', '.join(map(str, files))} under {args.out}")
-    return 0
+    files = {str(path): text for path, text in outputs(load_spec(args.spec)).items()}
+    return generated.write_or_check("slo", "deploy/slo/slo.yaml", args.out, files, args.check)
 
 
 if __name__ == "__main__":

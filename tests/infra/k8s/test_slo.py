@@ -78,6 +78,30 @@ def test_a_changed_spec_shows_as_drift(tmp_path: Path) -> None:
     assert len(stale(out, files)) == len(files)
 
 
+def check(out: Path) -> subprocess.CompletedProcess[str]:
+    """make slo-check, on the files under `out`."""
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.slo.generate", "--check", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_check_passes_when_up_to_date_and_names_a_drifted_file(tmp_path: Path) -> None:
+    generate(tmp_path)
+    assert check(tmp_path).returncode == 0
+    rules = tmp_path / LOCAL_RULES.relative_to(REPO)
+    rules.write_text(rules.read_text() + "# edited by hand\n")
+    drifted = check(tmp_path)
+    assert drifted.returncode == 1
+    assert str(LOCAL_RULES.relative_to(REPO)) in drifted.stdout
+    assert "analysis-template.yaml" not in drifted.stdout
+    generate(tmp_path)  # make slo puts it back
+    assert check(tmp_path).returncode == 0
+
+
 def cluster_rule_files() -> dict[str, Any]:
     files: dict[str, Any] = yaml.safe_load(CLUSTER_VALUES.read_text())["serverFiles"]
     return files

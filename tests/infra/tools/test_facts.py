@@ -14,10 +14,13 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from deploy.facts import generate as generate_module
 
 from registro.server import GRACEFUL_SHUTDOWN_SECONDS
 from registro.settings import DEFAULT_PORT, Settings
@@ -101,6 +104,21 @@ def test_check_passes_on_the_copy_and_fails_on_a_drifted_file(tmp_path: Path) ->
     assert generate("--root", str(root)).returncode == 0
     assert f"REGISTRO_PORT={PORT}\n" in config.read_text()
     assert generate("--check", "--root", str(root)).returncode == 0
+
+
+def test_check_reads_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--check compares the text it rendered from with what it rendered: no second read."""
+    root = copy_of_the_repository(tmp_path)
+    reads: Counter[str] = Counter()
+    read_text = Path.read_text
+
+    def counted(path: Path, *args: Any, **kwargs: Any) -> str:
+        reads[str(path.relative_to(root))] += 1
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    assert generate_module.main(["--check", "--root", str(root)]) == 0
+    assert reads and set(reads.values()) == {1}, reads
 
 
 def test_a_changed_fact_reaches_every_file_that_states_it(tmp_path: Path) -> None:
