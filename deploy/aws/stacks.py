@@ -7,6 +7,11 @@ Run from the repository root as `python -m deploy.aws.stacks ...`:
     value ENV KEY                       the environment's value of KEY ("" when it has none)
     outputs ENV                         KEY=VALUE of every output of the environment's stacks,
                                         and AwsRegion (deploy.aws.awscli's region rule)
+    status ENV LAYER                    the stack's StackStatus, NONE when it does not exist
+    output ENV LAYER KEY                the stack's output KEY, "" when the stack or the output
+                                        does not exist
+                                        (status, output: any other failure of the call, e.g.
+                                        expired credentials, exits 1 saying why)
     parameters ENV LAYER [NAME=VALUE ...]
                                         CloudFormation --parameters JSON for that stack
     guard-parameters ENV                the environment's values for cfn-guard
@@ -80,13 +85,45 @@ def stack_name(env: str, layer: str) -> str:
     return f"{environment(env)['App']}-{env}-{layer}"
 
 
+def describe(env: str, layer: str) -> dict[str, Any] | None:
+    """The environment's stack of that layer as DescribeStacks describes it, None when it does
+    not exist: CloudFormation answers a stack name it does not know (never created, or deleted)
+    with ValidationError "Stack with id NAME does not exist"
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeStacks.html,
+    Errors; the AWS CLI prints it as "An error occurred (ValidationError) when calling the
+    DescribeStacks operation: Stack with id NAME does not exist"). Any other failure (expired
+    credentials, no access, throttling past awscli's retries) is awscli.AwsError: it is not
+    "no stack"."""
+    stack = stack_name(env, layer)
+    try:
+        answer = awscli.call("cloudformation", "describe-stacks", "--stack-name", stack)
+    except awscli.AwsError as error:
+        if f"Stack with id {stack} does not exist" in str(error):
+            return None
+        raise
+    described: dict[str, Any] = answer["Stacks"][0]
+    return described
+
+
 def outputs(env: str, layer: str) -> dict[str, str]:
     """The outputs of the environment's stack of that layer; awscli.AwsError when it cannot be
     read (not deployed, no access)."""
     stack = stack_name(env, layer)
     answer = awscli.call("cloudformation", "describe-stacks", "--stack-name", stack)
-    found = answer["Stacks"][0].get("Outputs", [])
-    return {o["OutputKey"]: o["OutputValue"] for o in found}
+    return output_values(answer["Stacks"][0])
+
+
+def output_values(described: dict[str, Any]) -> dict[str, str]:
+    """OutputKey -> OutputValue of a stack as DescribeStacks describes it."""
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def described_or_exit(env: str, layer: str) -> dict[str, Any] | None:
+    """describe(), or SystemExit naming the stack and why it cannot be read."""
+    try:
+        return describe(env, layer)
+    except awscli.AwsError as error:
+        raise SystemExit(f"cannot read stack {stack_name(env, layer)}: {error}") from None
 
 
 def all_outputs(env: str) -> dict[str, str]:
@@ -221,6 +258,12 @@ def main(argv: list[str]) -> None:
             print(environment(env).get(key, ""))
         case ["outputs", env]:
             print("\n".join(f"{k}={v}" for k, v in all_outputs(env).items()))
+        case ["status", env, layer]:
+            stack = described_or_exit(env, layer)
+            print(stack["StackStatus"] if stack else "NONE")
+        case ["output", env, layer, key]:
+            stack = described_or_exit(env, layer)
+            print(output_values(stack or {}).get(key, ""))
         case ["parameters", env, layer, *assignments]:
             overrides = dict(a.split("=", 1) for a in assignments)
             chosen = parameters(env, layer, overrides)

@@ -39,12 +39,13 @@ cluster_tag="elbv2.k8s.aws/cluster,Values=$app-$env"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# A stack's output, empty when the stack or the output does not exist.
-output() {
-  aws cloudformation describe-stacks --stack-name "$(stack_name "$1")" --output text \
-    --query "Stacks[0].Outputs[?OutputKey=='$2'].OutputValue" 2>/dev/null || true
-}
-exists() { aws cloudformation describe-stacks --stack-name "$(stack_name "$1")" >/dev/null 2>&1; }
+# A stack's output ("" when the stack or the output does not exist) and its status (NONE when the
+# stack does not exist), from deploy/aws/stacks.py: any other failure of the call (expired
+# credentials, no access, throttling past the retries) stops the teardown with its reason, rather
+# than passing for "no stack". Called as `x=$(...)`, so that the exit stops this script (set -e).
+stopped="stopped before deleting anything more"
+output() { "$py" -m deploy.aws.stacks output "$env" "$1" "$2" || die "$stopped"; }
+status() { "$py" -m deploy.aws.stacks status "$env" "$1" || die "$stopped"; }
 
 # Poll "$@" until it prints nothing, for at most controller_timeout seconds.
 until_empty() {
@@ -154,7 +155,8 @@ fi
 : >"$work/kept"
 for layer in $("$py" -m deploy.aws.stacks layers | tac); do
   stack=$(stack_name "$layer")
-  exists "$layer" || { echo "== $stack: not there"; continue; }
+  state=$(status "$layer")
+  [ "$state" != NONE ] || { echo "== $stack: not there"; continue; }
   "$py" -m deploy.aws.retained "$layer" | while read -r logical policy; do
     physical=$(aws cloudformation describe-stack-resource --stack-name "$stack" \
       --logical-resource-id "$logical" --query 'StackResourceDetail.[ResourceType,PhysicalResourceId]' \

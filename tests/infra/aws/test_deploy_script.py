@@ -44,8 +44,6 @@ if command == "cloudformation describe-stacks":
         print(scenario["error"], file=sys.stderr)
         sys.exit(255)
     stack = args[args.index("--stack-name") + 1]
-    if "Outputs" in " ".join(args):
-        sys.exit(0)
     statuses = scenario.get("status", {}).get(stack)
     if statuses:
         status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
@@ -56,7 +54,15 @@ if command == "cloudformation describe-stacks":
         print("An error occurred (ValidationError) when calling the DescribeStacks operation: "
               f"Stack with id {stack} does not exist", file=sys.stderr)
         sys.exit(255)
-    print(status)
+    if args[args.index("--output") + 1] == "json":
+        outputs = scenario.get("outputs", {}).get(stack, {})
+        print(json.dumps({"Stacks": [{"StackName": stack, "StackStatus": status, "Outputs": [
+            {"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]}))
+    else:
+        print(status)
+    sys.exit(0)
+if command == "rds describe-db-instances":
+    print(scenario.get("deletion_protection", "False"))
     sys.exit(0)
 if command == "resourcegroupstaggingapi get-resources":
     print(os.environ.get("FAKE_ALB_ARNS", ""))
@@ -362,6 +368,56 @@ def test_teardown_lists_what_the_stacks_keep(tmp_path: Path) -> None:
     kept = result.stdout.split("Kept on purpose", 1)[1]
     assert "kept-TrailBucket" in kept and "Retain" in kept
     assert "final snapshot" in kept
+
+
+def deleted_stacks(calls: list[dict[str, Any]]) -> list[str]:
+    return [option(c, "--stack-name") for c in calls_of(calls, "cloudformation", "delete-stack")]
+
+
+def test_teardown_stops_when_a_stack_cannot_be_read(tmp_path: Path) -> None:
+    """Only ValidationError "Stack with id X does not exist" (DescribeStacks' answer for a stack
+    it does not know: https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/
+    API_DescribeStacks.html) means "no stack"; expired credentials are not a teardown that has
+    nothing left to delete."""
+    expired = "An error occurred (ExpiredToken) when calling the DescribeStacks operation: expired"
+    result, calls = run_script("teardown.sh", tmp_path, "qa", {"error": expired}, CONFIRM="qa")
+    assert result.returncode != 0
+    assert f"cannot read stack {stack('data')}: {expired}" in result.stderr
+    assert "teardown.sh: stopped before deleting anything more" in result.stderr
+    assert deleted_stacks(calls) == [] and "deleted" not in result.stdout
+
+
+def test_teardown_skips_the_stacks_that_do_not_exist(tmp_path: Path) -> None:
+    """A teardown that stopped half-way can be run again: the stacks already gone are skipped."""
+    left = [stack("network"), stack("security")]  # deploy/aws/stacks, reversed
+    scenario = {"status": {name: ["UPDATE_COMPLETE"] for name in left}}
+    result, calls = run_script("teardown.sh", tmp_path, "qa", scenario, CONFIRM="qa")
+    assert result.returncode == 0, result.stderr
+    assert deleted_stacks(calls) == left
+    assert f"== {stack('cluster')}: not there" in result.stdout
+
+
+def test_teardown_reads_the_outputs_it_acts_on(tmp_path: Path) -> None:
+    """The database's identifier is the data stack's output: with deletion protection on, the
+    teardown refuses before deleting anything."""
+    scenario = {"outputs": {stack("data"): {"DbInstanceId": "registro-qa-db"}},
+                "deletion_protection": "True"}  # fmt: skip
+    result, calls = run_script(
+        "teardown.sh", tmp_path, "qa", scenario, CONFIRM="qa", FAKE_EXISTING="all"
+    )
+    assert result.returncode != 0
+    assert "database registro-qa-db has deletion protection" in result.stderr
+    assert deleted_stacks(calls) == []
+
+
+def test_teardown_retries_a_throttled_read(tmp_path: Path) -> None:
+    """Throttling is retried with back-off (deploy/aws/awscli.py), not taken for "no stack"."""
+    result, calls = run_script(
+        "teardown.sh", tmp_path, "qa", {"throttle": 1}, CONFIRM="qa", FAKE_EXISTING="all"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("throttled") == 1
+    assert deleted_stacks(calls) == [stack(layer) for layer in reversed(stacks.layers())]
 
 
 def test_a_cloudformation_role_given_runs_every_change_set_as_it(tmp_path: Path) -> None:
