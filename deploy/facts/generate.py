@@ -52,7 +52,14 @@ def load_facts(path: Path) -> dict[str, int | str]:
     if not all(isinstance(v, int) and v >= 0 for v in shutdown.values()):
         raise FactsError("shutdown: every value is a whole number of seconds, at least 0")
     facts.update(derived(shutdown))
+    facts["ruff_target"] = "py" + str(facts["oldest_python"]).replace(".", "")
     return facts
+
+
+def fact(name: str) -> int | str:
+    """One fact's value as the spec states (or derives) it, for code that needs it at run time
+    rather than a copy rendered into a file (the drills, tests/e2e)."""
+    return load_facts(REPO / SPEC)[name]
 
 
 def derived(s: dict[str, int]) -> dict[str, int]:
@@ -110,6 +117,34 @@ def places() -> list[Place]:
             "HELM_VERSION := {helm}\n",
         ),
         *at("docs/local-stack.md", "fails above {max_megabytes} MB"),
+        *at(
+            "docs/configuration.md",
+            "| `REGISTRO_PORT` | `{port}` |",
+            "`REGISTRO_PORT={port}`",
+            "docker run --rm -p 127.0.0.1:{port}:{port} ",
+        ),
+        # the oldest Python, where it is stated as a requirement
+        *at(
+            "pyproject.toml",
+            'requires-python = ">={oldest_python}"\n',
+            'target-version = "{ruff_target}"\n',
+            'python_version = "{oldest_python}"\n',
+        ),
+        *at(
+            "Makefile",
+            "# Any CPython from {oldest_python} on ",
+            "every Python from {oldest_python} on.",
+            "LOCK_OLDEST_PYTHON := {oldest_python}\n",
+        ),
+        *at("tools/tools.txt", "| {oldest_python} | python3-venv |"),
+        *at(".github/workflows/ci.yml", 'python: ["{oldest_python}", '),
+        *(
+            Place(f".github/workflows/{name}.yml", 'python-version: "{oldest_python}"\n')
+            for name in ("ci", "deploy", "infrastructure", "rollback")
+        ),
+        *at("docs/architecture.md", "every platform and Python from {oldest_python} on"),
+        *at("docs/aws.md", "| Python | {oldest_python} or newer |"),
+        *at("docs/operator-toolchain.md", "| Python | {oldest_python} or newer |"),
         # the local stack
         *at(
             "compose.yaml",
@@ -202,7 +237,13 @@ def places() -> list[Place]:
             "helm     darwin  amd64  {helm}  ",
             "helm     darwin  arm64  {helm}  ",
             "get.helm.sh/helm-v{helm}-",
+            "kubectl {kubectl} linux/amd64:",
+            "kubectl  linux   amd64  {kubectl}  ",
+            "dl.k8s.io/release/v{kubectl}/bin/linux/amd64/kubectl",
         ),
+        *at("docs/operator-toolchain.md", "x86_64 kubectl {kubectl} from"),
+        *at("docs/aws.md", "| helm | {helm} |", "cluster's Kubernetes {minor} ("),
+        *at("docs/operator-toolchain.md", "clusters' Kubernetes {minor} ("),
     ]
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 from deploy.docker import compose
+from deploy.facts.generate import fact
 
 ROOT = Path(__file__).resolve().parents[2]
 os.chdir(ROOT)
 
 CA = str(ROOT / ".work" / "certs" / "ca.crt")
 STACK_URL = "https://127.0.0.1:8443"  # HAProxy's HTTPS port (compose.yaml)
+SERVICE_PORT = int(fact("port"))  # each replica's, inside its container
 SERVICES = ("etcd", "pg1", "pg2", "pgproxy", "app1", "app2", "app3", "haproxy", "prometheus")
 
 
@@ -84,7 +86,8 @@ def replica_commit(service: str) -> str:
         "python3",
         "-c",
         "import json, urllib.request as u;"
-        "print(json.load(u.urlopen('http://127.0.0.1:8000/version', timeout=5))['commit'])",
+        f"print(json.load(u.urlopen('http://127.0.0.1:{SERVICE_PORT}/version', timeout=5))"
+        "['commit'])",
         timeout=30,
     )
     assert out.returncode == 0, out.stderr

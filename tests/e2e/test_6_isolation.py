@@ -6,7 +6,7 @@ from __future__ import annotations
 from deploy.docker import compose
 
 from tests.e2e import load as loadgen
-from tests.e2e.conftest import STACK_URL
+from tests.e2e.conftest import SERVICE_PORT, STACK_URL
 from tests.e2e.report import conclude
 
 PROBE = "exec 3<>/dev/tcp/{host}/{port}"
@@ -46,7 +46,7 @@ def test_load_balancer_cannot_reach_the_database(ca: str, api_key: str) -> None:
         names_from_lb = {svc: resolves("haproxy", svc) for svc in ("pg1", "pg2", "pgproxy", "etcd")}
         load.mark("probes from a replica")
         from_replica = {name: reach_from_replica(ip, 5432) for name, ip in targets.items()}
-        lb_reaches_replica = reach("haproxy", "app1", 8000)
+        lb_reaches_replica = reach("haproxy", "app1", SERVICE_PORT)
         results = load.stop()
     conclude(
         "isolation",

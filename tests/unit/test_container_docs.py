@@ -1,12 +1,10 @@
-"""The `docker run` line of docs/configuration.md fits the image: the port it publishes is the
-one the image listens on, and a read-only container gets a writable place for its SQLite file."""
+"""The `docker run` line of docs/configuration.md fits the image: the image listens beyond its
+container's loopback, and a read-only container gets a writable place for its SQLite file."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-
-from registro.settings import DEFAULT_PORT
 
 ROOT = Path(__file__).parents[2]
 DOCKERFILE = (ROOT / "deploy" / "docker" / "registro" / "Dockerfile").read_text()
@@ -18,9 +16,9 @@ def docker_run() -> str:
     return line
 
 
-def test_the_published_port_is_the_one_the_image_listens_on() -> None:
-    """The image's EXPOSE and REGISTRO_PORT are DEFAULT_PORT (deploy/facts/facts.yaml)."""
-    assert f"-p 127.0.0.1:{DEFAULT_PORT}:{DEFAULT_PORT} " in docker_run()
+def test_the_image_listens_on_the_containers_every_interface() -> None:
+    """Published with -p, the container's port must be bound beyond its loopback. (The port in
+    the line and in the image are both written from deploy/facts/facts.yaml.)"""
     assert "REGISTRO_HOST=0.0.0.0" in DOCKERFILE
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from registro.app import database_timeouts
 from registro.limits import HttpLimits, http_limits
-from registro.settings import ENVIRONMENT_VARIABLES, SettingsError, load_settings
+from registro.settings import DEFAULT_PORT, ENVIRONMENT_VARIABLES, SettingsError, load_settings
 from registro.store import Timeouts
 from registro.telemetry.logs import QUEUE_LINES
 
@@ -26,7 +26,7 @@ def test_dev_defaults_to_local_sqlite_with_auth_off_and_migrations_on_start() ->
     assert settings.database == "sqlite:///./registro.db"
     assert settings.auth_mode == "off"
     assert settings.migrate_on_start
-    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert (settings.host, settings.port) == ("127.0.0.1", DEFAULT_PORT)
 
 
 @pytest.mark.parametrize("env", ["qa", "prod"])

