@@ -112,12 +112,14 @@ def copy_repository(destination: Path) -> None:
 
 def stand_in_bin(directory: Path) -> None:
     directory.mkdir()
-    for tool, module in (("aws", "aws"), ("kubectl", "kube"), ("helm", "kube"), ("dig", "dig")):
+    tools = (("aws", "aws.py"), ("kubectl", "kube"), ("helm", "kube"), ("dig", "dig.py"))
+    for tool, path in tools:
         script = directory / tool
-        # runpy gives the module its own path as argv[0]: the tool's name travels apart.
+        # runpy gives the stand-in its own path as argv[0]: the tool's name travels apart. A
+        # folder (kube/) runs as `python FOLDER` does: its __main__.py, beside its modules.
         script.write_text(
             f"#!{sys.executable}\nimport os, runpy\nos.environ['STANDIN_TOOL'] = {tool!r}\n"
-            f"runpy.run_path({str(STANDINS / (module + '.py'))!r}, run_name='__main__')\n"
+            f"runpy.run_path({str(STANDINS / path)!r}, run_name='__main__')\n"
         )
         script.chmod(0o755)
 

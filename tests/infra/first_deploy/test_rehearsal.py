@@ -318,7 +318,7 @@ def test_a_manual_abort_uses_the_status_subresource_and_rollback_returns_to_stab
     rehearsal: Rehearsal,
 ) -> None:
     """A Rollout's status is a subresource: only `kubectl patch --subresource=status` sets
-    status.abort (kube.py's docstring names the sources). Going back after an aborted release
+    status.abort (kube/argo.py's docstring names the sources). Going back after an aborted release
     must return to status.stableRS, not to "the highest revision below current" (that is the
     aborted release itself)."""
     digest = push(rehearsal, SLOW)
@@ -394,8 +394,9 @@ def test_the_release_looks_up_the_alb_the_controller_named(rehearsal: Rehearsal)
     app/<name>/<id>, the end of the ALB's ARN (Elastic Load Balancing, "CloudWatch metrics for
     your Application Load Balancer"). Each release finds the ALB by the name the Ingress pins
     (elbv2 describe-load-balancers --names, https://docs.aws.amazon.com/cli/latest/reference/elbv2/describe-load-balancers.html),
-    the name the controller gave it (kube.py alb_arn); tests/infra/k8s/test_release_script.py
-    pins what it does with the answer (QA's canary has no analysis step to carry it)."""
+    the name the controller gave it (kube/load_balancer.py alb_arn);
+    tests/infra/k8s/test_release_script.py pins what it does with the answer (QA's canary has no
+    analysis step to carry it)."""
     lookups = aws_calls(rehearsal.calls(), "elbv2", "describe-load-balancers")
     assert lookups and {option(c, "--names") for c in lookups} == {f"registro-{ENV}"}
     assert [a.split("/")[-2] for a in rehearsal.kube()["albs"]] == [f"registro-{ENV}"]
@@ -418,7 +419,7 @@ def test_a_release_stops_when_the_alb_serves_without_the_edge_stacks_web_acl(
     (GetWebACLForResource: a null WebACL when none, AWS WAFv2 API reference,
     https://docs.aws.amazon.com/waf/latest/APIReference/API_GetWebACLForResource.html) and stops,
     before the migration, on none or on another than the edge stack's WebAclArn; with that one
-    it goes on. The releases above passed with it (kube.py associates it)."""
+    it goes on. The releases above passed with it (kube/load_balancer.py associates it)."""
     (alb,) = rehearsal.kube()["albs"]
     expected = edge_web_acl(rehearsal)
     assert rehearsal.kube()["web_acls"] == {alb: expected}

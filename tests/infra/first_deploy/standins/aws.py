@@ -7,7 +7,8 @@ Answered here (moto has no such API, or nothing behind it):
 - `service-quotas get-service-quota` / `get-aws-default-service-quota` for codes other than moto's
   VPC ones: the documented defaults (QUOTA_DEFAULTS), overridable by the scenario.
 - `resourcegroupstaggingapi get-resources` for load balancers: the ALBs the load balancer
-  controller stand-in (kube.py) holds, tagged `elbv2.k8s.aws/cluster` as the controller tags them
+  controller stand-in (kube/load_balancer.py) holds, tagged `elbv2.k8s.aws/cluster` as the
+  controller tags them
   (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/configurations/).
 - `ec2 describe-security-groups` with the controller's tag: the ALB's security groups, likewise.
 - `elbv2 describe-load-balancers --names N`: those ALBs by name; none of that name is the error
@@ -15,7 +16,8 @@ Answered here (moto has no such API, or nothing behind it):
   (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeLoadBalancers.html).
   With `--query 'LoadBalancers[0].LoadBalancerArn' --output text`, the ARN alone.
 - `wafv2 get-web-acl-for-resource --resource-arn A`: the web ACL the load balancer controller
-  stand-in associated with ALB A (kube.py, state "web_acls"), or a null WebACL when it has none
+  stand-in associated with ALB A (kube/load_balancer.py, state "web_acls"), or a null WebACL
+  when it has none
   (https://docs.aws.amazon.com/waf/latest/APIReference/API_GetWebACLForResource.html: "If there
   is no associated resource, WAF returns a null web ACL"; the CLI's --output text prints None);
   an ALB that does not exist is WAFNonexistentItemException. With `--query 'WebACL.ARN' --output
