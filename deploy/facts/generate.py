@@ -143,6 +143,7 @@ def places() -> list[Place]:
             for name in ("ci", "deploy", "infrastructure", "rollback")
         ),
         *at("docs/architecture.md", "every platform and Python from {oldest_python} on"),
+        *at("README.md", "You need Python {oldest_python} or newer"),
         *at("docs/aws.md", "| Python | {oldest_python} or newer |"),
         *at("docs/operator-toolchain.md", "| Python | {oldest_python} or newer |"),
         # the local stack
