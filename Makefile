@@ -396,6 +396,15 @@ image-save: ## save registro:$(TAG) to .work/image/registro.tar (the pipeline bu
 image-load: ## load .work/image/registro.tar into Docker
 	$(DOCKER) load -i .work/image/registro.tar
 
+# The image's signatures and attestations (docs/decisions/image-signing.md): deploy/image/verify.py
+# is the one verification, run by make deploy-k8s and by the drill against a local registry.
+SUPPLY_VENV := .venvs/supply
+
+.PHONY: verify-signing
+verify-signing: $(SUPPLY_VENV)/.installed ## the signing drill: docker-registry on 127.0.0.1, skopeo, a local CA and log; signed, tampered, unsigned, foreign, by-tag images through the deploy's verification (PUBLISH=1: docs/supply-chain.md)
+	$(SUPPLY_VENV)/bin/python -m pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/supply tests/infra/supply
+	$(SUPPLY_VENV)/bin/python -m deploy.image.signing_drill $(if $(PUBLISH),--publish)
+
 .PHONY: publish-image
 # EXPECT_DIGEST given, even empty (a missing job output), is checked: never silently skipped.
 publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a re-run finds it there (EXPECT_DIGEST=sha256:...: fail unless TAG holds it; COPY_FROM=<repository URI>: copy that digest from there, digest preserved, instead of pushing)
