@@ -47,7 +47,11 @@ k() { $kubectl -n "$namespace" "$@"; }
 outputs() {
   local env=$1 all key value errors
   errors=$(mktemp)
-  all=$(ops deploy.aws.stacks outputs "$env" 2>"$errors") || die "$(cat "$errors")"
+  if ! all=$(ops deploy.aws.stacks outputs "$env" 2>"$errors"); then
+    all=$(cat "$errors") # the reason, read before the file goes: die exits
+    rm -f "$errors"
+    die "$all"
+  fi
   rm -f "$errors"
   for key in $(grep -oE '^[A-Za-z0-9]+=' "$here/overlays/$env/cloudformation-outputs.env" | tr -d '='); do
     value=$(awk -v k="$key" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' <<<"$all")

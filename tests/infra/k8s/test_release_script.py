@@ -120,6 +120,25 @@ def test_a_missing_stack_stops_the_release(tmp_path: Path) -> None:
     assert "registro-qa-data does not exist" in line
 
 
+def test_outputs_leave_no_temporary_file_behind_whether_the_stacks_are_read_or_not(
+    tmp_path: Path,
+) -> None:
+    """outputs() keeps the AWS CLI's error in a mktemp(1) file (created in TMPDIR) to say why a
+    stack cannot be read; the file goes when the stacks are read and when they cannot be."""
+    stacks = spread("qa", [k for k in committed_outputs("qa") if k != "AwsRegion"])
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**fake_aws(tmp_path, stacks), "TMPDIR": str(temporary)}
+    assert run("outputs", "qa", env=env).returncode == 0
+    assert list(temporary.iterdir()) == []
+    del stacks["registro-qa-data"]
+    (tmp_path / "stacks.json").write_text(json.dumps(stacks))
+    result = run("outputs", "qa", env=env)
+    assert result.returncode != 0
+    assert "cannot read the outputs of stack registro-qa-data" in result.stderr
+    assert list(temporary.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "image",
     [
