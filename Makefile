@@ -415,10 +415,14 @@ publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a 
 	  $(if $(filter command line,$(origin EXPECT_DIGEST)),--expect-digest "$(EXPECT_DIGEST)") \
 	  $(if $(COPY_FROM),--copy-from "$(COPY_FROM)")
 
+# The Python that verifies the image's signatures before a release (deploy/image/verify.py needs
+# cryptography): .venvs/supply, or SUPPLY_PYTHON=... given.
+SUPPLY_PYTHON ?= $(CURDIR)/$(SUPPLY_VENV)/bin/python
+
 .PHONY: deploy-k8s
-deploy-k8s: ## release TAG to ENV=qa|prod: migration Job, then the canary Rollout, waited for (needs AWS credentials)
+deploy-k8s: $(if $(filter file,$(origin SUPPLY_PYTHON)),$(SUPPLY_VENV)/.installed) ## release TAG to ENV=qa|prod: verify the image's signature and provenance, migration Job, then the canary Rollout, waited for (needs AWS credentials)
 	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "deploy-k8s: set ENV=qa|prod TAG=<git commit>" >&2; exit 1; }
-	$(K8S_RELEASE) deploy $(ENV) $(TAG)
+	SUPPLY_PYTHON=$(SUPPLY_PYTHON) $(K8S_RELEASE) deploy $(ENV) $(TAG)
 
 .PHONY: bootstrap-k8s
 bootstrap-k8s: $(HELM) ## once per cluster, after the stacks, as its administrator: the namespace, then the platform (deploy/k8s/platform)

@@ -2,7 +2,8 @@
 # Releases of registro to one environment (qa or prod), in the order that keeps them safe.
 #
 #   deploy ENV TAG      the whole release (make deploy-k8s): read the stacks' outputs, pin the
-#                       image pushed as TAG by its digest, render, apply, wait for the rollout
+#                       image pushed as TAG by its digest, verify its signature and provenance
+#                       (our release workflow, this commit), render, apply, wait for the rollout
 #   bootstrap ENV       once per cluster after the stacks, as a cluster administrator: the
 #                       namespace (cluster-scoped, with its Pod Security and readiness-gate labels),
 #                       which releases never touch, then the platform (deploy/k8s/platform): its
@@ -271,11 +272,24 @@ pinned_image() {
   echo "$repository@$digest"
 }
 
+# The image must be what our release workflow signed and attested for this commit: a Sigstore
+# signature of the deploy workflow's identity, SLSA provenance and an SBOM
+# (deploy/image/verify.py, docs/decisions/image-signing.md), or nothing is rendered or applied.
+# SUPPLY_PYTHON: a Python with cryptography (make deploy-k8s passes .venvs/supply's).
+verify_image() {
+  local env=$1 image=$2 commit=$3
+  (cd "$root" && exec "${SUPPLY_PYTHON:-python3}" -m deploy.image.verify "$image" --env "$env" --commit "$commit") \
+    || die "refusing to release $image: it is not what our release workflow signed and attested" \
+      "for $commit (above: why); nothing was applied"
+}
+
 deploy() {
-  local env=$1 tag=$2 dir=$work/$1
+  local env=$1 tag=$2 dir=$work/$1 image
   mkdir -p "$work"
   outputs "$env" > "$work/$env.env"
-  render "$env" "$(pinned_image "$work/$env.env" "$tag")" "$work/$env.env" "$dir"
+  image=$(pinned_image "$work/$env.env" "$tag")
+  verify_image "$env" "$image" "$tag"
+  render "$env" "$image" "$work/$env.env" "$dir"
   connect "$work/$env.env"
   apply "$dir"
 }
