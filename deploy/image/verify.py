@@ -51,13 +51,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+# Re-exported: the callers of the verification name the identity through it.
+from deploy.image.identity import GITHUB_ISSUER as GITHUB_ISSUER
+from deploy.image.identity import RELEASE_REF as RELEASE_REF
+from deploy.image.identity import RELEASE_WORKFLOW as RELEASE_WORKFLOW
+from deploy.image.identity import SLSA_PROVENANCE_V1 as SLSA_PROVENANCE_V1
+from deploy.image.identity import Expected as Expected
+
 HERE = Path(__file__).resolve().parent
 PUBLIC_GOOD_ROOT = HERE / "sigstore-trusted-root.json"
 ENVIRONMENTS = HERE.parents[0] / "aws" / "environments"
-
-GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
-RELEASE_WORKFLOW = ".github/workflows/deploy.yml"
-RELEASE_REF = "refs/heads/main"
 
 # Fulcio's certificate extensions (sigstore/fulcio docs/oid-info.md): from 1.8 on, each value is
 # a DER UTF8String; Fulcio copies them from the OIDC token's claims, the workflow cannot choose.
@@ -74,7 +77,6 @@ SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 COSIGN_SIGNATURE_TYPE = "cosign container image signature"
-SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 CYCLONEDX = "https://cyclonedx.org/bom"
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -91,27 +93,6 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 class Refused(Exception):
     """The image is not one our pipeline signed and attested for this commit."""
-
-
-@dataclass(frozen=True)
-class Expected:
-    """Who must have signed: our repository's release workflow, on main, at this commit."""
-
-    repository: str  # OWNER/NAME on GitHub
-    commit: str
-    workflow: str = RELEASE_WORKFLOW
-    ref: str = RELEASE_REF
-    issuer: str = GITHUB_ISSUER
-
-    @property
-    def repository_uri(self) -> str:
-        return f"https://github.com/{self.repository}"
-
-    @property
-    def identity(self) -> str:
-        """The certificate's SAN: the workflow's job_workflow_ref as a URI (cosign's
-        --certificate-identity for GitHub Actions)."""
-        return f"{self.repository_uri}/{self.workflow}@{self.ref}"
 
 
 @dataclass(frozen=True)

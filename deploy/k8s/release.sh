@@ -7,7 +7,8 @@
 #   bootstrap ENV       once per cluster after the stacks, as a cluster administrator: the
 #                       namespace (cluster-scoped, with its Pod Security and readiness-gate labels),
 #                       which releases never touch, then the platform (deploy/k8s/platform): its
-#                       manifests, then its Helm charts in the order platform/charts lists
+#                       manifests, then its Helm charts in the order platform/charts lists, then
+#                       the admission policies of the service's images (platform/policies)
 #   rollback ENV [TAG]  abort a canary in progress (traffic back to stable at once) and go back
 #                       to the stable revision, or put a completed release back on the previous
 #                       revision (make rollback-k8s); with TAG, only if the Rollout runs that
@@ -311,12 +312,16 @@ bootstrap() {
   outputs "$env" > "$work/$env.env"
   # The image does not matter to the namespace; any well-formed digest renders.
   render "$env" "$(output "$work/$env.env" RepositoryUri)@sha256:$(printf '0%.0s' {1..64})" "$work/$env.env" "$dir"
-  ops deploy.k8s.tools.platform_values "$work/$env.env" "$dir/platform"
+  # The image policies name the GitHub repository whose release workflow signs (not an output).
+  ops deploy.k8s.tools.platform_values "$work/$env.env" "$dir/platform" \
+    "GitHubRepository=$(ops deploy.aws.stacks value "$env" GitHubRepository)"
   connect "$work/$env.env"
   $kubectl apply -f "$dir/manifests.yaml" --selector 'app.kubernetes.io/component=namespace'
   # Namespaces, the gp3 StorageClass, the Cluster Autoscaler, the deployer's Role.
   $kubectl apply -f "$dir/platform/manifests.yaml"
   install_charts "$dir/platform"
+  # The admission policies of registro's images (policy-controller's CRD came with its chart).
+  $kubectl apply -f "$dir/platform/policies.yaml"
 }
 
 rollback() {
