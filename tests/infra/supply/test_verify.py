@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from deploy.image import verify as v
 from deploy.image.local_sigstore import LocalSigstore, Signer, artifact_config, artifact_manifest
 from deploy.image.provenance import predicate
