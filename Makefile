@@ -405,6 +405,11 @@ verify-signing: $(SUPPLY_VENV)/.installed ## the signing drill: docker-registry 
 	$(SUPPLY_VENV)/bin/python -m pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/supply tests/infra/supply
 	$(SUPPLY_VENV)/bin/python -m deploy.image.signing_drill $(if $(PUBLISH),--publish)
 
+.PHONY: sign-image
+sign-image: $(SUPPLY_VENV)/.installed sbom ## in the pipeline: sign ENV's IMAGE=<repository>@sha256:... for TAG=<commit> with the workflow's OIDC identity, attest its SLSA provenance and SBOM (cosign), unless it verifies already
+	@test -n "$(ENV)" -a -n "$(IMAGE)" -a -n "$(TAG)" || { echo "sign-image: set ENV=qa IMAGE=<repository>@sha256:... TAG=<git commit>" >&2; exit 1; }
+	SUPPLY_PYTHON=$(CURDIR)/$(SUPPLY_VENV)/bin/python deploy/image/sign.sh $(ENV) "$(IMAGE)" $(TAG) .work/sbom/registro-python.cdx.json
+
 .PHONY: publish-image
 # EXPECT_DIGEST given, even empty (a missing job output), is checked: never silently skipped.
 publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a re-run finds it there (EXPECT_DIGEST=sha256:...: fail unless TAG holds it; COPY_FROM=<repository URI>: copy that digest from there, digest preserved, instead of pushing)

@@ -160,7 +160,9 @@ class HttpRegistry:
         if accept:
             request.add_header("Accept", ", ".join(accept))
         if self.authorization:
-            request.add_header("Authorization", self.authorization)
+            # Not sent on a redirect: ECR serves blobs from pre-signed S3 URLs, which refuse a
+            # second way of authenticating.
+            request.add_unredirected_header("Authorization", self.authorization)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (http(s) only)
                 body: bytes = response.read()
