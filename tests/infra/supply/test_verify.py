@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -256,3 +258,39 @@ def test_the_release_expects_the_repository_the_deploy_role_trusts() -> None:
     assert v.github_repository("qa") == v.github_repository("prod") == REPOSITORY
     with pytest.raises(v.Refused):
         v.github_repository("staging")
+
+
+def test_registry_credentials_are_not_sent_on_to_a_redirect() -> None:
+    """ECR answers a blob GET with a redirect to a pre-signed S3 URL (ECR docs, "Private registry
+    authentication": the layers come from S3), and S3 refuses a request that authenticates twice
+    (query signature and Authorization header): the header goes to the registry only."""
+    seen: dict[str, str | None] = {}
+    blob = b"config"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen[self.path] = self.headers.get("Authorization")
+            if self.path.startswith("/v2/"):
+                self.send_response(307)
+                self.send_header("Location", "/s3/blob?X-Amz-Signature=x")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(blob)))
+            self.end_headers()
+            self.wfile.write(blob)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        registry = v.HttpRegistry(f"http://127.0.0.1:{server.server_address[1]}", "Basic c2VjcmV0")
+        assert registry.blob("registro-qa", v.sha256(blob)) == blob
+    finally:
+        server.shutdown()
+    assert seen == {
+        f"/v2/registro-qa/blobs/{v.sha256(blob)}": "Basic c2VjcmV0",
+        "/s3/blob?X-Amz-Signature=x": None,
+    }
