@@ -279,6 +279,10 @@ def test_bootstrap_installs_the_platform_as_the_cluster_admin(rehearsal: Rehears
     assert {"Rollout", "AnalysisTemplate", "ExternalSecret"} <= set(kube["crds"])
     kinds = {o["kind"] for o in kube["objects"].values()}
     assert {"Role", "RoleBinding"} <= kinds
+    # The image policies, once policy-controller's chart has installed their CRD.
+    assert {"ClusterImagePolicy", "ValidatingAdmissionPolicy"} <= kinds
+    policies = [o for o in kube["objects"].values() if o["kind"] == "ClusterImagePolicy"]
+    assert all("registro-project/registro" in str(p["spec"]) for p in policies), policies
     cluster = [a for a in aws_calls(rehearsal.since_last(), "eks", "update-kubeconfig")]
     assert cluster and option(cluster[0], "--name") == f"registro-{ENV}"
 

@@ -111,7 +111,8 @@ def built_in(api_version: str) -> bool:
 CLUSTER_SCOPED = {
     "Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "PriorityClass",
     "CustomResourceDefinition", "IngressClass", "ValidatingWebhookConfiguration",
-    "PersistentVolume",
+    "PersistentVolume", "MutatingWebhookConfiguration", "ClusterImagePolicy",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
 }  # fmt: skip
 # The CRDs each vendored chart installs (../shared/upstream/charts/*/crds, templates).
 CHART_CRDS = {
@@ -119,6 +120,7 @@ CHART_CRDS = {
                       "Experiment"],
     "external-secrets": ["ExternalSecret", "SecretStore", "ClusterSecretStore"],
     "aws-load-balancer-controller": ["TargetGroupBinding", "IngressClassParams"],
+    "policy-controller": ["ClusterImagePolicy", "TrustRoot"],
 }  # fmt: skip
 REVISION = "rollout.argoproj.io/revision"
 HASH = "rollouts-pod-template-hash"
