@@ -396,6 +396,20 @@ image-save: ## save registro:$(TAG) to .work/image/registro.tar (the pipeline bu
 image-load: ## load .work/image/registro.tar into Docker
 	$(DOCKER) load -i .work/image/registro.tar
 
+# The image's signatures and attestations (docs/decisions/image-signing.md): deploy/image/verify.py
+# is the one verification, run by make deploy-k8s and by the drill against a local registry.
+SUPPLY_VENV := .venvs/supply
+
+.PHONY: verify-signing
+verify-signing: $(SUPPLY_VENV)/.installed ## the signing drill: docker-registry on 127.0.0.1, skopeo, a local CA and log; signed, tampered, unsigned, foreign, by-tag images through the deploy's verification (PUBLISH=1: docs/supply-chain.md)
+	$(SUPPLY_VENV)/bin/python -m pytest -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --confcutdir=tests/infra/supply tests/infra/supply
+	$(SUPPLY_VENV)/bin/python -m deploy.image.signing_drill $(if $(PUBLISH),--publish)
+
+.PHONY: sign-image
+sign-image: $(SUPPLY_VENV)/.installed sbom ## in the pipeline: sign ENV's IMAGE=<repository>@sha256:... for TAG=<commit> with the workflow's OIDC identity, attest its SLSA provenance and SBOM (cosign), unless it verifies already
+	@test -n "$(ENV)" -a -n "$(IMAGE)" -a -n "$(TAG)" || { echo "sign-image: set ENV=qa IMAGE=<repository>@sha256:... TAG=<git commit>" >&2; exit 1; }
+	SUPPLY_PYTHON=$(CURDIR)/$(SUPPLY_VENV)/bin/python deploy/image/sign.sh $(ENV) "$(IMAGE)" $(TAG) .work/sbom/registro-python.cdx.json
+
 .PHONY: publish-image
 # EXPECT_DIGEST given, even empty (a missing job output), is checked: never silently skipped.
 publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a re-run finds it there (EXPECT_DIGEST=sha256:...: fail unless TAG holds it; COPY_FROM=<repository URI>: copy that digest from there, digest preserved, instead of pushing)
@@ -406,10 +420,14 @@ publish-image: ## push registro:$(TAG) to ENV=qa|prod's ECR repository, once: a 
 	  $(if $(filter command line,$(origin EXPECT_DIGEST)),--expect-digest "$(EXPECT_DIGEST)") \
 	  $(if $(COPY_FROM),--copy-from "$(COPY_FROM)")
 
+# The Python that verifies the image's signatures before a release (deploy/image/verify.py needs
+# cryptography): .venvs/supply, or SUPPLY_PYTHON=... given.
+SUPPLY_PYTHON ?= $(CURDIR)/$(SUPPLY_VENV)/bin/python
+
 .PHONY: deploy-k8s
-deploy-k8s: ## release TAG to ENV=qa|prod: migration Job, then the canary Rollout, waited for (needs AWS credentials)
+deploy-k8s: $(if $(filter file,$(origin SUPPLY_PYTHON)),$(SUPPLY_VENV)/.installed) ## release TAG to ENV=qa|prod: verify the image's signature and provenance, migration Job, then the canary Rollout, waited for (needs AWS credentials)
 	@test -n "$(ENV)" -a -n "$(TAG)" || { echo "deploy-k8s: set ENV=qa|prod TAG=<git commit>" >&2; exit 1; }
-	$(K8S_RELEASE) deploy $(ENV) $(TAG)
+	SUPPLY_PYTHON=$(SUPPLY_PYTHON) $(K8S_RELEASE) deploy $(ENV) $(TAG)
 
 .PHONY: bootstrap-k8s
 bootstrap-k8s: $(HELM) ## once per cluster, after the stacks, as its administrator: the namespace, then the platform (deploy/k8s/platform)

@@ -15,6 +15,10 @@ again, copy the manifest SOURCE@DIGEST and its blobs to REPOSITORY_URI:TAG with
 `skopeo copy --all --preserve-digests` (SKOPEO, default `skopeo`): a second `docker push` of the
 same image may compress its layers anew and so produce another manifest digest than QA's; a copy
 keeps the manifest's bytes, and so its digest, or fails (skopeo-copy(1), --preserve-digests).
+Then its signatures and attestations travel with it: cosign keeps them under the tags
+sha256-<hex>.sig and .att beside the image (cosign specs/SIGNATURE_SPEC.md), copied the same way
+on every run (a re-run completes a copy that stopped half-way; ECR lets those tags move,
+deploy/aws/templates/cluster.yaml), and an image QA holds no signature of is not promoted.
 Registry logins go through a temporary auth file, never the command line.
 
 Prints the digest; under GitHub Actions also writes `digest=...` to $GITHUB_OUTPUT. Needs the
@@ -153,8 +157,19 @@ def push(docker: str, repository: Repository, image: str, tag: str) -> None:
     checked(docker, "push", f"{repository.uri}:{tag}")
 
 
-def copy(skopeo: str, source: Repository, target: Repository, digest: str, tag: str) -> None:
-    """SOURCE@DIGEST to TARGET:TAG, manifest bytes (so digest) preserved."""
+# cosign's tags for what it attaches to an image: its signatures and its attestations.
+ATTACHED = ("sig", "att")
+
+
+def attached_tags(digest: str) -> list[str]:
+    return [f"{digest.replace(':', '-')}.{suffix}" for suffix in ATTACHED]
+
+
+def copy(
+    skopeo: str, source: Repository, target: Repository, references: list[tuple[str, str]]
+) -> None:
+    """Each (source reference, target tag) from SOURCE to TARGET, manifest bytes (so digest)
+    preserved."""
     auths = {}
     for registry in (source, target):
         password = checked("aws", "ecr", "get-login-password", "--region", registry.region)
@@ -164,10 +179,11 @@ def copy(skopeo: str, source: Repository, target: Repository, digest: str, tag: 
         authfile = Path(work) / "auth.json"
         authfile.touch(mode=0o600)
         authfile.write_text(json.dumps({"auths": auths}))
-        checked(
-            skopeo, "copy", "--all", "--preserve-digests", "--authfile", str(authfile),
-            f"docker://{source.uri}@{digest}", f"docker://{target.uri}:{tag}",
-        )  # fmt: skip
+        for reference, tag in references:
+            checked(
+                skopeo, "copy", "--all", "--preserve-digests", "--authfile", str(authfile),
+                f"docker://{source.uri}{reference}", f"docker://{target.uri}:{tag}",
+            )  # fmt: skip
 
 
 def publish(
@@ -181,7 +197,7 @@ def publish(
     tag = image.rpartition(":")[2]
     found = repository.digest(tag)
     if found is None and source is not None and expected is not None:
-        copy(skopeo, source, repository, expected, tag)
+        copy(skopeo, source, repository, [(f"@{expected}", tag)])
         found = repository.digest(tag)
         if found is None:
             raise PublishError(f"copied to {repository.uri}:{tag} but ECR does not list it")
@@ -204,6 +220,9 @@ def publish(
             f"{repository.uri}:{tag} holds {found}, not {expected} (the image QA deployed): "
             "refusing to release bytes that were not tested"
         )
+    if source is not None and expected is not None:
+        copy(skopeo, source, repository, [(f":{t}", t) for t in attached_tags(expected)])
+        print(f"copied the signatures and attestations of {expected} from {source.uri}")
     return found
 
 

@@ -2,11 +2,13 @@
 # Releases of registro to one environment (qa or prod), in the order that keeps them safe.
 #
 #   deploy ENV TAG      the whole release (make deploy-k8s): read the stacks' outputs, pin the
-#                       image pushed as TAG by its digest, render, apply, wait for the rollout
+#                       image pushed as TAG by its digest, verify its signature and provenance
+#                       (our release workflow, this commit), render, apply, wait for the rollout
 #   bootstrap ENV       once per cluster after the stacks, as a cluster administrator: the
 #                       namespace (cluster-scoped, with its Pod Security and readiness-gate labels),
 #                       which releases never touch, then the platform (deploy/k8s/platform): its
-#                       manifests, then its Helm charts in the order platform/charts lists
+#                       manifests, then its Helm charts in the order platform/charts lists, then
+#                       the admission policies of the service's images (platform/policies)
 #   rollback ENV [TAG]  abort a canary in progress (traffic back to stable at once) and go back
 #                       to the stable revision, or put a completed release back on the previous
 #                       revision (make rollback-k8s); with TAG, only if the Rollout runs that
@@ -47,7 +49,11 @@ k() { $kubectl -n "$namespace" "$@"; }
 outputs() {
   local env=$1 all key value errors
   errors=$(mktemp)
-  all=$(ops deploy.aws.stacks outputs "$env" 2>"$errors") || die "$(cat "$errors")"
+  if ! all=$(ops deploy.aws.stacks outputs "$env" 2>"$errors"); then
+    all=$(cat "$errors") # the reason, read before the file goes: die exits
+    rm -f "$errors"
+    die "$all"
+  fi
   rm -f "$errors"
   for key in $(grep -oE '^[A-Za-z0-9]+=' "$here/overlays/$env/cloudformation-outputs.env" | tr -d '='); do
     value=$(awk -v k="$key" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' <<<"$all")
@@ -267,11 +273,24 @@ pinned_image() {
   echo "$repository@$digest"
 }
 
+# The image must be what our release workflow signed and attested for this commit: a Sigstore
+# signature of the deploy workflow's identity, SLSA provenance and an SBOM
+# (deploy/image/verify.py, docs/decisions/image-signing.md), or nothing is rendered or applied.
+# SUPPLY_PYTHON: a Python with cryptography (make deploy-k8s passes .venvs/supply's).
+verify_image() {
+  local env=$1 image=$2 commit=$3
+  (cd "$root" && exec "${SUPPLY_PYTHON:-python3}" -m deploy.image.verify "$image" --env "$env" --commit "$commit") \
+    || die "refusing to release $image: it is not what our release workflow signed and attested" \
+      "for $commit (above: why); nothing was applied"
+}
+
 deploy() {
-  local env=$1 tag=$2 dir=$work/$1
+  local env=$1 tag=$2 dir=$work/$1 image
   mkdir -p "$work"
   outputs "$env" > "$work/$env.env"
-  render "$env" "$(pinned_image "$work/$env.env" "$tag")" "$work/$env.env" "$dir"
+  image=$(pinned_image "$work/$env.env" "$tag")
+  verify_image "$env" "$image" "$tag"
+  render "$env" "$image" "$work/$env.env" "$dir"
   connect "$work/$env.env"
   apply "$dir"
 }
@@ -293,12 +312,16 @@ bootstrap() {
   outputs "$env" > "$work/$env.env"
   # The image does not matter to the namespace; any well-formed digest renders.
   render "$env" "$(output "$work/$env.env" RepositoryUri)@sha256:$(printf '0%.0s' {1..64})" "$work/$env.env" "$dir"
-  ops deploy.k8s.tools.platform_values "$work/$env.env" "$dir/platform"
+  # The image policies name the GitHub repository whose release workflow signs (not an output).
+  ops deploy.k8s.tools.platform_values "$work/$env.env" "$dir/platform" \
+    "GitHubRepository=$(ops deploy.aws.stacks value "$env" GitHubRepository)"
   connect "$work/$env.env"
   $kubectl apply -f "$dir/manifests.yaml" --selector 'app.kubernetes.io/component=namespace'
   # Namespaces, the gp3 StorageClass, the Cluster Autoscaler, the deployer's Role.
   $kubectl apply -f "$dir/platform/manifests.yaml"
   install_charts "$dir/platform"
+  # The admission policies of registro's images (policy-controller's CRD came with its chart).
+  $kubectl apply -f "$dir/platform/policies.yaml"
 }
 
 rollback() {

@@ -1,9 +1,12 @@
 """Put the stacks' outputs into the cluster platform's Helm values and manifests.
 
-deploy/k8s/platform/values/*.yaml and manifests/*.yaml name outputs as ${OutputKey}; this writes
-DIR/values/<release>.yaml and DIR/manifests.yaml with the values of OUTPUTS (the KEY=VALUE file
-`release.sh outputs` prints). A name with no output is an error, never an empty string.
-Usage: python3 -m deploy.k8s.tools.platform_values OUTPUTS DIR
+deploy/k8s/platform/values/*.yaml, manifests/*.yaml and policies/*.yaml name outputs as
+${OutputKey}; this writes DIR/values/<release>.yaml, DIR/manifests.yaml and DIR/policies.yaml
+(applied after the charts, whose CRDs they need) with the values of OUTPUTS (the KEY=VALUE file
+`release.sh outputs` prints) and of the KEY=VALUE arguments after DIR (values that are not stack
+outputs: the environment's GitHubRepository). A name with no value is an error, never an empty
+string.
+Usage: python3 -m deploy.k8s.tools.platform_values OUTPUTS DIR [KEY=VALUE...]
 (stdlib only: release.sh runs it with python3)
 """
 
@@ -36,15 +39,17 @@ def fill(path: Path, outputs: dict[str, str]) -> str:
         raise SystemExit(f"platform: {path.name}: {bad}") from None
 
 
-def main(outputs_file: str, out_dir: str) -> int:
-    outputs = read_outputs(Path(outputs_file))
+def main(outputs_file: str, out_dir: str, *values: str) -> int:
+    outputs = read_outputs(Path(outputs_file)) | dict(v.split("=", 1) for v in values)
     out = Path(out_dir)
     (out / "values").mkdir(parents=True, exist_ok=True)
     for values in sorted((PLATFORM / "values").glob("*.yaml")):
         (out / "values" / values.name).write_text(fill(values, outputs))
     manifests = [fill(m, outputs) for m in sorted((PLATFORM / "manifests").glob("*.yaml"))]
     (out / "manifests.yaml").write_text("---\n".join(manifests))
-    print(f"platform: rendered {out}/values and {out}/manifests.yaml")
+    policies = [fill(m, outputs) for m in sorted((PLATFORM / "policies").glob("*.yaml"))]
+    (out / "policies.yaml").write_text("---\n".join(policies))
+    print(f"platform: rendered {out}/values, {out}/manifests.yaml and {out}/policies.yaml")
     return 0
 
 

@@ -164,8 +164,14 @@ CASES = {
     ),
     "mutable image tags": (
         "cluster",
-        "ImageTagMutability: IMMUTABLE",
+        "ImageTagMutability: IMMUTABLE_WITH_EXCLUSION",
         "ImageTagMutability: MUTABLE",
+        "images_immutable_and_scanned",
+    ),
+    "release tags excluded from immutability": (
+        "cluster",
+        "ImageTagMutabilityExclusionFilterValue: 'sha256-*'",
+        "ImageTagMutabilityExclusionFilterValue: '*'",
         "images_immutable_and_scanned",
     ),
     "detector without EKS audit logs": (

@@ -622,10 +622,15 @@ def test_alertmanager_publishes_to_the_alarm_topic_only(
 
 
 def test_repository_tags_immutable(deployed: tuple[str, dict[str, Any]]) -> None:
+    """Immutable but for cosign's sha256-<digest>.sig/.att tags (ECR's tag mutability exclusion
+    filters: https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-tag-mutability.html)."""
     env, _ = deployed
     name = exported(env, "cluster", "RepositoryUri").split("/", 1)[1]
     (repository,) = client("ecr").describe_repositories(repositoryNames=[name])["repositories"]
-    assert repository["imageTagMutability"] == "IMMUTABLE"
+    assert repository["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert repository["imageTagMutabilityExclusionFilters"] == [
+        {"filterType": "WILDCARD", "filter": "sha256-*"}
+    ]
 
 
 BASELINE_RULES = {

@@ -112,7 +112,10 @@ def copy_repository(destination: Path) -> None:
 
 def stand_in_bin(directory: Path) -> None:
     directory.mkdir()
-    tools = (("aws", "aws.py"), ("kubectl", "kube"), ("helm", "kube"), ("dig", "dig.py"))
+    tools = (
+        ("aws", "aws.py"), ("kubectl", "kube"), ("helm", "kube"), ("dig", "dig.py"),
+        ("supply-python", "verify.py"),
+    )  # fmt: skip
     for tool, path in tools:
         script = directory / tool
         # runpy gives the stand-in its own path as argv[0]: the tool's name travels apart. A
@@ -206,6 +209,10 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
         "STANDIN_REAL_KUBECTL": shutil.which("kubectl") or "/usr/bin/kubectl",
         "DEPLOY_POLL_SECONDS": "0", "DEPLOY_BACKOFF_SECONDS": "0", "TEARDOWN_POLL_SECONDS": "0",
         "RELEASE_WORK": str(base / "release"), "KUBECTL": "kubectl",
+        # The signatures' verification (deploy/image/verify.py) reads a registry's API, which
+        # moto's ECR does not serve: a stand-in answers as the scenario says (make
+        # verify-signing runs the real one against a real registry).
+        "SUPPLY_PYTHON": str(bin_dir / "supply-python"),
         # The public name, served on 127.0.0.1 (release.sh's synthetic traffic goes there).
         "RELEASE_TRAFFIC_URL": f"http://127.0.0.1:{public.server_address[1]}",
         "RELEASE_TRAFFIC_RATE": "20", "STANDIN_TRAFFIC": str(base / "traffic.log"),

@@ -29,6 +29,7 @@ STACKS = [f"registro-{ENV}-{layer}" for layer in
 # Three releases, by the digest of what was pushed under each tag.
 GOOD, BAD, SLOW = "a1b2c3d", "b2c3d4e", "c3d4e5f"
 QUIET, NEXT = "d4e5f6a", "e5f6a7b"
+UNSIGNED = "f6a7b8c"
 READ_ONLY = ("get-", "describe-", "list-")
 
 
@@ -278,6 +279,10 @@ def test_bootstrap_installs_the_platform_as_the_cluster_admin(rehearsal: Rehears
     assert {"Rollout", "AnalysisTemplate", "ExternalSecret"} <= set(kube["crds"])
     kinds = {o["kind"] for o in kube["objects"].values()}
     assert {"Role", "RoleBinding"} <= kinds
+    # The image policies, once policy-controller's chart has installed their CRD.
+    assert {"ClusterImagePolicy", "ValidatingAdmissionPolicy"} <= kinds
+    policies = [o for o in kube["objects"].values() if o["kind"] == "ClusterImagePolicy"]
+    assert all("registro-project/registro" in str(p["spec"]) for p in policies), policies
     cluster = [a for a in aws_calls(rehearsal.since_last(), "eks", "update-kubeconfig")]
     assert cluster and option(cluster[0], "--name") == f"registro-{ENV}"
 
@@ -300,6 +305,32 @@ def test_the_deployer_releases_a_good_canary(rehearsal: Rehearsal) -> None:
     assert [a[a.index("--selector") + 1] for a in applies if "--selector" in a][-2:] == [
         "app.kubernetes.io/component=migration", "app.kubernetes.io/component=server",
     ]  # fmt: skip
+    # The image was verified, by digest, for this environment and commit, before any apply.
+    calls = rehearsal.since_last()
+    (verify,) = [i for i, c in enumerate(calls) if c["tool"] == "verify"]
+    image = rollout["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert calls[verify]["args"][2:] == [image, "--env", ENV, "--commit", GOOD]
+    applied = [
+        i for i, c in enumerate(calls) if c["tool"] == "kubectl" and c["args"][:1] == ["apply"]
+    ]
+    assert verify < applied[0]
+
+
+def test_an_image_the_verification_refuses_is_never_applied(rehearsal: Rehearsal) -> None:
+    """make deploy-k8s runs deploy/image/verify.py on the pinned digest before it renders: a
+    refusal (unsigned, another identity, another commit: tests/infra/supply) stops the release
+    with the verification's reason, and nothing reaches the cluster."""
+    digest = push(rehearsal, UNSIGNED)
+    scenario = json.loads(rehearsal.scenario_path.read_text())
+    rehearsal.scenario(unsigned=[digest], digests=scenario["digests"] | {UNSIGNED: digest})
+    before = rehearsal.kube()["objects"]["Rollout/registro/registro"]["spec"]
+    result = rehearsal.make("deploy-k8s", ENV=ENV, TAG=UNSIGNED, identity="deployer")
+    assert result.returncode != 0
+    assert "is not signed (stand-in)" in result.stderr, result.stderr[-2000:]
+    assert "it is not what our release workflow signed and attested" in result.stderr
+    kubectl = [c["args"] for c in rehearsal.since_last() if c["tool"] == "kubectl"]
+    assert not [a for a in kubectl if a[:1] == ["apply"]], kubectl
+    assert rehearsal.kube()["objects"]["Rollout/registro/registro"]["spec"] == before
 
 
 def test_a_failing_canary_is_aborted_and_the_release_fails(rehearsal: Rehearsal) -> None:

@@ -46,7 +46,9 @@ def platform(manifests: Manifests, tmp_path_factory: pytest.TempPathFactory) -> 
         return flatten(list(yaml.safe_load_all(path.read_text())))
 
     charts = {c.release: load(out / f"{c.release}.yaml") for c in CHARTS}
-    return Platform(manifests.overlay, out, charts, load(out / "manifests.yaml"))
+    return Platform(
+        manifests.overlay, out, charts, load(out / "manifests.yaml"), load(out / "policies.yaml")
+    )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ pinned versions.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -161,8 +162,16 @@ def render_platform(overlay: str, out: Path, k8s_version: str) -> Path:
     require(bool(HELM) and Path(HELM).exists(), "helm is not installed (make helm)")
     require_upstream(UPSTREAM)
     outputs = K8S / "overlays" / overlay / "cloudformation-outputs.env"
+    repository = github_repository(overlay)
     subprocess.run(
-        ["python3", "-m", "deploy.k8s.tools.platform_values", str(outputs), str(out)],
+        [
+            "python3",
+            "-m",
+            "deploy.k8s.tools.platform_values",
+            str(outputs),
+            str(out),
+            f"GitHubRepository={repository}",
+        ],
         cwd=REPO,
         check=True,
         capture_output=True,
@@ -191,6 +200,13 @@ def render_platform(overlay: str, out: Path, k8s_version: str) -> Path:
     return out
 
 
+def github_repository(overlay: str) -> str:
+    """What release.sh bootstrap passes the platform besides the outputs: the repository whose
+    release workflow signs the images (deploy/aws/environments/ENV.json)."""
+    values = json.loads((REPO / "deploy" / "aws" / "environments" / f"{overlay}.json").read_text())
+    return str(values["GitHubRepository"])
+
+
 @dataclass(frozen=True)
 class Platform:
     """What `make bootstrap-k8s` installs for one overlay, rendered: each chart's documents (by
@@ -200,10 +216,11 @@ class Platform:
     directory: Path
     charts: dict[str, list[dict[str, Any]]]
     manifests: list[dict[str, Any]]
+    policies: list[dict[str, Any]]  # applied after the charts, whose CRDs they need
 
     @property
     def docs(self) -> list[dict[str, Any]]:
-        return [d for docs in self.charts.values() for d in docs] + self.manifests
+        return [d for docs in self.charts.values() for d in docs] + self.manifests + self.policies
 
     def one(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         found = [

@@ -40,6 +40,20 @@ def closed(schema: Any) -> Any:
     return schema
 
 
+def implicit_root_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """apiVersion, kind and metadata are allowed at the root whether the CRD's schema names them
+    or not (kubernetes.io docs, custom-resource-definitions, "Specifying a structural schema":
+    they are implicitly specified); policy-controller's CRD names only spec and status."""
+    implicit = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+    }
+    if "properties" not in schema:
+        return schema
+    return {**schema, "properties": implicit | schema["properties"]}
+
+
 Validators = dict[tuple[str, str], jsonschema.protocols.Validator]
 
 
@@ -56,7 +70,7 @@ def validators(platform: Platform) -> Validators:
         for version in crd["spec"]["versions"]:
             if version["served"]:
                 api = f"{crd['spec']['group']}/{version['name']}"
-                schema = closed(version["schema"]["openAPIV3Schema"])
+                schema = closed(implicit_root_fields(version["schema"]["openAPIV3Schema"]))
                 out[(api, crd["spec"]["names"]["kind"])] = jsonschema.Draft7Validator(schema)
     return out
 
@@ -102,6 +116,21 @@ def test_platform_custom_resources_match_the_installed_crds(
         key = (doc["apiVersion"], doc["kind"])
         assert key in validators, f"{key}: no installed CRD serves it"
         assert errors(validators[key], doc) == [], (doc["kind"], doc["metadata"]["name"])
+
+
+def test_the_image_policies_validate_and_a_misspelt_field_is_caught(
+    platform: Platform, validators: Validators
+) -> None:
+    """The ClusterImagePolicies against the v1beta1 schema policy-controller 0.10.6's chart
+    installs (templates/crds/clusterimagepolicy.yaml)."""
+    key = ("policy.sigstore.dev/v1beta1", "ClusterImagePolicy")
+    found = [d for d in platform.policies if d["kind"] == "ClusterImagePolicy"]
+    assert len(found) == 2 and key in validators
+    for policy in found:
+        assert errors(validators[key], policy) == [], policy["metadata"]["name"]
+    typo = copy.deepcopy(found[0])
+    typo["spec"]["authorities"][0]["keyless"]["identites"] = []
+    assert errors(validators[key], typo)
 
 
 def test_only_the_v1_external_secrets_api_is_served(validators: Validators) -> None:

@@ -42,6 +42,7 @@ def test_every_chart_is_pinned_to_the_upstream_release_it_names() -> None:
         "argo-rollouts",
         "external-dns",
         "prometheus",
+        "policy-controller",
     ], "install order: the ALB controller's webhooks, then the CRD owners, then the rest"
     for chart in CHARTS:
         require_upstream(chart.source)
@@ -424,13 +425,17 @@ def test_platform_outputs_come_from_the_stacks_never_copies(platform: Platform) 
     """Every value the platform takes from a stack is a ${Output} placeholder in the committed
     files: no ARN, VPC id, zone id or cluster name is written in them."""
     outputs = overlay_outputs(platform.overlay)
-    for path in [*(PLATFORM / "values").glob("*.yaml"), *(PLATFORM / "manifests").glob("*.yaml")]:
+    for path in [
+        *(PLATFORM / "values").glob("*.yaml"),
+        *(PLATFORM / "manifests").glob("*.yaml"),
+        *(PLATFORM / "policies").glob("*.yaml"),
+    ]:
         text = path.read_text()
         assert not re.search(r"arn:aws|vpc-[0-9a-f]{8}|\bZ[0-9A-Z]{12,}", text), path.name
         for value in (outputs["ClusterName"], outputs["DomainName"]):
             assert value not in text, (path.name, value)
-    rendered = (platform.directory / "manifests.yaml").read_text()
-    assert "${" not in rendered
+    for rendered in ("manifests.yaml", "policies.yaml"):
+        assert "${" not in (platform.directory / rendered).read_text(), rendered
 
 
 def test_the_placeholder_names_are_release_outputs() -> None:

@@ -120,6 +120,25 @@ def test_a_missing_stack_stops_the_release(tmp_path: Path) -> None:
     assert "registro-qa-data does not exist" in line
 
 
+def test_outputs_leave_no_temporary_file_behind_whether_the_stacks_are_read_or_not(
+    tmp_path: Path,
+) -> None:
+    """outputs() keeps the AWS CLI's error in a mktemp(1) file (created in TMPDIR) to say why a
+    stack cannot be read; the file goes when the stacks are read and when they cannot be."""
+    stacks = spread("qa", [k for k in committed_outputs("qa") if k != "AwsRegion"])
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**fake_aws(tmp_path, stacks), "TMPDIR": str(temporary)}
+    assert run("outputs", "qa", env=env).returncode == 0
+    assert list(temporary.iterdir()) == []
+    del stacks["registro-qa-data"]
+    (tmp_path / "stacks.json").write_text(json.dumps(stacks))
+    result = run("outputs", "qa", env=env)
+    assert result.returncode != 0
+    assert "cannot read the outputs of stack registro-qa-data" in result.stderr
+    assert list(temporary.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "image",
     [
@@ -508,7 +527,8 @@ def test_a_healthy_rollout_is_not_aborted(tmp_path: Path) -> None:
 
 def test_bootstrap_installs_the_platform_in_order(tmp_path: Path) -> None:
     """Namespace first, then the platform's manifests, then each chart waited for, in the order
-    deploy/k8s/platform/charts lists (controllers and CRDs before anything that needs them)."""
+    deploy/k8s/platform/charts lists (controllers and CRDs before anything that needs them),
+    then the image policies (policy-controller's ClusterImagePolicy CRD comes with its chart)."""
     env = fake_cluster(tmp_path, "Healthy", {"items": []})
     result = run("bootstrap", "prod", env=env)
     assert result.returncode == 0, result.stderr
@@ -518,7 +538,8 @@ def test_bootstrap_installs_the_platform_in_order(tmp_path: Path) -> None:
         f"kubectl apply -f {work}/manifests.yaml --selector app.kubernetes.io/component=namespace"
     )
     assert made[1] == f"kubectl apply -f {work}/platform/manifests.yaml"
-    helm = made[2:]
+    assert made[-1] == f"kubectl apply -f {work}/platform/policies.yaml"
+    helm = made[2:-1]
     assert [c.split()[3] for c in helm] == [c.release for c in CHARTS]
     for call, chart in zip(helm, CHARTS, strict=True):
         assert call.startswith(f"helm upgrade --install {chart.release} {chart.release} "), call
@@ -533,6 +554,10 @@ def test_bootstrap_installs_the_platform_in_order(tmp_path: Path) -> None:
             assert part in call, (chart.release, part)
         values = (work / "platform" / "values" / f"{chart.release}.yaml").read_text()
         assert "${" not in values
+    # The environment's GitHub repository, which is no stack output, reached the policies.
+    policies = (work / "platform" / "policies.yaml").read_text()
+    assert "${" not in policies
+    assert f"https://github.com/{aws_stacks.environment('prod')['GitHubRepository']}/" in policies
 
 
 NOT_FOUND = (

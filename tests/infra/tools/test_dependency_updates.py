@@ -298,6 +298,21 @@ def test_every_action_is_pinned_by_sha_and_covered() -> None:
         assert builtin_matches(config, "github-actions", workflow), workflow
 
 
+def test_the_cosign_release_the_workflows_install_is_covered_and_held_at_v2() -> None:
+    """sigstore/cosign-installer's `cosign-release` input names a cosign release (a GitHub
+    release of sigstore/cosign); the action itself is pinned by SHA like the others. v3 writes
+    signatures as OCI referrers (docs/decisions/image-signing.md): Renovate proposes v2 only."""
+    config = load_config()
+    found = 0
+    for path in tracked(".github/workflows/*.yml"):
+        for version in re.findall(r"\n\s+cosign-release: (\S+)\n", (ROOT / path).read_text()):
+            assert_captured(config, path, "sigstore/cosign", version, "github-releases")
+            found += 1
+    assert found >= 1
+    (held,) = rule(config, matchDepNames=["sigstore/cosign"])
+    assert held["allowedVersions"] == "<3"
+
+
 def test_every_chart_is_covered() -> None:
     config = load_config()
     rows = chart_rows()

@@ -113,7 +113,13 @@ auths = json.load(open(args[args.index("--authfile") + 1]))["auths"]
 for ref in args[-2:]:
     host = ref.removeprefix("docker://").split("/", 1)[0]
     assert base64.b64decode(auths[host]["auth"]).decode() == "AWS:stub-password", host
-source, target = args[-2].split("@", 1)[1], args[-1].rsplit(":", 1)[1]
+target = args[-1].rsplit(":", 1)[1]
+if target.startswith("sha256-"):  # cosign's .sig/.att tags: mutable (cluster.yaml's exclusion)
+    source = args[-2].rsplit(":", 1)[1]
+    if source not in state.get("signed", []):
+        save(); print(f"reading manifest {source}: manifest unknown", file=sys.stderr); sys.exit(1)
+    state.setdefault("attached", {})[target] = source; save(); sys.exit(0)
+source = args[-2].split("@", 1)[1]
 if target in state["images"]:
     save(); print("tag invalid: immutable", file=sys.stderr); sys.exit(1)
 # --preserve-digests: the manifest's bytes, so its digest, as they are in the source.
@@ -133,6 +139,8 @@ class StandIns:
             "error": None,
             "calls": [],
             "blobs": {},
+            # The tags cosign wrote beside QA's image (its signature and attestations).
+            "signed": [f"{DIGEST.replace(':', '-')}.sig", f"{DIGEST.replace(':', '-')}.att"],
         }
         self.save()
         bin_dir = tmp / "bin"
@@ -307,20 +315,49 @@ def test_production_copies_the_manifest_qa_deployed_instead_of_pushing_again(
     stand_ins.save()
     assert run(publish, "--expect-digest", DIGEST, "--copy-from", QA_URI) == 0
     assert stand_ins.pushes() == []
-    (copy,) = [c for c in stand_ins.load()["calls"] if c[0] == "skopeo"]
+    copy, *signatures = [c for c in stand_ins.load()["calls"] if c[0] == "skopeo"]
     assert "--preserve-digests" in copy
     assert copy[-2:] == [f"docker://{QA_URI}@{DIGEST}", f"docker://{URI}:{TAG}"]
+    assert len(signatures) == 2
     assert stand_ins.output.read_text() == f"digest={DIGEST}\nrepository={URI}\n"
     assert not [c for c in stand_ins.load()["calls"] if "stub-password" in " ".join(c)]
 
 
-def test_a_copy_rerun_finds_the_tested_digest_and_copies_nothing(
+def test_a_copy_rerun_finds_the_tested_digest_and_copies_only_the_signatures(
     publish: ModuleType, stand_ins: StandIns
 ) -> None:
     stand_ins.state["images"][TAG] = {"digest": DIGEST, "layers": LAYERS}
     stand_ins.save()
     assert run(publish, "--expect-digest", DIGEST, "--copy-from", QA_URI) == 0
-    assert not [c for c in stand_ins.load()["calls"] if c[0] == "skopeo"]
+    copies = [c[-1] for c in stand_ins.load()["calls"] if c[0] == "skopeo"]
+    assert copies == [f"docker://{URI}:{t}" for t in stand_ins.state["signed"]]  # not the image
+
+
+def test_the_signatures_and_attestations_travel_with_the_image(
+    publish: ModuleType, stand_ins: StandIns
+) -> None:
+    """cosign stores an image's signatures under the tag sha256-<hex>.sig and its attestations
+    under sha256-<hex>.att, in the image's repository (sigstore/cosign specs/SIGNATURE_SPEC.md,
+    "Tag based discovery"; ATTESTATION_SPEC.md): production's copy of the digest verifies
+    (make deploy-k8s, deploy/image/verify.py) only if they are copied to production too."""
+    assert run(publish, "--expect-digest", DIGEST, "--copy-from", QA_URI) == 0
+    skopeo = [c for c in stand_ins.load()["calls"] if c[0] == "skopeo"]
+    hex_digest = DIGEST.removeprefix("sha256:")
+    for suffix in ("sig", "att"):
+        tag = f"sha256-{hex_digest}.{suffix}"
+        (call,) = [c for c in skopeo if c[-1].endswith(tag)]
+        assert call[1:5] == ["copy", "--all", "--preserve-digests", "--authfile"]
+        assert call[-2:] == [f"docker://{QA_URI}:{tag}", f"docker://{URI}:{tag}"]
+    assert stand_ins.state["attached"] == {t: t for t in stand_ins.state["signed"]}
+
+
+def test_an_image_qa_holds_no_signature_of_is_not_promoted(
+    publish: ModuleType, stand_ins: StandIns, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stand_ins.state["signed"] = []
+    stand_ins.save()
+    assert run(publish, "--expect-digest", DIGEST, "--copy-from", QA_URI) == 1
+    assert "manifest unknown" in capsys.readouterr().err
 
 
 def test_a_copy_needs_the_digest_to_copy(publish: ModuleType, stand_ins: StandIns) -> None:

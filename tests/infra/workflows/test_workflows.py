@@ -114,18 +114,46 @@ def test_deploy_goes_qa_then_approved_production_with_rollback() -> None:
     for job in ("qa", "production", "rollback-production"):
         assert jobs[job]["permissions"]["id-token"] == "write", job
     assert jobs["rollback-production"]["environment"]["name"] == "production" + ROLLBACK_SUFFIX
-    # one build; each environment publishes those bytes, then deploys them
-    for job, env in (("qa", "qa"), ("production", "prod")):
+    # one build; each environment publishes those bytes, then deploys them; QA signs them first
+    for job, env, signing in (("qa", "qa", ["sign-image"]), ("production", "prod", [])):
         order = [r.split()[1] for r in runs[job] if r]
-        assert order[:4] == ["kubectl", "image-load", "publish-image", "deploy-k8s"], order
+        assert order[:4 + len(signing)] == [
+            "kubectl", "image-load", "publish-image", *signing, "deploy-k8s",
+        ], order  # fmt: skip
         assert any(f"publish-image ENV={env} " in r for r in runs[job]), runs[job]
+
+
+def test_qa_signs_the_digest_it_published_with_cosign_v2_before_deploying() -> None:
+    """Keyless signing needs the job's OIDC token (id-token: write; docs.github.com "About
+    security hardening with OpenID Connect"); cosign v2 writes the sha256-<hex>.sig/.att tags
+    policy-controller 0.13 reads, where cosign v3 writes OCI referrers (sigstore/cosign v3
+    release notes; falcosecurity/plugins#1211). Production signs nothing: it copies QA's
+    signatures with the manifest (deploy/image/publish.py)."""
+    jobs = load(REPO / ".github" / "workflows" / "deploy.yml")["jobs"]
+    steps = jobs["qa"]["steps"]
+    (installer,) = [s for s in steps if s.get("uses", "").startswith("sigstore/cosign-installer@")]
+    assert re.fullmatch(r"sigstore/cosign-installer@[0-9a-f]{40}", installer["uses"])
+    assert re.fullmatch(r"v2\.\d+\.\d+", installer["with"]["cosign-release"])
+    (sign,) = [s for s in steps if "make sign-image" in s.get("run", "")]
+    assert sign["run"] == 'make sign-image ENV=qa IMAGE="$REPOSITORY@$DIGEST" TAG="$GITHUB_SHA"'
+    assert sign["env"] == {
+        "REPOSITORY": "${{ steps.publish.outputs.repository }}",
+        "DIGEST": "${{ steps.publish.outputs.digest }}",
+    }
+    assert steps.index(installer) < steps.index(sign)
+    production = " ".join(str(s) for s in jobs["production"]["steps"])
+    assert "cosign" not in production and "sign-image" not in production
+    assert "COPY_FROM=" in production
 
 
 def test_ci_runs_on_pull_requests_and_main() -> None:
     doc = load(REPO / ".github" / "workflows" / "ci.yml")
     assert "pull_request" in doc["on"] and doc["on"]["push"] == {"branches": ["main"]}
     runs = " ".join(s.get("run", "") for _, s in steps(doc))
-    for target in ("lint", "facts-check", "test", "verify-aws", "verify-k8s", "verify-workflows"):
+    for target in (
+        "lint", "facts-check", "test", "verify-aws", "verify-k8s", "verify-workflows",
+        "verify-signing",
+    ):  # fmt: skip
         assert re.search(rf"make {target}\b", runs), target
     for target in ("image", "e2e", "sbom"):
         assert re.search(rf"make {target}\b", runs), target

@@ -48,9 +48,9 @@ def built_in(api_version: str) -> bool:
 CLUSTER_SCOPED = {
     "Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "PriorityClass",
     "CustomResourceDefinition", "IngressClass", "ValidatingWebhookConfiguration",
-    "PersistentVolume",
+    "PersistentVolume", "MutatingWebhookConfiguration", "ClusterImagePolicy",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
 }  # fmt: skip
-# The CRDs each vendored chart installs (../shared/upstream/charts/*/crds, templates).
 
 
 class Refused(Exception):

@@ -11,11 +11,13 @@ from pathlib import Path
 from cluster import Refused, load, save
 from volumes import install_prometheus
 
+# The CRDs each vendored chart installs (../shared/upstream/charts/*/crds, templates).
 CHART_CRDS = {
     "argo-rollouts": ["Rollout", "AnalysisTemplate", "AnalysisRun", "ClusterAnalysisTemplate",
                       "Experiment"],
     "external-secrets": ["ExternalSecret", "SecretStore", "ClusterSecretStore"],
     "aws-load-balancer-controller": ["TargetGroupBinding", "IngressClassParams"],
+    "policy-controller": ["ClusterImagePolicy", "TrustRoot"],
 }  # fmt: skip
 
 
