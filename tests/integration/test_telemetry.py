@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import logging
+import os
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from registro.telemetry.logs import configure_logging, flush
-from tests.conftest import bearer, new_postgres_database
+from tests.conftest import add_key, bearer, new_postgres_database
 from tests.support.postgres import free_port
-from tests.support.service import running_service
+from tests.support.service import REGISTRO, running_service
 
 
 async def test_the_request_id_is_always_the_services_own(client: httpx.AsyncClient) -> None:
@@ -173,3 +178,75 @@ def test_traces_are_exported_over_otlp_when_configured(
     assert services == {"registro-test"}
     assert "POST /data" in spans
     assert "GET /data/{id}" in spans, " | ".join(spans)
+
+
+DB_SYSTEM = "db.system.name"
+
+
+def _spans(received: list[bytes]) -> tuple[list[Span], dict[str, str]]:
+    spans: list[Span] = []
+    resource: dict[str, str] = {}
+    for body in received:
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+            for attribute in resource_spans.resource.attributes:
+                resource[attribute.key] = attribute.value.string_value
+            for scope_spans in resource_spans.scope_spans:
+                spans += scope_spans.spans
+    return spans, resource
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_traced_request_has_its_statements_and_its_ids_in_log_and_audit(
+    otlp_collector: tuple[str, list[bytes]], tmp_path: Path, backend: str, request: Any
+) -> None:
+    """One write: its server span has a child span per database statement (both drivers); the
+    trace id is in its access line, in every application line of the request (the audit line)
+    and in its audit row, next to the request id; the resource names the service, version,
+    commit, environment and pod (OTEL_RESOURCE_ATTRIBUTES, as the Rollout sets it). Trace ids
+    begin with the Unix time, which AWS X-Ray requires (awsxrayexporter
+    internal/translator/segment.go convertToAmazonTraceID: older than 28 days is refused)."""
+    endpoint, received = otlp_collector
+    if backend == "postgres":
+        url = new_postgres_database(
+            request.getfixturevalue("postgres_server"), request.getfixturevalue("postgres_template")
+        )
+    else:
+        url = f"sqlite:///{tmp_path}/registro.db"
+        subprocess.run([REGISTRO, "migrate"], env={**os.environ, "DATABASE_URL": url}, check=True)
+    admin = asyncio.run(add_key(url, "auditor", "admin"))
+    with running_service(
+        url,
+        tmp_path / "service.log",
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_RESOURCE_ATTRIBUTES="k8s.pod.name=registro-abc",
+        REGISTRO_GIT_COMMIT="0123abc",
+        OTEL_BSP_SCHEDULE_DELAY="100",
+    ) as s:
+        created = httpx.post(f"{s.url}/data", json={"name": "traced"})
+        audit = httpx.get(f"{s.url}/audit", headers=bearer(admin)).json()
+        log = s.output()
+    rid = created.headers["x-request-id"]
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("request_id") == rid]
+    assert {line["logger"] for line in mine} == {"registro.access", "registro.audit"}
+    (trace_id,) = {line["trace_id"] for line in mine}
+    assert audit[0]["request_id"] == rid and audit[0]["trace_id"] == trace_id
+    assert abs(int(trace_id[:8], 16) - time.time()) < 300
+
+    spans, resource = _spans(received)
+    ours = [span for span in spans if span.trace_id.hex() == trace_id]
+    (server,) = [span for span in ours if span.name == "POST /data"]
+    assert all(span.parent_span_id == server.span_id for span in ours if span != server)
+    systems = {
+        a.value.string_value for s in ours for a in s.attributes if a.key == "db.system.name"
+    }
+    assert systems == {{"sqlite": "sqlite", "postgres": "postgresql"}[backend]}
+    statements = [span for span in ours if span != server]
+    assert statements and all(span.kind == Span.SPAN_KIND_CLIENT for span in statements)
+    assert {"INSERT", "WITH"} & {span.name for span in statements}
+    assert resource["service.name"] == "registro" and resource["service.version"]
+    assert resource["vcs.ref.head.revision"] == "0123abc"
+    assert resource["deployment.environment.name"] == "dev"
+    assert resource["k8s.pod.name"] == "registro-abc"

@@ -1,11 +1,28 @@
 """OpenTelemetry traces, exported over OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 
-The exporter reads the other standard OTEL_* variables itself (headers, timeouts, batching). Server
-spans are named after the route template (`GET /data/{id}`), which is known only once routing has
-run, so the name is set on the way out.
+The exporter and the sampler read the other standard OTEL_* variables themselves (headers,
+timeouts, batching; OTEL_TRACES_SAMPLER and its ratio, set once in deploy/k8s/base/config.env).
+Spans leave through a BatchSpanProcessor: a bounded queue and one thread, so a receiver that is
+slow or down costs a request nothing (a full queue drops spans; tests/e2e/test_10_traces.py).
+
+Server spans are named after the route template (`GET /data/{id}`), which is known only once
+routing has run, so the name is set on the way out. Each database statement is a client span
+under it (`instrument_databases`).
+
+Trace ids embed their start time in the first 32 bits: AWS X-Ray refuses a trace id whose
+leading 8 hex digits are not a Unix time within its last 30 days, and the CloudWatch agent's
+X-Ray exporter drops such spans ("invalid xray traceid", awsxrayexporter
+internal/translator/segment.go convertToAmazonTraceID; X-Ray Developer Guide, "Sending trace
+data to X-Ray", trace id format). Within a process they stay unique by their 96 random bits.
 """
 
 from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -13,11 +30,22 @@ from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from registro import __version__
+from registro.telemetry.requests import TRACE_ID
+
+
+def trace_id_hex(span: trace.Span) -> str | None:
+    """The span's trace id as 32 hex digits (W3C form), if the span is sampled."""
+    context = span.get_span_context()
+    return format(context.trace_id, "032x") if context.trace_flags.sampled else None
 
 
 class RouteSpanNameMiddleware:
-    """Rename the server span as the response starts (it ends with the last body chunk)."""
+    """Rename the server span as the response starts (it ends with the last body chunk), and
+    leave its trace id in the request's state for the log lines and the audit row."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -27,6 +55,7 @@ class RouteSpanNameMiddleware:
             await self.app(scope, receive, send)
             return
         span = trace.get_current_span()
+        scope.setdefault("state", {})[TRACE_ID] = trace_id_hex(span)
 
         async def send_naming_span(message: Message) -> None:
             route = getattr(scope.get("route"), "path", None)
@@ -38,9 +67,94 @@ class RouteSpanNameMiddleware:
         await self.app(scope, receive, send_naming_span)
 
 
-def traced(app: ASGIApp, endpoint: str, service_name: str) -> tuple[ASGIApp, TracerProvider]:
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+class XRayIdGenerator(IdGenerator):
+    """Trace ids whose first 4 bytes are the Unix time in seconds, the rest random."""
+
+    def generate_span_id(self) -> int:
+        return random.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return (int(time.time()) << 96) | random.getrandbits(96)
+
+
+def resource(service_name: str, environment: str, commit: str) -> Resource:
+    """What every span says about its source; OTEL_RESOURCE_ATTRIBUTES (the pod's name, from
+    the downward API in deploy/k8s/base/rollout.yaml) is merged in by Resource.create."""
+    return Resource.create(
+        {
+            "service.name": service_name,
+            "service.version": __version__,
+            "vcs.ref.head.revision": commit,
+            "deployment.environment.name": environment,
+            "process.pid": os.getpid(),
+        }
+    )
+
+
+def _statement_name(statement: str) -> str:
+    """The span's name: the statement's first keyword (SELECT, WITH, INSERT, BEGIN...)."""
+    words = statement.split(None, 1)
+    return words[0].upper() if words else "statement"
+
+
+# The tracer of the provider last built in this process (one per worker process; tests build
+# several): the patched methods look it up at each call.
+_statements: list[trace.Tracer] = []
+
+
+def _traced_method(
+    method: Callable[..., Awaitable[Any]], system: str
+) -> Callable[..., Awaitable[Any]]:
+    async def statement(self: object, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not _statements or not trace.get_current_span().is_recording():
+            return await method(self, query, *args, **kwargs)  # unsampled: no span to add
+        attributes = {"db.system.name": system, "db.query.text": query}
+        with _statements[-1].start_as_current_span(
+            _statement_name(query), kind=trace.SpanKind.CLIENT, attributes=attributes
+        ):
+            return await method(self, query, *args, **kwargs)
+
+    statement._registro_statement = True  # type: ignore[attr-defined]
+    return statement
+
+
+# The methods the stores run statements through (registro.store.postgres, .sqlite); asyncpg's
+# transaction() sends BEGIN, COMMIT and savepoints through Connection.execute too.
+_STATEMENT_METHODS = {
+    ("asyncpg", "Connection", "postgresql"): ("execute", "fetch", "fetchval", "fetchrow"),
+    ("aiosqlite", "Connection", "sqlite"): ("execute",),
+}
+
+
+def instrument_databases(tracer: trace.Tracer) -> None:
+    """Each statement a child span of the request's span, for both drivers, with the statement
+    text (its placeholders, never its values). Done here rather than with the drivers'
+    instrumentations: aiosqlite runs statements on its own thread, which does not carry the
+    request's context (so opentelemetry-instrumentation-sqlite3 would start orphan traces), and
+    one wrapper covers both. Once per process: the methods are patched on the classes."""
+    import importlib
+
+    _statements[:] = [tracer]
+    for (module_name, class_name, system), methods in _STATEMENT_METHODS.items():
+        cls = getattr(importlib.import_module(module_name), class_name)
+        for name in methods:
+            method = getattr(cls, name)
+            if not hasattr(method, "_registro_statement"):  # aiosqlite's has a __wrapped__
+                setattr(cls, name, _traced_method(method, system))
+
+
+def traced(
+    app: ASGIApp, endpoint: str, service_name: str, environment: str, commit: str
+) -> tuple[ASGIApp, TracerProvider]:
+    provider = TracerProvider(
+        resource=resource(service_name, environment, commit), id_generator=XRayIdGenerator()
+    )
     exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    wrapped = OpenTelemetryMiddleware(RouteSpanNameMiddleware(app), tracer_provider=provider)
+    instrument_databases(provider.get_tracer("registro.store"))
+    # No span per ASGI receive/send event: each costs a span on every request and says nothing
+    # the server span's duration does not.
+    wrapped = OpenTelemetryMiddleware(
+        RouteSpanNameMiddleware(app), tracer_provider=provider, exclude_spans=["receive", "send"]
+    )
     return wrapped, provider
