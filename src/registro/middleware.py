@@ -65,13 +65,7 @@ def wrap(
         return app, None
     from registro.telemetry.tracing import traced
 
-    return traced(
-        app,
-        settings.otel_exporter_otlp_endpoint,
-        settings.otel_service_name,
-        settings.env,
-        settings.git_commit,
-    )
+    return traced(app, settings)
 
 
 def layers(settings: Settings, lifecycle: Lifecycle) -> list[Layer]:

@@ -204,7 +204,7 @@ def test_a_traced_request_has_its_statements_and_its_ids_in_log_and_audit(
     """One write: its server span has a child span per database statement (both drivers); the
     trace id is in its access line, in every application line of the request (the audit line)
     and in its audit row, next to the request id; the resource names the service, version,
-    commit, environment and pod (OTEL_RESOURCE_ATTRIBUTES, as the Rollout sets it). Trace ids
+    commit, environment and pod (REGISTRO_POD_NAME, from the downward API in the Rollout). Trace ids
     begin with the Unix time, which AWS X-Ray requires (awsxrayexporter
     internal/translator/segment.go convertToAmazonTraceID: older than 28 days is refused)."""
     endpoint, received = otlp_collector
@@ -220,7 +220,7 @@ def test_a_traced_request_has_its_statements_and_its_ids_in_log_and_audit(
         url,
         tmp_path / "service.log",
         OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
-        OTEL_RESOURCE_ATTRIBUTES="k8s.pod.name=registro-abc",
+        REGISTRO_POD_NAME="registro-abc",
         REGISTRO_GIT_COMMIT="0123abc",
         OTEL_BSP_SCHEDULE_DELAY="100",
     ) as s:

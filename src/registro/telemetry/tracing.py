@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registro import __version__
+from registro.settings import Settings
 from registro.telemetry.requests import TRACE_ID
 
 
@@ -77,18 +78,19 @@ class XRayIdGenerator(IdGenerator):
         return (int(time.time()) << 96) | random.getrandbits(96)
 
 
-def resource(service_name: str, environment: str, commit: str) -> Resource:
-    """What every span says about its source; OTEL_RESOURCE_ATTRIBUTES (the pod's name, from
-    the downward API in deploy/k8s/base/rollout.yaml) is merged in by Resource.create."""
-    return Resource.create(
-        {
-            "service.name": service_name,
-            "service.version": __version__,
-            "vcs.ref.head.revision": commit,
-            "deployment.environment.name": environment,
-            "process.pid": os.getpid(),
-        }
-    )
+def resource(service_name: str, environment: str, commit: str, pod: str | None) -> Resource:
+    """What every span says about its source (the pod's name comes from the downward API,
+    deploy/k8s/base/rollout.yaml); Resource.create merges in OTEL_RESOURCE_ATTRIBUTES too."""
+    attributes: dict[str, str | int] = {
+        "service.name": service_name,
+        "service.version": __version__,
+        "vcs.ref.head.revision": commit,
+        "deployment.environment.name": environment,
+        "process.pid": os.getpid(),
+    }
+    if pod:
+        attributes["k8s.pod.name"] = pod
+    return Resource.create(attributes)
 
 
 def _statement_name(statement: str) -> str:
@@ -143,11 +145,15 @@ def instrument_databases(tracer: trace.Tracer) -> None:
                 setattr(cls, name, _traced_method(method, system))
 
 
-def traced(
-    app: ASGIApp, endpoint: str, service_name: str, environment: str, commit: str
-) -> tuple[ASGIApp, TracerProvider]:
+def traced(app: ASGIApp, settings: Settings) -> tuple[ASGIApp, TracerProvider]:
+    """`app` traced, when settings.otel_exporter_otlp_endpoint is set (registro.middleware)."""
+    assert settings.otel_exporter_otlp_endpoint
+    endpoint = settings.otel_exporter_otlp_endpoint
     provider = TracerProvider(
-        resource=resource(service_name, environment, commit), id_generator=XRayIdGenerator()
+        resource=resource(
+            settings.otel_service_name, settings.env, settings.git_commit, settings.pod_name
+        ),
+        id_generator=XRayIdGenerator(),
     )
     exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
     provider.add_span_processor(BatchSpanProcessor(exporter))

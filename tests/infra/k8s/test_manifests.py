@@ -382,9 +382,8 @@ def test_traces_go_to_the_cloudwatch_agent_and_only_there(manifests: Manifests) 
     assert endpoint == "http://cloudwatch-agent.amazon-cloudwatch:4318"
     assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
     assert 0 < float(env["OTEL_TRACES_SAMPLER_ARG"]) <= 1
-    assert env["OTEL_RESOURCE_ATTRIBUTES"] == "k8s.pod.name=$(POD_NAME)"
-    pod_name = next(v for v in manifests.server_container()["env"] if v["name"] == "POD_NAME")
-    assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    pod = next(v for v in manifests.server_container()["env"] if v["name"] == "REGISTRO_POD_NAME")
+    assert pod["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     policies = {p["metadata"]["name"]: p["spec"] for p in manifests.all("NetworkPolicy")}
     to_agent = [r for r in policies["registro-egress"]["egress"] if r["ports"][0]["port"] == 4318]
     assert to_agent == [
