@@ -7,6 +7,7 @@ import http.server
 import json
 import logging
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -250,3 +251,46 @@ def test_a_traced_request_has_its_statements_and_its_ids_in_log_and_audit(
     assert resource["vcs.ref.head.revision"] == "0123abc"
     assert resource["deployment.environment.name"] == "dev"
     assert resource["k8s.pod.name"] == "registro-abc"
+
+
+@pytest.fixture
+def silent_receiver() -> Iterator[str]:
+    """An OTLP address that takes connections and never answers (a hung agent): the kernel
+    completes each handshake into the backlog, nothing reads."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("receiver", ["refusing", "silent"])
+def test_a_receiver_that_is_down_never_holds_up_a_request(
+    receiver: str, silent_receiver: str, tmp_path: Path
+) -> None:
+    """Spans leave through the SDK's BatchSpanProcessor: a bounded queue that one thread
+    exports, dropping spans when it is full (opentelemetry-sdk, sdk/trace/export
+    BatchSpanProcessor, OTEL_BSP_MAX_QUEUE_SIZE). With the receiver refusing connections or
+    silent (the exporter then waits OTEL_EXPORTER_OTLP_TIMEOUT, 10 s, per batch), every
+    request still answers at once."""
+    endpoint = silent_receiver if receiver == "silent" else f"http://127.0.0.1:{free_port()}"
+    with (
+        running_service(
+            f"sqlite:///{tmp_path}/registro.db",
+            tmp_path / "service.log",
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="50",
+            OTEL_BSP_MAX_QUEUE_SIZE="64",  # full within the run: the drops are exercised too
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="32",
+        ) as s,
+        httpx.Client(base_url=s.url, timeout=5) as client,
+    ):
+        slowest = 0.0
+        for i in range(300):
+            started = time.perf_counter()
+            response = client.post("/data", json={"name": f"n{i}"})
+            slowest = max(slowest, time.perf_counter() - started)
+            assert response.status_code == 200
+    assert slowest < 1.0, f"a request took {slowest:.3f} s with the receiver {receiver}"
