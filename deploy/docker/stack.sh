@@ -18,7 +18,7 @@ compose() {
 
 # Services that must be healthy (they have a healthcheck) or running (postgres-exporter), and the
 # one-shot migrate that must have exited 0.
-LONG_RUNNING=(etcd pg1 pg2 pgproxy postgres-exporter app1 app2 app3 haproxy prometheus)
+LONG_RUNNING=(etcd pg1 pg2 pgproxy postgres-exporter app1 app2 app3 haproxy prometheus traces)
 
 state_of() {  # healthy | running | exited:N | missing | starting | unhealthy
     local id

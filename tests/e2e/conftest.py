@@ -19,7 +19,19 @@ os.chdir(ROOT)
 
 CA = str(ROOT / ".work" / "certs" / "ca.crt")
 STACK_URL = "https://127.0.0.1:8443"  # HAProxy's HTTPS port (compose.yaml)
-SERVICES = ("etcd", "pg1", "pg2", "pgproxy", "app1", "app2", "app3", "haproxy", "prometheus")
+SERVICES = (
+    "etcd",
+    "pg1",
+    "pg2",
+    "pgproxy",
+    "app1",
+    "app2",
+    "app3",
+    "haproxy",
+    "prometheus",
+    "traces",
+)
+TRACES_URL = "http://127.0.0.1:4318"  # the stack's trace receiver (compose.yaml `traces`)
 
 
 @pytest.fixture(scope="session")

@@ -283,7 +283,7 @@ def test_a_receiver_that_is_down_never_holds_up_a_request(
             OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
             OTEL_BSP_SCHEDULE_DELAY="50",
             OTEL_BSP_MAX_QUEUE_SIZE="64",  # full within the run: the drops are exercised too
-        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="32",
+            OTEL_BSP_MAX_EXPORT_BATCH_SIZE="32",
         ) as s,
         httpx.Client(base_url=s.url, timeout=5) as client,
     ):
