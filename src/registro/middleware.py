@@ -4,8 +4,10 @@ A request reaches this module once registro.http (uvicorn's protocol, bounded ag
 oversized clients) has read its head. From there, outermost first:
 
 1. tracing, only when OTEL_EXPORTER_OTLP_ENDPOINT is set (registro.telemetry.tracing, imported
-   then: OpenTelemetry costs a worker's start otherwise);
-2. RequestTelemetryMiddleware: the request's id, its access log line, its metrics;
+   then: OpenTelemetry costs a worker's start otherwise), which leaves a sampled request's trace
+   id in its state;
+2. RequestTelemetryMiddleware: the request's id, its access log line, its metrics, and both ids
+   on every log line written while it runs;
 3. DrainMiddleware: Connection: close while draining, a JSON 503 at the shutdown deadline;
 4. RequestLimitsMiddleware: 413 for a body over REGISTRO_MAX_BODY_BYTES, 415 for one not JSON;
 5. FaultInjectionMiddleware, only when REGISTRO_FAULT_* is set (never in prod);

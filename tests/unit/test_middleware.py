@@ -63,3 +63,46 @@ def test_faults_sit_innermost_and_tracing_outermost_when_configured() -> None:
         Starlette,
         FailsafeMiddleware,
     ]
+
+
+async def test_every_line_logged_during_a_request_names_it_and_its_trace() -> None:
+    """The request's ids reach every log line written while it runs, through a context
+    variable the telemetry layer sets for the request's task and resets after it."""
+    import logging
+
+    from registro.telemetry.logs import JsonFormatter
+    from registro.telemetry.requests import TRACE_ID
+
+    lines: list[dict[str, Any]] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter().entry(record))
+
+    app_log = logging.getLogger("registro.test.app")
+    app_log.addHandler(Keep())
+    app_log.propagate = False
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        app_log.warning("inside")
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message: Any) -> None:
+        pass
+
+    layer = RequestTelemetryMiddleware(app)
+    trace_id = "0123456789abcdef0123456789abcdef"
+    for traced in (trace_id, None):
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/x",
+            "headers": [],
+            "state": {TRACE_ID: traced},
+        }
+        await layer(scope, None, send)
+        assert lines[-1]["request_id"] == scope["state"]["request_id"]
+        assert lines[-1]["trace_id"] == traced
+    app_log.warning("outside")
+    assert "request_id" not in lines[-1] and "trace_id" not in lines[-1]

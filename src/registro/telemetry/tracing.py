@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -143,6 +144,20 @@ def instrument_databases(tracer: trace.Tracer) -> None:
             method = getattr(cls, name)
             if not hasattr(method, "_registro_statement"):  # aiosqlite's has a __wrapped__
                 setattr(cls, name, _traced_method(method, system))
+
+
+# At a worker's exit, how long the spans still queued may take to leave. The SDK's own shutdown
+# waits up to 30 s, retrying a receiver that is down batch after batch: a worker would outlive
+# its grace period (compose's stop_grace_period, the pod's terminationGracePeriodSeconds).
+FLUSH_SECONDS = 2.0
+
+
+def stop(shutdown: Callable[[], None], seconds: float = FLUSH_SECONDS) -> None:
+    """Shut the tracer provider down (`shutdown`), waiting at most `seconds` for its last spans
+    to be exported; past that they are lost with the process (the thread is a daemon)."""
+    flushing = threading.Thread(target=shutdown, name="registro-trace-flush", daemon=True)
+    flushing.start()
+    flushing.join(seconds)
 
 
 def traced(app: ASGIApp, settings: Settings) -> tuple[ASGIApp, TracerProvider]:
