@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
+import os
 import subprocess
 import sys
 import threading
@@ -23,14 +25,20 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-from benchmarks.run import BIN, CONNECTIONS, ROOT, WORKERS, machine, process, step, wrk
+from benchmarks.run import (
+    BIN,
+    CONNECTIONS,
+    ROOT,
+    WORKERS,
+    database,
+    machine,
+    process,
+    step,
+    write_key,
+    wrk,
+)
 from deploy.docker import otlp_receiver
 from tests.support.postgres import free_port, running_postgres
-
-from registro.auth import new_key
-from registro.store import open_store
-from registro.store.migrate import upgrade
 
 ROWS = 1000
 WORKDIR = ROOT / ".work" / "bench"
@@ -48,23 +56,27 @@ CONFIGS: dict[str, dict[str, str]] = {
 
 
 async def prepare(server: str) -> tuple[str, str]:
-    admin = await asyncpg.connect(server)
-    await admin.execute("CREATE DATABASE bench_tracing")
-    await admin.close()
-    url = server.rsplit("/", 1)[0] + "/bench_tracing"
-    await asyncio.to_thread(upgrade, url)
-    db = await asyncpg.connect(url)
-    await db.execute(
-        "INSERT INTO records (name, created_at, updated_at)"
-        " SELECT 'record-' || i, now(), now() FROM generate_series(1, $1) AS i",
-        ROWS,
-    )
-    await db.close()
-    token, key = new_key("bench", frozenset({"write"}))
-    store = await open_store(url, 1)
-    await store.add_key(key)
-    await store.close()
-    return url, token
+    url = await database(server, "bench_tracing", ROWS)
+    return url, await write_key(url)
+
+
+def cpu_seconds(parent: int) -> float:
+    """User and system CPU time of the server and its workers so far (/proc/PID/stat fields 14
+    and 15, in clock ticks): what a request costs the service, whatever else loads the machine."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    ticks = 0
+    for pid in (str(parent), *children):
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, script: str, args: list[str], seconds: int, pid: int) -> dict[str, Any]:
+    before = cpu_seconds(pid)
+    load = wrk(url, script, args, seconds)
+    used = cpu_seconds(pid) - before
+    return {**load.__dict__, "cpu_us": used / max(load.requests, 1) * 1e6}
 
 
 def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
@@ -73,6 +85,7 @@ def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
         "rounds": rounds,
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
+        "load_average": f"{os.getloadavg()[0]:.1f}",
         "loads": {name: {"get": [], "post": []} for name in CONFIGS},
     }
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), otlp_receiver.handler(otlp_receiver.Store()))
@@ -99,11 +112,13 @@ def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
                     base = f"http://127.0.0.1:{port}"
                     step(f"round {i + 1}/{rounds}: {name}")
                     log = workdir / "tracing-service.log"
-                    with process([str(BIN / "registro"), "serve"], env, log, f"{base}/readyz"):
-                        get = wrk(base, "get.lua", [str(ROWS)], seconds)
-                        post = wrk(base, "post.lua", [f"r{i}-{len(env)}-{port}", token], seconds)
-                    results["loads"][name]["get"].append(get.__dict__)
-                    results["loads"][name]["post"].append(post.__dict__)
+                    serve = [str(BIN / "registro"), "serve"]
+                    with process(serve, env, log, f"{base}/readyz") as pid:
+                        get = measure(base, "get.lua", [str(ROWS)], seconds, pid)
+                        prefix = f"r{i}-{len(env)}-{port}"
+                        post = measure(base, "post.lua", [prefix, token], seconds, pid)
+                    results["loads"][name]["get"].append(get)
+                    results["loads"][name]["post"].append(post)
     finally:
         receiver.shutdown()
     return results
@@ -113,17 +128,34 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def _mean_cpu(loads: list[dict[str, Any]]) -> float:
+    """CPU per request over the rounds, weighted by each round's requests."""
+    used: float = sum(r["cpu_us"] * r["requests"] for r in loads)
+    return used / max(int(sum(r["requests"] for r in loads)), 1)
+
+
 def report(results: dict[str, Any], command: str) -> str:
     loads = results["loads"]
-    off = {kind: _mean([r["rps"] for r in loads["off"][kind]]) for kind in ("get", "post")}
+    off = {
+        kind: (_mean([r["rps"] for r in loads["off"][kind]]), _mean_cpu(loads["off"][kind]))
+        for kind in ("get", "post")
+    }
     rows = []
     for name, kinds in loads.items():
         cells = [name]
         for kind in ("get", "post"):
             rps = _mean([r["rps"] for r in kinds[kind]])
+            cpu = _mean_cpu(kinds[kind])
             p99 = _mean([r["p99_ms"] for r in kinds[kind]])
             errors = sum(r["errors"] for r in kinds[kind])
-            cells += [f"{rps:.0f}", f"{rps / off[kind]:.2f}", f"{p99:.1f}", str(errors)]
+            cells += [
+                f"{cpu:.0f}",
+                f"{cpu / off[kind][1]:.2f}",
+                f"{rps:.0f}",
+                f"{rps / off[kind][0]:.2f}",
+                f"{p99:.1f}",
+                str(errors),
+            ]
         rows.append("| " + " | ".join(cells) + " |")
     m = results["machine"]
     return "\n".join(
@@ -144,11 +176,15 @@ def report(results: dict[str, Any], command: str) -> str:
             "exports a server span and a span per statement for each request (what keeping every "
             "error by tail sampling in the agent would need); *ratio* is production's sampler "
             "(`deploy/k8s/base/config.env`); *receiver down* exports every request to a port "
-            "where nothing listens. A ratio is req/s against tracing off in the same run.",
+            "where nothing listens. *CPU µs* is the service's own CPU time (server and workers, "
+            "the export thread included) per request answered: it holds on a machine that other "
+            "work loads, where req/s and p99 move with that work (load average "
+            f"{results['load_average']} at the start). A ratio is against tracing off in the "
+            "same run.",
             "",
-            "| tracing | GET req/s | GET ratio | GET p99 ms | GET errors "
-            "| POST req/s | POST ratio | POST p99 ms | POST errors |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| tracing | GET CPU µs | ratio | GET req/s | ratio | GET p99 ms | GET errors "
+            "| POST CPU µs | ratio | POST req/s | ratio | POST p99 ms | POST errors |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
         ]
