@@ -5,9 +5,8 @@ timeouts, batching; OTEL_TRACES_SAMPLER and its ratio, set once in deploy/k8s/ba
 Spans leave through a BatchSpanProcessor: a bounded queue and one thread, so a receiver that is
 slow or down costs a request nothing (a full queue drops spans; tests/e2e/test_10_traces.py).
 
-Server spans are named after the route template (`GET /data/{id}`), which is known only once
-routing has run, so the name is set on the way out. Each database statement is a client span
-under it (`instrument_databases`).
+A server span per request (ServerSpanMiddleware), named after the route template; each database
+statement is a client span under it (`instrument_databases`).
 
 Trace ids embed their start time in the first 32 bits: AWS X-Ray refuses a trace id whose
 leading 8 hex digits are not a Unix time within its last 30 days, and the CloudWatch agent's
@@ -27,11 +26,11 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registro import __version__
@@ -45,28 +44,59 @@ def trace_id_hex(span: trace.Span) -> str | None:
     return format(context.trace_id, "032x") if context.trace_flags.sampled else None
 
 
-class RouteSpanNameMiddleware:
-    """Rename the server span as the response starts (it ends with the last body chunk), and
-    leave its trace id in the request's state for the log lines and the audit row."""
+_PROPAGATOR = TraceContextTextMapPropagator()
+_CONTEXT_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class ServerSpanMiddleware:
+    """A server span per request, continuing the caller's W3C traceparent when it sent one.
+
+    In place of opentelemetry-instrumentation-asgi's middleware, which gathers a dozen attributes
+    and records metrics for every request, sampled or not: measured, that made an unsampled
+    request cost the service 1.8 times its CPU (docs/benchmarks-tracing.md). Here an unsampled
+    request costs a context lookup and a non-recording span; a sampled one gets the attributes
+    X-Ray reads (the awsxray exporter's HTTP block: http.method, http.target, http.status_code;
+    a 5xx is a fault). The span is named after the route template (`GET /data/{id}`), known once
+    routing has run, so on the way out; its trace id is left in the request's state for the log
+    lines and the audit row."""
+
+    def __init__(self, app: ASGIApp, tracer: trace.Tracer) -> None:
         self.app = app
+        self.tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        span = trace.get_current_span()
-        scope.setdefault("state", {})[TRACE_ID] = trace_id_hex(span)
+        carrier = {
+            _CONTEXT_HEADERS[name]: value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _CONTEXT_HEADERS
+        }
+        parent = _PROPAGATOR.extract(carrier) if carrier else None
+        method = scope["method"]
+        with self.tracer.start_as_current_span(
+            method, context=parent, kind=trace.SpanKind.SERVER, record_exception=True
+        ) as span:
+            scope.setdefault("state", {})[TRACE_ID] = trace_id_hex(span)
+            if not span.is_recording():
+                await self.app(scope, receive, send)
+                return
+            span.set_attributes({"http.method": method, "http.target": scope["path"]})
 
-        async def send_naming_span(message: Message) -> None:
-            route = getattr(scope.get("route"), "path", None)
-            if message["type"] == "http.response.start" and route:
-                span.update_name(f"{scope['method']} {route}")
-                span.set_attribute("http.route", route)
-            await send(message)
+            async def send_recording(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    route = getattr(scope.get("route"), "path", None)
+                    if route:
+                        span.update_name(f"{method} {route}")
+                        span.set_attribute("http.route", route)
+                    status = message["status"]
+                    span.set_attribute("http.status_code", status)
+                    if status >= 500:
+                        span.set_status(trace.StatusCode.ERROR)
+                await send(message)
 
-        await self.app(scope, receive, send_naming_span)
+            await self.app(scope, receive, send_recording)
 
 
 class XRayIdGenerator(IdGenerator):
@@ -173,9 +203,5 @@ def traced(app: ASGIApp, settings: Settings) -> tuple[ASGIApp, TracerProvider]:
     exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
     provider.add_span_processor(BatchSpanProcessor(exporter))
     instrument_databases(provider.get_tracer("registro.store"))
-    # No span per ASGI receive/send event: each costs a span on every request and says nothing
-    # the server span's duration does not.
-    wrapped = OpenTelemetryMiddleware(
-        RouteSpanNameMiddleware(app), tracer_provider=provider, exclude_spans=["receive", "send"]
-    )
+    wrapped = ServerSpanMiddleware(app, provider.get_tracer("registro.http"))
     return wrapped, provider
