@@ -258,13 +258,18 @@ def machine() -> dict[str, str]:
     }
 
 
-def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {
+def header(seconds: int, rounds: int) -> dict[str, Any]:
+    """What a run's report says of how and where it ran."""
+    return {
         "seconds": seconds,
         "rounds": rounds,
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
     }
+
+
+def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    results = header(seconds, rounds)
     measurements = 4 * rounds + 3
     step(
         f"{measurements} measurements of {seconds} s: {measurements * seconds} s of load, "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import os
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from benchmarks.run import (
     ROOT,
     WORKERS,
     database,
-    machine,
+    header,
     process,
     step,
     write_key,
@@ -80,14 +79,9 @@ def measure(url: str, script: str, args: list[str], seconds: int, pid: int) -> d
 
 
 def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {
-        "seconds": seconds,
-        "rounds": rounds,
-        "machine": machine(),
-        "date": datetime.date.today().isoformat(),
-        "load_average": f"{os.getloadavg()[0]:.1f}",
-        "loads": {name: {"get": [], "post": []} for name in CONFIGS},
-    }
+    results = header(seconds, rounds)
+    results["load_average"] = f"{os.getloadavg()[0]:.1f}"
+    results["loads"] = {name: {"get": [], "post": []} for name in CONFIGS}
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), otlp_receiver.handler(otlp_receiver.Store()))
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     up = f"http://127.0.0.1:{receiver.server_address[1]}"
