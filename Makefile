@@ -149,6 +149,10 @@ bench-image: venv ## the service image on debian:bookworm-slim vs trixie-slim: s
 	done
 	$(BIN)/python -m benchmarks.image_base registro:$(TAG)-bookworm registro:$(TAG)-trixie
 
+.PHONY: bench-tracing
+bench-tracing: venv ## the service with tracing off, exporting, sampled, receiver down, side by side (PUBLISH=1: also docs/benchmarks-tracing.md)
+	$(BIN)/python -m benchmarks.tracing $(if $(PUBLISH),--publish)
+
 .PHONY: bench-cpu
 bench-cpu: venv ## the service's own CPU per GET and POST, in-process (steady on a busy machine)
 	$(BIN)/python -m benchmarks.inprocess

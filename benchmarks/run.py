@@ -194,28 +194,39 @@ def worker_rss_mb(parent: int) -> list[float]:
     return sizes
 
 
-async def prepare(server: str) -> dict[str, str]:
+async def database(server: str, name: str, rows: int) -> str:
+    """A new migrated database on `server` holding `rows` records; its URL."""
     admin = await asyncpg.connect(server)
-    urls = {}
-    for name, rows in (("bench_small", SMALL), ("bench_large", LARGE)):
-        await admin.execute(f"CREATE DATABASE {name}")
-        url = server.rsplit("/", 1)[0] + "/" + name
-        await asyncio.to_thread(upgrade, url)
-        db = await asyncpg.connect(url)
-        await db.execute(
-            "INSERT INTO records (name, created_at, updated_at)"
-            " SELECT 'record-' || i, now(), now() FROM generate_series(1, $1) AS i",
-            rows,
-        )
-        await db.execute("VACUUM ANALYZE records")
-        await db.close()
-        urls[name] = url
+    await admin.execute(f"CREATE DATABASE {name}")
     await admin.close()
+    url = server.rsplit("/", 1)[0] + "/" + name
+    await asyncio.to_thread(upgrade, url)
+    db = await asyncpg.connect(url)
+    await db.execute(
+        "INSERT INTO records (name, created_at, updated_at)"
+        " SELECT 'record-' || i, now(), now() FROM generate_series(1, $1) AS i",
+        rows,
+    )
+    await db.execute("VACUUM ANALYZE records")
+    await db.close()
+    return url
+
+
+async def write_key(url: str) -> str:
+    """A new API key with the write scope in that database; its bearer token."""
     token, key = new_key("bench", frozenset({"write"}))
-    store = await open_store(urls["bench_small"], 1)
+    store = await open_store(url, 1)
     await store.add_key(key)
     await store.close()
-    urls["token"] = token
+    return token
+
+
+async def prepare(server: str) -> dict[str, str]:
+    urls = {
+        name: await database(server, name, rows)
+        for name, rows in (("bench_small", SMALL), ("bench_large", LARGE))
+    }
+    urls["token"] = await write_key(urls["bench_small"])
     return urls
 
 
@@ -247,13 +258,18 @@ def machine() -> dict[str, str]:
     }
 
 
-def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {
+def header(seconds: int, rounds: int) -> dict[str, Any]:
+    """What a run's report says of how and where it ran."""
+    return {
         "seconds": seconds,
         "rounds": rounds,
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
     }
+
+
+def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    results = header(seconds, rounds)
     measurements = 4 * rounds + 3
     step(
         f"{measurements} measurements of {seconds} s: {measurements * seconds} s of load, "

@@ -18,7 +18,7 @@ compose() {
 
 # Services that must be healthy (they have a healthcheck) or running (postgres-exporter), and the
 # one-shot migrate that must have exited 0.
-LONG_RUNNING=(etcd pg1 pg2 pgproxy postgres-exporter app1 app2 app3 haproxy prometheus)
+LONG_RUNNING=(etcd pg1 pg2 pgproxy postgres-exporter app1 app2 app3 haproxy prometheus traces)
 
 state_of() {  # healthy | running | exited:N | missing | starting | unhealthy
     local id
@@ -38,7 +38,7 @@ up() {
     local tag=$1
     mkdir -p "$STATE"
     echo "REGISTRO_TAG=$tag" >"$STATE/stack.env"
-    if ! compose up -d --no-build --remove-orphans etcd pg1 pg2 pgproxy postgres-exporter migrate app1 app2 app3 haproxy prometheus; then
+    if ! compose up -d --no-build --remove-orphans etcd pg1 pg2 pgproxy postgres-exporter migrate app1 app2 app3 haproxy prometheus traces; then
         echo "stack-up: docker-compose up failed" >&2
         dump_logs migrate "${LONG_RUNNING[@]}"
         return 1

@@ -68,7 +68,9 @@ def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
             sampler.cancel()
             await state.store.close()
             if state.tracer_provider is not None:
-                state.tracer_provider.shutdown()
+                from registro.telemetry.tracing import stop
+
+                stop(state.tracer_provider.shutdown)
             metrics.forget_this_process()
             flush_logs()  # a worker may then be ended by the signal that stopped it
 

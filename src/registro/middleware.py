@@ -4,8 +4,10 @@ A request reaches this module once registro.http (uvicorn's protocol, bounded ag
 oversized clients) has read its head. From there, outermost first:
 
 1. tracing, only when OTEL_EXPORTER_OTLP_ENDPOINT is set (registro.telemetry.tracing, imported
-   then: OpenTelemetry costs a worker's start otherwise);
-2. RequestTelemetryMiddleware: the request's id, its access log line, its metrics;
+   then: OpenTelemetry costs a worker's start otherwise), which leaves a sampled request's trace
+   id in its state;
+2. RequestTelemetryMiddleware: the request's id, its access log line, its metrics, and both ids
+   on every log line written while it runs;
 3. DrainMiddleware: Connection: close while draining, a JSON 503 at the shutdown deadline;
 4. RequestLimitsMiddleware: 413 for a body over REGISTRO_MAX_BODY_BYTES, 415 for one not JSON;
 5. FaultInjectionMiddleware, only when REGISTRO_FAULT_* is set (never in prod);
@@ -36,11 +38,13 @@ from registro.error_responses import error
 from registro.lifecycle import Lifecycle
 from registro.settings import Settings
 from registro.telemetry import metrics
+from registro.telemetry.logs import request_ids
 from registro.telemetry.requests import (
     ANSWERED_BY_SERVER,
     CLIENT_CLOSED_REQUEST,
     CLIENT_DISCONNECTED,
     REQUEST_ID_HEADER,
+    TRACE_ID,
     UNMATCHED,
     client_address,
     record,
@@ -63,7 +67,7 @@ def wrap(
         return app, None
     from registro.telemetry.tracing import traced
 
-    return traced(app, settings.otel_exporter_otlp_endpoint, settings.otel_service_name)
+    return traced(app, settings)
 
 
 def layers(settings: Settings, lifecycle: Lifecycle) -> list[Layer]:
@@ -101,6 +105,7 @@ class RequestTelemetryMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = rid.decode()
         state["caller_request_id"] = caller_rid
+        trace_id = state.get(TRACE_ID)  # set by tracing, outside this layer, when sampled
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -113,9 +118,12 @@ class RequestTelemetryMiddleware:
             await send(message)
 
         metrics.in_flight += 1
+        # Every log line written while this request runs names it (registro.telemetry.logs).
+        ids = request_ids.set((state["request_id"], trace_id))
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            request_ids.reset(ids)
             metrics.in_flight -= 1
             if scope.get(CLIENT_DISCONNECTED):
                 status = CLIENT_CLOSED_REQUEST  # what the client got: nothing
@@ -132,6 +140,7 @@ class RequestTelemetryMiddleware:
                     rid.decode(),
                     caller_rid,
                     client,
+                    trace_id,
                 )
 
 

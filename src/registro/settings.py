@@ -21,6 +21,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Environment = Literal["dev", "qa", "prod"]
 AuthMode = Literal["off", "writes", "all"]
 LogFormat = Literal["text", "json"]
+# The samplers OTEL_TRACES_SAMPLER can name (opentelemetry.sdk.trace.sampling).
+TraceSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
 
 DEV_DATABASE_URL = "sqlite:///./registro.db"
 DEFAULT_PORT = 8000
@@ -97,6 +106,16 @@ class Settings(BaseSettings):
     otel_service_name: str = Field(
         default="registro", validation_alias=AliasChoices("OTEL_SERVICE_NAME")
     )
+    # The OpenTelemetry SDK reads these two itself; they are fields so that a bad value stops the
+    # start with one line rather than falling back to the SDK's default with a warning.
+    otel_traces_sampler: TraceSampler = Field(
+        default="parentbased_always_on", validation_alias=AliasChoices("OTEL_TRACES_SAMPLER")
+    )
+    otel_traces_sampler_arg: float | None = Field(
+        default=None, ge=0, le=1, validation_alias=AliasChoices("OTEL_TRACES_SAMPLER_ARG")
+    )
+    # The pod the spans come from (k8s.pod.name), from the downward API on Kubernetes.
+    pod_name: str | None = Field(default=None, max_length=253)
     prometheus_multiproc_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR")
     )

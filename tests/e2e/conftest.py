@@ -21,7 +21,10 @@ os.chdir(ROOT)
 CA = str(ROOT / ".work" / "certs" / "ca.crt")
 STACK_URL = "https://127.0.0.1:8443"  # HAProxy's HTTPS port (compose.yaml)
 SERVICE_PORT = int(fact("port"))  # each replica's, inside its container
-SERVICES = ("etcd", "pg1", "pg2", "pgproxy", "app1", "app2", "app3", "haproxy", "prometheus")
+SERVICES = (
+    "etcd", "pg1", "pg2", "pgproxy", "app1", "app2", "app3", "haproxy", "prometheus", "traces",
+)  # fmt: skip
+TRACES_URL = "http://127.0.0.1:4318"  # the stack's trace receiver (compose.yaml `traces`)
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ ORDER = [
     "point-in-time-restore",
     "isolation",
     "audit-trail",
+    "traces",
 ]
 
 

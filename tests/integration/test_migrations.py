@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from registro.store.schema import metadata
 from registro.store.urls import sqlalchemy_url
-from tests.conftest import new_postgres_database
+from tests.conftest import in_thread, new_postgres_database
 from tests.support.service import REGISTRO, running_service
 
 
@@ -128,3 +128,28 @@ async def _revision(url: str) -> str:
             )
     finally:
         await engine.dispose()
+
+
+async def _audit_columns(database_url: str) -> set[str]:
+    engine = create_async_engine(sqlalchemy_url(database_url))
+    try:
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(lambda sync: sa.inspect(sync).get_columns("audit"))
+    finally:
+        await engine.dispose()
+    return {column["name"] for column in columns}
+
+
+def test_the_audit_trace_id_migrates_down_and_up_again(database_url: str) -> None:
+    """0004 adds audit.trace_id and takes it away again, on both backends (Alembic
+    op.add_column / op.drop_column; SQLite has had DROP COLUMN since 3.35)."""
+    from alembic import command
+
+    from registro.store.migrate import alembic_config
+
+    assert "trace_id" in in_thread(asyncio.run, _audit_columns(database_url))
+    config = alembic_config(database_url)
+    in_thread(command.downgrade, config, "0003")
+    assert "trace_id" not in in_thread(asyncio.run, _audit_columns(database_url))
+    in_thread(command.upgrade, config, "head")
+    assert "trace_id" in in_thread(asyncio.run, _audit_columns(database_url))

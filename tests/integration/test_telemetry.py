@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.server
 import json
 import logging
+import os
+import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from registro.telemetry.logs import configure_logging, flush
-from tests.conftest import bearer, new_postgres_database
+from tests.conftest import add_key, bearer, new_postgres_database
 from tests.support.postgres import free_port
-from tests.support.service import running_service
+from tests.support.service import REGISTRO, running_service
 
 
 async def test_the_request_id_is_always_the_services_own(client: httpx.AsyncClient) -> None:
@@ -173,3 +180,126 @@ def test_traces_are_exported_over_otlp_when_configured(
     assert services == {"registro-test"}
     assert "POST /data" in spans
     assert "GET /data/{id}" in spans, " | ".join(spans)
+
+
+DB_SYSTEM = "db.system.name"
+
+
+def _spans(received: list[bytes]) -> tuple[list[Span], dict[str, str]]:
+    spans: list[Span] = []
+    resource: dict[str, str] = {}
+    for body in received:
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+            for attribute in resource_spans.resource.attributes:
+                resource[attribute.key] = attribute.value.string_value
+            for scope_spans in resource_spans.scope_spans:
+                spans += scope_spans.spans
+    return spans, resource
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_traced_request_has_its_statements_and_its_ids_in_log_and_audit(
+    otlp_collector: tuple[str, list[bytes]], tmp_path: Path, backend: str, request: Any
+) -> None:
+    """One write: its server span has a child span per database statement (both drivers); the
+    trace id is in its access line, in every application line of the request (the audit line)
+    and in its audit row, next to the request id; the resource names the service, version,
+    commit, environment and pod (REGISTRO_POD_NAME, from the downward API in the Rollout). Trace ids
+    begin with the Unix time, which AWS X-Ray requires (awsxrayexporter
+    internal/translator/segment.go convertToAmazonTraceID: older than 28 days is refused)."""
+    endpoint, received = otlp_collector
+    if backend == "postgres":
+        url = new_postgres_database(
+            request.getfixturevalue("postgres_server"), request.getfixturevalue("postgres_template")
+        )
+    else:
+        url = f"sqlite:///{tmp_path}/registro.db"
+        subprocess.run([REGISTRO, "migrate"], env={**os.environ, "DATABASE_URL": url}, check=True)
+    admin = asyncio.run(add_key(url, "auditor", "admin"))
+    with running_service(
+        url,
+        tmp_path / "service.log",
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        REGISTRO_POD_NAME="registro-abc",
+        REGISTRO_GIT_COMMIT="0123abc",
+        OTEL_BSP_SCHEDULE_DELAY="100",
+    ) as s:
+        created = httpx.post(f"{s.url}/data", json={"name": "traced"})
+        audit = httpx.get(f"{s.url}/audit", headers=bearer(admin)).json()
+        log = s.output()
+    rid = created.headers["x-request-id"]
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("request_id") == rid]
+    assert {line["logger"] for line in mine} == {"registro.access", "registro.audit"}
+    (trace_id,) = {line["trace_id"] for line in mine}
+    assert audit[0]["request_id"] == rid and audit[0]["trace_id"] == trace_id
+    assert abs(int(trace_id[:8], 16) - time.time()) < 300
+
+    spans, resource = _spans(received)
+    ours = [span for span in spans if span.trace_id.hex() == trace_id]
+    (server,) = [span for span in ours if span.name == "POST /data"]
+    assert all(span.parent_span_id == server.span_id for span in ours if span != server)
+    systems = {
+        a.value.string_value for s in ours for a in s.attributes if a.key == "db.system.name"
+    }
+    assert systems == {{"sqlite": "sqlite", "postgres": "postgresql"}[backend]}
+    statements = [span for span in ours if span != server]
+    assert statements and all(span.kind == Span.SPAN_KIND_CLIENT for span in statements)
+    assert {"INSERT", "WITH"} & {span.name for span in statements}
+    assert resource["service.name"] == "registro" and resource["service.version"]
+    assert resource["vcs.ref.head.revision"] == "0123abc"
+    assert resource["deployment.environment.name"] == "dev"
+    assert resource["k8s.pod.name"] == "registro-abc"
+
+
+@pytest.fixture
+def silent_receiver() -> Iterator[str]:
+    """An OTLP address that takes connections and never answers (a hung agent): the kernel
+    completes each handshake into the backlog, nothing reads."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("receiver", ["refusing", "silent"])
+def test_a_receiver_that_is_down_never_holds_up_a_request(
+    receiver: str, silent_receiver: str, tmp_path: Path
+) -> None:
+    """Spans leave through the SDK's BatchSpanProcessor: a bounded queue that one thread
+    exports, dropping spans when it is full (opentelemetry-sdk, sdk/trace/export
+    BatchSpanProcessor, OTEL_BSP_MAX_QUEUE_SIZE). With the receiver refusing connections or
+    silent (the exporter then waits OTEL_EXPORTER_OTLP_TIMEOUT, 10 s, per batch), every
+    request still answers at once, and the service still stops in a few seconds."""
+    endpoint = silent_receiver if receiver == "silent" else f"http://127.0.0.1:{free_port()}"
+    with contextlib.ExitStack() as stack:
+        s = stack.enter_context(
+            running_service(
+                f"sqlite:///{tmp_path}/registro.db",
+                tmp_path / "service.log",
+                OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+                OTEL_BSP_SCHEDULE_DELAY="50",
+                OTEL_BSP_MAX_QUEUE_SIZE="64",  # full within the run: the drops are exercised too
+                OTEL_BSP_MAX_EXPORT_BATCH_SIZE="32",
+                REGISTRO_DRAIN_SECONDS="0",
+            )
+        )
+        slowest = 0.0
+        with httpx.Client(base_url=s.url, timeout=5) as client:
+            for i in range(300):
+                started = time.perf_counter()
+                response = client.post("/data", json={"name": f"n{i}"})
+                slowest = max(slowest, time.perf_counter() - started)
+                assert response.status_code == 200
+        started = time.perf_counter()
+        stack.close()  # SIGTERM: no drain here, then each worker's lifespan shutdown
+        stopping = time.perf_counter() - started
+    assert slowest < 1.0, f"a request took {slowest:.3f} s with the receiver {receiver}"
+    # The SDK alone waits up to 30 s per worker for a receiver that is down; the service bounds
+    # it (registro.telemetry.tracing.stop, FLUSH_SECONDS).
+    assert stopping < 10, f"the service took {stopping:.1f} s to stop with the receiver {receiver}"

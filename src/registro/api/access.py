@@ -10,7 +10,7 @@ from starlette.requests import Request
 from registro.auth import Principal, Scope
 from registro.shared import shared
 from registro.store import Actor, Record
-from registro.telemetry.requests import caller_request_id, client_address, request_id
+from registro.telemetry.requests import caller_request_id, client_address, request_id, trace_id
 
 
 async def key_holder(request: Request, scope: Scope) -> Principal:
@@ -26,7 +26,13 @@ async def key_holder(request: Request, scope: Scope) -> Principal:
 
 def actor(request: Request, principal: Principal) -> Actor:
     scope = request.scope
-    return Actor(principal.name, request_id(scope), client_address(scope), caller_request_id(scope))
+    return Actor(
+        principal.name,
+        request_id(scope),
+        client_address(scope),
+        caller_request_id(scope),
+        trace_id(scope),
+    )
 
 
 audit_log = logging.getLogger("registro.audit")
@@ -44,6 +50,7 @@ def log_change(action: str, who: Actor, record: Record) -> None:
                 "name": record.name,
                 "request_id": who.request_id,
                 "caller_request_id": who.caller_request_id,
+                "trace_id": who.trace_id,
                 "client": who.client,
             }
         },

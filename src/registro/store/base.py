@@ -40,12 +40,14 @@ class Record:
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who made a change, for the audit trail: the request id is the service's own; the
-    caller's X-Request-ID, when it sent a plain one, is kept beside it."""
+    caller's X-Request-ID, when it sent a plain one, is kept beside it, and so is the id of the
+    trace that recorded the request, when one did."""
 
     name: str
     request_id: str | None
     client: str | None
     caller_request_id: str | None = None
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class AuditEntry:
     request_id: str | None
     client: str | None
     caller_request_id: str | None = None
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

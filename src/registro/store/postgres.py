@@ -57,12 +57,13 @@ CONNECTION_ERRORS = (
 GET = "SELECT id, name FROM records WHERE id = $1"
 PAGE = "SELECT id, name FROM records WHERE id > $1 ORDER BY id LIMIT $2"
 
-# $2..$5: the actor (see _actor); each write's own parameters are $1 and $6.
+# $2..$6: the actor (see _actor); each write's own parameters are $1 and $7.
 _AUDIT = """
     INSERT INTO audit (
-        at, actor, action, record_id, before, after, request_id, client, caller_request_id
+        at, actor, action, record_id, before, after, request_id, client, caller_request_id,
+        trace_id
     )
-    SELECT now(), $2, '{action}', id, {before}, {after}, $3, $4, $5 FROM changed
+    SELECT now(), $2, '{action}', id, {before}, {after}, $3, $4, $5, $6 FROM changed
 """
 CREATE = """
     WITH changed AS (
@@ -76,7 +77,7 @@ CREATE = """
     )
 )
 RENAME = """
-    WITH old AS (SELECT id, name FROM records WHERE id = $6 FOR UPDATE),
+    WITH old AS (SELECT id, name FROM records WHERE id = $7 FOR UPDATE),
     changed AS (
         UPDATE records r SET name = $1, updated_at = now() FROM old
         WHERE r.id = old.id AND old.name <> $1
@@ -101,7 +102,8 @@ DELETE = """
     )
 )
 AUDIT_PAGE = """
-    SELECT id, at, actor, action, record_id, before, after, request_id, client, caller_request_id
+    SELECT id, at, actor, action, record_id, before, after, request_id, client, caller_request_id,
+        trace_id
     FROM audit WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2
 """
 # Expired keys, a batch at a time; rows another transaction holds are left for the next purge.
@@ -116,9 +118,9 @@ PURGE_KEYS = """
 """
 
 
-def _actor(actor: Actor) -> tuple[str, str | None, str | None, str | None]:
-    """The audit's $2..$5."""
-    return actor.name, actor.request_id, actor.client, actor.caller_request_id
+def _actor(actor: Actor) -> tuple[str, str | None, str | None, str | None, str | None]:
+    """The audit's $2..$6."""
+    return actor.name, actor.request_id, actor.client, actor.caller_request_id, actor.trace_id
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

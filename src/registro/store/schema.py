@@ -6,6 +6,7 @@ from sqlalchemy.dialects import postgresql
 NAME_MAX_LENGTH = 100
 # A caller's X-Request-ID is kept only up to this long (telemetry/requests.py).
 REQUEST_ID_MAX_LENGTH = 128
+TRACE_ID_LENGTH = 32  # a W3C trace id in hex (registro.telemetry.tracing)
 
 metadata = sa.MetaData()
 
@@ -36,6 +37,7 @@ audit = sa.Table(
     sa.Column("request_id", sa.String(200), nullable=True),
     sa.Column("client", sa.String(100), nullable=True),
     sa.Column("caller_request_id", sa.String(REQUEST_ID_MAX_LENGTH), nullable=True),
+    sa.Column("trace_id", sa.String(TRACE_ID_LENGTH), nullable=True),
     sqlite_autoincrement=True,
 )
 

@@ -218,7 +218,7 @@ class SqliteStore:
     ) -> None:
         await db.execute(
             "INSERT INTO audit (at, actor, action, record_id, before, after, request_id, client,"
-            " caller_request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " caller_request_id, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 _now(),
                 actor.name,
@@ -229,6 +229,7 @@ class SqliteStore:
                 actor.request_id,
                 actor.client,
                 actor.caller_request_id,
+                actor.trace_id,
             ),
         )
 
@@ -300,7 +301,8 @@ class SqliteStore:
     async def audit_page(self, before: int | None, limit: int) -> list[AuditEntry]:
         rows = await self._rows(
             "SELECT id, at, actor, action, record_id, before, after, request_id, client,"
-            " caller_request_id FROM audit WHERE ? IS NULL OR id < ? ORDER BY id DESC LIMIT ?",
+            " caller_request_id, trace_id"
+            " FROM audit WHERE ? IS NULL OR id < ? ORDER BY id DESC LIMIT ?",
             before,
             before,
             limit,
@@ -317,6 +319,7 @@ class SqliteStore:
                 request_id=row["request_id"],
                 client=row["client"],
                 caller_request_id=row["caller_request_id"],
+                trace_id=row["trace_id"],
             )
             for row in rows
         ]

@@ -13,6 +13,7 @@ stalled log driver), the buffer fills and further lines are dropped and counted
 from __future__ import annotations
 
 import atexit
+import contextvars
 import logging
 import os
 import sys
@@ -57,6 +58,14 @@ def text_line(entry: dict[str, object]) -> str:
     return f"{line}\n{entry['exception']}" if "exception" in entry else line
 
 
+# The request a line is logged for: its id and, when traced and sampled, its trace id. Set by
+# registro.middleware.RequestTelemetryMiddleware for the request's task (a context variable, so
+# concurrent requests on one event loop each see their own).
+request_ids: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
+    "request_ids", default=None
+)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return orjson.dumps(self.entry(record), default=str).decode()
@@ -68,6 +77,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        ids = request_ids.get()
+        if ids is not None:
+            entry["request_id"], entry["trace_id"] = ids
         fields = getattr(record, "fields", None)
         if fields:
             entry.update(fields)

@@ -26,6 +26,7 @@ CLIENT_DISCONNECTED = "registro.client_disconnected"  # set by registro.http
 # the line and the metric are its own, and the application's are left out.
 ANSWERED_BY_SERVER = "registro.answered_by_server"
 UNMATCHED = "unmatched"  # the route label of a request no route took
+TRACE_ID = "trace_id"  # the request's state key for its sampled trace id (telemetry.tracing)
 # A caller's id is kept only if it is short and plain; anything else could forge log lines.
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,%d}" % REQUEST_ID_MAX_LENGTH)
 # The longest text form of an IP address (IPv6 with an embedded IPv4 address).
@@ -44,6 +45,12 @@ def request_id(scope: Scope) -> str | None:
     """The service's own id for the request: always generated, never taken from the caller."""
     rid: str | None = scope.get("state", {}).get("request_id")
     return rid
+
+
+def trace_id(scope: Mapping[str, Any]) -> str | None:
+    """The id of the trace that records this request, when tracing is on and sampled it."""
+    tid: str | None = scope.get("state", {}).get(TRACE_ID)
+    return tid
 
 
 def caller_request_id(scope: Mapping[str, Any]) -> str | None:
@@ -76,6 +83,7 @@ def record(
     rid: str,
     caller_rid: str | None,
     client: str | None,
+    trace: str | None = None,
 ) -> None:
     """A request's metric and access log line, one shape whether the application answered it
     or the HTTP layer refused it (an unknown method is counted as OTHER)."""
@@ -88,6 +96,7 @@ def record(
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
             "request_id": rid,
+            "trace_id": trace,
             "caller_request_id": caller_rid,
             "client": client,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from deploy.aws import stacks
@@ -253,3 +254,26 @@ def test_node_groups_follow_the_control_planes_version(templates: dict[str, Any]
     assert groups
     for group in groups.values():
         assert group["Properties"]["Version"] == {"Ref": "KubernetesVersion"}
+
+
+def test_the_agent_receives_otlp_traces_and_may_send_them_to_xray(
+    templates: dict[str, Any],
+) -> None:
+    """The agent's OTLP receiver for traces (traces.traces_collected.otlp; its http_endpoint
+    defaults to 127.0.0.1:4318, which other pods cannot reach: Amazon CloudWatch User Guide,
+    "Collect metrics and traces with OpenTelemetry") feeds the agent's X-Ray pipeline
+    (aws/amazon-cloudwatch-agent, translator/translate/otel/pipeline/xray/translator.go), which
+    calls PutTraceSegments; the add-on's IRSA role needs AWSXrayWriteOnlyAccess beside
+    CloudWatchAgentServerPolicy (Amazon EKS User Guide, "Amazon CloudWatch Observability
+    agent" add-on, required IAM permissions). The port is the one config.env's endpoint names."""
+    cluster = templates["cluster"]
+    values = json.loads(
+        addon(cluster, "amazon-cloudwatch-observability")["Properties"]["ConfigurationValues"]
+    )
+    otlp = values["agent"]["config"]["traces"]["traces_collected"]["otlp"]
+    assert otlp == {"http_endpoint": "0.0.0.0:4318"}
+    policies = cluster["Resources"]["CloudWatchAgentRole"]["Properties"]["ManagedPolicyArns"]
+    names = [p["Fn::Sub"].rsplit("/", 1)[1] for p in policies]
+    assert names == ["CloudWatchAgentServerPolicy", "AWSXrayWriteOnlyAccess"]
+    config = (Path(__file__).parents[3] / "deploy/k8s/base/config.env").read_text()
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://cloudwatch-agent.amazon-cloudwatch:4318\n" in config

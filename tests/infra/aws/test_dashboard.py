@@ -87,3 +87,20 @@ def test_the_watched_alb_is_an_output(templates: dict[str, Any]) -> None:
     """A release compares the ALB it finds by name with what the alarms watch."""
     output = templates["observability"]["Outputs"]["LoadBalancerFullName"]
     assert output["Value"] == {"Ref": "LoadBalancerFullName"}
+
+
+def test_the_error_rate_leads_to_the_traces_of_its_window(templates: dict[str, Any]) -> None:
+    """A Logs Insights widget follows the dashboard's time range (CloudWatch User Guide, "Add
+    or remove a log widget from a CloudWatch dashboard"): it lists the window's failed requests
+    from the service's access lines with the X-Ray form of their trace ids, 1-<first 8 hex>-<24
+    hex> (awsxrayexporter internal/translator/segment.go convertToAmazonTraceID). The fields sit
+    under log_processed, where Container Insights' Fluent Bit merges a JSON line (Merge_Log_Key
+    log_processed, aws-observability/helm-charts amazon-cloudwatch-observability values.yaml)."""
+    dashboard = body(templates["observability"], True, "app/registro-qa/0123456789abcdef")
+    (widget,) = [w for w in dashboard["widgets"] if w["type"] == "log"]
+    query = widget["properties"]["query"]
+    assert query.startswith("SOURCE '/aws/containerinsights/registro-qa/application'")
+    assert "log_processed.logger = 'registro.access'" in query
+    assert "log_processed.status >= 500" in query
+    assert "concat('1-', substr(log_processed.trace_id, 0, 8), '-'," in query
+    assert "log_processed.request_id" in query

@@ -140,3 +140,42 @@ def test_the_security_baseline_is_priced_where_it_is_enabled(env: str) -> None:
     assert {p.split(" ", 1)[0] for p in priced} == {"GuardDuty", "Inspector", "Config", "Security"}
     evaluations = quantity(rows, "Config conformance pack evaluations")
     assert evaluations == conformance_pack_rules() * EVALUATIONS_PER_RULE
+
+
+def sampling_ratio() -> Decimal:
+    config = (ROOT / "deploy" / "k8s" / "base" / "config.env").read_text()
+    return Decimal(re.search(r"^OTEL_TRACES_SAMPLER_ARG=([0-9.]+)$", config, re.M)[1])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("env", ["qa", "prod"])
+def test_traces_recorded_are_the_sampled_share_of_the_requests(env: str) -> None:
+    """X-Ray prices traces recorded, one per sampled request (https://aws.amazon.com/xray/pricing/);
+    the requests are the WAF line's, the share is config.env's sampling ratio."""
+    rows = table(env)
+    requests = rows["WAF requests"][0]
+    traces = rows["X-Ray traces recorded, the sampled share of the WAF requests"]
+    assert traces[0] == requests * sampling_ratio()
+    assert traces[1] == "million traces"
+
+
+def test_the_cost_at_the_benchmarks_rate_follows_from_it() -> None:
+    """The paragraph's figures from the rate docs/benchmarks.md measured, the sampling ratio and
+    the price per million traces recorded."""
+    benchmark = (ROOT / "docs" / "benchmarks.md").read_text()
+    achieved = Decimal(re.search(r"achieved\s+(\d+) req/s", benchmark)[1])  # type: ignore[index]
+    text = " ".join(DOC.read_text().split())
+    found = re.search(
+        r"rate, (\d+) req/s .*? take ([\d.]+) million requests and record ([\d.]+) million "
+        r"traces: \$([\d.]+) a month; every request traced, .*?: \$([\d.]+)\.",
+        text,
+    )
+    assert found, "the paragraph on traces at the benchmark's rate"
+    rate, requests, traces, cost, every = (Decimal(g) for g in found.groups())
+    assert rate == achieved
+    cent = Decimal("0.01")
+    month_requests = rate * 3600 * HOURS_A_MONTH / 1_000_000
+    assert requests == month_requests.quantize(cent, ROUND_HALF_UP)
+    assert traces == (month_requests * sampling_ratio()).quantize(cent, ROUND_HALF_UP)
+    price = table("prod")["X-Ray traces recorded, the sampled share of the WAF requests"][2]
+    assert cost == (month_requests * sampling_ratio() * price).quantize(cent, ROUND_HALF_UP)
+    assert every == (month_requests * price).quantize(cent, ROUND_HALF_UP)

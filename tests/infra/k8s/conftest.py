@@ -81,7 +81,7 @@ def service(
 
     Only what points into the cluster is replaced: the database (a temporary SQLite file) and
     its password file, the bind address and port (127.0.0.1, a free port), the metrics
-    directory.
+    directory, the trace agent (a free port on 127.0.0.1 where nothing listens: the agent down).
     """
     tmp = tmp_path_factory.mktemp(f"service-{manifests.overlay}")
     (tmp / "metrics").mkdir()
@@ -93,6 +93,7 @@ def service(
         REGISTRO_PORT=str(free_port()),
         PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
         REGISTRO_DATABASE_PASSWORD_FILE=str(tmp / "password"),
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}",
     )
     process_env = {"PATH": os.environ["PATH"], "HOME": str(tmp), **env}
     registro = str(service_bin / "registro")

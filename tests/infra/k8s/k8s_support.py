@@ -106,7 +106,10 @@ class Manifests:
         for source in container.get("envFrom", []):
             env.update(self.one("ConfigMap", source["configMapRef"]["name"])["data"])
         for var in container.get("env", []):
-            env[var["name"]] = var.get("value", "<from " + next(iter(var["valueFrom"])) + ">")
+            if "value" in var:
+                env[var["name"]] = var["value"]
+            else:
+                env[var["name"]] = "<from " + next(iter(var["valueFrom"])) + ">"
         return env
 
 

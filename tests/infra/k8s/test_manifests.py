@@ -282,7 +282,9 @@ def test_network_policy_allows_only_what_is_needed(manifests: Manifests) -> None
     for labels in (rollout["spec"]["template"]["metadata"]["labels"], job_labels):
         assert egress["podSelector"]["matchLabels"].items() <= labels.items()
     ports = sorted((p["protocol"], p["port"]) for rule in egress["egress"] for p in rule["ports"])
-    assert ports == [("TCP", 53), ("TCP", 5432), ("UDP", 53)], "DNS and the database, nothing else"
+    assert ports == [("TCP", 53), ("TCP", 4318), ("TCP", 5432), ("UDP", 53)], (
+        "DNS, the trace agent and the database, nothing else"
+    )
     for rule in egress["egress"]:
         for peer in rule["to"]:
             assert peer.get("ipBlock", {}).get("cidr") != "0.0.0.0/0"
@@ -366,8 +368,42 @@ def test_operator_routes_are_not_public(manifests: Manifests) -> None:
     assert forwarded == ["/"]
 
 
-def test_no_trace_exporter_is_configured(manifests: Manifests) -> None:
-    """No collector runs in the cluster (docs/decisions/telemetry-export.md): an OTLP endpoint
-    would make every pod log export errors forever."""
+def test_traces_go_to_the_cloudwatch_agent_and_only_there(manifests: Manifests) -> None:
+    """Spans go over OTLP/HTTP to the amazon-cloudwatch-observability add-on's agent
+    (docs/decisions/telemetry-export.md): the operator names its Service after the agent
+    (cloudwatch-agent, namespace amazon-cloudwatch) and selects its pods by
+    manifestutils.SelectorLabels (aws/amazon-cloudwatch-agent-operator,
+    internal/manifests/collector/service.go); the OTLP/HTTP port is the agent config's
+    traces.traces_collected.otlp http_endpoint (deploy/aws/templates/cluster.yaml). The VPC CNI's
+    policy controller allows a Service's ClusterIP when the peer's podSelector matches the
+    Service's selector (aws/amazon-network-policy-controller-k8s,
+    pkg/resolvers/endpoints.go getMatchingServiceClusterIPs): the agent runs with hostNetwork."""
     env = manifests.container_environment()
-    assert not [k for k in env if k.startswith("OTEL_EXPORTER_")]
+    endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert endpoint == "http://cloudwatch-agent.amazon-cloudwatch:4318"
+    assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert 0 < float(env["OTEL_TRACES_SAMPLER_ARG"]) <= 1
+    pod = next(v for v in manifests.server_container()["env"] if v["name"] == "REGISTRO_POD_NAME")
+    assert pod["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    policies = {p["metadata"]["name"]: p["spec"] for p in manifests.all("NetworkPolicy")}
+    to_agent = [r for r in policies["registro-egress"]["egress"] if r["ports"][0]["port"] == 4318]
+    assert to_agent == [
+        {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "amazon-cloudwatch"}
+                    },
+                    "podSelector": {
+                        "matchLabels": {
+                            "app.kubernetes.io/managed-by": "amazon-cloudwatch-agent-operator",
+                            "app.kubernetes.io/instance": "amazon-cloudwatch.cloudwatch-agent",
+                            "app.kubernetes.io/part-of": "amazon-cloudwatch-agent",
+                            "app.kubernetes.io/component": "amazon-cloudwatch-agent",
+                        }
+                    },
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": 4318}],
+        }
+    ]
