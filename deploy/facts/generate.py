@@ -178,6 +178,31 @@ def places() -> list[Place]:
             'instance="app2:{port}"',
             'instance="10.0.1.5:{port}"',
         ),
+        # traces: where they are received, and the share sampled
+        *at(
+            "compose.yaml",
+            "OTEL_EXPORTER_OTLP_ENDPOINT: http://traces:{otlp_port}\n",
+            'OTEL_TRACES_SAMPLER_ARG: "{sample_ratio}"\n',
+            "otlp_receiver.py:ro]\n    ports: [127.0.0.1:{otlp_port}:{otlp_port}]",
+            "u.urlopen('http://127.0.0.1:{otlp_port}/healthz'",
+        ),
+        *at(
+            "deploy/docker/otlp_receiver.py",
+            "otlp_receiver.py [--port {otlp_port}]",
+            'parser.add_argument("--port", type=int, default={otlp_port})',
+        ),
+        *at(
+            "deploy/k8s/base/config.env",
+            "OTEL_EXPORTER_OTLP_ENDPOINT=http://cloudwatch-agent.amazon-cloudwatch:{otlp_port}\n",
+            "OTEL_TRACES_SAMPLER_ARG={sample_ratio}\n",
+        ),
+        *at(
+            "deploy/k8s/base/network-policy.yaml",
+            "component: amazon-cloudwatch-agent\n      ports:\n        - protocol: TCP\n"
+            "          port: {otlp_port}\n",
+        ),
+        *at("deploy/aws/templates/cluster.yaml", '{"http_endpoint": "0.0.0.0:{otlp_port}"}'),
+        *at("benchmarks/tracing.py", 'PRODUCTION_RATIO = "{sample_ratio}"'),
         # the clusters
         *at(
             "deploy/k8s/base/config.env",

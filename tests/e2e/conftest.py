@@ -24,7 +24,7 @@ SERVICE_PORT = int(fact("port"))  # each replica's, inside its container
 SERVICES = (
     "etcd", "pg1", "pg2", "pgproxy", "app1", "app2", "app3", "haproxy", "prometheus", "traces",
 )  # fmt: skip
-TRACES_URL = "http://127.0.0.1:4318"  # the stack's trace receiver (compose.yaml `traces`)
+TRACES_URL = f"http://127.0.0.1:{fact('otlp_port')}"  # the stack's trace receiver (`traces`)
 
 
 @pytest.fixture(scope="session")
