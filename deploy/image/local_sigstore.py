@@ -227,8 +227,8 @@ class LocalSigstore:
     def attestation_layer(
         self, signer: Signer, digest: str, name: str, predicate_type: str, predicate: dict[str, Any]
     ) -> v.Layer:
-        """`cosign attest`: an in-toto statement about DIGEST in a DSSE envelope, logged as an
-        intoto entry."""
+        """`cosign attest`: an in-toto statement about DIGEST in a DSSE envelope, logged as a
+        dsse entry (cosign v2.6's default)."""
         statement = {
             "_type": "https://in-toto.io/Statement/v1",
             "subject": [{"name": name, "digest": {"sha256": digest.removeprefix("sha256:")}}],
@@ -244,22 +244,14 @@ class LocalSigstore:
         }
         data = json.dumps(envelope).encode()
         body = {
-            "apiVersion": "0.0.2",
-            "kind": "intoto",
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
             "spec": {
-                "content": {
-                    "envelope": {
-                        "payloadType": v.IN_TOTO,
-                        "signatures": [
-                            {"sig": _b64(signature), "publicKey": _b64(signer.pem.encode())}
-                        ],
-                    },
-                    "hash": {"algorithm": "sha256", "value": hashlib.sha256(data).hexdigest()},
-                    "payloadHash": {
-                        "algorithm": "sha256",
-                        "value": hashlib.sha256(payload).hexdigest(),
-                    },
-                }
+                "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(data).hexdigest()},
+                "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
+                "signatures": [
+                    {"signature": _b64(signature), "verifier": _b64(signer.pem.encode())}
+                ],
             },
         }
         return v.Layer(

@@ -426,14 +426,16 @@ def verify_attestation(
         raise Refused("an unsigned envelope")
     for signature in signatures:
         verify_signature(cert.public_key(), signature, pae(IN_TOTO, payload))
-    content = body.get("spec", {}).get("content", {})
-    logged_keys = [
-        s.get("publicKey", "") for s in content.get("envelope", {}).get("signatures", [])
-    ]
+    # cosign v2.6 logs an attestation as a "dsse" entry unless told otherwise (cmd/cosign/cli/
+    # options/options.go rekorEntryTypes, attest.go); Rekor keeps the hashes of the envelope it
+    # was sent and of its payload, and each signature's verifier (pkg/types/dsse/v0.0.1/entry.go).
+    spec = body.get("spec", {})
+    verifiers = [s.get("verifier", "") for s in spec.get("signatures", [])]
     if (
-        body.get("kind") != "intoto"
-        or content.get("payloadHash", {}).get("value") != hashlib.sha256(payload).hexdigest()
-        or not any(_same_certificate(k, cert) for k in logged_keys)
+        body.get("kind") != "dsse"
+        or spec.get("envelopeHash", {}).get("value") != hashlib.sha256(layer.data).hexdigest()
+        or spec.get("payloadHash", {}).get("value") != hashlib.sha256(payload).hexdigest()
+        or not any(_same_certificate(k, cert) for k in verifiers)
     ):
         raise Refused("the transparency log's entry is not this attestation")
     statement: dict[str, Any] = json.loads(payload)

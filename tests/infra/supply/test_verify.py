@@ -294,3 +294,20 @@ def test_registry_credentials_are_not_sent_on_to_a_redirect() -> None:
         f"/v2/registro-qa/blobs/{v.sha256(blob)}": "Basic c2VjcmV0",
         "/s3/blob?X-Amz-Signature=x": None,
     }
+
+
+def test_an_attestation_with_another_attestations_log_entry_is_refused(world: World) -> None:
+    """cosign v2.6 logs an attestation as a "dsse" entry (cmd/cosign/cli/options/options.go
+    rekorEntryTypes: "dsse" first), whose body keeps the sha256 of the envelope it was sent and
+    of its payload (sigstore/rekor pkg/types/dsse/v0.0.1/entry.go). An entry the log really
+    signed, but for the other attestation of the same signer, is not this one's."""
+    world.sign()
+    key = f"registro-qa:{world.image.tag_of('att')}"
+    manifest = json.loads(world.registry.manifests[key])
+    first, second = (layer["annotations"] for layer in manifest["layers"])
+    first[v.BUNDLE_ANNOTATION], second[v.BUNDLE_ANNOTATION] = (
+        second[v.BUNDLE_ANNOTATION],
+        first[v.BUNDLE_ANNOTATION],
+    )
+    world.registry.manifests[key] = json.dumps(manifest).encode()
+    assert "the transparency log's entry is not this attestation" in refused(world)
