@@ -41,6 +41,10 @@ def utf8_der(value: str) -> bytes:
     return bytes([0x0C, 0x80 | len(length)]) + length + data
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -247,8 +251,8 @@ class LocalSigstore:
             "apiVersion": "0.0.1",
             "kind": "dsse",
             "spec": {
-                "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(data).hexdigest()},
-                "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
+                "envelopeHash": {"algorithm": "sha256", "value": _sha256(data)},
+                "payloadHash": {"algorithm": "sha256", "value": _sha256(payload)},
                 "signatures": [
                     {"signature": _b64(signature), "verifier": _b64(signer.pem.encode())}
                 ],
