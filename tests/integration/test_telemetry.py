@@ -303,3 +303,49 @@ def test_a_receiver_that_is_down_never_holds_up_a_request(
     # The SDK alone waits up to 30 s per worker for a receiver that is down; the service bounds
     # it (registro.telemetry.tracing.stop, FLUSH_SECONDS).
     assert stopping < 10, f"the service took {stopping:.1f} s to stop with the receiver {receiver}"
+
+
+def test_an_unsampled_request_exports_nothing_and_carries_no_trace_id(
+    otlp_collector: tuple[str, list[bytes]], tmp_path: Path
+) -> None:
+    """At ratio 0 no new trace is kept (opentelemetry-sdk sampling.py TraceIdRatioBased; the
+    parent-based sampler defers to it for a request without a traceparent): no span of it, not
+    even its statements', is exported, and its log line and audit row name no trace. A caller's
+    sampled traceparent is followed (ParentBased: remote_parent_sampled -> ALWAYS_ON)."""
+    endpoint, received = otlp_collector
+    url = f"sqlite:///{tmp_path}/registro.db"
+    subprocess.run([REGISTRO, "migrate"], env={**os.environ, "DATABASE_URL": url}, check=True)
+    admin = asyncio.run(add_key(url, "auditor", "admin"))
+    caller_trace = f"{int(time.time()):08x}0123456789abcdef01234567"
+    with running_service(
+        url,
+        tmp_path / "service.log",
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0",
+        OTEL_BSP_SCHEDULE_DELAY="100",
+    ) as s:
+        unsampled = httpx.post(f"{s.url}/data", json={"name": "untraced"})
+        followed = httpx.post(
+            f"{s.url}/data",
+            json={"name": "followed"},
+            headers={"traceparent": f"00-{caller_trace}-0123456789abcdef-01"},
+        )
+        audit = httpx.get(f"{s.url}/audit", headers=bearer(admin)).json()
+        log = s.output()
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    untraced_rid = unsampled.headers["x-request-id"]
+    followed_rid = followed.headers["x-request-id"]
+    by_request = {
+        rid: [line for line in lines if line.get("request_id") == rid]
+        for rid in (untraced_rid, followed_rid)
+    }
+    rows = {row["request_id"]: row for row in audit}
+    assert by_request[untraced_rid] and all(
+        ln.get("trace_id") is None for ln in by_request[untraced_rid]
+    )
+    assert rows[untraced_rid]["trace_id"] is None
+    assert {ln["trace_id"] for ln in by_request[followed_rid]} == {caller_trace}
+    assert rows[followed_rid]["trace_id"] == caller_trace
+    spans, _ = _spans(received)
+    assert spans and {span.trace_id.hex() for span in spans} == {caller_trace}

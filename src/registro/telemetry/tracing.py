@@ -53,9 +53,9 @@ class ServerSpanMiddleware:
 
     In place of opentelemetry-instrumentation-asgi's middleware, which gathers a dozen attributes
     and records metrics for every request, sampled or not: with it, a request at the production
-    ratio cost the service 1.8 times the CPU of an untraced one, with this layer 1.4 times
-    (make bench-tracing, docs/benchmarks-tracing.md). Here an unsampled
-    request costs a context lookup and a non-recording span; a sampled one gets the attributes
+    ratio cost the service 1.8 times the CPU of an untraced one (make bench-tracing measures
+    this layer: docs/benchmarks-tracing.md). Here an unsampled request costs a sampling decision
+    and a non-recording span, never made current; a sampled one gets the attributes
     X-Ray reads (the awsxray exporter's HTTP block: http.method, http.target, http.status_code;
     a 5xx is a fault). The span is named after the route template (`GET /data/{id}`), known once
     routing has run, so on the way out; its trace id is left in the request's state for the log
@@ -76,13 +76,16 @@ class ServerSpanMiddleware:
         }
         parent = _PROPAGATOR.extract(carrier) if carrier else None
         method = scope["method"]
-        with self.tracer.start_as_current_span(
-            method, context=parent, kind=trace.SpanKind.SERVER, record_exception=True
-        ) as span:
-            scope.setdefault("state", {})[TRACE_ID] = trace_id_hex(span)
-            if not span.is_recording():
-                await self.app(scope, receive, send)
-                return
+        span = self.tracer.start_span(method, context=parent, kind=trace.SpanKind.SERVER)
+        state = scope.setdefault("state", {})
+        if not span.is_recording():
+            # Not made current: nothing under an unsampled request would record (the database
+            # spans look for a recording one), and making it current costs a context switch.
+            state[TRACE_ID] = None
+            await self.app(scope, receive, send)
+            return
+        state[TRACE_ID] = trace_id_hex(span)
+        with trace.use_span(span, end_on_exit=True, record_exception=True):
             span.set_attributes({"http.method": method, "http.target": scope["path"]})
 
             async def send_recording(message: Message) -> None:
