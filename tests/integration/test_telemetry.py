@@ -228,7 +228,7 @@ def test_a_traced_request_has_its_statements_and_its_ids_in_log_and_audit(
     ) as s:
         created = httpx.post(f"{s.url}/data", json={"name": "traced"})
         audit = httpx.get(f"{s.url}/audit", headers=bearer(admin)).json()
-        log = s.output()
+    log = s.output()  # once stopped: a worker writes its lines from a thread, and flushes at exit
     rid = created.headers["x-request-id"]
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     mine = [line for line in lines if line.get("request_id") == rid]
@@ -332,7 +332,7 @@ def test_an_unsampled_request_exports_nothing_and_carries_no_trace_id(
             headers={"traceparent": f"00-{caller_trace}-0123456789abcdef-01"},
         )
         audit = httpx.get(f"{s.url}/audit", headers=bearer(admin)).json()
-        log = s.output()
+    log = s.output()  # once stopped: a worker writes its lines from a thread, and flushes at exit
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     untraced_rid = unsampled.headers["x-request-id"]
     followed_rid = followed.headers["x-request-id"]
