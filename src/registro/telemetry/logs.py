@@ -202,6 +202,11 @@ def configure_logging(
     """Route every log line through one writer thread on stdout (one per process)."""
     global _writer
     text = log_format == "text"
+    # The formatters read none of what a record would otherwise look up for each line: its
+    # caller's file and line, its thread, process and process name (the logging HOWTO,
+    # "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     if _writer is None:
         sys.stdout.flush()
         _writer = LineWriter(STDOUT, queue_lines)
