@@ -196,8 +196,15 @@ class _Lease:
         self._store = store
 
     async def __aenter__(self) -> asyncpg.Connection:
-        async with asyncio.timeout(self._store._acquire):
-            self._connection: asyncpg.Connection = await self._store._pool.acquire()
+        pool = self._store._pool
+        if pool.get_idle_size():
+            # No wait for a timer to bound: asyncpg hands over a live idle connection before
+            # any holder that must connect (pool.py _PoolConnectionHolderQueue, from 0.31; on
+            # 0.30 a reconnect is bounded by the connect timeout and the init's statements').
+            self._connection: asyncpg.Connection = await pool.acquire()
+        else:
+            async with asyncio.timeout(self._store._acquire):
+                self._connection = await pool.acquire()
         return self._connection
 
     async def __aexit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
