@@ -130,6 +130,25 @@ def wrk(url: str, script: str, args: list[str], seconds: int) -> Load:
     )
 
 
+def cpu_seconds(parent: int) -> float:
+    """User and system CPU time of the server and its workers so far (/proc/PID/stat fields 14
+    and 15, in clock ticks): what a request costs the service, whatever else loads the machine."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    ticks = 0
+    for pid in (str(parent), *children):
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, script: str, args: list[str], seconds: int, pid: int) -> dict[str, Any]:
+    before = cpu_seconds(pid)
+    load = wrk(url, script, args, seconds)
+    used = cpu_seconds(pid) - before
+    return {**load.__dict__, "cpu_us": used / max(load.requests, 1) * 1e6}
+
+
 def hey_p99(url: str, rate: float, seconds: int) -> tuple[float, float, int]:
     """(p99 ms, achieved rate, non-200 responses) at a fixed offered rate."""
     out = subprocess.run(
@@ -317,19 +336,20 @@ def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
                 reference_env,
                 workdir / "reference.log",
                 f"{reference}/data/1",
-            ),
+            ) as reference_pid,
         ):
             for label in ("get", "post"):
                 pairs = []
                 for i in range(rounds):
                     step(f"{label.upper()} round {i + 1}/{rounds}: service, then reference")
                     if label == "get":
-                        ours = wrk(service, "get.lua", [str(SMALL)], seconds)
-                        theirs = wrk(reference, "get.lua", [str(SMALL)], seconds)
+                        ours_args, theirs_args = [str(SMALL)], [str(SMALL)]
                     else:
-                        ours = wrk(service, "post.lua", [f"service{i}", urls["token"]], seconds)
-                        theirs = wrk(reference, "post.lua", [f"reference{i}"], seconds)
-                    pairs.append({"service": ours.__dict__, "reference": theirs.__dict__})
+                        ours_args, theirs_args = [f"service{i}", urls["token"]], [f"reference{i}"]
+                    script = f"{label}.lua"
+                    ours = measure(service, script, ours_args, seconds, service_pid)
+                    theirs = measure(reference, script, theirs_args, seconds, reference_pid)
+                    pairs.append({"service": ours, "reference": theirs})
                 results[label] = pairs
 
             peak = max(p["service"]["rps"] for p in results["get"])  # type: ignore[index]
@@ -406,6 +426,7 @@ def report(results: dict[str, Any], command: str) -> str:
             "reference req/s",
             "ratio",
             "p99 ms (svc / ref)",
+            "CPU µs per request (svc / ref)",
             "errors (svc / ref)",
         ],
         [
@@ -415,6 +436,7 @@ def report(results: dict[str, Any], command: str) -> str:
                 f"{p['reference']['rps']:.0f}",
                 f"{p['service']['rps'] / p['reference']['rps']:.2f}",
                 f"{p['service']['p99_ms']:.1f} / {p['reference']['p99_ms']:.1f}",
+                f"{p['service']['cpu_us']:.0f} / {p['reference']['cpu_us']:.0f}",
                 f"{p['service']['errors']} / {p['reference']['errors']}",
             ]
             for label in ("get", "post")
@@ -450,6 +472,8 @@ a run with {PRECONDITIONS}.
 Machine: {m["cpu"]}, {m["memory"]}, {m["os"]}, Python {m["python"]},
 {m["postgres"]} with fsync on. The load generators (wrk, hey), PostgreSQL and both servers
 share these cores, so absolute numbers belong to this machine; the ratios are the point.
+*CPU µs per request* is each server's own CPU time (its workers included, from /proc) over the
+requests it answered: it moves less with whatever else loads the machine than req/s does.
 
 The service runs with {WORKERS} workers, `REGISTRO_AUTH=writes` (POSTs carry an API key), a JSON
 access log line per request, Prometheus metrics over all workers, request ids, body limits, and

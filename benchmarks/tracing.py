@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -31,10 +30,10 @@ from benchmarks.run import (
     WORKERS,
     database,
     header,
+    measure,
     process,
     step,
     write_key,
-    wrk,
 )
 from deploy.docker import otlp_receiver
 from tests.support.postgres import free_port, running_postgres
@@ -57,25 +56,6 @@ CONFIGS: dict[str, dict[str, str]] = {
 async def prepare(server: str) -> tuple[str, str]:
     url = await database(server, "bench_tracing", ROWS)
     return url, await write_key(url)
-
-
-def cpu_seconds(parent: int) -> float:
-    """User and system CPU time of the server and its workers so far (/proc/PID/stat fields 14
-    and 15, in clock ticks): what a request costs the service, whatever else loads the machine."""
-    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-    ticks = 0
-    for pid in (str(parent), *children):
-        with contextlib.suppress(FileNotFoundError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def measure(url: str, script: str, args: list[str], seconds: int, pid: int) -> dict[str, Any]:
-    before = cpu_seconds(pid)
-    load = wrk(url, script, args, seconds)
-    used = cpu_seconds(pid) - before
-    return {**load.__dict__, "cpu_us": used / max(load.requests, 1) * 1e6}
 
 
 def run(seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:

@@ -12,7 +12,14 @@ from benchmarks import run as bench
 
 
 def load(rps: float, errors: int = 0) -> dict[str, float]:
-    return {"rps": rps, "mean_ms": 5.0, "p99_ms": 9.0, "requests": 1000, "errors": errors}
+    return {
+        "rps": rps,
+        "mean_ms": 5.0,
+        "p99_ms": 9.0,
+        "requests": 1000,
+        "errors": errors,
+        "cpu_us": 150.0,
+    }
 
 
 def results(errors: int = 0) -> dict[str, Any]:
@@ -107,3 +114,14 @@ def test_a_run_below_issue_17s_throughput_goals_misses_them(
     monkeypatch.setattr(bench, "run", lambda seconds, rounds, workdir: below)
     assert main(monkeypatch) == 1
     assert "targets missed: get_ratio, post_ratio" in capsys.readouterr().err
+
+
+def test_the_report_gives_each_servers_cpu_per_request(
+    fake_run: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Beside req/s, which moves with whatever else runs, each server's own CPU per request
+    (/proc/PID/stat utime + stime of the server and its workers, proc(5))."""
+    assert main(monkeypatch) == 0
+    report = (tmp_path / "work" / "report.md").read_text()
+    assert "| CPU µs per request (svc / ref) |" in report
+    assert "| 150 / 150 |" in report
