@@ -19,7 +19,8 @@ import uuid
 from typing import Any
 
 import httpx
-from deploy.docker import stackctl
+from deploy.docker import compose
+from deploy.docker.progress import wait_for
 
 from tests.e2e import load as loadgen
 from tests.e2e.conftest import STACK_URL, TRACES_URL
@@ -61,10 +62,10 @@ def wait_for_trace(trace_id: str, timeout: float = 30) -> list[dict[str, Any]]:
 def access_line(request_id: str) -> dict[str, Any]:
     """The replica's access log line of the request (docker logs: the service's stdout)."""
     for replica in REPLICAS:
-        cid = stackctl.container(replica)
+        cid = compose.container(replica)
         if cid is None:
             continue
-        logs = stackctl.docker("logs", "--since", "10m", cid)
+        logs = compose.docker("logs", "--since", "10m", cid)
         for line in logs.splitlines():
             if request_id in line and line.startswith("{"):
                 entry: dict[str, Any] = json.loads(line)
@@ -74,7 +75,7 @@ def access_line(request_id: str) -> dict[str, Any]:
 
 
 def receiver_healthy() -> bool:
-    return stackctl.container_state("traces") == "healthy"
+    return compose.container_state("traces") == "healthy"
 
 
 def timed_writes(api: httpx.Client, auth: dict[str, str], label: str) -> list[float]:
@@ -120,15 +121,13 @@ def test_one_request_is_one_trace_with_its_ids(ca: str, api_key: str) -> None:
         load.mark("receiver up: traced writes")
         up = timed_writes(api, auth, "up")
         load.mark("receiver stopped")
-        stackctl.compose("stop", "traces")
+        compose.compose("stop", "traces")
         try:
             down = timed_writes(api, auth, "down")
         finally:
             load.mark("receiver started")
-            stackctl.compose("start", "traces")
-            stackctl.wait_for(
-                "traces healthy", lambda: stackctl.container_state("traces") == "healthy", 60
-            )
+            compose.compose("start", "traces")
+            wait_for("traces healthy", lambda: compose.container_state("traces") == "healthy", 60)
         results = load.stop()
 
     servers = [s for s in spans if s["kind"] == "SERVER"]
