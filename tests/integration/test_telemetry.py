@@ -197,6 +197,16 @@ def _spans(received: list[bytes]) -> tuple[list[Span], dict[str, str]]:
     return spans, resource
 
 
+def _migrated_sqlite(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/registro.db"
+    subprocess.run([REGISTRO, "migrate"], env={**os.environ, "DATABASE_URL": url}, check=True)
+    return url
+
+
+def _json_lines(log: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+
+
 @pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -215,8 +225,7 @@ def test_a_traced_request_has_its_statements_and_its_ids_in_log_and_audit(
             request.getfixturevalue("postgres_server"), request.getfixturevalue("postgres_template")
         )
     else:
-        url = f"sqlite:///{tmp_path}/registro.db"
-        subprocess.run([REGISTRO, "migrate"], env={**os.environ, "DATABASE_URL": url}, check=True)
+        url = _migrated_sqlite(tmp_path)
     admin = asyncio.run(add_key(url, "auditor", "admin"))
     with running_service(
         url,
@@ -230,7 +239,7 @@ def test_a_traced_request_has_its_statements_and_its_ids_in_log_and_audit(
         audit = httpx.get(f"{s.url}/audit", headers=bearer(admin)).json()
     log = s.output()  # once stopped: a worker writes its lines from a thread, and flushes at exit
     rid = created.headers["x-request-id"]
-    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    lines = _json_lines(log)
     mine = [line for line in lines if line.get("request_id") == rid]
     assert {line["logger"] for line in mine} == {"registro.access", "registro.audit"}
     (trace_id,) = {line["trace_id"] for line in mine}
@@ -313,8 +322,7 @@ def test_an_unsampled_request_exports_nothing_and_carries_no_trace_id(
     even its statements', is exported, and its log line and audit row name no trace. A caller's
     sampled traceparent is followed (ParentBased: remote_parent_sampled -> ALWAYS_ON)."""
     endpoint, received = otlp_collector
-    url = f"sqlite:///{tmp_path}/registro.db"
-    subprocess.run([REGISTRO, "migrate"], env={**os.environ, "DATABASE_URL": url}, check=True)
+    url = _migrated_sqlite(tmp_path)
     admin = asyncio.run(add_key(url, "auditor", "admin"))
     caller_trace = f"{int(time.time()):08x}0123456789abcdef01234567"
     with running_service(
@@ -333,7 +341,7 @@ def test_an_unsampled_request_exports_nothing_and_carries_no_trace_id(
         )
         audit = httpx.get(f"{s.url}/audit", headers=bearer(admin)).json()
     log = s.output()  # once stopped: a worker writes its lines from a thread, and flushes at exit
-    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    lines = _json_lines(log)
     untraced_rid = unsampled.headers["x-request-id"]
     followed_rid = followed.headers["x-request-id"]
     by_request = {
