@@ -64,6 +64,12 @@ class _Supervisor(Multiprocess):
     SIGTERM and then only waits for them: a second signal would wait in its queue. Here every
     signal reaches the workers at once (so the first starts their drain without delay, SIGINT
     as SIGTERM, and a second one skips it as with one worker).
+
+    The handler takes no lock: it runs between two bytecodes of the main thread (the signal
+    module's documentation), possibly inside the handler of the signal before it. Setting
+    `should_exit` (a threading.Event, whose lock is not re-entrant) from there once left the
+    supervisor waiting on itself for ever; the signal goes to uvicorn's queue instead, which its
+    loop reads within half a second.
     """
 
     def __init__(self, config: uvicorn.Config) -> None:
@@ -72,10 +78,11 @@ class _Supervisor(Multiprocess):
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signal_queue.append(signum)
         for worker in self.processes:
             if worker.process.pid is not None and worker.process.exitcode is None:
-                os.kill(worker.process.pid, signal.SIGTERM)
-        self.should_exit.set()
+                with contextlib.suppress(ProcessLookupError):  # it ended since
+                    os.kill(worker.process.pid, signal.SIGTERM)
 
     def terminate_all(self) -> None:
         """Nothing more to send: each worker already has its signal, and drains."""
