@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from registro.app import OPERATIONS
 from registro.store.urls import sqlalchemy_url
+from registro.telemetry.logs import audit_log
 from tests.conftest import ClientFactory, add_key, bearer, new_postgres_database
 from tests.support.service import running_service
 
@@ -46,8 +47,18 @@ async def test_every_successful_write_is_audited_with_who_what_and_where(
     assert delete["before"]["name"] == "b" and delete["after"] is None
 
 
+class _Lines:
+    """Stands in for the log writer: keeps the lines offered to it, parsed."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, object]] = []
+
+    def offer(self, line: bytes) -> None:
+        self.entries.append(orjson.loads(line))
+
+
 async def test_each_write_records_and_logs_the_audit_action_declared_at_its_handler(
-    client: httpx.AsyncClient, make_key, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient, make_key, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     declared = {(op.method, op.path): op.audit for op in OPERATIONS if op.audit}
     assert declared == {
@@ -56,13 +67,15 @@ async def test_each_write_records_and_logs_the_audit_action_declared_at_its_hand
         ("DELETE", "/data/{id}"): "delete",
     }
     admin = await make_key("auditor", "admin")
-    caplog.set_level(logging.INFO, logger="registro.audit")
+    lines = _Lines()
+    monkeypatch.setattr(audit_log, "writer", lines)
+    monkeypatch.setattr(audit_log, "enabled", True)
     record_id = (await client.post("/data", json={"name": "a"})).json()["id"]
     await client.put(f"/data/{record_id}", json={"name": "b"})
     await client.delete(f"/data/{record_id}")
 
     stored = [e["action"] for e in (await client.get("/audit", headers=bearer(admin))).json()]
-    logged = [r.fields["action"] for r in caplog.records if r.name == "registro.audit"]
+    logged = [e["action"] for e in lines.entries if e["logger"] == "registro.audit"]
     assert stored[::-1] == logged == list(declared.values())
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from registro.settings import load_settings
 from registro.telemetry.logs import (
-    AccessLog,
+    DirectLog,
     JsonFormatter,
     LineWriter,
     TextFormatter,
@@ -48,7 +48,8 @@ def test_text_lines_carry_the_same_fields_for_a_person() -> None:
     )
     read_end, write_end = os.pipe()
     try:
-        log = AccessLog(enabled=True, text=True)
+        log = DirectLog("registro.access", "request")
+        log.enabled = log.text = True
         log.writer = LineWriter(write_end)
         log.write({"method": "GET", "status": 200})
         assert log.writer.flush(timeout=5)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from registro.auth import Principal, Scope
 from registro.shared import shared
 from registro.store import Actor, Record
+from registro.telemetry.logs import audit_log
 from registro.telemetry.requests import caller_request_id, client_address, request_id, trace_id
 
 
@@ -35,23 +34,17 @@ def actor(request: Request, principal: Principal) -> Actor:
     )
 
 
-audit_log = logging.getLogger("registro.audit")
-
-
 def log_change(action: str, who: Actor, record: Record) -> None:
     """The log line that goes with each audit row (the row itself is written by the store)."""
-    audit_log.info(
-        "audit",
-        extra={
-            "fields": {
-                "action": action,
-                "actor": who.name,
-                "record_id": record.id,
-                "name": record.name,
-                "request_id": who.request_id,
-                "caller_request_id": who.caller_request_id,
-                "trace_id": who.trace_id,
-                "client": who.client,
-            }
-        },
+    audit_log.write(
+        {
+            "request_id": who.request_id,
+            "trace_id": who.trace_id,
+            "action": action,
+            "actor": who.name,
+            "record_id": record.id,
+            "name": record.name,
+            "caller_request_id": who.caller_request_id,
+            "client": who.client,
+        }
     )

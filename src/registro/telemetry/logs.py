@@ -157,16 +157,19 @@ class QueueingHandler(logging.Handler):
             self.handleError(record)
 
 
-class AccessLog:
-    """The one line per request, in the same shape as every other log line.
+class DirectLog:
+    """A line that goes with every request (the access line) or every write (the audit line), in
+    the same shape as every other log line.
 
     Offered straight to the writer rather than through `logging`: it is on every request, and the
     logging machinery (records, caller lookup, handler locks) costs more than the line itself.
     """
 
-    def __init__(self, enabled: bool, text: bool = False) -> None:
-        self.enabled = enabled
-        self.text = text
+    def __init__(self, logger: str, message: str) -> None:
+        self.logger = logger
+        self.message = message
+        self.enabled = False
+        self.text = False
         self.writer: LineWriter | None = None
 
     def write(self, fields: dict[str, object]) -> None:
@@ -175,15 +178,16 @@ class AccessLog:
         entry = {
             "time": _time(time.time()),
             "level": "INFO",
-            "logger": "registro.access",
-            "message": "request",
+            "logger": self.logger,
+            "message": self.message,
             **fields,
         }
         line = text_line(entry).encode() if self.text else orjson.dumps(entry)
         self.writer.offer(line + b"\n")
 
 
-access_log = AccessLog(enabled=False)
+access_log = DirectLog("registro.access", "request")
+audit_log = DirectLog("registro.audit", "audit")
 _writer: LineWriter | None = None
 
 
@@ -219,8 +223,9 @@ def configure_logging(
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # AccessLog writes the one line per request; uvicorn's own would be a second.
+    # access_log writes the one line per request; uvicorn's own would be a second.
     logging.getLogger("uvicorn.access").disabled = True
-    access_log.writer = _writer
-    access_log.enabled = root.getEffectiveLevel() <= logging.INFO
-    access_log.text = text
+    for direct in (access_log, audit_log):
+        direct.writer = _writer
+        direct.enabled = logging.getLogger(direct.logger).getEffectiveLevel() <= logging.INFO
+        direct.text = text
