@@ -28,8 +28,12 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(app: ASGIApp, limits: HttpLimits) -> Iterator[Served]:
-    protocol = type("TestProtocol", (BoundedHttpToolsProtocol,), {"limits": limits})
+def serving(
+    app: ASGIApp,
+    limits: HttpLimits,
+    protocol_class: type[BoundedHttpToolsProtocol] = BoundedHttpToolsProtocol,
+) -> Iterator[Served]:
+    protocol = type("TestProtocol", (protocol_class,), {"limits": limits})
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
