@@ -139,7 +139,7 @@ fmt: venv ## format and auto-fix what ruff can
 	$(BIN)/ruff check --fix $(PYTHON_SOURCES)
 
 .PHONY: bench
-bench: venv ## the service against the raw reference on PostgreSQL, report in .work/bench/ (PUBLISH=1: also docs/benchmarks.md)
+bench: venv ## the service against the raw reference on PostgreSQL, report in .work/bench/ (PUBLISH=1: also docs/benchmarks.md and the traces' cost in docs/aws.md)
 	$(BIN)/python -m benchmarks.run $(if $(PUBLISH),--publish) $(BENCH_ARGS)
 
 .PHONY: bench-image

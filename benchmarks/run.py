@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from benchmarks import trace_cost
 from tests.support.postgres import PG_BIN, free_port, running_postgres
 
 from registro.auth import new_key
@@ -578,7 +579,8 @@ def main() -> int:
             print(f"bench: not published: {failed} requests failed during the run", file=sys.stderr)
             return 1
         PUBLISHED.write_text(page)
-        step(f"published to {PUBLISHED.relative_to(ROOT)}")
+        trace_cost.publish(page)
+        step(f"published to {PUBLISHED.relative_to(ROOT)} (and the traces' cost to docs/aws.md)")
     return status
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from benchmarks import run as bench
+from benchmarks import trace_cost
 
 
 def load(rps: float, errors: int = 0) -> dict[str, float]:
@@ -44,6 +45,9 @@ def fake_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     published.write_text("the published page\n")
     monkeypatch.setattr(bench, "WORKDIR", tmp_path / "work")
     monkeypatch.setattr(bench, "PUBLISHED", published)
+    aws_doc = tmp_path / "docs" / "aws.md"
+    aws_doc.write_text(trace_cost.AWS_DOC.read_text())
+    monkeypatch.setattr(trace_cost, "AWS_DOC", aws_doc)
     monkeypatch.setattr(bench, "ROOT", tmp_path)
     monkeypatch.setattr(bench, "missing_tools", lambda: "")
     monkeypatch.setattr(bench, "unmet_before", lambda seconds, rounds: [])
@@ -67,11 +71,12 @@ def test_a_run_writes_its_report_under_work_only(
     assert fake_run.read_text() == "the published page\n"
 
 
-def test_publish_replaces_the_page(
+def test_publish_replaces_the_page_and_the_traces_cost_at_its_rate(
     fake_run: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     assert main(monkeypatch, "--publish") == 0
     assert fake_run.read_text() == (tmp_path / "work" / "report.md").read_text()
+    assert "rate, 350 req/s" in " ".join((tmp_path / "docs" / "aws.md").read_text().split())
 
 
 def test_a_run_with_failed_requests_is_not_published(
