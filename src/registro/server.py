@@ -78,8 +78,10 @@ class _Supervisor(Multiprocess):
     module's documentation), possibly inside the handler of the signal before it. Setting
     `should_exit` (a threading.Event, whose lock is not re-entrant) from there once left the
     supervisor waiting on itself for ever; the signal goes to uvicorn's queue instead, which its
-    loop reads within half a second.
+    loop reads within half a second, and a flag keeps it from replacing the workers meanwhile.
     """
+
+    _stopping = False  # a signal came: set by the handler, without a lock
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config, sockets=[config.bind_socket()])
@@ -87,11 +89,18 @@ class _Supervisor(Multiprocess):
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
         self.signal_queue.append(signum)
         for worker in self.processes:
             if worker.process.pid is not None and worker.process.exitcode is None:
                 with contextlib.suppress(ProcessLookupError):  # it ended since
                     os.kill(worker.process.pid, signal.SIGTERM)
+
+    def keep_subprocess_alive(self) -> None:
+        """Not once stopping: a worker that finished its drain before uvicorn's loop read the
+        signal would be replaced by one that never gets a signal, and waited for for ever."""
+        if not self._stopping:
+            super().keep_subprocess_alive()
 
     def terminate_all(self) -> None:
         """Nothing more to send: each worker already has its signal, and drains."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import threading
 
+import pytest
+
 from registro.server import _Supervisor
 
 
@@ -34,3 +36,45 @@ def test_the_signal_handler_takes_no_lock_the_code_it_interrupted_may_hold() -> 
     assert supervisor.signal_queue == [signal.SIGTERM]
     supervisor.handle_signals()
     assert supervisor.should_exit.is_set()
+
+
+class _ExitedWorker:
+    """A worker that has finished its drain and exited."""
+
+    class process:  # as multiprocessing.Process is named on uvicorn's Process
+        pid = None
+        exitcode = 0
+
+    exitcode = 0
+    pid = None
+
+    def is_alive(self, timeout: float = 5) -> bool:
+        return False
+
+    def kill(self) -> None: ...
+    def join(self) -> None: ...
+
+
+def test_a_worker_that_exits_before_the_signal_is_read_is_not_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn's loop reads the queued signal up to half a second after it came, and in between
+    replaces any worker that is no longer alive (Multiprocess.keep_subprocess_alive). A worker
+    that drained quickly would be replaced by one that never gets a signal, and the supervisor
+    would then wait for it for ever."""
+    started: list[object] = []
+
+    class Replacement:
+        def __init__(self, *args: object) -> None:
+            started.append(self)
+
+        def start(self) -> None: ...
+
+    monkeypatch.setattr("uvicorn.supervisors.multiprocess.Process", Replacement)
+    supervisor = _Supervisor.__new__(_Supervisor)
+    supervisor.processes, supervisor.signal_queue = [_ExitedWorker()], []
+    supervisor.should_exit = threading.Event()
+    supervisor.config, supervisor.sockets = None, []
+    supervisor._on_signal(signal.SIGTERM, None)
+    supervisor.keep_subprocess_alive()  # before uvicorn's loop has read the signal
+    assert started == []
