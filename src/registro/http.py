@@ -75,8 +75,8 @@ class _HeadWithBody:
     """A connection's transport as its cycles see it: a response's head is held until the first
     part of its body, so the two leave in one write (one system call, one TCP segment) rather
     than two. uvicorn writes the head by itself on `http.response.start` (httptools_impl.py
-    RequestResponseCycle.send), and every write on loopback costs the kernel's delivery and a
-    wake-up of the reader: on a 2-core VM, a sixth of a request's CPU (docs/benchmarks.md)."""
+    RequestResponseCycle.send), and each write is a system call and a segment that wakes the
+    reader."""
 
     __slots__ = ("_head", "_hold", "transport")
 
