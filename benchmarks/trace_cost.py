@@ -3,7 +3,8 @@
 Issue 19 asked for the cost of traces at the rate the benchmark measured. That rate is
 docs/benchmarks.md's (achieved at half the peak), so `make bench PUBLISH=1` rewrites the
 paragraph's figures from it whenever it replaces that page, and a test checks that the two agree.
-The price per million traces is the prod cost table's, the share traced is config.env's sampling.
+The price per million traces is the prod cost table's, the share traced the sampling ratio of
+deploy/facts/facts.yaml (which config.env is rendered from).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from deploy.facts.generate import fact
+
 ROOT = Path(__file__).resolve().parents[1]
 AWS_DOC = ROOT / "docs" / "aws.md"
-CONFIG_ENV = ROOT / "deploy" / "k8s" / "base" / "config.env"
 HOURS_A_MONTH = Decimal(730)
 CENT = Decimal("0.01")
 
@@ -24,7 +26,6 @@ _PRICE = re.compile(
     r"\| [\d.]+ \| [^|]+ \| ([\d.]+) \|",
     re.M,
 )
-_RATIO = re.compile(r"^OTEL_TRACES_SAMPLER_ARG=([0-9.]+)$", re.M)
 # The figures, with whatever spacing the paragraph's line breaks put between the words.
 _FIGURES = re.compile(
     r"(rate,\s+)(\d+)(\s+req/s\s.*?\stake\s+)([\d.]+)(\s+million\s+requests\s+and\s+record\s+)"
@@ -54,14 +55,13 @@ def figures(rate: int, ratio: Decimal, price: Decimal) -> tuple[Decimal, Decimal
     )
 
 
-def rewrite(aws_doc: str, rate: int, config_env: str) -> str:
+def rewrite(aws_doc: str, rate: int) -> str:
     """docs/aws.md with the paragraph's figures computed for `rate`."""
-    price, ratio = _PRICE.search(aws_doc), _RATIO.search(config_env)
-    if price is None or ratio is None:
-        raise ValueError("no X-Ray price in the prod cost table, or no sampling ratio")
-    requests, traces, cost, every = figures(rate, Decimal(ratio[1]), Decimal(price[1]))
-    if _FIGURES.search(aws_doc) is None:
-        raise ValueError("no paragraph on traces at the benchmark's rate in docs/aws.md")
+    price = _PRICE.search(aws_doc)
+    if price is None:
+        raise ValueError("no X-Ray price in the prod cost table of docs/aws.md")
+    ratio = Decimal(str(fact("sample_ratio")))
+    requests, traces, cost, every = figures(rate, ratio, Decimal(price[1]))
 
     def figured(m: re.Match[str]) -> str:
         parts = list(m.groups())
@@ -70,10 +70,13 @@ def rewrite(aws_doc: str, rate: int, config_env: str) -> str:
         )
         return "".join(parts)
 
-    return _FIGURES.sub(figured, aws_doc, count=1)
+    text, found = _FIGURES.subn(figured, aws_doc, count=1)
+    if not found:
+        raise ValueError("no paragraph on traces at the benchmark's rate in docs/aws.md")
+    return text
 
 
 def publish(benchmarks_page: str) -> None:
     """Rewrite docs/aws.md's figures for the page `make bench PUBLISH=1` just wrote."""
     text = AWS_DOC.read_text()
-    AWS_DOC.write_text(rewrite(text, achieved_rate(benchmarks_page), CONFIG_ENV.read_text()))
+    AWS_DOC.write_text(rewrite(text, achieved_rate(benchmarks_page)))

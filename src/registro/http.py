@@ -51,13 +51,18 @@ class _SendUnlessGone:
     answering. A write from either raised RuntimeError on the closed handle, which the
     application took for its own error (a 500 and an ERROR traceback). Here that response is
     dropped, as uvicorn drops one after connection_lost, and counted as the client's leaving
-    (499)."""
+    (499).
 
-    __slots__ = ("_cycle", "_send")
+    It also gives the cycle its connection's `out` as transport, and has it hold each
+    response's head for the body (_HeadWithBody)."""
 
-    def __init__(self, cycle: RequestResponseCycle) -> None:
+    __slots__ = ("_cycle", "_out", "_send")
+
+    def __init__(self, cycle: RequestResponseCycle, out: _HeadWithBody) -> None:
         self._cycle = cycle
+        self._out = out
         self._send = cycle.send
+        cycle.transport = out  # type: ignore[assignment]
 
     async def __call__(self, message: ASGISendEvent) -> None:
         cycle = self._cycle
@@ -67,7 +72,7 @@ class _SendUnlessGone:
             cycle.disconnected = True
             cycle.scope[CLIENT_DISCONNECTED] = True  # type: ignore[literal-required]
         if message["type"] == "http.response.start" and not cycle.disconnected:
-            cycle.transport.hold_head()  # type: ignore[attr-defined]
+            self._out.hold_head()
         await self._send(message)
 
 
@@ -212,8 +217,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and not isinstance(cycle.send, _SendUnlessGone):
-            cycle.transport = self._out  # type: ignore[assignment]
-            cycle.send = _SendUnlessGone(cycle)  # type: ignore[method-assign]
+            cycle.send = _SendUnlessGone(cycle, self._out)  # type: ignore[method-assign]
 
     def on_message_complete(self) -> None:
         self._disarm()

@@ -10,6 +10,15 @@ import pytest
 from registro.server import _Supervisor
 
 
+def _supervisor(*workers: object) -> _Supervisor:
+    """A supervisor of `workers`, without its socket or its signal handlers."""
+    supervisor = _Supervisor.__new__(_Supervisor)
+    supervisor.processes, supervisor.signal_queue = list(workers), []
+    supervisor.should_exit = threading.Event()
+    supervisor.config, supervisor.sockets = None, []
+    return supervisor
+
+
 def test_the_signal_handler_takes_no_lock_the_code_it_interrupted_may_hold() -> None:
     """A Python signal handler runs in the main thread between two bytecodes (the signal
     module's documentation), so it may interrupt uvicorn's loop inside `should_exit.wait()`, or
@@ -18,9 +27,7 @@ def test_the_signal_handler_takes_no_lock_the_code_it_interrupted_may_hold() -> 
     for ever, the workers already stopped (`make bench` stops each server with two SIGTERMs,
     and one such stop hung). Here the lock is held, as the interrupted code holds it, while the
     handler runs; then uvicorn's loop reads the signal (Multiprocess.handle_signals)."""
-    supervisor = _Supervisor.__new__(_Supervisor)  # no socket, no workers
-    supervisor.processes, supervisor.signal_queue = [], []
-    supervisor.should_exit = threading.Event()
+    supervisor = _supervisor()
     handled = threading.Event()
 
     def handle() -> None:
@@ -71,10 +78,7 @@ def test_a_worker_that_exits_before_the_signal_is_read_is_not_replaced(
         def start(self) -> None: ...
 
     monkeypatch.setattr("uvicorn.supervisors.multiprocess.Process", Replacement)
-    supervisor = _Supervisor.__new__(_Supervisor)
-    supervisor.processes, supervisor.signal_queue = [_ExitedWorker()], []
-    supervisor.should_exit = threading.Event()
-    supervisor.config, supervisor.sockets = None, []
+    supervisor = _supervisor(_ExitedWorker())
     supervisor._on_signal(signal.SIGTERM, None)
     supervisor.keep_subprocess_alive()  # before uvicorn's loop has read the signal
     assert started == []

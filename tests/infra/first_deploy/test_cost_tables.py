@@ -163,15 +163,15 @@ def test_make_bench_publish_rewrites_the_paragraph_for_its_rate() -> None:
     """`make bench PUBLISH=1` replaces docs/benchmarks.md and, from its rate, this paragraph's
     figures (benchmarks/trace_cost.py): the doc is what that rewrite gives, and another rate
     gives other figures in the same words."""
-    doc, config = DOC.read_text(), (ROOT / "deploy" / "k8s" / "base" / "config.env").read_text()
+    doc = DOC.read_text()
     rate = trace_cost.achieved_rate((ROOT / "docs" / "benchmarks.md").read_text())
-    assert trace_cost.rewrite(doc, rate, config) == doc
-    other = trace_cost.rewrite(doc, 1000, config)
+    assert trace_cost.rewrite(doc, rate) == doc
+    other = trace_cost.rewrite(doc, 1000)
     assert "rate, 1000 req/s" in " ".join(other.split())
     assert "take 2628.00 million requests and record 131.40 million traces" in " ".join(
         other.split()
     )
-    assert trace_cost.rewrite(other, rate, config) == doc
+    assert trace_cost.rewrite(other, rate) == doc
 
 
 def test_the_cost_at_the_benchmarks_rate_follows_from_it() -> None:
