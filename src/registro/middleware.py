@@ -238,8 +238,14 @@ class RequestLimitsMiddleware:
             await error(415, "Content-Type must be application/json")(scope, receive, send)
             return
 
-        # A body streamed without Content-Length is counted as it arrives. Past the limit the
-        # client gets 413 at once and the application sees a disconnect, whose reply is dropped.
+        if not chunked:
+            # The body is the declared length, checked above: the server reads no more for it
+            # (what follows on the connection is the next request).
+            await self.app(scope, receive, send)
+            return
+
+        # A chunked body is counted as it arrives. Past the limit the client gets 413 at once
+        # and the application sees a disconnect, whose reply is dropped.
         received = 0
         rejected = False
 
