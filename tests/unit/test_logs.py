@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,6 +19,7 @@ from registro.telemetry.logs import (
     JsonFormatter,
     LineWriter,
     TextFormatter,
+    _time,
     text_line,
 )
 
@@ -35,6 +37,21 @@ def test_a_record_becomes_one_json_line_with_its_fields() -> None:
     assert entry["status"] == 200 and entry["route"] == "/data/{id}"
     assert entry["level"] == "INFO" and entry["logger"] == "registro.access"
     assert "hunter2" not in line
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [0.0, 1.999, 86399.9995, 951782400.5, 1780000000.0004, 1796515199.999999, 4102444800.25],
+)
+def test_a_line_time_is_the_instant_in_utc_truncated_to_the_millisecond(timestamp: float) -> None:
+    """The date and time of day are cached per second: each call must still name its own second
+    (the timestamps go back and forth between days, leap day included) and its millisecond."""
+    text = _time(timestamp)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", text)
+    parsed = datetime.fromisoformat(text)
+    assert parsed.utcoffset() == timedelta(0)
+    assert 0 <= timestamp - parsed.timestamp() < 0.001 + 1e-6
+    assert text[:19] == datetime.fromtimestamp(int(timestamp), UTC).isoformat()[:19]
 
 
 def test_text_lines_carry_the_same_fields_for_a_person() -> None:
