@@ -99,10 +99,11 @@ HANDLER = "create_record"  # the POST /data handler, in registro/api/data.py
 def _app() -> Any:
     app: Any = create_app(load_settings(database_url="sqlite:///unused.db", auth="writes"))
     inner = app
-    while not hasattr(inner, "state"):
+    while not hasattr(inner, "state") and not hasattr(inner, "shared"):
         inner = inner.app
-    # Trees before the typed container (8a6cffc and older) kept these on app.state itself.
-    holder = getattr(inner.state, "shared", inner.state)
+    # Older trees kept these on a Starlette app's state: in the typed container (up to af97b6d)
+    # or on the state itself (8a6cffc and older).
+    holder = getattr(inner, "shared", None) or getattr(inner.state, "shared", inner.state)
     holder.store, holder.authenticator = InstantStore(), AnyKey()
     return app
 

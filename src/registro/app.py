@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registro import __version__
 from registro.api import audit, data, docs, errors, health
@@ -22,7 +21,7 @@ from registro.api.operation import Endpoint, Operation, routes
 from registro.api.responses import JSON
 from registro.auth import Authenticator
 from registro.lifecycle import Lifecycle
-from registro.middleware import INSIDE_STARLETTE, wrap
+from registro.middleware import ErrorsMiddleware, wrap
 from registro.settings import AuthMode, Settings
 from registro.shared import Shared
 from registro.store import Timeouts, open_store
@@ -48,10 +47,9 @@ def database_timeouts(settings: Settings) -> Timeouts:
     )
 
 
-def _lifespan(settings: Settings, drain_on_sigterm: bool) -> Any:
+def _lifespan(settings: Settings, state: Shared, drain_on_sigterm: bool) -> Any:
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state: Shared = app.state.shared
+    async def lifespan(app: object) -> AsyncIterator[None]:
         state.store = await open_store(
             settings.database,
             settings.db_pool_size,
@@ -91,26 +89,40 @@ def _openapi_endpoint(operations: Sequence[Operation], mode: AuthMode) -> Endpoi
     return openapi
 
 
+class Service:
+    """The application inside the HTTP layer: Starlette's router (its routes and the worker's
+    lifespan) behind ErrorsMiddleware, and what the worker's requests share.
+
+    Not a Starlette application: that would add two exception layers of its own, each wrapping
+    every request's send (ErrorsMiddleware answers for them). As Starlette's does, it puts
+    itself in the scope (`request.app`, which registro.shared reads `shared` from); with it
+    there, the router raises its 404 and 405 for ErrorsMiddleware to answer in JSON."""
+
+    def __init__(self, router: Router, shared: Shared) -> None:
+        self.shared = shared
+        self.app = ErrorsMiddleware(router, errors.ANSWERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings, lifecycle: Lifecycle | None = None, drain_on_sigterm: bool = False
 ) -> ASGIApp:
     """The ASGI application. The store is opened by the lifespan, once per worker process."""
-    api = Starlette(
+    state = Shared(settings, lifecycle or Lifecycle())
+    router = Router(
         routes=[
             *routes(OPERATIONS, settings.auth_mode),
             Route("/openapi.json", _openapi_endpoint(OPERATIONS, settings.auth_mode)),
             *docs.ROUTES,
         ],
-        exception_handlers=errors.HANDLERS,
-        middleware=INSIDE_STARLETTE,
-        lifespan=_lifespan(settings, drain_on_sigterm),
+        # /data/ is a 404, as any path no route has. Starlette's default redirect to /data
+        # builds its Location from the Host header, which the caller writes.
+        redirect_slashes=False,
+        lifespan=_lifespan(settings, state, drain_on_sigterm),
     )
-    # /data/ is a 404, as any path no route has. Starlette's default redirect to /data builds
-    # its Location from the Host header, which the caller writes.
-    api.router.redirect_slashes = False
-    state = Shared(settings, lifecycle or Lifecycle())
-    api.state.shared = state
     metrics.BUILD_INFO.labels(__version__, settings.git_commit).set(1)
-
-    app, state.tracer_provider = wrap(api, settings, state.lifecycle)
+    app, state.tracer_provider = wrap(Service(router, state), settings, state.lifecycle)
     return app

@@ -11,12 +11,13 @@ oversized clients) has read its head. From there, outermost first:
 3. DrainMiddleware: Connection: close while draining, a JSON 503 at the shutdown deadline;
 4. RequestLimitsMiddleware: 413 for a body over REGISTRO_MAX_BODY_BYTES, 415 for one not JSON;
 5. FaultInjectionMiddleware, only when REGISTRO_FAULT_* is set (never in prod);
-6. the Starlette application (registro.app): FailsafeMiddleware (a bug's JSON 500, logged once)
-   around the router, whose HTTPExceptions registro.api.errors answers; the route's operation
-   is registro.api.operation's wrapper around a handler in registro.api.
+6. the service (registro.app.Service): ErrorsMiddleware, which answers every exception in JSON
+   (registro.api.errors says how; anything else is a bug's 500, logged once), around
+   Starlette's router; the route's operation is registro.api.operation's wrapper around a
+   handler in registro.api.
 
-`wrap` builds 1 to 5 around the application; `INSIDE_STARLETTE` is 6's. Each layer is plain ASGI
-(it sits on every request, and the benchmark prices every layer), and none imports from `api`.
+`wrap` builds 1 to 5 around the service, which builds 6. Each layer is plain ASGI (it sits on
+every request, and the benchmark prices every layer), and none imports from `api`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from starlette.middleware import Middleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registro.error_responses import error
@@ -293,29 +294,42 @@ class FaultInjectionMiddleware:
 
 
 errors_log = logging.getLogger("registro.errors")
+# What an exception the application raised is answered with, by the exception's class (or the
+# nearest base class that has an answer): registro.api.errors.ANSWERS.
+Answers = Mapping[type[Exception], Callable[[Exception], Response]]
 
 
-class FailsafeMiddleware:
-    """The last answer to a request the application failed on: a JSON 500, logged once.
-    Starlette's own fallback would log the error and re-raise it for uvicorn to log again, in
-    plain text. A request cut at the shutdown deadline is DrainMiddleware's (a JSON 503)."""
+class ErrorsMiddleware:
+    """The innermost layer, around the router: every exception becomes a JSON answer.
 
-    def __init__(self, app: ASGIApp) -> None:
+    One the service expects (a 404, a 422 of invalid input, the database down) gets its answer
+    from `answers`; any other is a bug: a JSON 500, logged once. When the response has already
+    begun there is nothing left to answer with, and the answer is dropped. Starlette's own
+    exception layers would also wrap every request's send, build a Request for it, and log a bug
+    twice (its error layer re-raises for uvicorn to log again, in plain text). A request cut at
+    the shutdown deadline is DrainMiddleware's (a JSON 503)."""
+
+    def __init__(self, app: ASGIApp, answers: Answers) -> None:
         self.app = app
+        self.answers = answers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self.app(scope, receive, send)
-        except Exception:
+        except Exception as exc:
             if scope["type"] != "http":
                 raise
-            fields = {"method": scope["method"], "path": scope["path"]}
-            errors_log.exception("unhandled error", extra={"fields": fields})
-            reply = error(500, "Internal server error")
+            reply = self._answer(exc)
+            if reply is None:
+                fields = {"method": scope["method"], "path": scope["path"]}
+                errors_log.exception("unhandled error", extra={"fields": fields})
+                reply = error(500, "Internal server error")
             with contextlib.suppress(Exception):  # a response already started: nothing to add
                 await reply(scope, receive, send)
 
-
-# 6, inside the Starlette application: around its router, within Starlette's own outermost
-# ServerErrorMiddleware, which therefore never sees an exception.
-INSIDE_STARLETTE = [Middleware(FailsafeMiddleware)]
+    def _answer(self, exc: Exception) -> Response | None:
+        for kind in type(exc).__mro__:
+            answer = self.answers.get(kind)
+            if answer is not None:
+                return answer(exc)
+        return None

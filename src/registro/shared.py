@@ -1,6 +1,6 @@
-"""What the requests of a worker share, in one typed container on the Starlette app's state
-(`app.state.shared`): Starlette's state answers any attribute as Any, so mypy could check none
-of its uses; read through `shared(request)`, each one is checked."""
+"""What the requests of a worker share, in one typed container that the application holds
+(registro.app.Service): Starlette's `request.app` and its `state` answer any attribute as Any,
+so mypy could check none of their uses; read through `shared(request)`, each one is checked."""
 
 from __future__ import annotations
 
@@ -30,5 +30,5 @@ class Shared:
 
 
 def shared(request: Request) -> Shared:
-    container: Shared = request.app.state.shared
+    container: Shared = request.app.shared  # registro.app.Service
     return container

@@ -47,10 +47,10 @@ async def app(postgres_server: str, postgres_template: str) -> AsyncIterator[Any
 
 
 def store_of(app: Any) -> PostgresStore:
-    """The store, from the Starlette app inside the middleware stack."""
-    while not hasattr(app, "state"):
+    """The store, from the service inside the middleware stack."""
+    while not hasattr(app, "shared"):
         app = app.app
-    store: PostgresStore = app.state.shared.store
+    store: PostgresStore = app.shared.store
     return store
 
 

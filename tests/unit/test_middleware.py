@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.applications import Starlette
+from starlette.routing import Router
 
-from registro.app import create_app
+from registro.app import Service, create_app
 from registro.middleware import (
     DrainMiddleware,
-    FailsafeMiddleware,
+    ErrorsMiddleware,
     FaultInjectionMiddleware,
     RequestLimitsMiddleware,
     RequestTelemetryMiddleware,
@@ -19,17 +19,17 @@ from registro.telemetry.tracing import ServerSpanMiddleware
 
 
 def chain(app: Any) -> list[Any]:
-    """Each layer down to the Starlette application, outermost first."""
+    """Each layer down to the service, outermost first."""
     layers = [app]
-    while not isinstance(layers[-1], Starlette):
+    while not isinstance(layers[-1], Service):
         layers.append(layers[-1].app)
     return layers
 
 
 def outermost_first(app: Any) -> list[type]:
-    """Each layer's type down to the Starlette application, then the middleware it adds."""
-    *layers, starlette = chain(app)
-    return [*map(type, layers), Starlette, *(m.cls for m in starlette.user_middleware)]
+    """Each layer's type down to the router."""
+    *layers, service = chain(app)
+    return [*map(type, layers), Service, type(service.app), type(service.app.app)]
 
 
 def test_every_request_passes_the_layers_in_this_order() -> None:
@@ -38,8 +38,9 @@ def test_every_request_passes_the_layers_in_this_order() -> None:
         RequestTelemetryMiddleware,  # first in, last out: it sees every answer, the 413s included
         DrainMiddleware,
         RequestLimitsMiddleware,
-        Starlette,
-        FailsafeMiddleware,
+        Service,
+        ErrorsMiddleware,
+        Router,
     ]
     assert chain(app)[2].max_body_bytes == 1024
 
@@ -51,15 +52,16 @@ def test_faults_sit_innermost_and_tracing_outermost_when_configured() -> None:
         otel_exporter_otlp_endpoint="http://127.0.0.1:4318",
     )
     app = create_app(settings)
-    chain(app)[-1].state.shared.tracer_provider.shutdown()  # its exporter's thread
+    chain(app)[-1].shared.tracer_provider.shutdown()  # its exporter's thread
     assert outermost_first(app) == [
         ServerSpanMiddleware,
         RequestTelemetryMiddleware,
         DrainMiddleware,
         RequestLimitsMiddleware,
         FaultInjectionMiddleware,
-        Starlette,
-        FailsafeMiddleware,
+        Service,
+        ErrorsMiddleware,
+        Router,
     ]
 
 

@@ -8,15 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
+from starlette.routing import Router
 
-from registro.api import errors
 from registro.api.operation import Call, Operations, PathEndpoint, routes
 from registro.api.schemas import Message, NameIn
+from registro.app import Service
 from registro.auth import ANONYMOUS, Principal
 from registro.lifecycle import Lifecycle
-from registro.middleware import FailsafeMiddleware
 from registro.settings import AuthMode, load_settings
 from registro.shared import Shared
 from registro.store import Record
@@ -68,13 +66,8 @@ def test_the_decorator_declares_its_handler_in_order_and_returns_it_unchanged() 
 @pytest.fixture
 async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
     mode: AuthMode = getattr(request, "param", "writes")
-    app = Starlette(
-        routes=routes(OPERATIONS, mode),
-        exception_handlers=errors.HANDLERS,
-        middleware=[Middleware(FailsafeMiddleware)],  # a bug's JSON 500, as registro.app has it
-    )
-    app.state.shared = Shared(load_settings(), Lifecycle())
-    app.state.shared.authenticator = FakeAuthenticator()
+    app = Service(Router(routes(OPERATIONS, mode)), Shared(load_settings(), Lifecycle()))
+    app.shared.authenticator = FakeAuthenticator()
     calls.clear()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

@@ -7,25 +7,27 @@ from typing import Any
 
 from asgi_lifespan import LifespanManager
 
-from registro.app import create_app
+from registro.app import Service, create_app
 from registro.auth import Authenticator
 from registro.settings import load_settings
 from registro.shared import Shared
 
 
-def _starlette(app: Any) -> Any:
-    while not hasattr(app, "state"):
+def _service(app: Any) -> Service:
+    while not isinstance(app, Service):
         app = app.app
     return app
 
 
-async def test_the_app_state_holds_the_typed_container_alone(tmp_path: Path) -> None:
-    """Any attribute set on app.state is Any to mypy: a new one belongs in Shared."""
+async def test_the_service_holds_the_typed_container_that_its_lifespan_fills(
+    tmp_path: Path,
+) -> None:
+    """No Starlette application, so no untyped app.state for a shared object to hide in: the
+    lifespan fills the one container the requests read (registro.shared)."""
     app = create_app(load_settings(env="dev", database_url=f"sqlite:///{tmp_path}/s.db"))
-    state = _starlette(app).state
-    assert set(vars(state)["_state"]) == {"shared"}
+    service = _service(app)
+    assert not hasattr(service, "state")
     async with LifespanManager(app):
-        assert set(vars(state)["_state"]) == {"shared"}
-        shared: Shared = state.shared
+        shared: Shared = service.shared
         assert isinstance(shared.authenticator, Authenticator)
         assert shared.store.pool_usage() == (0, 1)

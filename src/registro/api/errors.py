@@ -1,11 +1,14 @@
-"""Every error is JSON with a `message`; nothing a client sends produces a 5xx."""
+"""Every error is JSON with a `message`; nothing a client sends produces a 5xx.
+
+The answer to each exception the service expects, for registro.middleware.ErrorsMiddleware;
+anything else is a bug, which it answers with a JSON 500.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import Response
 
 from registro.api.inputs import InvalidInput
@@ -15,18 +18,18 @@ from registro.store import DatabaseBusy, DatabaseUnavailable
 logger = logging.getLogger("registro.errors")
 
 
-async def http_error(request: Request, exc: Exception) -> Response:
+def http_error(exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return error(exc.status_code, exc.detail, exc.headers)
 
 
-async def invalid_input(request: Request, exc: Exception) -> Response:
+def invalid_input(exc: Exception) -> Response:
     assert isinstance(exc, InvalidInput)
     first = exc.errors[0]
     return invalid(f"Invalid request: {first['loc']}: {first['msg']}", exc.errors)
 
 
-async def database_unavailable(request: Request, exc: Exception) -> Response:
+def database_unavailable(exc: Exception) -> Response:
     busy = isinstance(exc, DatabaseBusy)
     logger.warning(
         "database busy" if busy else "database unavailable", extra={"fields": {"error": str(exc)}}
@@ -35,8 +38,8 @@ async def database_unavailable(request: Request, exc: Exception) -> Response:
     return error(503, message, {"Retry-After": "1"})
 
 
-HANDLERS = {
-    HTTPException: http_error,
+ANSWERS = {
+    HTTPException: http_error,  # Starlette's router raises it too: 404, and 405 with Allow
     InvalidInput: invalid_input,
     DatabaseUnavailable: database_unavailable,
-}  # anything else: registro.middleware.FailsafeMiddleware
+}
