@@ -82,13 +82,16 @@ async def stored(respond: Write, store: Store) -> StoredResponse:
         return StoredResponse(response.status_code, bytes(response.body))
 
 
-async def once(request: Request, actor: str, idempotency_key: str, respond: Write) -> Response:
-    """Run the write `respond` at most once for this caller's key."""
+async def once(
+    request: Request, body: bytes, actor: str, idempotency_key: str, respond: Write
+) -> Response:
+    """Run the write `respond` at most once for this caller's key; `body` is the request's, as
+    sent."""
     settings, store = shared(request).settings, shared(request).store
     claim = IdempotentRequest(
         actor=actor,
         key=idempotency_key,
-        fingerprint=fingerprint(request.method, request.url.path, await request.body()),
+        fingerprint=fingerprint(request.method, request.url.path, body),
         kept=timedelta(hours=settings.idempotency_hours),
     )
     try:

@@ -146,11 +146,12 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
         record_id = inputs.record_id(request) if has_id else 0
         query = None if query_model is None else inputs.query(request, query_model)
         if body_model is not None:
-            body = await inputs.body(request, body_model)
+            raw = await inputs.raw_body(request)
+            body = inputs.body(raw, body_model)
         elif UNEXPECTED_BODY in request.scope:  # never read: its size is all that was checked
             raise HTTPException(400, f"{request.method} takes no request body")
         else:
-            body = None
+            raw, body = b"", None
         key = idempotency_header.key(request) if idempotent else None
         if key is None:
             return await respond(request, principal, body, query, record_id, None)
@@ -159,7 +160,7 @@ def endpoint(op: Operation, mode: AuthMode) -> Endpoint:
             response = await respond(request, principal, body, query, record_id, store)
             return StoredResponse(response.status_code, bytes(response.body))
 
-        return await idempotency_header.once(request, principal.name, key, write)
+        return await idempotency_header.once(request, raw, principal.name, key, write)
 
     async def respond(
         request: Request,
