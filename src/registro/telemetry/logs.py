@@ -26,7 +26,9 @@ import orjson
 
 QUEUE_LINES = 10_000  # about 3 MB of access lines: seconds of a burst, bounded memory
 BATCH_LINES = 256
-WAKE_SECONDS = 0.02  # how often the writer looks for lines: at most 50 wake-ups a second
+# How often the writer looks for lines: at most 5 wake-ups a second. The queue holds what 50,000
+# lines a second leave between two, several times what a worker logs at full load.
+WAKE_SECONDS = 0.2
 STOP_SECONDS = 1.0  # at exit, how long pending lines may take to be written
 STDOUT = 1
 
@@ -110,10 +112,12 @@ class LineWriter:
 
     The event loop only appends to a deque: an append takes no lock that the caller could already
     hold (a line may be logged from a signal handler that interrupted another append). The thread
-    looks for lines every WAKE_SECONDS rather than being woken for each one: a wake-up per line
-    made the loop hand over the GIL once per request, which cost a worker about a sixth of its
-    throughput (docs/benchmarks.md). The thread uses os.write, not sys.stdout: a thread stuck in
-    a write must not hold the lock that the interpreter takes to flush sys.stdout at exit.
+    looks for lines every WAKE_SECONDS rather than being woken for each one: each wake-up takes
+    the GIL from the event loop and hands it back, and the loop pays for that in CPU. Woken per
+    line, that cost a worker about a sixth of its throughput; woken every 20 ms, a POST still
+    paid about a tenth of its CPU more than at WAKE_SECONDS (each measured under `make bench`'s
+    load). The thread uses os.write, not sys.stdout: a thread stuck in a write must not hold the
+    lock that the interpreter takes to flush sys.stdout at exit.
     """
 
     def __init__(self, fd: int, capacity: int = QUEUE_LINES) -> None:
