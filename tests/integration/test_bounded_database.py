@@ -157,3 +157,25 @@ async def test_a_full_pool_bounds_every_wait_and_is_usable_again(pg_url: str) ->
         assert store.pool_usage()[0] == 0
     finally:
         await store.close()
+
+
+async def test_leases_cut_while_waiting_or_running_give_their_count_back(pg_url: str) -> None:
+    """The store counts its own leases (store/postgres.py _Lease) and waits without a timer
+    while the count says a connection is free. A request cut while it waits for the pool or
+    runs its statement must give its count back, once: a count too high puts a timer on every
+    lease, one too low lets a lease wait on a full pool without a bound."""
+    timeouts = Timeouts(statement=STATEMENT_TIMEOUT, lock=LOCK_TIMEOUT, acquire=ACQUIRE_TIMEOUT)
+    store = await PostgresStore.connect(pg_url, 1, timeouts=timeouts)
+    try:
+        async with records_locked(pg_url):
+            requests = [asyncio.create_task(store.get(1)) for _ in range(3)]
+            await asyncio.sleep(LOCK_TIMEOUT / 2)  # one runs its statement, two wait for it
+            for request in requests:
+                request.cancel()
+            outcomes = await asyncio.gather(*requests, return_exceptions=True)
+        assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
+        assert store._leases.taken == 0
+        assert await store.get(1) is None  # the pool is usable again
+        assert store.pool_usage()[0] == 0
+    finally:
+        await store.close()

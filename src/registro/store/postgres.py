@@ -11,6 +11,7 @@ import contextlib
 import copy
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -181,8 +182,14 @@ ABANDON = (TimeoutError, asyncio.CancelledError)
 class _Lease:
     """A connection from the pool, with every wait on the way in and out bounded.
 
-    - The acquire, by the acquire timeout, always. asyncio.timeout costs a timer; asyncpg's own
-      `acquire(timeout=)` wraps it in asyncio.wait_for, a task per call on Python 3.11.
+    - The acquire, by the acquire timeout, when every connection is leased: it then waits for
+      one to come back. asyncio.timeout costs a timer; asyncpg's own `acquire(timeout=)` wraps
+      it in asyncio.wait_for, a task per call on Python 3.11. While fewer than the pool's size
+      are leased, a holder is free and no wait needs a timer: asyncpg hands over its
+      connection, or connects it within the connect timeout (the pool's `timeout`) and runs
+      the init's statements within the command timeout (asyncpg/pool.py
+      PoolConnectionHolder.connect). The store counts its leases itself: asyncpg's
+      get_idle_size() asks every holder, a Python call each, on every statement.
     - The release, by an explicit timeout: asyncpg's default is the acquire's, here None
       (asyncpg/pool.py Pool.release), which let a release wait on a silent server forever.
     - A connection abandoned mid-statement (ABANDON) is terminated rather than released.
@@ -196,22 +203,38 @@ class _Lease:
         self._store = store
 
     async def __aenter__(self) -> asyncpg.Connection:
-        pool = self._store._pool
-        if pool.get_idle_size():
-            # No wait for a timer to bound: asyncpg hands over a live idle connection before
-            # any holder that must connect (pool.py _PoolConnectionHolderQueue, from 0.31; on
-            # 0.30 a reconnect is bounded by the connect timeout and the init's statements').
-            self._connection: asyncpg.Connection = await pool.acquire()
-        else:
-            async with asyncio.timeout(self._store._acquire):
-                self._connection = await pool.acquire()
+        store, leases = self._store, self._store._leases
+        free = leases.taken < leases.size
+        leases.taken += 1
+        try:
+            if free:
+                self._connection: asyncpg.Connection = await store._pool.acquire()
+            else:
+                async with asyncio.timeout(store._acquire):
+                    self._connection = await store._pool.acquire()
+        except BaseException:
+            leases.taken -= 1
+            raise
         return self._connection
 
     async def __aexit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        store = self._store
         if isinstance(exc, ABANDON):
             self._connection.terminate()
-        with contextlib.suppress(Exception):
-            await self._store._pool.release(self._connection, timeout=self._store._release)
+        try:
+            with contextlib.suppress(Exception):
+                await store._pool.release(self._connection, timeout=store._release)
+        finally:
+            store._leases.taken -= 1
+
+
+@dataclass(slots=True)
+class _Leases:
+    """How many of the pool's connections are leased: one count per pool, which a store bound
+    to a transaction (PostgresStore._in, a copy) shares."""
+
+    size: int
+    taken: int = 0
 
 
 def _milliseconds(seconds: float) -> str:
@@ -221,6 +244,7 @@ def _milliseconds(seconds: float) -> str:
 class PostgresStore:
     def __init__(self, pool: asyncpg.Pool, timeouts: Timeouts = Timeouts()) -> None:  # noqa: B008
         self._pool = pool
+        self._leases = _Leases(pool.get_max_size())
         self._acquire = timeouts.acquire
         # The reset on release only rolls back a transaction left open: as long as an acquire.
         self._release = timeouts.acquire
