@@ -23,7 +23,6 @@ tests/integration/test_http_limits.py exercise each bound over raw sockets).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -32,7 +31,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from registro import error_responses
 from registro.limits import HttpLimits
-from registro.telemetry.requests import ANSWERED_BY_SERVER, CLIENT_DISCONNECTED, record_refusal
+from registro.telemetry.requests import (
+    ANSWERED_BY_SERVER,
+    CLIENT_DISCONNECTED,
+    new_request_id,
+    record_refusal,
+)
 
 HEAD_TOO_SLOW = "Request headers not received in time"
 BODY_TOO_SLOW = "Request body not received in time"
@@ -299,7 +303,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _answer(self, status: int, message: str, scope: Mapping[str, Any] | None = None) -> None:
         """Write the refusal and close; log and count it as the application does a request."""
         state = scope.get("state", {}) if scope is not None else {}
-        rid = state.get("request_id") or os.urandom(16).hex()
+        rid = state.get("request_id") or new_request_id()
         self.transport.write(error_responses.raw(status, message, rid))
         self.transport.close()
         peer = self.client[0] if self.client else None

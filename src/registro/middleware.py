@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -48,6 +47,7 @@ from registro.telemetry.requests import (
     TRACE_ID,
     UNMATCHED,
     client_address,
+    new_request_id,
     record,
     safe_caller_request_id,
 )
@@ -101,10 +101,10 @@ class RequestTelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         started = perf_counter()
-        rid = os.urandom(16).hex().encode()
+        rid = new_request_id()
         caller_rid = safe_caller_request_id(scope["headers"])
         state = scope.setdefault("state", {})
-        state["request_id"] = rid.decode()
+        state["request_id"] = rid
         state["caller_request_id"] = caller_rid
         trace_id = state.get(TRACE_ID)  # set by tracing, outside this layer, when sampled
         status = 500
@@ -114,13 +114,13 @@ class RequestTelemetryMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers: list[Any] = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER, rid))
+                headers.append((REQUEST_ID_HEADER, rid.encode()))
                 message["headers"] = headers
             await send(message)
 
         metrics.in_flight += 1
         # Every log line written while this request runs names it (registro.telemetry.logs).
-        ids = request_ids.set((state["request_id"], trace_id))
+        ids = request_ids.set((rid, trace_id))
         try:
             await self.app(scope, receive, send_with_id)
         finally:
@@ -138,7 +138,7 @@ class RequestTelemetryMiddleware:
                     route,
                     status,
                     seconds,
-                    rid.decode(),
+                    rid,
                     caller_rid,
                     client,
                     trace_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +32,21 @@ TRACE_ID = "trace_id"  # the request's state key for its sampled trace id (telem
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,%d}" % REQUEST_ID_MAX_LENGTH)
 # The longest text form of an IP address (IPv6 with an embedded IPv4 address).
 _IP_MAX_LENGTH = 45
+
+
+# Ids are drawn from the OS's random source this many at a time: a system call per request
+# (getrandom) was a measurable share of a GET's CPU under load.
+IDS_PER_READ = 256
+_ids: list[str] = []
+os.register_at_fork(after_in_child=_ids.clear)  # a forked process must never reuse its parent's
+
+
+def new_request_id() -> str:
+    """The service's own id for a request: 128 random bits as 32 hex digits."""
+    if not _ids:
+        drawn = os.urandom(16 * IDS_PER_READ).hex()
+        _ids.extend(drawn[start : start + 32] for start in range(0, len(drawn), 32))
+    return _ids.pop()
 
 
 def safe_caller_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
