@@ -132,7 +132,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_started = False
     _awaiting_body = False
     _head_bytes = 0
-    _request_head = 0
     _began = 0.0  # loop time the connection, then each request, began
     _idle = False
     _timer: asyncio.TimerHandle | None = None
@@ -194,26 +193,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_started = True
-        self._request_head = 0
         self._began = self.loop.time()
 
-    # The head's size per request, from what the parser hands over: the feeding above bounds what
-    # it buffers, but counts per read, and one read may end a request and begin the next.
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
-        super().on_header(name, value)
-
-    def _count_head(self, size: int) -> None:
-        self._request_head += size
-        if self._request_head > self.limits.max_header_bytes:
+    def on_headers_complete(self) -> None:
+        # The head's size per request, from what the parser handed over: the feeding above bounds
+        # what it buffers, but counts per read, and one read may end a request and begin the next.
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.limits.max_header_bytes:  # (4: ": " and CRLF)
             self._refuse(431, f"Request headers larger than {self.limits.max_header_bytes} bytes")
             raise _HeadTooLarge  # stops the parser; uvicorn's handling finds the answer sent
-
-    def on_headers_complete(self) -> None:
         self._disarm()
         self._in_head = self._head_started = False
         self._awaiting_body = True
