@@ -179,3 +179,39 @@ async def test_leases_cut_while_waiting_or_running_give_their_count_back(pg_url:
         assert store.pool_usage()[0] == 0
     finally:
         await store.close()
+
+
+async def test_waits_on_a_full_pool_end_at_the_acquire_timeout_in_the_order_they_began(
+    pg_url: str,
+) -> None:
+    """The waits for a connection share one timer (store/postgres.py _Leases), armed for the
+    oldest: each must still end at its own deadline, as asyncio.timeout would end it, while the
+    one connection stays busy far longer."""
+    timeouts = Timeouts(statement=LOCK_HELD, lock=LOCK_HELD, acquire=ACQUIRE_TIMEOUT)
+    store = await PostgresStore.connect(pg_url, 1, timeouts=timeouts)
+    loop = asyncio.get_running_loop()
+    ended: list[float] = []
+
+    async def waiter(delay: float) -> BaseException | None:
+        await asyncio.sleep(delay)
+        began = loop.time()
+        try:
+            await store.get(1)
+        except DatabaseBusy as exc:
+            ended.append(loop.time() - began)
+            return exc
+        return None
+
+    try:
+        async with records_locked(pg_url):
+            holder = asyncio.create_task(store.get(1))  # takes the connection, waits on the lock
+            await asyncio.sleep(0.1)
+            outcomes = await asyncio.gather(*(waiter(d) for d in (0.0, 0.15, 0.3)))
+            holder.cancel()
+            await asyncio.gather(holder, return_exceptions=True)
+        assert all(isinstance(o, DatabaseBusy) for o in outcomes), outcomes
+        assert all(ACQUIRE_TIMEOUT - 0.01 <= s < ACQUIRE_TIMEOUT + 0.25 for s in ended), ended
+        assert store._leases.taken == 0
+        assert await store.get(1) is None  # the pool is usable again
+    finally:
+        await store.close()

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import copy
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -183,13 +184,12 @@ class _Lease:
     """A connection from the pool, with every wait on the way in and out bounded.
 
     - The acquire, by the acquire timeout, when every connection is leased: it then waits for
-      one to come back. asyncio.timeout costs a timer; asyncpg's own `acquire(timeout=)` wraps
-      it in asyncio.wait_for, a task per call on Python 3.11. While fewer than the pool's size
-      are leased, a holder is free and no wait needs a timer: asyncpg hands over its
-      connection, or connects it within the connect timeout (the pool's `timeout`) and runs
-      the init's statements within the command timeout (asyncpg/pool.py
-      PoolConnectionHolder.connect). The store counts its leases itself: asyncpg's
-      get_idle_size() asks every holder, a Python call each, on every statement.
+      one to come back (_Leases bounds those waits). While fewer than the pool's size are
+      leased, a holder is free and no wait needs a bound: asyncpg hands over its connection, or
+      connects it within the connect timeout (the pool's `timeout`) and runs the init's
+      statements within the command timeout (asyncpg/pool.py PoolConnectionHolder.connect).
+      The store counts its leases itself: asyncpg's get_idle_size() asks every holder, a Python
+      call each, on every statement.
     - The release, by an explicit timeout: asyncpg's default is the acquire's, here None
       (asyncpg/pool.py Pool.release), which let a release wait on a silent server forever.
     - A connection abandoned mid-statement (ABANDON) is terminated rather than released.
@@ -210,12 +210,29 @@ class _Lease:
             if free:
                 self._connection: asyncpg.Connection = await store._pool.acquire()
             else:
-                async with asyncio.timeout(store._acquire):
-                    self._connection = await store._pool.acquire()
+                self._connection = await self._wait_for_one(leases)
         except BaseException:
             leases.taken -= 1
             raise
         return self._connection
+
+    async def _wait_for_one(self, leases: _Leases) -> asyncpg.Connection:
+        """A connection from a full pool, or TimeoutError past the acquire timeout. asyncpg's
+        acquire may be cancelled anywhere (it leaves the pool as it was), as asyncio.timeout
+        does to it; a cancellation from elsewhere meanwhile is passed on, as there."""
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        wait = leases.bound(task)
+        try:
+            connection: asyncpg.Connection = await self._store._pool.acquire()
+            return connection
+        except asyncio.CancelledError:
+            if wait.expired and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            wait.done = True
 
     async def __aexit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
         store = self._store
@@ -229,12 +246,56 @@ class _Lease:
 
 
 @dataclass(slots=True)
-class _Leases:
-    """How many of the pool's connections are leased: one count per pool, which a store bound
-    to a transaction (PostgresStore._in, a copy) shares."""
+class _Wait:
+    task: asyncio.Task[Any]
+    deadline: float  # the loop's time
+    done: bool = False
+    expired: bool = False
 
-    size: int
-    taken: int = 0
+
+class _Leases:
+    """How many of the pool's connections are leased, and the leases waiting for one.
+
+    One per pool: a store bound to a transaction (PostgresStore._in, a copy) shares it. Every
+    wait for a connection from a full pool lasts at most the acquire timeout, so they expire in
+    the order they began: one timer between them, armed for the oldest, bounds them all. A timer
+    per wait (asyncio.timeout) is a libuv timer set and cancelled under uvloop, about 5 us, and
+    under load the pool is full for most writes."""
+
+    __slots__ = ("_seconds", "_timer", "_waits", "size", "taken")
+
+    def __init__(self, size: int, seconds: float) -> None:
+        self.size = size
+        self.taken = 0
+        self._seconds = seconds
+        self._waits: deque[_Wait] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def bound(self, task: asyncio.Task[Any]) -> _Wait:
+        """Cancel `task` unless its wait is done within the acquire timeout."""
+        while self._waits and self._waits[0].done:
+            self._waits.popleft()
+        loop = asyncio.get_running_loop()
+        wait = _Wait(task, loop.time() + self._seconds)
+        self._waits.append(wait)
+        if self._timer is None:
+            self._timer = loop.call_at(wait.deadline, self._expire)
+        return wait
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._waits and (self._waits[0].done or self._waits[0].deadline <= now):
+            wait = self._waits.popleft()
+            if not wait.done:
+                wait.expired = True
+                wait.task.cancel()
+        self._timer = loop.call_at(self._waits[0].deadline, self._expire) if self._waits else None
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def _milliseconds(seconds: float) -> str:
@@ -244,7 +305,7 @@ def _milliseconds(seconds: float) -> str:
 class PostgresStore:
     def __init__(self, pool: asyncpg.Pool, timeouts: Timeouts = Timeouts()) -> None:  # noqa: B008
         self._pool = pool
-        self._leases = _Leases(pool.get_max_size())
+        self._leases = _Leases(pool.get_max_size(), timeouts.acquire)
         self._acquire = timeouts.acquire
         # The reset on release only rolls back a transaction left open: as long as an acquire.
         self._release = timeouts.acquire
@@ -400,6 +461,7 @@ class PostgresStore:
     async def close(self) -> None:
         """Gracefully within the acquire timeout; past it asyncpg terminates every connection
         (asyncpg/pool.py Pool.close: any error, cancellation included, ends in terminate())."""
+        self._leases.stop()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._acquire):
                 await self._pool.close()
