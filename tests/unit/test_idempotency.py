@@ -77,6 +77,19 @@ def test_a_malformed_key_names_the_header() -> None:
     assert raised.value.errors[0]["loc"] == "header.Idempotency-Key"
 
 
+def test_the_key_is_the_first_such_header_and_none_without_one() -> None:
+    """Read from the scope's header list, whose names the server hands over in lower case (the
+    ASGI HTTP spec), the first of a repeated header winning as with Starlette's Headers.get."""
+    from starlette.requests import Request
+
+    def request(*headers: tuple[bytes, bytes]) -> Request:
+        return Request({"type": "http", "headers": [(b"host", b"x"), *headers]})
+
+    assert idempotency_header.key(request()) is None
+    first, second = (b"idempotency-key", b"first"), (b"idempotency-key", b"second")
+    assert idempotency_header.key(request(first, second)) == "first"
+
+
 def test_no_two_modules_of_the_service_share_a_name() -> None:
     """Two modules named idempotency.py (the header's, the database's) were read for each
     other; a name says which is which."""

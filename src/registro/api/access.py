@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from registro.api.inputs import header
 from registro.auth import Principal, Scope
 from registro.shared import shared
 from registro.store import Actor, Record
@@ -15,7 +16,8 @@ from registro.telemetry.requests import caller_request_id, client_address, reque
 async def key_holder(request: Request, scope: Scope) -> Principal:
     """The caller of an operation whose scope needs a key: its key's holder, if that key holds
     the scope; 401 (no valid key) or 403 (the key lacks the scope) otherwise."""
-    principal = await shared(request).authenticator.principal(request.headers.get("authorization"))
+    authorization = header(request, b"authorization")
+    principal = await shared(request).authenticator.principal(authorization)
     if principal is None:
         raise HTTPException(401, "Missing or invalid API key", {"WWW-Authenticate": "Bearer"})
     if not principal.allows(scope):

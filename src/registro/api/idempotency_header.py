@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registro.api.inputs import InvalidInput
+from registro.api.inputs import InvalidInput, header
 from registro.api.responses import JSON
 from registro.error_responses import error
 from registro.shared import shared
@@ -27,6 +27,7 @@ from registro.store.idempotent_write import IdempotentRequest, KeyReused, Stored
 from registro.store.schema import IDEMPOTENCY_KEY_MAX_LENGTH
 
 HEADER = "Idempotency-Key"
+HEADER_NAME = HEADER.lower().encode()  # as the server hands header names over
 REPLAYED = "Idempotent-Replayed"
 # Printable ASCII without spaces: a UUID, a ULID, any token a client library makes.
 KEY = re.compile(rf"[!-~]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
@@ -50,7 +51,7 @@ def _invalid(msg: str) -> InvalidInput:
 
 def key(request: Request) -> str | None:
     """The request's key, None without one, InvalidInput (422) for one that is malformed."""
-    value = request.headers.get(HEADER)
+    value = header(request, HEADER_NAME)
     if value is None:
         return None
     if not KEY.fullmatch(value):

@@ -34,6 +34,18 @@ def _errors(where: str, exc: ValidationError) -> InvalidInput:
     )
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """The request's first header `name` (lower case, as the server hands names over), or None.
+
+    Starlette's `request.headers.get` builds a Headers object and answers a missing header by
+    raising and catching KeyError; every write looks up two headers, one usually missing."""
+    headers: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 def record_id(request: Request) -> int:
     raw: str = request.path_params["id"]
     # The length first: int() of a few thousand digits raises (Python's conversion limit).
