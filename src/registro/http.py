@@ -198,8 +198,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         # The head's size per request, from what the parser handed over: the feeding above bounds
         # what it buffers, but counts per read, and one read may end a request and begin the next.
+        # 4: ": " and CRLF.
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.limits.max_header_bytes:  # (4: ": " and CRLF)
+        if size > self.limits.max_header_bytes:
             self._refuse(431, f"Request headers larger than {self.limits.max_header_bytes} bytes")
             raise _HeadTooLarge  # stops the parser; uvicorn's handling finds the answer sent
         self._disarm()

@@ -186,7 +186,9 @@ async def test_waits_on_a_full_pool_end_at_the_acquire_timeout_in_the_order_they
 ) -> None:
     """The waits for a connection share one timer (store/postgres.py _Leases), armed for the
     oldest: each must still end at its own deadline, as asyncio.timeout would end it, while the
-    one connection stays busy far longer."""
+    one connection stays busy far longer. An expired wait is cancelled inside asyncpg's acquire,
+    which puts the holder back in the pool's queue when cancelled (asyncpg/pool.py
+    Pool._acquire, _acquire_impl): the pool is usable again after."""
     timeouts = Timeouts(statement=LOCK_HELD, lock=LOCK_HELD, acquire=ACQUIRE_TIMEOUT)
     store = await PostgresStore.connect(pg_url, 1, timeouts=timeouts)
     loop = asyncio.get_running_loop()

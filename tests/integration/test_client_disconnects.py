@@ -3,7 +3,7 @@
 Pipelined large responses, then a close without reading: the client's kernel answers the
 server's next bytes with a reset, uvloop closes the transport at once and calls the protocol's
 connection_lost only on the next loop iteration. A response written in between hit uvloop's
-closed handle (RuntimeError from UVStream.write), which FailsafeMiddleware logged as an ERROR
+closed handle (RuntimeError from UVStream.write), which the error layer logged as an ERROR
 with its traceback and the metrics counted as 500.
 """
 
